@@ -1,0 +1,44 @@
+//! What a component needs from its host, as a trait: the Spin implementation
+//! lives in each component (spin-sdk stays out of `shared/`), the in-memory one
+//! in [`crate::testing`]. Handlers take `&dyn Host` and nothing else, so the same
+//! handler code runs under Spin and in native tests.
+
+use crate::kv::{KeyValue, KvError};
+
+pub trait Host {
+    /// Opens a key-value store by its spin.toml label. A label the component
+    /// did not declare fails with [`KvError::AccessDenied`], as under Spin.
+    fn open_store(&self, label: &str) -> Result<Box<dyn KeyValue + '_>, KvError>;
+    /// A Spin variable mapped to this component, `None` when unset or unmapped.
+    fn variable(&self, name: &str) -> Option<String>;
+    /// Wall-clock time, Unix milliseconds.
+    fn now_ms(&self) -> i64;
+    /// Writes one finished log line (JSON) to the host's log.
+    fn log(&self, line: &str);
+    /// Fills `buf` with random bytes (request ids).
+    fn random(&self, buf: &mut [u8]);
+}
+
+impl<T: KeyValue + ?Sized> KeyValue for &T {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        (**self).get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        (**self).set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        (**self).delete(key)
+    }
+    fn exists(&self, key: &str) -> Result<bool, KvError> {
+        (**self).exists(key)
+    }
+    fn get_keys(&self) -> Result<Vec<String>, KvError> {
+        (**self).get_keys()
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        (**self).increment(key, delta)
+    }
+    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<crate::kv::Cas, KvError> {
+        (**self).compare_and_swap(key, expected, new)
+    }
+}

@@ -1,0 +1,178 @@
+//! Every storage key the platform writes, built here and nowhere else.
+//!
+//! **Architecture Invariant:** only this module formats storage keys, and only
+//! from validated types ([`TenantCtx`], [`ChannelId`], [`SessionId`],
+//! [`SecretName`]). Since no validated id contains `/`, `:` or `.`, two different
+//! scopes can never produce the same key, and no key of one tenant is a prefix
+//! of another tenant's key space.
+//!
+//! | key | holds |
+//! |---|---|
+//! | `sessions/{tenant}/{env}/{team}/{session}.cbor` | session record, CBOR (seed format) |
+//! | `state:{tenant}:{env}:{team}:{session}` | session working memory, CBOR (seed format) |
+//! | `secrets/global/{name}` | platform-wide secret (seed format) |
+//! | `secrets/{tenant}/{name}` | tenant secret (seed format) |
+//! | `secrets/{tenant}/teams/{team}/{name}` | team secret (seed format) |
+//! | `index/{tenant}/{env}/sessions/seq` | counter: slots handed out in the env-wide session index |
+//! | `index/{tenant}/{env}/sessions/{slot}` | `{team}/{session}` at that slot |
+//! | `index/{tenant}/{env}/teams/{team}/sessions/seq` | counter: slots handed out in the team index |
+//! | `index/{tenant}/{env}/teams/{team}/sessions/{slot}` | `{session}` at that slot |
+//! | `index/{tenant}/{env}/session-teams/{session}` | the team a session id belongs to |
+//!
+//! `{team}` is the team id or `default`. The tenant `global` is reserved (see
+//! [`crate::tenant`]) so `secrets/global/` is never a tenant's folder. The longest
+//! key (three 63-byte ids and a 32-byte session id) stays under Spin's 256-byte limit.
+
+use crate::session::SessionId;
+use crate::tenant::{SecretName, TenantCtx};
+
+/// `sessions/{tenant}/{env}/{team}/{session_id}.cbor`
+pub fn session_record(ctx: &TenantCtx, session: &SessionId) -> String {
+    format!(
+        "sessions/{}/{}/{}/{}.cbor",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        session.as_str()
+    )
+}
+
+/// `state:{tenant}:{env}:{team|default}:{session_id}`, exactly the seed's format.
+pub fn session_state(ctx: &TenantCtx, session: &SessionId) -> String {
+    format!(
+        "state:{}:{}:{}:{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        session.as_str()
+    )
+}
+
+/// Which per-scope session index a key belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionIndex {
+    /// Every session of the tenant's environment, whatever the team.
+    Env,
+    /// The sessions of the context's team (or of no team).
+    Team,
+}
+
+fn session_index_prefix(ctx: &TenantCtx, index: SessionIndex) -> String {
+    match index {
+        SessionIndex::Env => format!("index/{}/{}/sessions", ctx.tenant_id(), ctx.env_id()),
+        SessionIndex::Team => format!(
+            "index/{}/{}/teams/{}/sessions",
+            ctx.tenant_id(),
+            ctx.env_id(),
+            ctx.team_token()
+        ),
+    }
+}
+
+/// The counter that hands out slots of a session index. Only ever changed with
+/// the host's atomic increment, so two writers never get the same slot.
+pub fn session_index_seq(ctx: &TenantCtx, index: SessionIndex) -> String {
+    format!("{}/seq", session_index_prefix(ctx, index))
+}
+
+/// One slot of a session index. Each slot is written by the one writer that
+/// got its number from [`session_index_seq`].
+pub fn session_index_slot(ctx: &TenantCtx, index: SessionIndex, slot: u64) -> String {
+    format!("{}/{slot}", session_index_prefix(ctx, index))
+}
+
+/// Where a session id is found without knowing its team.
+pub fn session_team_locator(ctx: &TenantCtx, session: &SessionId) -> String {
+    format!(
+        "index/{}/{}/session-teams/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        session.as_str()
+    )
+}
+
+/// `secrets/global/{name}`
+pub fn global_secret(name: &SecretName) -> String {
+    format!("secrets/global/{}", name.as_str())
+}
+
+/// `secrets/{tenant}/{name}`; the context's env and team are deliberately not
+/// part of it (the seed keeps secrets per tenant).
+pub fn tenant_secret(ctx: &TenantCtx, name: &SecretName) -> String {
+    format!("secrets/{}/{}", ctx.tenant_id(), name.as_str())
+}
+
+/// `secrets/{tenant}/teams/{team}/{name}`, or `None` when the context has no team.
+pub fn team_secret(ctx: &TenantCtx, name: &SecretName) -> Option<String> {
+    ctx.team_id()
+        .map(|team| format!("secrets/{}/teams/{team}/{}", ctx.tenant_id(), name.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(team: Option<&str>) -> TenantCtx {
+        TenantCtx::new("acme", "prod", team).unwrap()
+    }
+
+    fn sid() -> SessionId {
+        SessionId::parse("session_001").unwrap().unwrap()
+    }
+
+    #[test]
+    fn session_and_state_keys_are_the_seeds() {
+        assert_eq!(
+            session_record(&ctx(Some("support")), &sid()),
+            "sessions/acme/prod/support/session_001.cbor"
+        );
+        assert_eq!(session_state(&ctx(Some("support")), &sid()), "state:acme:prod:support:session_001");
+        assert_eq!(session_state(&ctx(None), &sid()), "state:acme:prod:default:session_001");
+        assert_eq!(
+            session_record(&ctx(None), &sid()),
+            "sessions/acme/prod/default/session_001.cbor"
+        );
+    }
+
+    #[test]
+    fn secret_keys_are_the_seeds() {
+        let name = SecretName::parse("webhook_secret").unwrap();
+        assert_eq!(global_secret(&SecretName::parse("signing_key").unwrap()), "secrets/global/signing_key");
+        assert_eq!(
+            tenant_secret(&ctx(Some("support")), &SecretName::parse("slack_bot_token").unwrap()),
+            "secrets/acme/slack_bot_token"
+        );
+        assert_eq!(
+            team_secret(&ctx(Some("support")), &name).as_deref(),
+            Some("secrets/acme/teams/support/webhook_secret")
+        );
+        assert_eq!(team_secret(&ctx(None), &name), None);
+    }
+
+    #[test]
+    fn index_keys_stay_under_the_tenant() {
+        let c = ctx(Some("support"));
+        assert_eq!(session_index_seq(&c, SessionIndex::Env), "index/acme/prod/sessions/seq");
+        assert_eq!(
+            session_index_slot(&c, SessionIndex::Team, 7),
+            "index/acme/prod/teams/support/sessions/7"
+        );
+        assert_eq!(session_team_locator(&c, &sid()), "index/acme/prod/session-teams/session_001");
+    }
+
+    #[test]
+    fn the_longest_key_fits_spins_limit() {
+        let long = "a".repeat(63);
+        let c = TenantCtx::new(&long, &long, Some(&long)).unwrap();
+        let s = SessionId::parse(&"f".repeat(32)).unwrap().unwrap();
+        for key in [
+            session_record(&c, &s),
+            session_state(&c, &s),
+            session_index_slot(&c, SessionIndex::Team, u64::MAX),
+            session_team_locator(&c, &s),
+            team_secret(&c, &SecretName::parse(&long).unwrap()).unwrap(),
+        ] {
+            assert!(key.len() <= 256, "{} bytes: {key}", key.len());
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The key-value contract the components are written against.
+//!
+//! It mirrors Spin's key-value semantics rather than an idealised store:
+//! `get_keys` returns every key of the store (Spin has no prefix query), and
+//! atomics are `increment` plus compare-and-swap (`wasi:keyvalue/atomics`). On
+//! Spin's SQLite backend a compare-and-swap of a key that does not exist yet is a
+//! plain upsert, so nothing here relies on CAS to *create* a key: new keys get
+//! their uniqueness from `increment` (see [`crate::session_store`]).
+//!
+//! The Spin implementation lives in each component (`spin-sdk` stays out of
+//! `shared/`); [`MemoryKv`] is the in-memory one for tests and benchmarks.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A closed set of store failures, as Spin reports them; host internals stay out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvError {
+    #[error("key-value store `{0}` is not declared for this component")]
+    AccessDenied(String),
+    #[error("no key-value store is labelled `{0}`")]
+    NoSuchStore(String),
+    #[error("key-value store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a compare-and-swap did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cas {
+    Swapped,
+    /// The value was not the expected one; nothing was written.
+    Conflict,
+}
+
+pub trait KeyValue {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError>;
+    /// Deleting a missing key is not an error (as in Spin).
+    fn delete(&self, key: &str) -> Result<(), KvError>;
+    fn exists(&self, key: &str) -> Result<bool, KvError>;
+    /// Every key in the store, all tenants included: costs the whole store.
+    fn get_keys(&self) -> Result<Vec<String>, KvError>;
+    /// Atomically adds `delta` to the counter at `key` (absent = 0) and returns
+    /// the new value. Keep counters in keys of their own: Spin's SQLite backend
+    /// stores them as 8-byte little-endian integers and fails on anything else.
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError>;
+    /// Writes `new` only if the key currently holds exactly `expected`. Atomic
+    /// for an existing key on every Spin backend; see the module doc for absent keys.
+    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError>;
+}
+
+/// An in-memory store with Spin's semantics, shareable across threads so tests
+/// can race writers against it. It counts operations so tests and benchmarks
+/// can see what a request really cost, and can be told to fail, to prove that a
+/// store outage is answered with 503 and changes nothing.
+#[derive(Default)]
+pub struct MemoryKv {
+    entries: Mutex<BTreeMap<String, Vec<u8>>>,
+    fail_after: Mutex<Option<u64>>,
+    ops: AtomicU64,
+    full_scans: AtomicU64,
+}
+
+impl MemoryKv {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every operation after the next `n` fails with [`KvError::Unavailable`].
+    pub fn fail_after(&self, n: u64) {
+        *self.fail_after.lock().unwrap() = Some(n);
+    }
+
+    pub fn recover(&self) {
+        *self.fail_after.lock().unwrap() = None;
+    }
+
+    /// Operations served so far (each call counts once).
+    pub fn ops(&self) -> u64 {
+        self.ops.load(Ordering::Relaxed)
+    }
+
+    /// Calls of `get_keys` so far: each one reads every tenant's keys.
+    pub fn full_scans(&self) -> u64 {
+        self.full_scans.load(Ordering::Relaxed)
+    }
+
+    /// A copy of everything stored, to compare before and after an operation.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        self.entries.lock().unwrap().clone()
+    }
+
+    fn begin(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>>, KvError> {
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        let mut fail_after = self.fail_after.lock().unwrap();
+        if let Some(left) = fail_after.as_mut() {
+            if *left == 0 {
+                return Err(KvError::Unavailable("injected failure".into()));
+            }
+            *left -= 1;
+        }
+        Ok(self.entries.lock().unwrap())
+    }
+}
+
+impl KeyValue for MemoryKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.begin()?.get(key).cloned())
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.begin()?.insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.begin()?.remove(key);
+        Ok(())
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, KvError> {
+        Ok(self.begin()?.contains_key(key))
+    }
+
+    fn get_keys(&self) -> Result<Vec<String>, KvError> {
+        let entries = self.begin()?;
+        self.full_scans.fetch_add(1, Ordering::Relaxed);
+        Ok(entries.keys().cloned().collect())
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        let mut entries = self.begin()?;
+        let current = match entries.get(key) {
+            None => 0,
+            Some(bytes) => decode_counter(bytes).ok_or_else(|| {
+                KvError::Unavailable(format!("key `{key}` does not hold a counter"))
+            })?,
+        };
+        let next = current + delta;
+        entries.insert(key.to_owned(), next.to_le_bytes().to_vec());
+        Ok(next)
+    }
+
+    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError> {
+        let mut entries = self.begin()?;
+        match entries.get_mut(key) {
+            Some(current) if current.as_slice() == expected => {
+                *current = new.to_vec();
+                Ok(Cas::Swapped)
+            }
+            _ => Ok(Cas::Conflict),
+        }
+    }
+}
+
+/// Counters as Spin's SQLite backend stores them: an i64, little-endian.
+fn decode_counter(bytes: &[u8]) -> Option<i64> {
+    Some(i64::from_le_bytes(bytes.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaves_like_spin() {
+        let kv = MemoryKv::new();
+        assert_eq!(kv.get("a").unwrap(), None);
+        kv.delete("a").unwrap();
+        kv.set("a", b"1").unwrap();
+        assert!(kv.exists("a").unwrap());
+        assert_eq!(kv.get_keys().unwrap(), vec!["a".to_string()]);
+        assert_eq!(kv.increment("n", 2).unwrap(), 2);
+        assert_eq!(kv.increment("n", 0).unwrap(), 2);
+        assert!(kv.increment("a", 1).is_err(), "a non-counter key is refused");
+        assert_eq!(kv.compare_and_swap("a", b"0", b"2").unwrap(), Cas::Conflict);
+        assert_eq!(kv.compare_and_swap("a", b"1", b"2").unwrap(), Cas::Swapped);
+        assert_eq!(kv.compare_and_swap("missing", b"", b"x").unwrap(), Cas::Conflict);
+        assert_eq!(kv.get("a").unwrap().as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn injected_failures_change_nothing() {
+        let kv = MemoryKv::new();
+        kv.set("a", b"1").unwrap();
+        kv.fail_after(0);
+        assert!(matches!(kv.set("a", b"2"), Err(KvError::Unavailable(_))));
+        kv.recover();
+        assert_eq!(kv.get("a").unwrap().as_deref(), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn increments_race_without_losing_a_count() {
+        let kv = MemoryKv::new();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        kv.increment("n", 1).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(kv.increment("n", 0).unwrap(), 800);
+    }
+}

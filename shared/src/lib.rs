@@ -1,0 +1,25 @@
+//! Greentic's host-independent core: everything a component knows about
+//! tenants, storage keys, auth, sessions and bundles.
+//!
+//! **Architecture Invariant:** this crate never depends on `spin-sdk` (or any
+//! host API). Components reach their host through [`host::Host`], so this code
+//! compiles natively and for `wasm32-wasip1`, and is tested natively.
+
+pub mod auth;
+pub mod bundle;
+pub mod error;
+pub mod flow;
+pub mod host;
+pub mod http;
+pub mod keys;
+pub mod kv;
+pub mod log;
+pub mod session;
+pub mod session_store;
+pub mod tenant;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use error::ApiError;
+pub use tenant::TenantCtx;

@@ -1,0 +1,383 @@
+//! The session record: one person in one conversation on one channel.
+//!
+//! Stored as CBOR (ciborium) under [`crate::keys::session_record`]. Every record
+//! starts with a format version `v` so a later change of shape can migrate old
+//! records instead of failing on them.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::tenant::{ChannelId, IdError, IdKind, TenantCtx, validate_id};
+
+/// Session ids are derived (32 hex characters), so no longer id can name one.
+pub const SESSION_ID_MAX_LEN: usize = 32;
+
+/// The newest record format this code writes and reads.
+pub const SESSION_FORMAT: u16 = 1;
+
+/// How many recent messages a record keeps; older ones are dropped, so a
+/// record stays far below Spin's 1 MB value limit however long a conversation runs.
+pub const TRANSCRIPT_LIMIT: usize = 20;
+
+/// Longest text kept per transcript entry, in bytes (cut at a char boundary).
+pub const TRANSCRIPT_TEXT_LIMIT: usize = 2048;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// `Err` for an id that is not safe to handle at all (a 400 at the boundary);
+    /// `Ok(None)` for a well-formed id that cannot name a session (a 404, without
+    /// touching storage).
+    pub fn parse(raw: &str) -> Result<Option<Self>, IdError> {
+        validate_id(IdKind::Session, raw)?;
+        Ok((raw.len() <= SESSION_ID_MAX_LEN).then(|| SessionId(raw.to_owned())))
+    }
+
+    /// The id of the session of `user` in `conversation` on the channel.
+    ///
+    /// Deterministic, so an incoming message finds its session without a scan,
+    /// and scoped: every part of the scope is hashed, length-prefixed so that no
+    /// two different inputs give the same byte string.
+    pub fn derive(ctx: &TenantCtx, channel: &ChannelId, conversation: &Conversation, user: &str) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(b"greentic-session-v1");
+        for part in [
+            ctx.tenant_id(),
+            ctx.env_id(),
+            ctx.team_token(),
+            channel.as_str(),
+            &conversation.id,
+            conversation.thread.as_deref().unwrap_or(""),
+            user,
+        ] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        let digest = hash.finalize();
+        SessionId(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The provider's conversation (Slack channel, Telegram chat, Teams
+/// conversation, web chat conversation) and thread, where the provider has threads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: String,
+    pub thread: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    /// The flow is running or ready for the next message.
+    Active,
+    /// The flow asked something and waits for the user's answer.
+    Waiting,
+    /// The flow ended; a new message starts it again.
+    Ended,
+}
+
+impl SessionStatus {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(SessionStatus::Active),
+            "waiting" => Some(SessionStatus::Waiting),
+            "ended" => Some(SessionStatus::Ended),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRef {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranscriptEntry {
+    /// Unix time in milliseconds.
+    pub at_ms: i64,
+    pub direction: Direction,
+    pub text: String,
+}
+
+/// Where a session sits in the two per-scope indexes (see [`crate::keys`]); a
+/// listing trusts an index slot only if the record points back at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexSlots {
+    pub env: u64,
+    pub team: u64,
+}
+
+/// What a caller knows when a session is first seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    pub channel: ChannelId,
+    pub provider: String,
+    pub conversation: Conversation,
+    pub user_id: String,
+    pub flow: Option<FlowRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Record format version; always [`SESSION_FORMAT`] when written by this code.
+    pub v: u16,
+    pub id: SessionId,
+    pub ctx: TenantCtx,
+    pub channel: ChannelId,
+    pub provider: String,
+    pub conversation: Conversation,
+    pub user_id: String,
+    pub flow: Option<FlowRef>,
+    /// The flow node to resume at.
+    pub cursor_node: Option<String>,
+    pub status: SessionStatus,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub message_count: u64,
+    pub transcript: Vec<TranscriptEntry>,
+    /// Bumped on every write; what compare-and-swap updates are checked against.
+    pub revision: u64,
+    pub index: IndexSlots,
+}
+
+impl SessionRecord {
+    pub fn new(ctx: &TenantCtx, new: NewSession, now_ms: i64, index: IndexSlots) -> Self {
+        let id = SessionId::derive(ctx, &new.channel, &new.conversation, &new.user_id);
+        SessionRecord {
+            v: SESSION_FORMAT,
+            id,
+            ctx: ctx.clone(),
+            channel: new.channel,
+            provider: new.provider,
+            conversation: new.conversation,
+            user_id: new.user_id,
+            flow: new.flow,
+            cursor_node: None,
+            status: SessionStatus::Active,
+            created_at_ms: now_ms,
+            updated_at_ms: now_ms,
+            message_count: 0,
+            transcript: Vec::new(),
+            revision: 1,
+            index,
+        }
+    }
+
+    /// Appends a message to the bounded transcript and counts it.
+    pub fn record_message(&mut self, direction: Direction, text: &str, at_ms: i64) {
+        let mut cut = text.len().min(TRANSCRIPT_TEXT_LIMIT);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.transcript.push(TranscriptEntry {
+            at_ms,
+            direction,
+            text: text[..cut].to_owned(),
+        });
+        let excess = self.transcript.len().saturating_sub(TRANSCRIPT_LIMIT);
+        self.transcript.drain(..excess);
+        self.message_count += 1;
+        self.updated_at_ms = self.updated_at_ms.max(at_ms);
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        ciborium::into_writer(self, &mut out).expect("a session record always encodes to CBOR");
+        out
+    }
+
+    /// Decodes a stored record, checking its format version first so an
+    /// unknown future format is reported as such rather than as garbage.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        let value: ciborium::Value =
+            ciborium::from_reader(bytes).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+        let version = value
+            .as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("v")))
+            .and_then(|(_, v)| v.as_integer())
+            .and_then(|v| u16::try_from(v).ok())
+            .ok_or_else(|| RecordError::Corrupt("no format version".into()))?;
+        if version != SESSION_FORMAT {
+            return Err(RecordError::UnsupportedVersion(version));
+        }
+        value
+            .deserialized()
+            .map_err(|e| RecordError::Corrupt(e.to_string()))
+    }
+}
+
+/// Why a stored record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("stored record has format version {0}, this build reads version {SESSION_FORMAT}")]
+    UnsupportedVersion(u16),
+}
+
+/// A session's working memory: named values the flow reads and writes.
+pub type SessionState = serde_json::Map<String, serde_json::Value>;
+
+pub fn encode_state(state: &SessionState) -> Vec<u8> {
+    let mut out = Vec::new();
+    ciborium::into_writer(state, &mut out).expect("JSON values always encode to CBOR");
+    out
+}
+
+pub fn decode_state(bytes: &[u8]) -> Result<SessionState, RecordError> {
+    ciborium::from_reader(bytes).map_err(|e| RecordError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> TenantCtx {
+        TenantCtx::new("acme", "prod", Some("support")).unwrap()
+    }
+
+    fn new_session(user: &str) -> NewSession {
+        NewSession {
+            channel: ChannelId::parse("slack").unwrap(),
+            provider: "messaging-slack".into(),
+            conversation: Conversation { id: "C789012".into(), thread: Some("1700000000.0001".into()) },
+            user_id: user.into(),
+            flow: Some(FlowRef { name: "acme_support_flow".into(), version: "1.0".into() }),
+        }
+    }
+
+    #[test]
+    fn cbor_round_trip_keeps_every_field() {
+        let mut record = SessionRecord::new(&ctx(), new_session("U1"), 1_000, IndexSlots { env: 3, team: 2 });
+        record.record_message(Direction::Inbound, "hello", 2_000);
+        record.cursor_node = Some("ask_name".into());
+        record.status = SessionStatus::Waiting;
+        let decoded = SessionRecord::decode(&record.encode()).unwrap();
+        assert_eq!(decoded, record);
+    }
+
+    #[test]
+    fn a_corrupted_record_is_a_clear_error() {
+        let bytes = SessionRecord::new(&ctx(), new_session("U1"), 1, IndexSlots { env: 1, team: 1 }).encode();
+        let truncated = &bytes[..bytes.len() / 2];
+        assert!(matches!(SessionRecord::decode(truncated), Err(RecordError::Corrupt(_))));
+        assert!(matches!(SessionRecord::decode(b"\xff\x00garbage"), Err(RecordError::Corrupt(_))));
+        assert!(matches!(SessionRecord::decode(b""), Err(RecordError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_future_format_is_named_not_misread() {
+        let mut value: ciborium::Value = ciborium::Value::serialized(&SessionRecord::new(
+            &ctx(),
+            new_session("U1"),
+            1,
+            IndexSlots { env: 1, team: 1 },
+        ))
+        .unwrap();
+        for (k, v) in value.as_map_mut().unwrap() {
+            if k.as_text() == Some("v") {
+                *v = ciborium::Value::Integer(2.into());
+            }
+        }
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&value, &mut bytes).unwrap();
+        assert_eq!(SessionRecord::decode(&bytes), Err(RecordError::UnsupportedVersion(2)));
+    }
+
+    #[test]
+    fn a_record_with_an_invalid_scope_does_not_decode() {
+        let mut value = ciborium::Value::serialized(&SessionRecord::new(
+            &ctx(),
+            new_session("U1"),
+            1,
+            IndexSlots { env: 1, team: 1 },
+        ))
+        .unwrap();
+        for (k, v) in value.as_map_mut().unwrap() {
+            if k.as_text() == Some("ctx") {
+                *v = ciborium::Value::serialized(&serde_json::json!({
+                    "tenant_id": "acme.prod", "env_id": "prod", "team_id": null
+                }))
+                .unwrap();
+            }
+        }
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&value, &mut bytes).unwrap();
+        assert!(matches!(SessionRecord::decode(&bytes), Err(RecordError::Corrupt(_))));
+    }
+
+    #[test]
+    fn session_ids_are_deterministic_and_scoped() {
+        let slack = ChannelId::parse("slack").unwrap();
+        let conv = Conversation { id: "C1".into(), thread: None };
+        let a = SessionId::derive(&ctx(), &slack, &conv, "U1");
+        assert_eq!(a, SessionId::derive(&ctx(), &slack, &conv, "U1"));
+        assert_eq!(a.as_str().len(), 32);
+        assert_eq!(SessionId::parse(a.as_str()).unwrap(), Some(a.clone()));
+        let other_team = ctx().with_team(Some("sales")).unwrap();
+        let other_tenant = TenantCtx::new("bigcorp", "prod", Some("support")).unwrap();
+        let thread = Conversation { id: "C1".into(), thread: Some("t".into()) };
+        for different in [
+            SessionId::derive(&other_team, &slack, &conv, "U1"),
+            SessionId::derive(&other_tenant, &slack, &conv, "U1"),
+            SessionId::derive(&ctx(), &ChannelId::parse("telegram").unwrap(), &conv, "U1"),
+            SessionId::derive(&ctx(), &slack, &thread, "U1"),
+            SessionId::derive(&ctx(), &slack, &conv, "U2"),
+        ] {
+            assert_ne!(different, a);
+        }
+        // Length prefixes keep shifted boundaries apart: ("C1", "U1") vs ("C1U", "1").
+        let shifted = Conversation { id: "C1U".into(), thread: None };
+        assert_ne!(SessionId::derive(&ctx(), &slack, &shifted, "1"), SessionId::derive(&ctx(), &slack, &conv, "U1"));
+    }
+
+    #[test]
+    fn long_well_formed_ids_name_nothing() {
+        assert_eq!(SessionId::parse(&"a".repeat(33)).unwrap(), None);
+        assert!(SessionId::parse("a.b").is_err());
+    }
+
+    #[test]
+    fn the_transcript_stays_bounded() {
+        let mut record = SessionRecord::new(&ctx(), new_session("U1"), 0, IndexSlots { env: 1, team: 1 });
+        for i in 0..(TRANSCRIPT_LIMIT + 5) {
+            record.record_message(Direction::Inbound, &format!("m{i}"), i as i64);
+        }
+        assert_eq!(record.transcript.len(), TRANSCRIPT_LIMIT);
+        assert_eq!(record.transcript[0].text, "m5");
+        assert_eq!(record.message_count, (TRANSCRIPT_LIMIT + 5) as u64);
+        record.record_message(Direction::Outbound, &"é".repeat(TRANSCRIPT_TEXT_LIMIT), 99);
+        assert!(record.transcript.last().unwrap().text.len() <= TRANSCRIPT_TEXT_LIMIT);
+    }
+
+    #[test]
+    fn state_round_trips_through_cbor() {
+        let mut state = SessionState::new();
+        state.insert("name".into(), "Ada".into());
+        state.insert("order".into(), serde_json::json!({"id": 42, "items": [1, 2]}));
+        assert_eq!(decode_state(&encode_state(&state)).unwrap(), state);
+        assert!(decode_state(b"\xa1").is_err());
+    }
+}

@@ -1,0 +1,578 @@
+//! Sessions and their state over a [`KeyValue`] store, with per-scope indexes.
+//!
+//! Listing must not cost a scan of the whole store (Spin's `get_keys` returns
+//! every tenant's keys), so each scope keeps an index: a counter that hands out
+//! slot numbers with the host's atomic `increment`, and one key per slot naming
+//! the session. Every slot key is written by exactly one writer (the one that got
+//! the number), so concurrent creations in one scope lose no entry on any Spin
+//! backend; nothing depends on compare-and-swap creating a key.
+//!
+//! Two indexes per session: the env-wide one (`index/{tenant}/{env}/sessions/..`)
+//! serves listings across teams, the team one serves a single team. A slot is a
+//! hint: a listing shows a session only if its record points back at that slot,
+//! so a slot left behind by a failed write or a deletion is skipped, and a
+//! session is never listed twice.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use crate::keys::{self, SessionIndex};
+use crate::kv::{Cas, KeyValue, KvError};
+use crate::session::{
+    IndexSlots, NewSession, RecordError, SessionId, SessionRecord, SessionState, SessionStatus,
+    decode_state, encode_state,
+};
+use crate::tenant::{ChannelId, DEFAULT_TEAM, IdKind, TenantCtx, validate_id};
+
+/// Largest page a caller may ask for.
+pub const MAX_PAGE_LIMIT: usize = 200;
+
+/// Index slots examined per page at most. Bounds the cost of one request when
+/// filters match few sessions: the page then comes back short, with a cursor.
+pub const MAX_SLOTS_PER_PAGE: u64 = 1000;
+
+/// Compare-and-swap attempts before an update gives up with [`StoreError::Conflict`].
+const MAX_UPDATE_ATTEMPTS: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("session already exists")]
+    AlreadyExists,
+    #[error("session not found")]
+    NotFound,
+    #[error("session kept changing; gave up after {MAX_UPDATE_ATTEMPTS} attempts")]
+    Conflict,
+    #[error("cursor is not valid for this listing")]
+    InvalidCursor,
+}
+
+/// Which sessions a listing covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListScope {
+    /// One team of a tenant's environment (or the sessions without a team).
+    Team(TenantCtx),
+    /// Every team of the context's tenant and environment, or only the teams
+    /// named (team ids, `default` for sessions without a team).
+    Env {
+        ctx: TenantCtx,
+        teams: Option<Vec<String>>,
+    },
+}
+
+impl ListScope {
+    fn ctx(&self) -> &TenantCtx {
+        match self {
+            ListScope::Team(ctx) | ListScope::Env { ctx, .. } => ctx,
+        }
+    }
+
+    fn index(&self) -> SessionIndex {
+        match self {
+            ListScope::Team(_) => SessionIndex::Team,
+            ListScope::Env { .. } => SessionIndex::Env,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub limit: usize,
+    pub cursor: Option<String>,
+    pub channel: Option<ChannelId>,
+    pub status: Option<SessionStatus>,
+    pub updated_since_ms: Option<i64>,
+}
+
+impl ListQuery {
+    fn matches(&self, record: &SessionRecord) -> bool {
+        self.channel.as_ref().is_none_or(|c| *c == record.channel)
+            && self.status.is_none_or(|s| s == record.status)
+            && self.updated_since_ms.is_none_or(|t| record.updated_at_ms >= t)
+    }
+}
+
+/// One page of a listing, newest session first. `next_cursor` is `None` only
+/// when the listing is complete; a page may be short (or empty) before that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub sessions: Vec<SessionRecord>,
+    pub next_cursor: Option<String>,
+}
+
+pub struct SessionStore<'a> {
+    kv: &'a dyn KeyValue,
+}
+
+impl<'a> SessionStore<'a> {
+    pub fn new(kv: &'a dyn KeyValue) -> Self {
+        SessionStore { kv }
+    }
+
+    /// Creates the session `new` describes. Index entries are written before the
+    /// record, so a record that exists is always listed.
+    pub fn create(&self, ctx: &TenantCtx, new: NewSession, now_ms: i64) -> Result<SessionRecord, StoreError> {
+        let id = SessionId::derive(ctx, &new.channel, &new.conversation, &new.user_id);
+        let record_key = keys::session_record(ctx, &id);
+        if self.kv.exists(&record_key)? {
+            return Err(StoreError::AlreadyExists);
+        }
+        let slots = IndexSlots {
+            env: self.next_slot(ctx, SessionIndex::Env)?,
+            team: self.next_slot(ctx, SessionIndex::Team)?,
+        };
+        let record = SessionRecord::new(ctx, new, now_ms, slots);
+        self.kv.set(&keys::session_team_locator(ctx, &id), ctx.team_token().as_bytes())?;
+        self.kv.set(
+            &keys::session_index_slot(ctx, SessionIndex::Team, slots.team),
+            id.as_str().as_bytes(),
+        )?;
+        self.kv.set(
+            &keys::session_index_slot(ctx, SessionIndex::Env, slots.env),
+            format!("{}/{}", ctx.team_token(), id).as_bytes(),
+        )?;
+        self.kv.set(&record_key, &record.encode())?;
+        Ok(record)
+    }
+
+    pub fn get(&self, ctx: &TenantCtx, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.read(ctx, id).map(|found| found.map(|(_, record)| record))
+    }
+
+    /// The full context (with team) of a session known only by tenant, env and id.
+    pub fn locate(&self, ctx: &TenantCtx, id: &SessionId) -> Result<Option<TenantCtx>, StoreError> {
+        let Some(team) = self.kv.get(&keys::session_team_locator(ctx, id))? else {
+            return Ok(None);
+        };
+        let team = std::str::from_utf8(&team)
+            .ok()
+            .and_then(|t| ctx.with_team(Some(t)).ok())
+            .ok_or_else(|| RecordError::Corrupt("session locator holds no team id".into()))?;
+        Ok(Some(team))
+    }
+
+    /// Applies `change` to the stored record with compare-and-swap, retrying on
+    /// a concurrent write, so two writers of one session lose no update.
+    pub fn update(
+        &self,
+        ctx: &TenantCtx,
+        id: &SessionId,
+        now_ms: i64,
+        mut change: impl FnMut(&mut SessionRecord),
+    ) -> Result<SessionRecord, StoreError> {
+        let key = keys::session_record(ctx, id);
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let (stored, mut record) = self.read(ctx, id)?.ok_or(StoreError::NotFound)?;
+            change(&mut record);
+            record.revision += 1;
+            record.updated_at_ms = record.updated_at_ms.max(now_ms);
+            if self.kv.compare_and_swap(&key, &stored, &record.encode())? == Cas::Swapped {
+                return Ok(record);
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+
+    /// Removes the session, its state and its index entries. Returns false when
+    /// there was no such session. The record goes last but for the locator, so a
+    /// delete that fails half-way leaves a record a retry can find and finish.
+    pub fn delete(&self, ctx: &TenantCtx, id: &SessionId) -> Result<bool, StoreError> {
+        let Some(record) = self.get(ctx, id)? else {
+            return Ok(false);
+        };
+        self.kv.delete(&keys::session_state(ctx, id))?;
+        self.kv
+            .delete(&keys::session_index_slot(ctx, SessionIndex::Team, record.index.team))?;
+        self.kv
+            .delete(&keys::session_index_slot(ctx, SessionIndex::Env, record.index.env))?;
+        self.kv.delete(&keys::session_record(ctx, id))?;
+        self.kv.delete(&keys::session_team_locator(ctx, id))?;
+        Ok(true)
+    }
+
+    /// The session's working memory; empty when nothing was stored yet.
+    pub fn state(&self, ctx: &TenantCtx, id: &SessionId) -> Result<SessionState, StoreError> {
+        match self.kv.get(&keys::session_state(ctx, id))? {
+            Some(bytes) => Ok(decode_state(&bytes)?),
+            None => Ok(SessionState::new()),
+        }
+    }
+
+    pub fn put_state(&self, ctx: &TenantCtx, id: &SessionId, state: &SessionState) -> Result<(), StoreError> {
+        Ok(self.kv.set(&keys::session_state(ctx, id), &encode_state(state))?)
+    }
+
+    /// One page of the scope's sessions, newest first, read through the
+    /// scope's index: the cost is the page (at most [`MAX_SLOTS_PER_PAGE`] slots),
+    /// whatever else the store holds.
+    pub fn list(&self, scope: &ListScope, query: &ListQuery) -> Result<Page, StoreError> {
+        let ctx = scope.ctx();
+        let index = scope.index();
+        let seq_key = keys::session_index_seq(ctx, index);
+        let start = match &query.cursor {
+            Some(cursor) => Cursor::decode(cursor, &seq_key)?,
+            // Reading the counter through `increment(0)` is the one read that is
+            // the same on every backend (Redis keeps it as text, SQLite as i64).
+            None => u64::try_from(self.kv.increment(&seq_key, 0)?).unwrap_or(0),
+        };
+        let limit = query.limit.clamp(1, MAX_PAGE_LIMIT);
+        let mut sessions = Vec::new();
+        let mut slot = start;
+        let stop = start.saturating_sub(MAX_SLOTS_PER_PAGE);
+        while slot > stop && sessions.len() < limit {
+            if let Some(record) = self.read_slot(scope, index, slot)?
+                && query.matches(&record)
+            {
+                sessions.push(record);
+            }
+            slot -= 1;
+        }
+        let next_cursor = (slot > 0).then(|| Cursor::encode(&seq_key, slot));
+        Ok(Page { sessions, next_cursor })
+    }
+
+    fn next_slot(&self, ctx: &TenantCtx, index: SessionIndex) -> Result<u64, StoreError> {
+        let slot = self.kv.increment(&keys::session_index_seq(ctx, index), 1)?;
+        Ok(u64::try_from(slot).expect("an index counter only ever grows from 0"))
+    }
+
+    /// The session at one index slot, if the slot is live: it names a session
+    /// of the scope whose record points back at this slot.
+    fn read_slot(&self, scope: &ListScope, index: SessionIndex, slot: u64) -> Result<Option<SessionRecord>, StoreError> {
+        let ctx = scope.ctx();
+        let Some(entry) = self.kv.get(&keys::session_index_slot(ctx, index, slot))? else {
+            return Ok(None);
+        };
+        let Ok(entry) = std::str::from_utf8(&entry) else {
+            return Ok(None);
+        };
+        let (session_ctx, id) = match scope {
+            ListScope::Team(ctx) => (ctx.clone(), entry),
+            ListScope::Env { ctx, teams } => {
+                let Some((team, id)) = entry.split_once('/') else {
+                    return Ok(None);
+                };
+                if validate_id(IdKind::Team, team).is_err()
+                    || teams.as_ref().is_some_and(|allowed| !allowed.iter().any(|t| t == team))
+                {
+                    return Ok(None);
+                }
+                let team = (team != DEFAULT_TEAM).then_some(team);
+                (ctx.with_team(team).expect("team id checked above"), id)
+            }
+        };
+        let Ok(Some(id)) = SessionId::parse(id) else {
+            return Ok(None);
+        };
+        let record = self.get(&session_ctx, &id)?;
+        Ok(record.filter(|r| match index {
+            SessionIndex::Env => r.index.env == slot,
+            SessionIndex::Team => r.index.team == slot,
+        }))
+    }
+
+    /// The stored bytes and the decoded record, checked against the key's scope:
+    /// a record that claims another scope than the key it sits under is corrupt.
+    fn read(&self, ctx: &TenantCtx, id: &SessionId) -> Result<Option<(Vec<u8>, SessionRecord)>, StoreError> {
+        let Some(bytes) = self.kv.get(&keys::session_record(ctx, id))? else {
+            return Ok(None);
+        };
+        let record = SessionRecord::decode(&bytes)?;
+        if record.ctx != *ctx || record.id != *id {
+            return Err(RecordError::Corrupt("record does not belong to the key it is stored under".into()).into());
+        }
+        Ok(Some((bytes, record)))
+    }
+}
+
+/// Where a listing continues: the next slot to examine, tied to one index by a
+/// tag of its counter key, so a cursor of one scope is refused in another.
+struct Cursor;
+
+impl Cursor {
+    const VERSION: u8 = 1;
+
+    fn tag(seq_key: &str) -> [u8; 8] {
+        let digest = Sha256::digest(seq_key.as_bytes());
+        digest[..8].try_into().expect("a SHA-256 digest has 32 bytes")
+    }
+
+    fn encode(seq_key: &str, next_slot: u64) -> String {
+        let mut bytes = Vec::with_capacity(17);
+        bytes.push(Self::VERSION);
+        bytes.extend_from_slice(&Self::tag(seq_key));
+        bytes.extend_from_slice(&next_slot.to_be_bytes());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn decode(cursor: &str, seq_key: &str) -> Result<u64, StoreError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(cursor)
+            .map_err(|_| StoreError::InvalidCursor)?;
+        if bytes.len() != 17 || bytes[0] != Self::VERSION || bytes[1..9] != Self::tag(seq_key) {
+            return Err(StoreError::InvalidCursor);
+        }
+        let slot: [u8; 8] = bytes[9..].try_into().expect("length checked above");
+        Ok(u64::from_be_bytes(slot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::MemoryKv;
+    use crate::session::{Conversation, Direction};
+    use std::collections::BTreeSet;
+
+    fn ctx(tenant: &str, team: Option<&str>) -> TenantCtx {
+        TenantCtx::new(tenant, "prod", team).unwrap()
+    }
+
+    fn new_session(channel: &str, user: &str) -> NewSession {
+        NewSession {
+            channel: ChannelId::parse(channel).unwrap(),
+            provider: "messaging-slack".into(),
+            conversation: Conversation { id: "C1".into(), thread: None },
+            user_id: user.into(),
+            flow: None,
+        }
+    }
+
+    fn query(limit: usize) -> ListQuery {
+        ListQuery { limit, ..ListQuery::default() }
+    }
+
+    fn list_all(store: &SessionStore, scope: &ListScope, mut q: ListQuery) -> Vec<SessionId> {
+        let mut ids = Vec::new();
+        loop {
+            let page = store.list(scope, &q).unwrap();
+            ids.extend(page.sessions.into_iter().map(|s| s.id));
+            match page.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => return ids,
+            }
+        }
+    }
+
+    #[test]
+    fn create_get_update_delete() {
+        let kv = MemoryKv::new();
+        let store = SessionStore::new(&kv);
+        let c = ctx("acme", Some("support"));
+        let created = store.create(&c, new_session("slack", "U1"), 10).unwrap();
+        assert_eq!(store.get(&c, &created.id).unwrap(), Some(created.clone()));
+        assert_eq!(store.create(&c, new_session("slack", "U1"), 11), Err(StoreError::AlreadyExists));
+        let updated = store
+            .update(&c, &created.id, 20, |r| r.record_message(Direction::Inbound, "hi", 20))
+            .unwrap();
+        assert_eq!((updated.revision, updated.message_count, updated.updated_at_ms), (2, 1, 20));
+        let mut state = SessionState::new();
+        state.insert("name".into(), "Ada".into());
+        store.put_state(&c, &created.id, &state).unwrap();
+        assert_eq!(store.state(&c, &created.id).unwrap(), state);
+        assert_eq!(store.locate(&c.with_team(None).unwrap(), &created.id).unwrap(), Some(c.clone()));
+        assert!(store.delete(&c, &created.id).unwrap());
+        assert!(!store.delete(&c, &created.id).unwrap());
+        assert_eq!(store.get(&c, &created.id).unwrap(), None);
+        assert!(store.state(&c, &created.id).unwrap().is_empty());
+        // Only the index counters are left behind.
+        let left: Vec<String> = kv.snapshot().into_keys().collect();
+        assert!(left.iter().all(|k| k.ends_with("/seq")), "{left:?}");
+    }
+
+    #[test]
+    fn a_session_is_invisible_under_another_scope() {
+        let kv = MemoryKv::new();
+        let store = SessionStore::new(&kv);
+        let owner = ctx("acme", Some("support"));
+        let id = store.create(&owner, new_session("slack", "U1"), 1).unwrap().id;
+        for other in [ctx("bigcorp", Some("support")), ctx("acme", Some("sales")), ctx("acme", None),
+                      TenantCtx::new("acme", "staging", Some("support")).unwrap()] {
+            assert_eq!(store.get(&other, &id).unwrap(), None, "{other}");
+            assert!(!store.delete(&other, &id).unwrap(), "{other}");
+            assert_eq!(store.update(&other, &id, 2, |_| ()), Err(StoreError::NotFound));
+        }
+        assert_eq!(store.locate(&ctx("bigcorp", None), &id).unwrap(), None);
+        assert!(store.get(&owner, &id).unwrap().is_some());
+    }
+
+    #[test]
+    fn pagination_returns_every_session_once_newest_first() {
+        let kv = MemoryKv::new();
+        let store = SessionStore::new(&kv);
+        let c = ctx("acme", Some("support"));
+        let created: Vec<SessionId> = (0..1_050)
+            .map(|i| store.create(&c, new_session("slack", &format!("U{i}")), i).unwrap().id)
+            .collect();
+        let listed = list_all(&store, &ListScope::Team(c.clone()), query(50));
+        let expected: Vec<SessionId> = created.iter().rev().cloned().collect();
+        assert_eq!(listed, expected);
+        let env_listed = list_all(&store, &ListScope::Env { ctx: c.with_team(None).unwrap(), teams: None }, query(200));
+        assert_eq!(env_listed, expected);
+    }
+
+    #[test]
+    fn concurrent_creation_in_one_scope_loses_no_index_entry() {
+        let kv = MemoryKv::new();
+        let c = ctx("acme", Some("support"));
+        let mut created = BTreeSet::new();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let (kv, c) = (&kv, &c);
+                    s.spawn(move || {
+                        (0..100)
+                            .map(|i| SessionStore::new(kv).create(c, new_session("slack", &format!("U{t}-{i}")), 1).unwrap().id)
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                created.extend(h.join().unwrap());
+            }
+        });
+        let store = SessionStore::new(&kv);
+        let listed = list_all(&store, &ListScope::Team(c.clone()), query(200));
+        assert_eq!(listed.len(), 800);
+        assert_eq!(listed.into_iter().collect::<BTreeSet<_>>(), created);
+    }
+
+    #[test]
+    fn concurrent_updates_of_one_session_lose_nothing() {
+        let kv = MemoryKv::new();
+        let c = ctx("acme", Some("support"));
+        let id = SessionStore::new(&kv).create(&c, new_session("slack", "U1"), 1).unwrap().id;
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (kv, c, id) = (&kv, &c, &id);
+                s.spawn(move || {
+                    for i in 0..25 {
+                        SessionStore::new(kv)
+                            .update(c, id, 2, |r| r.record_message(Direction::Inbound, &format!("{t}-{i}"), 2))
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let record = SessionStore::new(&kv).get(&c, &id).unwrap().unwrap();
+        assert_eq!((record.message_count, record.revision), (100, 101));
+    }
+
+    #[test]
+    fn filters_and_team_restrictions_apply() {
+        let kv = MemoryKv::new();
+        let store = SessionStore::new(&kv);
+        let support = ctx("acme", Some("support"));
+        let sales = ctx("acme", Some("sales"));
+        let a = store.create(&support, new_session("slack", "U1"), 100).unwrap().id;
+        let b = store.create(&support, new_session("telegram", "U2"), 200).unwrap().id;
+        let c = store.create(&sales, new_session("teams", "U3"), 300).unwrap().id;
+        store.update(&support, &b, 400, |r| r.status = SessionStatus::Ended).unwrap();
+        let env = support.with_team(None).unwrap();
+        let all = ListScope::Env { ctx: env.clone(), teams: None };
+        let only = |q: ListQuery| list_all(&store, &all, q);
+        assert_eq!(only(query(10)), vec![c.clone(), b.clone(), a.clone()]);
+        assert_eq!(only(ListQuery { channel: Some(ChannelId::parse("slack").unwrap()), ..query(10) }), vec![a.clone()]);
+        assert_eq!(only(ListQuery { status: Some(SessionStatus::Ended), ..query(10) }), vec![b.clone()]);
+        assert_eq!(only(ListQuery { updated_since_ms: Some(250), ..query(10) }), vec![c.clone(), b.clone()]);
+        let sales_only = ListScope::Env { ctx: env, teams: Some(vec!["sales".into()]) };
+        assert_eq!(list_all(&store, &sales_only, query(10)), vec![c]);
+        assert_eq!(list_all(&store, &ListScope::Team(support), query(10)), vec![b, a]);
+    }
+
+    #[test]
+    fn listing_reads_the_index_not_the_store() {
+        let kv = MemoryKv::new();
+        let store = SessionStore::new(&kv);
+        for tenant in ["t1", "t2", "t3"] {
+            for i in 0..100 {
+                store.create(&ctx(tenant, Some("support")), new_session("slack", &format!("U{i}")), 1).unwrap();
+            }
+        }
+        let before = kv.ops();
+        let page = store.list(&ListScope::Team(ctx("t2", Some("support"))), &query(50)).unwrap();
+        assert_eq!(page.sessions.len(), 50);
+        assert_eq!(kv.full_scans(), 0);
+        // The counter, then a slot and a record per session.
+        assert_eq!(kv.ops() - before, 1 + 2 * 50);
+    }
+
+    #[test]
+    fn a_selective_filter_returns_short_pages_with_a_cursor() {
+        let kv = MemoryKv::new();
+        let store = SessionStore::new(&kv);
+        let c = ctx("acme", Some("support"));
+        store.create(&c, new_session("telegram", "needle"), 1).unwrap();
+        for i in 0..(MAX_SLOTS_PER_PAGE + 10) {
+            store.create(&c, new_session("slack", &format!("U{i}")), 1).unwrap();
+        }
+        let q = ListQuery { channel: Some(ChannelId::parse("telegram").unwrap()), ..query(10) };
+        let first = store.list(&ListScope::Team(c.clone()), &q).unwrap();
+        assert!(first.sessions.is_empty());
+        assert!(first.next_cursor.is_some());
+        assert_eq!(list_all(&store, &ListScope::Team(c), q).len(), 1);
+    }
+
+    #[test]
+    fn cursors_are_refused_outside_their_scope_or_when_mangled() {
+        let kv = MemoryKv::new();
+        let store = SessionStore::new(&kv);
+        let c = ctx("acme", Some("support"));
+        for i in 0..3 {
+            store.create(&c, new_session("slack", &format!("U{i}")), 1).unwrap();
+        }
+        let cursor = store.list(&ListScope::Team(c.clone()), &query(1)).unwrap().next_cursor.unwrap();
+        let elsewhere = ListQuery { cursor: Some(cursor.clone()), ..query(1) };
+        for other in [ListScope::Team(ctx("bigcorp", Some("support"))), ListScope::Team(ctx("acme", Some("sales"))),
+                      ListScope::Env { ctx: ctx("acme", None), teams: None }] {
+            assert_eq!(store.list(&other, &elsewhere), Err(StoreError::InvalidCursor));
+        }
+        for bad in ["", "!!!", "AAAA", &cursor[..cursor.len() - 2]] {
+            let q = ListQuery { cursor: Some(bad.to_string()), ..query(1) };
+            assert_eq!(store.list(&ListScope::Team(c.clone()), &q), Err(StoreError::InvalidCursor), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn stale_slots_are_skipped() {
+        let kv = MemoryKv::new();
+        let store = SessionStore::new(&kv);
+        let c = ctx("acme", Some("support"));
+        let a = store.create(&c, new_session("slack", "U1"), 1).unwrap();
+        // A slot pointing at a session that was never written (a create that
+        // failed half-way), and a second slot pointing at the live record.
+        kv.set(&keys::session_index_slot(&c, SessionIndex::Team, 50), b"0123456789abcdef0123456789abcdef").unwrap();
+        kv.set(&keys::session_index_slot(&c, SessionIndex::Team, 51), a.id.as_str().as_bytes()).unwrap();
+        kv.increment(&keys::session_index_seq(&c, SessionIndex::Team), 50).unwrap();
+        assert_eq!(list_all(&store, &ListScope::Team(c), query(10)), vec![a.id]);
+    }
+
+    #[test]
+    fn a_record_under_the_wrong_key_is_corrupt_not_served() {
+        let kv = MemoryKv::new();
+        let store = SessionStore::new(&kv);
+        let acme = ctx("acme", Some("support"));
+        let record = store.create(&acme, new_session("slack", "U1"), 1).unwrap();
+        let bigcorp = ctx("bigcorp", Some("support"));
+        kv.set(&keys::session_record(&bigcorp, &record.id), &record.encode()).unwrap();
+        assert!(matches!(store.get(&bigcorp, &record.id), Err(StoreError::Record(RecordError::Corrupt(_)))));
+    }
+
+    #[test]
+    fn a_store_outage_is_reported_and_a_failed_delete_can_be_retried() {
+        let kv = MemoryKv::new();
+        let store = SessionStore::new(&kv);
+        let c = ctx("acme", Some("support"));
+        let id = store.create(&c, new_session("slack", "U1"), 1).unwrap().id;
+        kv.fail_after(3);
+        assert!(matches!(store.delete(&c, &id), Err(StoreError::Kv(KvError::Unavailable(_)))));
+        kv.recover();
+        assert!(store.get(&c, &id).unwrap().is_some(), "the record outlives a failed delete");
+        assert!(store.delete(&c, &id).unwrap());
+        assert_eq!(list_all(&store, &ListScope::Team(c), query(10)), Vec::<SessionId>::new());
+    }
+}

@@ -1,0 +1,163 @@
+//! Test fixtures shared by every crate's tests (feature `testing`): an
+//! in-memory host, the unsafe ids every boundary must refuse, test-only keys and
+//! a token builder. One builder per fixture kind, so tests read as specifications.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::auth::{self, Claims};
+use crate::host::Host;
+use crate::kv::{KeyValue, KvError, MemoryKv};
+
+/// Ids every id position (path segment, header, claim, bundle key) must refuse:
+/// key and subject separators, NATS wildcards, traversal, case, padding,
+/// emptiness, non-ASCII and control characters. Too long is added by callers
+/// that can build it (`"a".repeat(64)`).
+pub const UNSAFE_IDS: &[&str] = &[
+    "acme.prod", "*", ">", "a:b", "../x", "a/b", "ACME", "Acme", "", " acme", "acme ", "_acme", "-acme", "acmé",
+    "ａcme", "a\u{0}b", "a\nb", "a%2fb",
+];
+
+/// The development signing secret tests configure (never a deployment's).
+pub const TEST_HS256_SECRET: &str = "test-only-hs256-secret-0123456789abcdef";
+pub const TEST_ISSUER: &str = "greentic-dev";
+pub const TEST_AUDIENCE: &str = "greentic";
+
+/// Test-only key pairs (see `testing/keys/README.md`).
+pub mod keys {
+    pub const RSA_PRIVATE: &str = include_str!("testing/keys/test-rsa-private.pem");
+    pub const RSA_PUBLIC: &str = include_str!("testing/keys/test-rsa-public.pem");
+    pub const RSA_OTHER_PRIVATE: &str = include_str!("testing/keys/test-rsa-other-private.pem");
+    pub const EC_PRIVATE: &str = include_str!("testing/keys/test-ec-private.pem");
+    pub const EC_PUBLIC: &str = include_str!("testing/keys/test-ec-public.pem");
+    pub const ED25519_PRIVATE: &str = include_str!("testing/keys/test-ed25519-private.pem");
+    pub const ED25519_PUBLIC: &str = include_str!("testing/keys/test-ed25519-public.pem");
+}
+
+/// A fixed "now" for tests, in Unix seconds (2026-11-28T12:00:00Z).
+pub const NOW_SECS: u64 = 1_795_867_200;
+
+/// Builds the claims of a test token; `.mint()` signs it with the test secret.
+#[derive(Debug, Clone)]
+pub struct TokenBuilder {
+    pub claims: Claims,
+}
+
+pub fn token(tenant: &str, env: &str) -> TokenBuilder {
+    TokenBuilder {
+        claims: Claims {
+            sub: format!("user@{tenant}"),
+            tenant: tenant.into(),
+            env: env.into(),
+            teams: None,
+            roles: Vec::new(),
+            exp: NOW_SECS + 3600,
+            nbf: None,
+            iat: Some(NOW_SECS),
+        },
+    }
+}
+
+impl TokenBuilder {
+    pub fn teams(mut self, teams: &[&str]) -> Self {
+        self.claims.teams = Some(teams.iter().map(|t| t.to_string()).collect());
+        self
+    }
+
+    pub fn roles(mut self, roles: &[&str]) -> Self {
+        self.claims.roles = roles.iter().map(|r| r.to_string()).collect();
+        self
+    }
+
+    pub fn mint(&self) -> String {
+        auth::mint_hs256(TEST_HS256_SECRET.as_bytes(), TEST_ISSUER, TEST_AUDIENCE, &self.claims)
+            .expect("test claims always sign")
+    }
+
+    /// `Authorization` header value.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.mint())
+    }
+}
+
+/// A host in memory: declared stores, variables, a settable clock, captured logs.
+pub struct MemoryHost {
+    stores: BTreeMap<String, MemoryKv>,
+    variables: Mutex<BTreeMap<String, String>>,
+    now_ms: AtomicI64,
+    random_counter: AtomicU64,
+    logs: Mutex<Vec<String>>,
+}
+
+impl MemoryHost {
+    /// A host whose component declared exactly `labels`, with the auth
+    /// variables set to the test issuer, audience and secret.
+    pub fn new(labels: &[&str]) -> Self {
+        let host = MemoryHost {
+            stores: labels.iter().map(|l| (l.to_string(), MemoryKv::new())).collect(),
+            variables: Mutex::new(BTreeMap::new()),
+            now_ms: AtomicI64::new(NOW_SECS as i64 * 1000),
+            random_counter: AtomicU64::new(0),
+            logs: Mutex::new(Vec::new()),
+        };
+        host.set_variable(auth::VAR_ISSUER, TEST_ISSUER);
+        host.set_variable(auth::VAR_AUDIENCE, TEST_AUDIENCE);
+        host.set_variable(auth::VAR_HS256_SECRET, TEST_HS256_SECRET);
+        host
+    }
+
+    pub fn store(&self, label: &str) -> &MemoryKv {
+        self.stores.get(label).unwrap_or_else(|| panic!("store {label} is not declared"))
+    }
+
+    pub fn set_variable(&self, name: &str, value: &str) {
+        self.variables.lock().unwrap().insert(name.into(), value.into());
+    }
+
+    pub fn set_now_ms(&self, now_ms: i64) {
+        self.now_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// Every log line written so far, parsed.
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_str(l).expect("log lines are JSON"))
+            .collect()
+    }
+
+    pub fn raw_logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+impl Host for MemoryHost {
+    fn open_store(&self, label: &str) -> Result<Box<dyn KeyValue + '_>, KvError> {
+        match self.stores.get(label) {
+            Some(kv) => Ok(Box::new(kv)),
+            None => Err(KvError::AccessDenied(label.into())),
+        }
+    }
+
+    fn variable(&self, name: &str) -> Option<String> {
+        self.variables.lock().unwrap().get(name).cloned()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.now_ms.load(Ordering::Relaxed)
+    }
+
+    fn log(&self, line: &str) {
+        self.logs.lock().unwrap().push(line.to_owned());
+    }
+
+    fn random(&self, buf: &mut [u8]) {
+        let n = self.random_counter.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = n[i % 8];
+        }
+    }
+}
