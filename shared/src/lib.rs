@@ -17,6 +17,7 @@ pub mod log;
 pub mod session;
 pub mod session_store;
 pub mod tenant;
+pub mod yaml;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
