@@ -70,9 +70,15 @@ impl AuthConfig {
         let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         let issuer = non_empty(VAR_ISSUER)
             .ok_or_else(|| ApiError::NotConfigured(format!("variable {VAR_ISSUER} is not set")))?;
-        let audience = non_empty(VAR_AUDIENCE)
-            .ok_or_else(|| ApiError::NotConfigured(format!("variable {VAR_AUDIENCE} is not set")))?;
-        let mut config = AuthConfig { hs256: None, public_keys: Vec::new(), issuer, audience };
+        let audience = non_empty(VAR_AUDIENCE).ok_or_else(|| {
+            ApiError::NotConfigured(format!("variable {VAR_AUDIENCE} is not set"))
+        })?;
+        let mut config = AuthConfig {
+            hs256: None,
+            public_keys: Vec::new(),
+            issuer,
+            audience,
+        };
         if let Some(secret) = non_empty(VAR_HS256_SECRET) {
             config = config.with_hs256_secret(secret.as_bytes())?;
         }
@@ -88,7 +94,12 @@ impl AuthConfig {
     }
 
     pub fn new(issuer: &str, audience: &str) -> Self {
-        AuthConfig { hs256: None, public_keys: Vec::new(), issuer: issuer.into(), audience: audience.into() }
+        AuthConfig {
+            hs256: None,
+            public_keys: Vec::new(),
+            issuer: issuer.into(),
+            audience: audience.into(),
+        }
     }
 
     pub fn with_hs256_secret(mut self, secret: &[u8]) -> Result<Self, ApiError> {
@@ -97,8 +108,9 @@ impl AuthConfig {
                 "{VAR_HS256_SECRET} must be at least {MIN_HS256_SECRET_LEN} bytes"
             )));
         }
-        let key = DecodingKey::from_secret(secret)
-            .map_err(|e| ApiError::NotConfigured(format!("{VAR_HS256_SECRET} is not usable: {e}")))?;
+        let key = DecodingKey::from_secret(secret).map_err(|e| {
+            ApiError::NotConfigured(format!("{VAR_HS256_SECRET} is not usable: {e}"))
+        })?;
         self.hs256 = Some(key);
         Ok(self)
     }
@@ -108,7 +120,9 @@ impl AuthConfig {
     pub fn with_public_keys_pem(mut self, pem: &str) -> Result<Self, ApiError> {
         let starts: Vec<usize> = pem.match_indices("-----BEGIN").map(|(i, _)| i).collect();
         if starts.is_empty() {
-            return Err(ApiError::NotConfigured(format!("{VAR_PUBLIC_KEYS} holds no PEM block")));
+            return Err(ApiError::NotConfigured(format!(
+                "{VAR_PUBLIC_KEYS} holds no PEM block"
+            )));
         }
         for (n, &start) in starts.iter().enumerate() {
             let end = starts.get(n + 1).copied().unwrap_or(pem.len());
@@ -129,7 +143,11 @@ impl AuthConfig {
 
     /// Verifies a bearer token's signature, issuer, audience and lifetime at
     /// `now` (Unix seconds), and that its scope claims are valid ids.
-    pub fn authenticate(&self, authorization: Option<&str>, now: u64) -> Result<Principal, ApiError> {
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        now: u64,
+    ) -> Result<Principal, ApiError> {
         let unauthorized = |why: &str| ApiError::Unauthorized(why.to_owned());
         let authorization = authorization.ok_or_else(|| unauthorized("missing bearer token"))?;
         let token = authorization
@@ -139,7 +157,8 @@ impl AuthConfig {
             .filter(|token| !token.is_empty())
             .ok_or_else(|| unauthorized("authorization must be a Bearer token"))?;
         // `alg: none` and unknown algorithms fail right here: jsonwebtoken has no such variant.
-        let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized("malformed token"))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| unauthorized("malformed token"))?;
         let candidates: Vec<&DecodingKey> = match header.alg {
             Algorithm::HS256 => self.hs256.iter().collect(),
             Algorithm::RS256 | Algorithm::ES256 | Algorithm::EdDSA => self
@@ -172,7 +191,9 @@ impl AuthConfig {
                     outcome = Err(unauthorized(match e.kind() {
                         ErrorKind::InvalidIssuer => "token issuer is not accepted",
                         ErrorKind::InvalidAudience => "token audience is not accepted",
-                        ErrorKind::MissingRequiredClaim(_) | ErrorKind::Json(_) => "token lacks required claims",
+                        ErrorKind::MissingRequiredClaim(_) | ErrorKind::Json(_) => {
+                            "token lacks required claims"
+                        }
                         _ => "token is not valid",
                     }));
                     break;
@@ -183,15 +204,24 @@ impl AuthConfig {
         if now > claims.exp.saturating_add(LEEWAY_SECS) {
             return Err(unauthorized("token expired"));
         }
-        if claims.nbf.is_some_and(|nbf| now.saturating_add(LEEWAY_SECS) < nbf) {
+        if claims
+            .nbf
+            .is_some_and(|nbf| now.saturating_add(LEEWAY_SECS) < nbf)
+        {
             return Err(unauthorized("token not yet valid"));
         }
-        Principal::from_claims(claims).map_err(|_| unauthorized("token scope claims are not valid ids"))
+        Principal::from_claims(claims)
+            .map_err(|_| unauthorized("token scope claims are not valid ids"))
     }
 }
 
 /// Signs claims with the development HS256 secret (the CLI and tests use it).
-pub fn mint_hs256(secret: &[u8], issuer: &str, audience: &str, claims: &Claims) -> Result<String, ApiError> {
+pub fn mint_hs256(
+    secret: &[u8],
+    issuer: &str,
+    audience: &str,
+    claims: &Claims,
+) -> Result<String, ApiError> {
     #[derive(Serialize)]
     struct Signed<'a> {
         #[serde(flatten)]
@@ -199,10 +229,19 @@ pub fn mint_hs256(secret: &[u8], issuer: &str, audience: &str, claims: &Claims) 
         iss: &'a str,
         aud: &'a str,
     }
-    let cannot_sign = |e: jsonwebtoken::errors::Error| ApiError::Internal(format!("cannot sign token: {e}"));
+    let cannot_sign =
+        |e: jsonwebtoken::errors::Error| ApiError::Internal(format!("cannot sign token: {e}"));
     let key = EncodingKey::from_secret(secret).map_err(cannot_sign)?;
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &Signed { claims, iss: issuer, aud: audience }, &key)
-        .map_err(cannot_sign)
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &Signed {
+            claims,
+            iss: issuer,
+            aud: audience,
+        },
+        &key,
+    )
+    .map_err(cannot_sign)
 }
 
 /// Who is calling, as the verified token says.
@@ -241,11 +280,15 @@ impl Principal {
     /// `X-Team-ID` the request covers every team the token allows.
     pub fn authorise(&self, requested: &RequestScope) -> Result<Access, ApiError> {
         if requested.tenant != self.tenant {
-            return Err(ApiError::Forbidden("token does not grant this tenant".into()));
+            return Err(ApiError::Forbidden(
+                "token does not grant this tenant".into(),
+            ));
         }
         let env = requested.env.as_deref().unwrap_or(&self.env);
         if env != self.env {
-            return Err(ApiError::Forbidden("token does not grant this environment".into()));
+            return Err(ApiError::Forbidden(
+                "token does not grant this environment".into(),
+            ));
         }
         if let (Some(team), Some(allowed)) = (&requested.team, &self.teams)
             && !allowed.contains(team)
@@ -253,7 +296,11 @@ impl Principal {
             return Err(ApiError::Forbidden("token does not grant this team".into()));
         }
         let ctx = TenantCtx::new(&requested.tenant, env, requested.team.as_deref())?;
-        Ok(Access { ctx, team_given: requested.team.is_some(), principal: self.clone() })
+        Ok(Access {
+            ctx,
+            team_given: requested.team.is_some(),
+            principal: self.clone(),
+        })
     }
 }
 
@@ -268,7 +315,9 @@ pub struct RequestScope {
 
 impl RequestScope {
     pub fn from_request(req: &Request) -> Result<Self, ApiError> {
-        let tenant = req.header("x-tenant-id")?.ok_or(IdError::Missing(IdKind::Tenant))?;
+        let tenant = req
+            .header("x-tenant-id")?
+            .ok_or(IdError::Missing(IdKind::Tenant))?;
         validate_id(IdKind::Tenant, tenant)?;
         let optional = |name: &str, kind: IdKind| -> Result<Option<String>, ApiError> {
             let value = req.header(name)?;
@@ -300,7 +349,10 @@ impl Access {
         if self.team_given {
             return self.ctx.team_token() == team;
         }
-        self.principal.teams.as_ref().is_none_or(|allowed| allowed.iter().any(|t| t == team))
+        self.principal
+            .teams
+            .as_ref()
+            .is_none_or(|allowed| allowed.iter().any(|t| t == team))
     }
 
     /// The sessions this request may list.
@@ -308,7 +360,10 @@ impl Access {
         if self.team_given {
             ListScope::Team(self.ctx.clone())
         } else {
-            ListScope::Env { ctx: self.ctx.clone(), teams: self.principal.teams.clone() }
+            ListScope::Env {
+                ctx: self.ctx.clone(),
+                teams: self.principal.teams.clone(),
+            }
         }
     }
 
@@ -316,7 +371,10 @@ impl Access {
         if self.principal.has_any_role(wanted) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("requires role {}", wanted.join(" or "))))
+            Err(ApiError::Forbidden(format!(
+                "requires role {}",
+                wanted.join(" or ")
+            )))
         }
     }
 }
@@ -324,18 +382,24 @@ impl Access {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{self, NOW_SECS, TEST_AUDIENCE, TEST_HS256_SECRET, TEST_ISSUER, keys, token};
+    use crate::testing::{
+        self, NOW_SECS, TEST_AUDIENCE, TEST_HS256_SECRET, TEST_ISSUER, keys, token,
+    };
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::json;
 
     fn hs_config() -> AuthConfig {
-        AuthConfig::new(TEST_ISSUER, TEST_AUDIENCE).with_hs256_secret(TEST_HS256_SECRET.as_bytes()).unwrap()
+        AuthConfig::new(TEST_ISSUER, TEST_AUDIENCE)
+            .with_hs256_secret(TEST_HS256_SECRET.as_bytes())
+            .unwrap()
     }
 
     fn public_config() -> AuthConfig {
         let pems = [keys::RSA_PUBLIC, keys::EC_PUBLIC, keys::ED25519_PUBLIC].join("\n");
-        AuthConfig::new(TEST_ISSUER, TEST_AUDIENCE).with_public_keys_pem(&pems).unwrap()
+        AuthConfig::new(TEST_ISSUER, TEST_AUDIENCE)
+            .with_public_keys_pem(&pems)
+            .unwrap()
     }
 
     fn sign(alg: Algorithm, key: &EncodingKey, claims: serde_json::Value) -> String {
@@ -360,7 +424,10 @@ mod tests {
 
     #[test]
     fn a_valid_dev_token_yields_its_principal() {
-        let t = token("acme", "prod").teams(&["support"]).roles(&["writer"]).mint();
+        let t = token("acme", "prod")
+            .teams(&["support"])
+            .roles(&["writer"])
+            .mint();
         let p = auth(&hs_config(), &t).unwrap();
         assert_eq!(p.tenant, "acme");
         assert_eq!(p.env, "prod");
@@ -371,12 +438,25 @@ mod tests {
     #[test]
     fn production_algorithms_verify_with_their_public_keys() {
         for (alg, private) in [
-            (Algorithm::RS256, EncodingKey::from_rsa_pem(keys::RSA_PRIVATE.as_bytes()).unwrap()),
-            (Algorithm::ES256, EncodingKey::from_ec_pem(keys::EC_PRIVATE.as_bytes()).unwrap()),
-            (Algorithm::EdDSA, EncodingKey::from_ed_pem(keys::ED25519_PRIVATE.as_bytes()).unwrap()),
+            (
+                Algorithm::RS256,
+                EncodingKey::from_rsa_pem(keys::RSA_PRIVATE.as_bytes()).unwrap(),
+            ),
+            (
+                Algorithm::ES256,
+                EncodingKey::from_ec_pem(keys::EC_PRIVATE.as_bytes()).unwrap(),
+            ),
+            (
+                Algorithm::EdDSA,
+                EncodingKey::from_ed_pem(keys::ED25519_PRIVATE.as_bytes()).unwrap(),
+            ),
         ] {
             let t = sign(alg, &private, claims_json());
-            assert_eq!(auth(&public_config(), &t).unwrap().tenant, "acme", "{alg:?}");
+            assert_eq!(
+                auth(&public_config(), &t).unwrap().tenant,
+                "acme",
+                "{alg:?}"
+            );
         }
     }
 
@@ -395,10 +475,16 @@ mod tests {
         let key = EncodingKey::from_secret(TEST_HS256_SECRET.as_bytes()).unwrap();
         let mut c = claims_json();
         c["iss"] = json!("someone-else");
-        refused(auth(&hs_config(), &sign(Algorithm::HS256, &key, c)), "token issuer is not accepted");
+        refused(
+            auth(&hs_config(), &sign(Algorithm::HS256, &key, c)),
+            "token issuer is not accepted",
+        );
         let mut c = claims_json();
         c["aud"] = json!("another-api");
-        refused(auth(&hs_config(), &sign(Algorithm::HS256, &key, c)), "token audience is not accepted");
+        refused(
+            auth(&hs_config(), &sign(Algorithm::HS256, &key, c)),
+            "token audience is not accepted",
+        );
     }
 
     #[test]
@@ -408,17 +494,31 @@ mod tests {
         let mut payload: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
         payload["tenant"] = json!("bigcorp");
-        let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(payload.to_string()), parts[2]);
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(payload.to_string()),
+            parts[2]
+        );
         refused(auth(&hs_config(), &forged), "bad token signature");
         let other_key = EncodingKey::from_rsa_pem(keys::RSA_OTHER_PRIVATE.as_bytes()).unwrap();
-        refused(auth(&public_config(), &sign(Algorithm::RS256, &other_key, claims_json())), "bad token signature");
+        refused(
+            auth(
+                &public_config(),
+                &sign(Algorithm::RS256, &other_key, claims_json()),
+            ),
+            "bad token signature",
+        );
     }
 
     #[test]
     fn alg_none_is_refused() {
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
         let payload = URL_SAFE_NO_PAD.encode(claims_json().to_string());
-        for t in [format!("{header}.{payload}."), format!("{header}.{payload}")] {
+        for t in [
+            format!("{header}.{payload}."),
+            format!("{header}.{payload}"),
+        ] {
             refused(auth(&hs_config(), &t), "malformed token");
         }
     }
@@ -428,15 +528,26 @@ mod tests {
         // An HS256 token whose HMAC key is the server's RSA *public* key.
         let confused_key = EncodingKey::from_secret(keys::RSA_PUBLIC.as_bytes()).unwrap();
         let t = sign(Algorithm::HS256, &confused_key, claims_json());
-        refused(auth(&public_config(), &t), "token algorithm is not accepted");
-        let both = public_config().with_hs256_secret(TEST_HS256_SECRET.as_bytes()).unwrap();
+        refused(
+            auth(&public_config(), &t),
+            "token algorithm is not accepted",
+        );
+        let both = public_config()
+            .with_hs256_secret(TEST_HS256_SECRET.as_bytes())
+            .unwrap();
         refused(auth(&both, &t), "bad token signature");
         // And the other way: an RS256 token where only the dev secret is configured.
         let rsa = EncodingKey::from_rsa_pem(keys::RSA_PRIVATE.as_bytes()).unwrap();
-        refused(auth(&hs_config(), &sign(Algorithm::RS256, &rsa, claims_json())), "token algorithm is not accepted");
+        refused(
+            auth(&hs_config(), &sign(Algorithm::RS256, &rsa, claims_json())),
+            "token algorithm is not accepted",
+        );
         // HS384/HS512 are not platform algorithms even with the right secret.
         let hs = EncodingKey::from_secret(TEST_HS256_SECRET.as_bytes()).unwrap();
-        refused(auth(&hs_config(), &sign(Algorithm::HS512, &hs, claims_json())), "token algorithm is not accepted");
+        refused(
+            auth(&hs_config(), &sign(Algorithm::HS512, &hs, claims_json())),
+            "token algorithm is not accepted",
+        );
     }
 
     #[test]
@@ -445,12 +556,22 @@ mod tests {
         for claim in ["sub", "tenant", "env", "exp"] {
             let mut c = claims_json();
             c.as_object_mut().unwrap().remove(claim);
-            refused(auth(&hs_config(), &sign(Algorithm::HS256, &key, c)), "token lacks required claims");
+            refused(
+                auth(&hs_config(), &sign(Algorithm::HS256, &key, c)),
+                "token lacks required claims",
+            );
         }
-        for (claim, value) in [("tenant", json!("acme.prod")), ("env", json!("*")), ("teams", json!(["a:b"]))] {
+        for (claim, value) in [
+            ("tenant", json!("acme.prod")),
+            ("env", json!("*")),
+            ("teams", json!(["a:b"])),
+        ] {
             let mut c = claims_json();
             c[claim] = value;
-            refused(auth(&hs_config(), &sign(Algorithm::HS256, &key, c)), "token scope claims are not valid ids");
+            refused(
+                auth(&hs_config(), &sign(Algorithm::HS256, &key, c)),
+                "token scope claims are not valid ids",
+            );
         }
     }
 
@@ -459,64 +580,151 @@ mod tests {
         let config = hs_config();
         refused(config.authenticate(None, NOW_SECS), "missing bearer token");
         let t = token("acme", "prod").mint();
-        for bad in [format!("Basic {t}"), t.clone(), "Bearer ".into(), "Bearer".into()] {
-            refused(config.authenticate(Some(&bad), NOW_SECS), "authorization must be a Bearer token");
+        for bad in [
+            format!("Basic {t}"),
+            t.clone(),
+            "Bearer ".into(),
+            "Bearer".into(),
+        ] {
+            refused(
+                config.authenticate(Some(&bad), NOW_SECS),
+                "authorization must be a Bearer token",
+            );
         }
-        refused(config.authenticate(Some("Bearer not.a.jwt"), NOW_SECS), "malformed token");
-        assert!(config.authenticate(Some(&format!("bearer {t}")), NOW_SECS).is_ok());
+        refused(
+            config.authenticate(Some("Bearer not.a.jwt"), NOW_SECS),
+            "malformed token",
+        );
+        assert!(
+            config
+                .authenticate(Some(&format!("bearer {t}")), NOW_SECS)
+                .is_ok()
+        );
     }
 
     #[test]
     fn configuration_refuses_to_run_open() {
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         let base: &'static [_] = &[(VAR_ISSUER, TEST_ISSUER), (VAR_AUDIENCE, TEST_AUDIENCE)];
-        assert!(matches!(AuthConfig::from_variables(vars(base)), Err(ApiError::NotConfigured(_))));
-        let empty: &'static [_] = &[(VAR_ISSUER, TEST_ISSUER), (VAR_AUDIENCE, TEST_AUDIENCE), (VAR_HS256_SECRET, " ")];
-        assert!(matches!(AuthConfig::from_variables(vars(empty)), Err(ApiError::NotConfigured(_))));
-        let short: &'static [_] = &[(VAR_ISSUER, TEST_ISSUER), (VAR_AUDIENCE, TEST_AUDIENCE), (VAR_HS256_SECRET, "short")];
-        assert!(matches!(AuthConfig::from_variables(vars(short)), Err(ApiError::NotConfigured(_))));
-        let bad_pem: &'static [_] =
-            &[(VAR_ISSUER, TEST_ISSUER), (VAR_AUDIENCE, TEST_AUDIENCE), (VAR_PUBLIC_KEYS, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----")];
-        assert!(matches!(AuthConfig::from_variables(vars(bad_pem)), Err(ApiError::NotConfigured(_))));
-        let no_issuer: &'static [_] = &[(VAR_AUDIENCE, TEST_AUDIENCE), (VAR_HS256_SECRET, TEST_HS256_SECRET)];
-        assert!(matches!(AuthConfig::from_variables(vars(no_issuer)), Err(ApiError::NotConfigured(_))));
-        let ok: &'static [_] = &[(VAR_ISSUER, TEST_ISSUER), (VAR_AUDIENCE, TEST_AUDIENCE), (VAR_HS256_SECRET, TEST_HS256_SECRET)];
+        assert!(matches!(
+            AuthConfig::from_variables(vars(base)),
+            Err(ApiError::NotConfigured(_))
+        ));
+        let empty: &'static [_] = &[
+            (VAR_ISSUER, TEST_ISSUER),
+            (VAR_AUDIENCE, TEST_AUDIENCE),
+            (VAR_HS256_SECRET, " "),
+        ];
+        assert!(matches!(
+            AuthConfig::from_variables(vars(empty)),
+            Err(ApiError::NotConfigured(_))
+        ));
+        let short: &'static [_] = &[
+            (VAR_ISSUER, TEST_ISSUER),
+            (VAR_AUDIENCE, TEST_AUDIENCE),
+            (VAR_HS256_SECRET, "short"),
+        ];
+        assert!(matches!(
+            AuthConfig::from_variables(vars(short)),
+            Err(ApiError::NotConfigured(_))
+        ));
+        let bad_pem: &'static [_] = &[
+            (VAR_ISSUER, TEST_ISSUER),
+            (VAR_AUDIENCE, TEST_AUDIENCE),
+            (
+                VAR_PUBLIC_KEYS,
+                "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+            ),
+        ];
+        assert!(matches!(
+            AuthConfig::from_variables(vars(bad_pem)),
+            Err(ApiError::NotConfigured(_))
+        ));
+        let no_issuer: &'static [_] = &[
+            (VAR_AUDIENCE, TEST_AUDIENCE),
+            (VAR_HS256_SECRET, TEST_HS256_SECRET),
+        ];
+        assert!(matches!(
+            AuthConfig::from_variables(vars(no_issuer)),
+            Err(ApiError::NotConfigured(_))
+        ));
+        let ok: &'static [_] = &[
+            (VAR_ISSUER, TEST_ISSUER),
+            (VAR_AUDIENCE, TEST_AUDIENCE),
+            (VAR_HS256_SECRET, TEST_HS256_SECRET),
+        ];
         assert!(AuthConfig::from_variables(vars(ok)).is_ok());
     }
 
     fn scope(tenant: &str, env: Option<&str>, team: Option<&str>) -> RequestScope {
-        RequestScope { tenant: tenant.into(), env: env.map(Into::into), team: team.map(Into::into) }
+        RequestScope {
+            tenant: tenant.into(),
+            env: env.map(Into::into),
+            team: team.map(Into::into),
+        }
     }
 
     #[test]
     fn headers_must_lie_inside_the_claims() {
-        let p = auth(&hs_config(), &token("acme", "prod").teams(&["support"]).mint()).unwrap();
-        let forbidden = |r: Result<Access, ApiError>| assert!(matches!(r, Err(ApiError::Forbidden(_))), "{r:?}");
+        let p = auth(
+            &hs_config(),
+            &token("acme", "prod").teams(&["support"]).mint(),
+        )
+        .unwrap();
+        let forbidden = |r: Result<Access, ApiError>| {
+            assert!(matches!(r, Err(ApiError::Forbidden(_))), "{r:?}")
+        };
         forbidden(p.authorise(&scope("bigcorp", None, None)));
         forbidden(p.authorise(&scope("acme", Some("staging"), None)));
         forbidden(p.authorise(&scope("acme", None, Some("sales"))));
         forbidden(p.authorise(&scope("acme", None, Some("default"))));
         let access = p.authorise(&scope("acme", None, Some("support"))).unwrap();
-        assert_eq!(access.ctx, TenantCtx::new("acme", "prod", Some("support")).unwrap());
+        assert_eq!(
+            access.ctx,
+            TenantCtx::new("acme", "prod", Some("support")).unwrap()
+        );
         let access = p.authorise(&scope("acme", Some("prod"), None)).unwrap();
-        assert!(access.can_see_team("support") && !access.can_see_team("sales") && !access.can_see_team("default"));
+        assert!(
+            access.can_see_team("support")
+                && !access.can_see_team("sales")
+                && !access.can_see_team("default")
+        );
         let all_teams = auth(&hs_config(), &token("acme", "prod").mint()).unwrap();
         let access = all_teams.authorise(&scope("acme", None, None)).unwrap();
         assert!(access.can_see_team("sales") && access.can_see_team("default"));
-        assert!(access.require_any_role(&[roles::WRITER, roles::ADMIN]).is_err());
+        assert!(
+            access
+                .require_any_role(&[roles::WRITER, roles::ADMIN])
+                .is_err()
+        );
     }
 
     #[test]
     fn scope_headers_are_checked_for_syntax_before_anything_else() {
         let req = |tenant: &str, env: &str, team: &str| {
-            Request::new("GET", "/").with_header("x-tenant-id", tenant).with_header("x-env-id", env).with_header("x-team-id", team)
+            Request::new("GET", "/")
+                .with_header("x-tenant-id", tenant)
+                .with_header("x-env-id", env)
+                .with_header("x-team-id", team)
         };
         assert!(RequestScope::from_request(&req("acme", "prod", "support")).is_ok());
         for bad in testing::UNSAFE_IDS {
-            for r in [req(bad, "prod", "support"), req("acme", bad, "support"), req("acme", "prod", bad)] {
-                assert!(matches!(RequestScope::from_request(&r), Err(ApiError::InvalidId(_))), "{bad:?}");
+            for r in [
+                req(bad, "prod", "support"),
+                req("acme", bad, "support"),
+                req("acme", "prod", bad),
+            ] {
+                assert!(
+                    matches!(RequestScope::from_request(&r), Err(ApiError::InvalidId(_))),
+                    "{bad:?}"
+                );
             }
         }
         assert_eq!(

@@ -31,10 +31,22 @@ use crate::tenant::{DEFAULT_TEAM, IdKind, validate_id};
 use crate::yaml::{self, ConfigError};
 
 /// The messaging providers a channel can be.
-pub const PROVIDERS: &[&str] = &["messaging-slack", "messaging-telegram", "messaging-teams", "messaging-webchat"];
+pub const PROVIDERS: &[&str] = &[
+    "messaging-slack",
+    "messaging-telegram",
+    "messaging-teams",
+    "messaging-webchat",
+];
 
 /// Config keys containing any of these are taken for secrets and refused.
-const SECRET_LIKE: &[&str] = &["secret", "token", "password", "private_key", "api_key", "apikey"];
+const SECRET_LIKE: &[&str] = &[
+    "secret",
+    "token",
+    "password",
+    "private_key",
+    "api_key",
+    "apikey",
+];
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,7 +110,11 @@ impl Bundle {
     pub fn parse(file: &str, text: &str) -> Result<Bundle, Vec<ConfigError>> {
         let bundle: Bundle = yaml::parse(file, text)?;
         let errors = bundle.problems(file);
-        if errors.is_empty() { Ok(bundle) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(bundle)
+        } else {
+            Err(errors)
+        }
     }
 
     /// The flow a channel runs: its own, else its team's, else its tenant's.
@@ -106,14 +122,21 @@ impl Bundle {
         let t = self.tenants.get(tenant)?;
         let tm = t.teams.get(team)?;
         let c = tm.channels.get(channel)?;
-        c.flow.as_deref().or(tm.flow.as_deref()).or(t.flow.as_deref())
+        c.flow
+            .as_deref()
+            .or(tm.flow.as_deref())
+            .or(t.flow.as_deref())
     }
 
     fn problems(&self, file: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        let mut error = |path: String, reason: String| errors.push(ConfigError::new(file, path, reason));
+        let mut error =
+            |path: String, reason: String| errors.push(ConfigError::new(file, path, reason));
         if self.tenants.is_empty() {
-            error("tenants".into(), "a bundle needs at least one tenant".into());
+            error(
+                "tenants".into(),
+                "a bundle needs at least one tenant".into(),
+            );
         }
         for (tenant_id, tenant) in &self.tenants {
             let at = format!("tenants.{tenant_id}");
@@ -121,22 +144,32 @@ impl Bundle {
                 error(at.clone(), e.to_string());
             }
             if tenant.environments.is_empty() {
-                error(format!("{at}.environments"), "a tenant needs at least one environment".into());
+                error(
+                    format!("{at}.environments"),
+                    "a tenant needs at least one environment".into(),
+                );
             }
             for (i, env) in tenant.environments.iter().enumerate() {
                 if let Err(e) = validate_id(IdKind::Env, &env.id) {
                     error(format!("{at}.environments[{i}].id"), e.to_string());
-                } else if tenant.environments[..i].iter().any(|other| other.id == env.id) {
-                    error(format!("{at}.environments[{i}].id"), format!("environment `{}` is listed twice", env.id));
+                } else if tenant.environments[..i]
+                    .iter()
+                    .any(|other| other.id == env.id)
+                {
+                    error(
+                        format!("{at}.environments[{i}].id"),
+                        format!("environment `{}` is listed twice", env.id),
+                    );
                 }
             }
             for (team_id, team) in &tenant.teams {
                 let at = format!("{at}.teams.{team_id}");
                 match validate_id(IdKind::Team, team_id) {
                     Err(e) => error(at.clone(), e.to_string()),
-                    Ok(()) if team_id == DEFAULT_TEAM => {
-                        error(at.clone(), "`default` stands for \"no team\" and cannot name a team".into())
-                    }
+                    Ok(()) if team_id == DEFAULT_TEAM => error(
+                        at.clone(),
+                        "`default` stands for \"no team\" and cannot name a team".into(),
+                    ),
                     Ok(()) => {}
                 }
                 for (channel_id, channel) in &team.channels {
@@ -151,7 +184,10 @@ impl Bundle {
                         );
                     }
                     if self.flow_of(tenant_id, team_id, channel_id).is_none() {
-                        error(format!("{at}.flow"), "no flow: set one on the channel, its team or its tenant".into());
+                        error(
+                            format!("{at}.flow"),
+                            "no flow: set one on the channel, its team or its tenant".into(),
+                        );
                     }
                     for key in channel.config.keys() {
                         let lower = key.to_ascii_lowercase();
@@ -173,16 +209,19 @@ impl Bundle {
         let mut refs = BTreeMap::new();
         for (tenant_id, tenant) in &self.tenants {
             if let Some(f) = &tenant.flow {
-                refs.entry(f.as_str()).or_insert(format!("tenants.{tenant_id}.flow"));
+                refs.entry(f.as_str())
+                    .or_insert(format!("tenants.{tenant_id}.flow"));
             }
             for (team_id, team) in &tenant.teams {
                 if let Some(f) = &team.flow {
-                    refs.entry(f.as_str()).or_insert(format!("tenants.{tenant_id}.teams.{team_id}.flow"));
+                    refs.entry(f.as_str())
+                        .or_insert(format!("tenants.{tenant_id}.teams.{team_id}.flow"));
                 }
                 for (channel_id, channel) in &team.channels {
                     if let Some(f) = &channel.flow {
-                        refs.entry(f.as_str())
-                            .or_insert(format!("tenants.{tenant_id}.teams.{team_id}.channels.{channel_id}.flow"));
+                        refs.entry(f.as_str()).or_insert(format!(
+                            "tenants.{tenant_id}.teams.{team_id}.channels.{channel_id}.flow"
+                        ));
                     }
                 }
             }
@@ -195,26 +234,42 @@ impl Bundle {
 /// reporting every problem found, not just the first.
 pub fn load(path: &Path) -> Result<LoadedBundle, Vec<ConfigError>> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![ConfigError::new(&file, "document", format!("cannot read: {e}"))])?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError::new(
+            &file,
+            "document",
+            format!("cannot read: {e}"),
+        )]
+    })?;
     let bundle = Bundle::parse(&file, &text)?;
     let flows_dir = path.parent().unwrap_or(Path::new(".")).join("flows");
     let mut flows = BTreeMap::new();
     let mut errors = Vec::new();
     for (name, named_at) in bundle.flow_references() {
         if validate_id(IdKind::Channel, name).is_err() {
-            errors.push(ConfigError::new(&file, named_at, "flow names match ^[a-z0-9][a-z0-9_-]{0,62}$"));
+            errors.push(ConfigError::new(
+                &file,
+                named_at,
+                "flow names match ^[a-z0-9][a-z0-9_-]{0,62}$",
+            ));
             continue;
         }
         let flow_path = flows_dir.join(format!("{name}.yaml"));
         let flow_file = flow_path.display().to_string();
         match std::fs::read_to_string(&flow_path) {
-            Err(e) => errors.push(ConfigError::new(&file, named_at, format!("flow `{name}`: cannot read {flow_file}: {e}"))),
+            Err(e) => errors.push(ConfigError::new(
+                &file,
+                named_at,
+                format!("flow `{name}`: cannot read {flow_file}: {e}"),
+            )),
             Ok(text) => match Flow::parse(&flow_file, &text) {
                 Ok(flow) if flow.name != name => errors.push(ConfigError::new(
                     &flow_file,
                     "name",
-                    format!("the file is named for flow `{name}` but declares `{}`", flow.name),
+                    format!(
+                        "the file is named for flow `{name}` but declares `{}`",
+                        flow.name
+                    ),
                 )),
                 Ok(flow) => {
                     flows.insert(name.to_owned(), flow);
@@ -223,7 +278,11 @@ pub fn load(path: &Path) -> Result<LoadedBundle, Vec<ConfigError>> {
             },
         }
     }
-    if errors.is_empty() { Ok(LoadedBundle { bundle, flows }) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(LoadedBundle { bundle, flows })
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -241,14 +300,41 @@ mod tests {
         let b = &loaded.bundle;
         assert_eq!(b.tenants.keys().collect::<Vec<_>>(), ["acme", "bigcorp"]);
         let acme = &b.tenants["acme"];
-        assert_eq!(acme.environments.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["prod", "staging"]);
-        assert_eq!(acme.teams["support"].channels["slack"].provider, "messaging-slack");
-        assert_eq!(acme.teams["support"].channels["telegram"].provider, "messaging-telegram");
-        assert_eq!(acme.teams["sales"].channels["teams"].provider, "messaging-teams");
-        assert_eq!(b.tenants["bigcorp"].teams["helpdesk"].channels["webchat"].provider, "messaging-webchat");
-        assert_eq!(b.flow_of("acme", "support", "slack"), Some("acme_support_flow"));
-        assert_eq!(b.flow_of("bigcorp", "helpdesk", "webchat"), Some("bigcorp_helpdesk_flow"));
-        assert!(loaded.flows.contains_key("acme_support_flow") && loaded.flows.contains_key("bigcorp_helpdesk_flow"));
+        assert_eq!(
+            acme.environments
+                .iter()
+                .map(|e| e.id.as_str())
+                .collect::<Vec<_>>(),
+            ["prod", "staging"]
+        );
+        assert_eq!(
+            acme.teams["support"].channels["slack"].provider,
+            "messaging-slack"
+        );
+        assert_eq!(
+            acme.teams["support"].channels["telegram"].provider,
+            "messaging-telegram"
+        );
+        assert_eq!(
+            acme.teams["sales"].channels["teams"].provider,
+            "messaging-teams"
+        );
+        assert_eq!(
+            b.tenants["bigcorp"].teams["helpdesk"].channels["webchat"].provider,
+            "messaging-webchat"
+        );
+        assert_eq!(
+            b.flow_of("acme", "support", "slack"),
+            Some("acme_support_flow")
+        );
+        assert_eq!(
+            b.flow_of("bigcorp", "helpdesk", "webchat"),
+            Some("bigcorp_helpdesk_flow")
+        );
+        assert!(
+            loaded.flows.contains_key("acme_support_flow")
+                && loaded.flows.contains_key("bigcorp_helpdesk_flow")
+        );
     }
 
     #[test]
@@ -275,10 +361,18 @@ tenants:
             "b.yaml: tenants.Acme.teams.default: `default` stands for \"no team\" and cannot name a team",
             "b.yaml: tenants.Acme.teams.default.channels.slack.config.signing_secret: looks like a secret; store it with the secrets broker, not in a bundle",
         ] {
-            assert!(errors.iter().any(|e| e == expected), "missing {expected:?} in {errors:#?}");
+            assert!(
+                errors.iter().any(|e| e == expected),
+                "missing {expected:?} in {errors:#?}"
+            );
         }
-        assert!(errors.iter().any(|e| e.starts_with("b.yaml: tenants.Acme.teams.default.channels.slack.provider: unknown provider")));
-        assert!(!errors.iter().any(|e| e.contains("channels.web.flow")), "the team's flow applies: {errors:#?}");
+        assert!(errors.iter().any(|e| e.starts_with(
+            "b.yaml: tenants.Acme.teams.default.channels.slack.provider: unknown provider"
+        )));
+        assert!(
+            !errors.iter().any(|e| e.contains("channels.web.flow")),
+            "the team's flow applies: {errors:#?}"
+        );
     }
 
     #[test]
@@ -286,7 +380,9 @@ tenants:
         let text = "tenants:\n  acme:\n    name: A\n    environments: [{ id: prod }]\n    teams:\n      support:\n        channels:\n          slack: { provider: messaging-slack }\n";
         assert_eq!(
             shown(Bundle::parse("b.yaml", text).unwrap_err()),
-            ["b.yaml: tenants.acme.teams.support.channels.slack.flow: no flow: set one on the channel, its team or its tenant"]
+            [
+                "b.yaml: tenants.acme.teams.support.channels.slack.flow: no flow: set one on the channel, its team or its tenant"
+            ]
         );
     }
 
@@ -296,11 +392,23 @@ tenants:
         std::fs::create_dir_all(dir.join("flows")).unwrap();
         let bundle = dir.join("b.yaml");
         std::fs::write(&bundle, "tenants:\n  acme:\n    name: A\n    environments: [{ id: prod }]\n    flow: missing\n    teams:\n      support:\n        flow: renamed\n        channels:\n          slack: { provider: messaging-slack }\n").unwrap();
-        std::fs::write(dir.join("flows/renamed.yaml"), "name: other\nversion: \"1\"\nnodes: [{ id: a, type: end }]\n").unwrap();
+        std::fs::write(
+            dir.join("flows/renamed.yaml"),
+            "name: other\nversion: \"1\"\nnodes: [{ id: a, type: end }]\n",
+        )
+        .unwrap();
         let errors = shown(load(&bundle).unwrap_err());
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(errors.len(), 2, "{errors:#?}");
-        assert!(errors[0].contains(": tenants.acme.flow: flow `missing`: cannot read "), "{errors:#?}");
-        assert!(errors[1].ends_with("renamed.yaml: name: the file is named for flow `renamed` but declares `other`"), "{errors:#?}");
+        assert!(
+            errors[0].contains(": tenants.acme.flow: flow `missing`: cannot read "),
+            "{errors:#?}"
+        );
+        assert!(
+            errors[1].ends_with(
+                "renamed.yaml: name: the file is named for flow `renamed` but declares `other`"
+            ),
+            "{errors:#?}"
+        );
     }
 }

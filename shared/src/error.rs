@@ -114,9 +114,14 @@ impl ApiError {
         response.headers[0].1 = "application/problem+json".into();
         match &self {
             ApiError::Unauthorized(_) => {
-                response = response.with_header("www-authenticate", r#"Bearer realm="greentic", error="invalid_token""#)
+                response = response.with_header(
+                    "www-authenticate",
+                    r#"Bearer realm="greentic", error="invalid_token""#,
+                )
             }
-            ApiError::MethodNotAllowed { allow } => response = response.with_header("allow", *allow),
+            ApiError::MethodNotAllowed { allow } => {
+                response = response.with_header("allow", *allow)
+            }
             ApiError::Unavailable(_) => response = response.with_header("retry-after", "5"),
             _ => {}
         }
@@ -131,7 +136,9 @@ impl From<KvError> for ApiError {
     fn from(err: KvError) -> Self {
         match err {
             // A store the manifest did not declare is a deployment bug, not an outage.
-            KvError::AccessDenied(_) | KvError::NoSuchStore(_) => ApiError::Internal(err.to_string()),
+            KvError::AccessDenied(_) | KvError::NoSuchStore(_) => {
+                ApiError::Internal(err.to_string())
+            }
             KvError::Unavailable(_) => ApiError::Unavailable("session store unavailable".into()),
         }
     }
@@ -141,12 +148,18 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Kv(kv) => kv.into(),
-            StoreError::Record(RecordError::Corrupt(_)) => ApiError::Internal("a stored session record is unreadable".into()),
-            StoreError::Record(e @ RecordError::UnsupportedVersion(_)) => ApiError::Internal(e.to_string()),
+            StoreError::Record(RecordError::Corrupt(_)) => {
+                ApiError::Internal("a stored session record is unreadable".into())
+            }
+            StoreError::Record(e @ RecordError::UnsupportedVersion(_)) => {
+                ApiError::Internal(e.to_string())
+            }
             StoreError::AlreadyExists => ApiError::Conflict("session already exists".into()),
             StoreError::NotFound => ApiError::NotFound,
             StoreError::Conflict => ApiError::Unavailable("session is busy; retry".into()),
-            StoreError::InvalidCursor => ApiError::BadRequest("cursor is not valid for this listing".into()),
+            StoreError::InvalidCursor => {
+                ApiError::BadRequest("cursor is not valid for this listing".into())
+            }
         }
     }
 }
@@ -158,9 +171,13 @@ mod tests {
 
     #[test]
     fn problems_are_rfc9457() {
-        let response = ApiError::InvalidId(IdError::Invalid(IdKind::Tenant)).into_response(Some("req-1"));
+        let response =
+            ApiError::InvalidId(IdError::Invalid(IdKind::Tenant)).into_response(Some("req-1"));
         assert_eq!(response.status, 400);
-        assert_eq!(response.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/problem+json")
+        );
         let body = response.json_body();
         assert_eq!(body["type"], "urn:greentic:problem:invalid-id");
         assert_eq!(body["status"], 400);
@@ -174,14 +191,23 @@ mod tests {
         let r = ApiError::Unauthorized("token expired".into()).into_response(None);
         assert_eq!(r.status, 401);
         assert!(r.header("www-authenticate").unwrap().starts_with("Bearer"));
-        let r = ApiError::MethodNotAllowed { allow: "GET, DELETE" }.into_response(None);
+        let r = ApiError::MethodNotAllowed {
+            allow: "GET, DELETE",
+        }
+        .into_response(None);
         assert_eq!((r.status, r.header("allow")), (405, Some("GET, DELETE")));
     }
 
     #[test]
     fn store_outages_are_503_and_misconfiguration_500() {
-        assert_eq!(ApiError::from(KvError::Unavailable("x".into())).status(), 503);
-        assert_eq!(ApiError::from(KvError::AccessDenied("secrets".into())).status(), 500);
+        assert_eq!(
+            ApiError::from(KvError::Unavailable("x".into())).status(),
+            503
+        );
+        assert_eq!(
+            ApiError::from(KvError::AccessDenied("secrets".into())).status(),
+            500
+        );
         assert_eq!(ApiError::from(StoreError::InvalidCursor).status(), 400);
     }
 }

@@ -41,12 +41,17 @@ impl Flow {
     pub fn parse(file: &str, text: &str) -> Result<Flow, Vec<ConfigError>> {
         let flow: Flow = yaml::parse(file, text)?;
         let errors = flow.problems(file);
-        if errors.is_empty() { Ok(flow) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(flow)
+        } else {
+            Err(errors)
+        }
     }
 
     fn problems(&self, file: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        let mut error = |path: String, reason: &str| errors.push(ConfigError::new(file, path, reason));
+        let mut error =
+            |path: String, reason: &str| errors.push(ConfigError::new(file, path, reason));
         if validate_id(IdKind::Channel, &self.name).is_err() {
             error("name".into(), "flow names match ^[a-z0-9][a-z0-9_-]{0,62}$");
         }
@@ -59,25 +64,40 @@ impl Flow {
         let mut seen = BTreeSet::new();
         for (i, node) in self.nodes.iter().enumerate() {
             if validate_id(IdKind::Channel, &node.id).is_err() {
-                error(format!("nodes[{i}].id"), "node ids match ^[a-z0-9][a-z0-9_-]{0,62}$");
+                error(
+                    format!("nodes[{i}].id"),
+                    "node ids match ^[a-z0-9][a-z0-9_-]{0,62}$",
+                );
             } else if !seen.insert(node.id.as_str()) {
-                error(format!("nodes[{i}].id"), &format!("node id `{}` is used twice", node.id));
+                error(
+                    format!("nodes[{i}].id"),
+                    &format!("node id `{}` is used twice", node.id),
+                );
             }
             if !NODE_TYPES.contains(&node.kind.as_str()) {
                 error(
                     format!("nodes[{i}].type"),
-                    &format!("unknown node type; expected one of {}", NODE_TYPES.join(", ")),
+                    &format!(
+                        "unknown node type; expected one of {}",
+                        NODE_TYPES.join(", ")
+                    ),
                 );
             }
             if node.kind == "reply" && !node.config.get("message").is_some_and(|m| m.is_string()) {
-                error(format!("nodes[{i}].config.message"), "a reply node needs a message text");
+                error(
+                    format!("nodes[{i}].config.message"),
+                    "a reply node needs a message text",
+                );
             }
         }
         for (i, node) in self.nodes.iter().enumerate() {
             if let Some(next) = &node.next
                 && !self.nodes.iter().any(|n| n.id == *next)
             {
-                error(format!("nodes[{i}].next"), &format!("no node has id `{next}`"));
+                error(
+                    format!("nodes[{i}].next"),
+                    &format!("no node has id `{next}`"),
+                );
             }
         }
         errors
@@ -96,7 +116,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(flow.nodes[0].kind, "reply");
-        assert_eq!(flow.nodes[0].config["message"], "Welcome to ACME Support! How can I help?");
+        assert_eq!(
+            flow.nodes[0].config["message"],
+            "Welcome to ACME Support! How can I help?"
+        );
     }
 
     #[test]
@@ -104,15 +127,35 @@ mod tests {
         let text = "name: f\nversion: \"1\"\nnodes:\n  - id: a\n    type: reply\n    next: nowhere\n  - id: a\n    type: teleport\n";
         let errors = Flow::parse("f.yaml", text).unwrap_err();
         let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert!(shown.contains(&"f.yaml: nodes[0].config.message: a reply node needs a message text".to_string()), "{shown:?}");
-        assert!(shown.contains(&"f.yaml: nodes[1].id: node id `a` is used twice".to_string()), "{shown:?}");
-        assert!(shown.iter().any(|s| s.starts_with("f.yaml: nodes[1].type: unknown node type")), "{shown:?}");
-        assert!(shown.contains(&"f.yaml: nodes[0].next: no node has id `nowhere`".to_string()), "{shown:?}");
+        assert!(
+            shown.contains(
+                &"f.yaml: nodes[0].config.message: a reply node needs a message text".to_string()
+            ),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(&"f.yaml: nodes[1].id: node id `a` is used twice".to_string()),
+            "{shown:?}"
+        );
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.starts_with("f.yaml: nodes[1].type: unknown node type")),
+            "{shown:?}"
+        );
+        assert!(
+            shown.contains(&"f.yaml: nodes[0].next: no node has id `nowhere`".to_string()),
+            "{shown:?}"
+        );
     }
 
     #[test]
     fn yaml_errors_carry_a_location() {
-        let errors = Flow::parse("f.yaml", "name: f\nversion: \"1\"\nnodes:\n  - id: a\n    typo: reply\n").unwrap_err();
+        let errors = Flow::parse(
+            "f.yaml",
+            "name: f\nversion: \"1\"\nnodes:\n  - id: a\n    typo: reply\n",
+        )
+        .unwrap_err();
         assert_eq!(errors.len(), 1);
         let shown = errors[0].to_string();
         assert!(shown.starts_with("f.yaml: line 5"), "{shown}");

@@ -24,7 +24,9 @@ pub struct Request {
 
 impl Request {
     pub fn new(method: &str, path_and_query: &str) -> Self {
-        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
         Request {
             method: method.to_ascii_uppercase(),
             path: path.to_owned(),
@@ -34,7 +36,8 @@ impl Request {
     }
 
     pub fn with_header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.as_ref().to_vec()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.as_ref().to_vec()));
         self
     }
 
@@ -46,12 +49,17 @@ impl Request {
     /// The single value of a header. Sent twice or not UTF-8, it is refused
     /// rather than guessed at: two `X-Tenant-ID`s must not let a caller pick.
     pub fn header(&self, name: &str) -> Result<Option<&str>, ApiError> {
-        let mut values = self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let mut values = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name));
         let Some((_, value)) = values.next() else {
             return Ok(None);
         };
         if values.next().is_some() {
-            return Err(ApiError::BadRequest(format!("header {name} is sent more than once")));
+            return Err(ApiError::BadRequest(format!(
+                "header {name} is sent more than once"
+            )));
         }
         std::str::from_utf8(value)
             .map(Some)
@@ -70,7 +78,9 @@ impl Request {
                 )));
             }
             if params.iter().any(|(n, _)| *n == name) {
-                return Err(ApiError::BadRequest(format!("query parameter {name} is given more than once")));
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter {name} is given more than once"
+                )));
             }
             params.push((name.into_owned(), value.into_owned()));
         }
@@ -95,7 +105,11 @@ impl Response {
     }
 
     pub fn no_content() -> Self {
-        Response { status: 204, headers: Vec::new(), body: Vec::new() }
+        Response {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -122,7 +136,9 @@ mod tests {
 
     #[test]
     fn duplicate_or_binary_headers_are_refused() {
-        let req = Request::new("GET", "/").with_header("X-Tenant-ID", "acme").with_header("x-tenant-id", "bigcorp");
+        let req = Request::new("GET", "/")
+            .with_header("X-Tenant-ID", "acme")
+            .with_header("x-tenant-id", "bigcorp");
         assert!(req.header("X-Tenant-ID").is_err());
         let req = Request::new("GET", "/").with_header("X-Tenant-ID", [0xff, 0xfe]);
         assert!(req.header("x-tenant-id").is_err());
@@ -135,8 +151,22 @@ mod tests {
         let req = Request::new("GET", "/x?limit=5&cursor=a%2Bb");
         assert_eq!(req.path, "/x");
         let params = req.query_params(&["limit", "cursor"]).unwrap();
-        assert_eq!(params, vec![("limit".into(), "5".into()), ("cursor".into(), "a+b".into())]);
-        assert!(Request::new("GET", "/x?limt=5").query_params(&["limit"]).is_err());
-        assert!(Request::new("GET", "/x?limit=5&limit=6").query_params(&["limit"]).is_err());
+        assert_eq!(
+            params,
+            vec![
+                ("limit".into(), "5".into()),
+                ("cursor".into(), "a+b".into())
+            ]
+        );
+        assert!(
+            Request::new("GET", "/x?limt=5")
+                .query_params(&["limit"])
+                .is_err()
+        );
+        assert!(
+            Request::new("GET", "/x?limit=5&limit=6")
+                .query_params(&["limit"])
+                .is_err()
+        );
     }
 }

@@ -126,8 +126,14 @@ mod tests {
             session_record(&ctx(Some("support")), &sid()),
             "sessions/acme/prod/support/session_001.cbor"
         );
-        assert_eq!(session_state(&ctx(Some("support")), &sid()), "state:acme:prod:support:session_001");
-        assert_eq!(session_state(&ctx(None), &sid()), "state:acme:prod:default:session_001");
+        assert_eq!(
+            session_state(&ctx(Some("support")), &sid()),
+            "state:acme:prod:support:session_001"
+        );
+        assert_eq!(
+            session_state(&ctx(None), &sid()),
+            "state:acme:prod:default:session_001"
+        );
         assert_eq!(
             session_record(&ctx(None), &sid()),
             "sessions/acme/prod/default/session_001.cbor"
@@ -137,9 +143,15 @@ mod tests {
     #[test]
     fn secret_keys_are_the_seeds() {
         let name = SecretName::parse("webhook_secret").unwrap();
-        assert_eq!(global_secret(&SecretName::parse("signing_key").unwrap()), "secrets/global/signing_key");
         assert_eq!(
-            tenant_secret(&ctx(Some("support")), &SecretName::parse("slack_bot_token").unwrap()),
+            global_secret(&SecretName::parse("signing_key").unwrap()),
+            "secrets/global/signing_key"
+        );
+        assert_eq!(
+            tenant_secret(
+                &ctx(Some("support")),
+                &SecretName::parse("slack_bot_token").unwrap()
+            ),
             "secrets/acme/slack_bot_token"
         );
         assert_eq!(
@@ -152,12 +164,18 @@ mod tests {
     #[test]
     fn index_keys_stay_under_the_tenant() {
         let c = ctx(Some("support"));
-        assert_eq!(session_index_seq(&c, SessionIndex::Env), "index/acme/prod/sessions/seq");
+        assert_eq!(
+            session_index_seq(&c, SessionIndex::Env),
+            "index/acme/prod/sessions/seq"
+        );
         assert_eq!(
             session_index_slot(&c, SessionIndex::Team, 7),
             "index/acme/prod/teams/support/sessions/7"
         );
-        assert_eq!(session_team_locator(&c, &sid()), "index/acme/prod/session-teams/session_001");
+        assert_eq!(
+            session_team_locator(&c, &sid()),
+            "index/acme/prod/session-teams/session_001"
+        );
     }
 
     #[test]

@@ -173,10 +173,16 @@ mod tests {
         assert_eq!(kv.get_keys().unwrap(), vec!["a".to_string()]);
         assert_eq!(kv.increment("n", 2).unwrap(), 2);
         assert_eq!(kv.increment("n", 0).unwrap(), 2);
-        assert!(kv.increment("a", 1).is_err(), "a non-counter key is refused");
+        assert!(
+            kv.increment("a", 1).is_err(),
+            "a non-counter key is refused"
+        );
         assert_eq!(kv.compare_and_swap("a", b"0", b"2").unwrap(), Cas::Conflict);
         assert_eq!(kv.compare_and_swap("a", b"1", b"2").unwrap(), Cas::Swapped);
-        assert_eq!(kv.compare_and_swap("missing", b"", b"x").unwrap(), Cas::Conflict);
+        assert_eq!(
+            kv.compare_and_swap("missing", b"", b"x").unwrap(),
+            Cas::Conflict
+        );
         assert_eq!(kv.get("a").unwrap().as_deref(), Some(&b"2"[..]));
     }
 

@@ -21,7 +21,12 @@ pub struct RequestLog<'h> {
 
 impl<'h> RequestLog<'h> {
     pub fn new(host: &'h dyn Host, component: &'static str, request_id: String) -> Self {
-        RequestLog { host, component, request_id, scope: None }
+        RequestLog {
+            host,
+            component,
+            request_id,
+            scope: None,
+        }
     }
 
     pub fn request_id(&self) -> &str {
@@ -67,7 +72,9 @@ pub fn request_id(supplied: Option<&str>, host: &dyn Host) -> String {
     match supplied {
         Some(id)
             if (1..=64).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
         {
             id.to_owned()
         }

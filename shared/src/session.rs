@@ -40,7 +40,12 @@ impl SessionId {
     /// Deterministic, so an incoming message finds its session without a scan,
     /// and scoped: every part of the scope is hashed, length-prefixed so that no
     /// two different inputs give the same byte string.
-    pub fn derive(ctx: &TenantCtx, channel: &ChannelId, conversation: &Conversation, user: &str) -> Self {
+    pub fn derive(
+        ctx: &TenantCtx,
+        channel: &ChannelId,
+        conversation: &Conversation,
+        user: &str,
+    ) -> Self {
         let mut hash = Sha256::new();
         hash.update(b"greentic-session-v1");
         for part in [
@@ -262,15 +267,26 @@ mod tests {
         NewSession {
             channel: ChannelId::parse("slack").unwrap(),
             provider: "messaging-slack".into(),
-            conversation: Conversation { id: "C789012".into(), thread: Some("1700000000.0001".into()) },
+            conversation: Conversation {
+                id: "C789012".into(),
+                thread: Some("1700000000.0001".into()),
+            },
             user_id: user.into(),
-            flow: Some(FlowRef { name: "acme_support_flow".into(), version: "1.0".into() }),
+            flow: Some(FlowRef {
+                name: "acme_support_flow".into(),
+                version: "1.0".into(),
+            }),
         }
     }
 
     #[test]
     fn cbor_round_trip_keeps_every_field() {
-        let mut record = SessionRecord::new(&ctx(), new_session("U1"), 1_000, IndexSlots { env: 3, team: 2 });
+        let mut record = SessionRecord::new(
+            &ctx(),
+            new_session("U1"),
+            1_000,
+            IndexSlots { env: 3, team: 2 },
+        );
         record.record_message(Direction::Inbound, "hello", 2_000);
         record.cursor_node = Some("ask_name".into());
         record.status = SessionStatus::Waiting;
@@ -280,11 +296,22 @@ mod tests {
 
     #[test]
     fn a_corrupted_record_is_a_clear_error() {
-        let bytes = SessionRecord::new(&ctx(), new_session("U1"), 1, IndexSlots { env: 1, team: 1 }).encode();
+        let bytes =
+            SessionRecord::new(&ctx(), new_session("U1"), 1, IndexSlots { env: 1, team: 1 })
+                .encode();
         let truncated = &bytes[..bytes.len() / 2];
-        assert!(matches!(SessionRecord::decode(truncated), Err(RecordError::Corrupt(_))));
-        assert!(matches!(SessionRecord::decode(b"\xff\x00garbage"), Err(RecordError::Corrupt(_))));
-        assert!(matches!(SessionRecord::decode(b""), Err(RecordError::Corrupt(_))));
+        assert!(matches!(
+            SessionRecord::decode(truncated),
+            Err(RecordError::Corrupt(_))
+        ));
+        assert!(matches!(
+            SessionRecord::decode(b"\xff\x00garbage"),
+            Err(RecordError::Corrupt(_))
+        ));
+        assert!(matches!(
+            SessionRecord::decode(b""),
+            Err(RecordError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -303,7 +330,10 @@ mod tests {
         }
         let mut bytes = Vec::new();
         ciborium::into_writer(&value, &mut bytes).unwrap();
-        assert_eq!(SessionRecord::decode(&bytes), Err(RecordError::UnsupportedVersion(2)));
+        assert_eq!(
+            SessionRecord::decode(&bytes),
+            Err(RecordError::UnsupportedVersion(2))
+        );
     }
 
     #[test]
@@ -325,20 +355,29 @@ mod tests {
         }
         let mut bytes = Vec::new();
         ciborium::into_writer(&value, &mut bytes).unwrap();
-        assert!(matches!(SessionRecord::decode(&bytes), Err(RecordError::Corrupt(_))));
+        assert!(matches!(
+            SessionRecord::decode(&bytes),
+            Err(RecordError::Corrupt(_))
+        ));
     }
 
     #[test]
     fn session_ids_are_deterministic_and_scoped() {
         let slack = ChannelId::parse("slack").unwrap();
-        let conv = Conversation { id: "C1".into(), thread: None };
+        let conv = Conversation {
+            id: "C1".into(),
+            thread: None,
+        };
         let a = SessionId::derive(&ctx(), &slack, &conv, "U1");
         assert_eq!(a, SessionId::derive(&ctx(), &slack, &conv, "U1"));
         assert_eq!(a.as_str().len(), 32);
         assert_eq!(SessionId::parse(a.as_str()).unwrap(), Some(a.clone()));
         let other_team = ctx().with_team(Some("sales")).unwrap();
         let other_tenant = TenantCtx::new("bigcorp", "prod", Some("support")).unwrap();
-        let thread = Conversation { id: "C1".into(), thread: Some("t".into()) };
+        let thread = Conversation {
+            id: "C1".into(),
+            thread: Some("t".into()),
+        };
         for different in [
             SessionId::derive(&other_team, &slack, &conv, "U1"),
             SessionId::derive(&other_tenant, &slack, &conv, "U1"),
@@ -349,8 +388,14 @@ mod tests {
             assert_ne!(different, a);
         }
         // Length prefixes keep shifted boundaries apart: ("C1", "U1") vs ("C1U", "1").
-        let shifted = Conversation { id: "C1U".into(), thread: None };
-        assert_ne!(SessionId::derive(&ctx(), &slack, &shifted, "1"), SessionId::derive(&ctx(), &slack, &conv, "U1"));
+        let shifted = Conversation {
+            id: "C1U".into(),
+            thread: None,
+        };
+        assert_ne!(
+            SessionId::derive(&ctx(), &slack, &shifted, "1"),
+            SessionId::derive(&ctx(), &slack, &conv, "U1")
+        );
     }
 
     #[test]
@@ -361,7 +406,8 @@ mod tests {
 
     #[test]
     fn the_transcript_stays_bounded() {
-        let mut record = SessionRecord::new(&ctx(), new_session("U1"), 0, IndexSlots { env: 1, team: 1 });
+        let mut record =
+            SessionRecord::new(&ctx(), new_session("U1"), 0, IndexSlots { env: 1, team: 1 });
         for i in 0..(TRANSCRIPT_LIMIT + 5) {
             record.record_message(Direction::Inbound, &format!("m{i}"), i as i64);
         }
@@ -376,7 +422,10 @@ mod tests {
     fn state_round_trips_through_cbor() {
         let mut state = SessionState::new();
         state.insert("name".into(), "Ada".into());
-        state.insert("order".into(), serde_json::json!({"id": 42, "items": [1, 2]}));
+        state.insert(
+            "order".into(),
+            serde_json::json!({"id": 42, "items": [1, 2]}),
+        );
         assert_eq!(decode_state(&encode_state(&state)).unwrap(), state);
         assert!(decode_state(b"\xa1").is_err());
     }

@@ -92,7 +92,9 @@ impl ListQuery {
     fn matches(&self, record: &SessionRecord) -> bool {
         self.channel.as_ref().is_none_or(|c| *c == record.channel)
             && self.status.is_none_or(|s| s == record.status)
-            && self.updated_since_ms.is_none_or(|t| record.updated_at_ms >= t)
+            && self
+                .updated_since_ms
+                .is_none_or(|t| record.updated_at_ms >= t)
     }
 }
 
@@ -115,7 +117,12 @@ impl<'a> SessionStore<'a> {
 
     /// Creates the session `new` describes. Index entries are written before the
     /// record, so a record that exists is always listed.
-    pub fn create(&self, ctx: &TenantCtx, new: NewSession, now_ms: i64) -> Result<SessionRecord, StoreError> {
+    pub fn create(
+        &self,
+        ctx: &TenantCtx,
+        new: NewSession,
+        now_ms: i64,
+    ) -> Result<SessionRecord, StoreError> {
         let id = SessionId::derive(ctx, &new.channel, &new.conversation, &new.user_id);
         let record_key = keys::session_record(ctx, &id);
         if self.kv.exists(&record_key)? {
@@ -126,7 +133,10 @@ impl<'a> SessionStore<'a> {
             team: self.next_slot(ctx, SessionIndex::Team)?,
         };
         let record = SessionRecord::new(ctx, new, now_ms, slots);
-        self.kv.set(&keys::session_team_locator(ctx, &id), ctx.team_token().as_bytes())?;
+        self.kv.set(
+            &keys::session_team_locator(ctx, &id),
+            ctx.team_token().as_bytes(),
+        )?;
         self.kv.set(
             &keys::session_index_slot(ctx, SessionIndex::Team, slots.team),
             id.as_str().as_bytes(),
@@ -139,8 +149,13 @@ impl<'a> SessionStore<'a> {
         Ok(record)
     }
 
-    pub fn get(&self, ctx: &TenantCtx, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        self.read(ctx, id).map(|found| found.map(|(_, record)| record))
+    pub fn get(
+        &self,
+        ctx: &TenantCtx,
+        id: &SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.read(ctx, id)
+            .map(|found| found.map(|(_, record)| record))
     }
 
     /// The full context (with team) of a session known only by tenant, env and id.
@@ -185,10 +200,16 @@ impl<'a> SessionStore<'a> {
             return Ok(false);
         };
         self.kv.delete(&keys::session_state(ctx, id))?;
-        self.kv
-            .delete(&keys::session_index_slot(ctx, SessionIndex::Team, record.index.team))?;
-        self.kv
-            .delete(&keys::session_index_slot(ctx, SessionIndex::Env, record.index.env))?;
+        self.kv.delete(&keys::session_index_slot(
+            ctx,
+            SessionIndex::Team,
+            record.index.team,
+        ))?;
+        self.kv.delete(&keys::session_index_slot(
+            ctx,
+            SessionIndex::Env,
+            record.index.env,
+        ))?;
         self.kv.delete(&keys::session_record(ctx, id))?;
         self.kv.delete(&keys::session_team_locator(ctx, id))?;
         Ok(true)
@@ -202,8 +223,15 @@ impl<'a> SessionStore<'a> {
         }
     }
 
-    pub fn put_state(&self, ctx: &TenantCtx, id: &SessionId, state: &SessionState) -> Result<(), StoreError> {
-        Ok(self.kv.set(&keys::session_state(ctx, id), &encode_state(state))?)
+    pub fn put_state(
+        &self,
+        ctx: &TenantCtx,
+        id: &SessionId,
+        state: &SessionState,
+    ) -> Result<(), StoreError> {
+        Ok(self
+            .kv
+            .set(&keys::session_state(ctx, id), &encode_state(state))?)
     }
 
     /// One page of the scope's sessions, newest first, read through the
@@ -232,7 +260,10 @@ impl<'a> SessionStore<'a> {
             slot -= 1;
         }
         let next_cursor = (slot > 0).then(|| Cursor::encode(&seq_key, slot));
-        Ok(Page { sessions, next_cursor })
+        Ok(Page {
+            sessions,
+            next_cursor,
+        })
     }
 
     fn next_slot(&self, ctx: &TenantCtx, index: SessionIndex) -> Result<u64, StoreError> {
@@ -242,7 +273,12 @@ impl<'a> SessionStore<'a> {
 
     /// The session at one index slot, if the slot is live: it names a session
     /// of the scope whose record points back at this slot.
-    fn read_slot(&self, scope: &ListScope, index: SessionIndex, slot: u64) -> Result<Option<SessionRecord>, StoreError> {
+    fn read_slot(
+        &self,
+        scope: &ListScope,
+        index: SessionIndex,
+        slot: u64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let ctx = scope.ctx();
         let Some(entry) = self.kv.get(&keys::session_index_slot(ctx, index, slot))? else {
             return Ok(None);
@@ -257,7 +293,9 @@ impl<'a> SessionStore<'a> {
                     return Ok(None);
                 };
                 if validate_id(IdKind::Team, team).is_err()
-                    || teams.as_ref().is_some_and(|allowed| !allowed.iter().any(|t| t == team))
+                    || teams
+                        .as_ref()
+                        .is_some_and(|allowed| !allowed.iter().any(|t| t == team))
                 {
                     return Ok(None);
                 }
@@ -277,13 +315,20 @@ impl<'a> SessionStore<'a> {
 
     /// The stored bytes and the decoded record, checked against the key's scope:
     /// a record that claims another scope than the key it sits under is corrupt.
-    fn read(&self, ctx: &TenantCtx, id: &SessionId) -> Result<Option<(Vec<u8>, SessionRecord)>, StoreError> {
+    fn read(
+        &self,
+        ctx: &TenantCtx,
+        id: &SessionId,
+    ) -> Result<Option<(Vec<u8>, SessionRecord)>, StoreError> {
         let Some(bytes) = self.kv.get(&keys::session_record(ctx, id))? else {
             return Ok(None);
         };
         let record = SessionRecord::decode(&bytes)?;
         if record.ctx != *ctx || record.id != *id {
-            return Err(RecordError::Corrupt("record does not belong to the key it is stored under".into()).into());
+            return Err(RecordError::Corrupt(
+                "record does not belong to the key it is stored under".into(),
+            )
+            .into());
         }
         Ok(Some((bytes, record)))
     }
@@ -298,7 +343,9 @@ impl Cursor {
 
     fn tag(seq_key: &str) -> [u8; 8] {
         let digest = Sha256::digest(seq_key.as_bytes());
-        digest[..8].try_into().expect("a SHA-256 digest has 32 bytes")
+        digest[..8]
+            .try_into()
+            .expect("a SHA-256 digest has 32 bytes")
     }
 
     fn encode(seq_key: &str, next_slot: u64) -> String {
@@ -336,14 +383,20 @@ mod tests {
         NewSession {
             channel: ChannelId::parse(channel).unwrap(),
             provider: "messaging-slack".into(),
-            conversation: Conversation { id: "C1".into(), thread: None },
+            conversation: Conversation {
+                id: "C1".into(),
+                thread: None,
+            },
             user_id: user.into(),
             flow: None,
         }
     }
 
     fn query(limit: usize) -> ListQuery {
-        ListQuery { limit, ..ListQuery::default() }
+        ListQuery {
+            limit,
+            ..ListQuery::default()
+        }
     }
 
     fn list_all(store: &SessionStore, scope: &ListScope, mut q: ListQuery) -> Vec<SessionId> {
@@ -365,16 +418,33 @@ mod tests {
         let c = ctx("acme", Some("support"));
         let created = store.create(&c, new_session("slack", "U1"), 10).unwrap();
         assert_eq!(store.get(&c, &created.id).unwrap(), Some(created.clone()));
-        assert_eq!(store.create(&c, new_session("slack", "U1"), 11), Err(StoreError::AlreadyExists));
+        assert_eq!(
+            store.create(&c, new_session("slack", "U1"), 11),
+            Err(StoreError::AlreadyExists)
+        );
         let updated = store
-            .update(&c, &created.id, 20, |r| r.record_message(Direction::Inbound, "hi", 20))
+            .update(&c, &created.id, 20, |r| {
+                r.record_message(Direction::Inbound, "hi", 20)
+            })
             .unwrap();
-        assert_eq!((updated.revision, updated.message_count, updated.updated_at_ms), (2, 1, 20));
+        assert_eq!(
+            (
+                updated.revision,
+                updated.message_count,
+                updated.updated_at_ms
+            ),
+            (2, 1, 20)
+        );
         let mut state = SessionState::new();
         state.insert("name".into(), "Ada".into());
         store.put_state(&c, &created.id, &state).unwrap();
         assert_eq!(store.state(&c, &created.id).unwrap(), state);
-        assert_eq!(store.locate(&c.with_team(None).unwrap(), &created.id).unwrap(), Some(c.clone()));
+        assert_eq!(
+            store
+                .locate(&c.with_team(None).unwrap(), &created.id)
+                .unwrap(),
+            Some(c.clone())
+        );
         assert!(store.delete(&c, &created.id).unwrap());
         assert!(!store.delete(&c, &created.id).unwrap());
         assert_eq!(store.get(&c, &created.id).unwrap(), None);
@@ -389,12 +459,22 @@ mod tests {
         let kv = MemoryKv::new();
         let store = SessionStore::new(&kv);
         let owner = ctx("acme", Some("support"));
-        let id = store.create(&owner, new_session("slack", "U1"), 1).unwrap().id;
-        for other in [ctx("bigcorp", Some("support")), ctx("acme", Some("sales")), ctx("acme", None),
-                      TenantCtx::new("acme", "staging", Some("support")).unwrap()] {
+        let id = store
+            .create(&owner, new_session("slack", "U1"), 1)
+            .unwrap()
+            .id;
+        for other in [
+            ctx("bigcorp", Some("support")),
+            ctx("acme", Some("sales")),
+            ctx("acme", None),
+            TenantCtx::new("acme", "staging", Some("support")).unwrap(),
+        ] {
             assert_eq!(store.get(&other, &id).unwrap(), None, "{other}");
             assert!(!store.delete(&other, &id).unwrap(), "{other}");
-            assert_eq!(store.update(&other, &id, 2, |_| ()), Err(StoreError::NotFound));
+            assert_eq!(
+                store.update(&other, &id, 2, |_| ()),
+                Err(StoreError::NotFound)
+            );
         }
         assert_eq!(store.locate(&ctx("bigcorp", None), &id).unwrap(), None);
         assert!(store.get(&owner, &id).unwrap().is_some());
@@ -406,12 +486,24 @@ mod tests {
         let store = SessionStore::new(&kv);
         let c = ctx("acme", Some("support"));
         let created: Vec<SessionId> = (0..1_050)
-            .map(|i| store.create(&c, new_session("slack", &format!("U{i}")), i).unwrap().id)
+            .map(|i| {
+                store
+                    .create(&c, new_session("slack", &format!("U{i}")), i)
+                    .unwrap()
+                    .id
+            })
             .collect();
         let listed = list_all(&store, &ListScope::Team(c.clone()), query(50));
         let expected: Vec<SessionId> = created.iter().rev().cloned().collect();
         assert_eq!(listed, expected);
-        let env_listed = list_all(&store, &ListScope::Env { ctx: c.with_team(None).unwrap(), teams: None }, query(200));
+        let env_listed = list_all(
+            &store,
+            &ListScope::Env {
+                ctx: c.with_team(None).unwrap(),
+                teams: None,
+            },
+            query(200),
+        );
         assert_eq!(env_listed, expected);
     }
 
@@ -426,7 +518,12 @@ mod tests {
                     let (kv, c) = (&kv, &c);
                     s.spawn(move || {
                         (0..100)
-                            .map(|i| SessionStore::new(kv).create(c, new_session("slack", &format!("U{t}-{i}")), 1).unwrap().id)
+                            .map(|i| {
+                                SessionStore::new(kv)
+                                    .create(c, new_session("slack", &format!("U{t}-{i}")), 1)
+                                    .unwrap()
+                                    .id
+                            })
                             .collect::<Vec<_>>()
                     })
                 })
@@ -445,14 +542,19 @@ mod tests {
     fn concurrent_updates_of_one_session_lose_nothing() {
         let kv = MemoryKv::new();
         let c = ctx("acme", Some("support"));
-        let id = SessionStore::new(&kv).create(&c, new_session("slack", "U1"), 1).unwrap().id;
+        let id = SessionStore::new(&kv)
+            .create(&c, new_session("slack", "U1"), 1)
+            .unwrap()
+            .id;
         std::thread::scope(|s| {
             for t in 0..4 {
                 let (kv, c, id) = (&kv, &c, &id);
                 s.spawn(move || {
                     for i in 0..25 {
                         SessionStore::new(kv)
-                            .update(c, id, 2, |r| r.record_message(Direction::Inbound, &format!("{t}-{i}"), 2))
+                            .update(c, id, 2, |r| {
+                                r.record_message(Direction::Inbound, &format!("{t}-{i}"), 2)
+                            })
                             .unwrap();
                     }
                 });
@@ -468,20 +570,58 @@ mod tests {
         let store = SessionStore::new(&kv);
         let support = ctx("acme", Some("support"));
         let sales = ctx("acme", Some("sales"));
-        let a = store.create(&support, new_session("slack", "U1"), 100).unwrap().id;
-        let b = store.create(&support, new_session("telegram", "U2"), 200).unwrap().id;
-        let c = store.create(&sales, new_session("teams", "U3"), 300).unwrap().id;
-        store.update(&support, &b, 400, |r| r.status = SessionStatus::Ended).unwrap();
+        let a = store
+            .create(&support, new_session("slack", "U1"), 100)
+            .unwrap()
+            .id;
+        let b = store
+            .create(&support, new_session("telegram", "U2"), 200)
+            .unwrap()
+            .id;
+        let c = store
+            .create(&sales, new_session("teams", "U3"), 300)
+            .unwrap()
+            .id;
+        store
+            .update(&support, &b, 400, |r| r.status = SessionStatus::Ended)
+            .unwrap();
         let env = support.with_team(None).unwrap();
-        let all = ListScope::Env { ctx: env.clone(), teams: None };
+        let all = ListScope::Env {
+            ctx: env.clone(),
+            teams: None,
+        };
         let only = |q: ListQuery| list_all(&store, &all, q);
         assert_eq!(only(query(10)), vec![c.clone(), b.clone(), a.clone()]);
-        assert_eq!(only(ListQuery { channel: Some(ChannelId::parse("slack").unwrap()), ..query(10) }), vec![a.clone()]);
-        assert_eq!(only(ListQuery { status: Some(SessionStatus::Ended), ..query(10) }), vec![b.clone()]);
-        assert_eq!(only(ListQuery { updated_since_ms: Some(250), ..query(10) }), vec![c.clone(), b.clone()]);
-        let sales_only = ListScope::Env { ctx: env, teams: Some(vec!["sales".into()]) };
+        assert_eq!(
+            only(ListQuery {
+                channel: Some(ChannelId::parse("slack").unwrap()),
+                ..query(10)
+            }),
+            vec![a.clone()]
+        );
+        assert_eq!(
+            only(ListQuery {
+                status: Some(SessionStatus::Ended),
+                ..query(10)
+            }),
+            vec![b.clone()]
+        );
+        assert_eq!(
+            only(ListQuery {
+                updated_since_ms: Some(250),
+                ..query(10)
+            }),
+            vec![c.clone(), b.clone()]
+        );
+        let sales_only = ListScope::Env {
+            ctx: env,
+            teams: Some(vec!["sales".into()]),
+        };
         assert_eq!(list_all(&store, &sales_only, query(10)), vec![c]);
-        assert_eq!(list_all(&store, &ListScope::Team(support), query(10)), vec![b, a]);
+        assert_eq!(
+            list_all(&store, &ListScope::Team(support), query(10)),
+            vec![b, a]
+        );
     }
 
     #[test]
@@ -490,11 +630,19 @@ mod tests {
         let store = SessionStore::new(&kv);
         for tenant in ["t1", "t2", "t3"] {
             for i in 0..100 {
-                store.create(&ctx(tenant, Some("support")), new_session("slack", &format!("U{i}")), 1).unwrap();
+                store
+                    .create(
+                        &ctx(tenant, Some("support")),
+                        new_session("slack", &format!("U{i}")),
+                        1,
+                    )
+                    .unwrap();
             }
         }
         let before = kv.ops();
-        let page = store.list(&ListScope::Team(ctx("t2", Some("support"))), &query(50)).unwrap();
+        let page = store
+            .list(&ListScope::Team(ctx("t2", Some("support"))), &query(50))
+            .unwrap();
         assert_eq!(page.sessions.len(), 50);
         assert_eq!(kv.full_scans(), 0);
         // The counter, then a slot and a record per session.
@@ -506,11 +654,18 @@ mod tests {
         let kv = MemoryKv::new();
         let store = SessionStore::new(&kv);
         let c = ctx("acme", Some("support"));
-        store.create(&c, new_session("telegram", "needle"), 1).unwrap();
+        store
+            .create(&c, new_session("telegram", "needle"), 1)
+            .unwrap();
         for i in 0..(MAX_SLOTS_PER_PAGE + 10) {
-            store.create(&c, new_session("slack", &format!("U{i}")), 1).unwrap();
+            store
+                .create(&c, new_session("slack", &format!("U{i}")), 1)
+                .unwrap();
         }
-        let q = ListQuery { channel: Some(ChannelId::parse("telegram").unwrap()), ..query(10) };
+        let q = ListQuery {
+            channel: Some(ChannelId::parse("telegram").unwrap()),
+            ..query(10)
+        };
         let first = store.list(&ListScope::Team(c.clone()), &q).unwrap();
         assert!(first.sessions.is_empty());
         assert!(first.next_cursor.is_some());
@@ -523,17 +678,42 @@ mod tests {
         let store = SessionStore::new(&kv);
         let c = ctx("acme", Some("support"));
         for i in 0..3 {
-            store.create(&c, new_session("slack", &format!("U{i}")), 1).unwrap();
+            store
+                .create(&c, new_session("slack", &format!("U{i}")), 1)
+                .unwrap();
         }
-        let cursor = store.list(&ListScope::Team(c.clone()), &query(1)).unwrap().next_cursor.unwrap();
-        let elsewhere = ListQuery { cursor: Some(cursor.clone()), ..query(1) };
-        for other in [ListScope::Team(ctx("bigcorp", Some("support"))), ListScope::Team(ctx("acme", Some("sales"))),
-                      ListScope::Env { ctx: ctx("acme", None), teams: None }] {
-            assert_eq!(store.list(&other, &elsewhere), Err(StoreError::InvalidCursor));
+        let cursor = store
+            .list(&ListScope::Team(c.clone()), &query(1))
+            .unwrap()
+            .next_cursor
+            .unwrap();
+        let elsewhere = ListQuery {
+            cursor: Some(cursor.clone()),
+            ..query(1)
+        };
+        for other in [
+            ListScope::Team(ctx("bigcorp", Some("support"))),
+            ListScope::Team(ctx("acme", Some("sales"))),
+            ListScope::Env {
+                ctx: ctx("acme", None),
+                teams: None,
+            },
+        ] {
+            assert_eq!(
+                store.list(&other, &elsewhere),
+                Err(StoreError::InvalidCursor)
+            );
         }
         for bad in ["", "!!!", "AAAA", &cursor[..cursor.len() - 2]] {
-            let q = ListQuery { cursor: Some(bad.to_string()), ..query(1) };
-            assert_eq!(store.list(&ListScope::Team(c.clone()), &q), Err(StoreError::InvalidCursor), "{bad:?}");
+            let q = ListQuery {
+                cursor: Some(bad.to_string()),
+                ..query(1)
+            };
+            assert_eq!(
+                store.list(&ListScope::Team(c.clone()), &q),
+                Err(StoreError::InvalidCursor),
+                "{bad:?}"
+            );
         }
     }
 
@@ -545,9 +725,18 @@ mod tests {
         let a = store.create(&c, new_session("slack", "U1"), 1).unwrap();
         // A slot pointing at a session that was never written (a create that
         // failed half-way), and a second slot pointing at the live record.
-        kv.set(&keys::session_index_slot(&c, SessionIndex::Team, 50), b"0123456789abcdef0123456789abcdef").unwrap();
-        kv.set(&keys::session_index_slot(&c, SessionIndex::Team, 51), a.id.as_str().as_bytes()).unwrap();
-        kv.increment(&keys::session_index_seq(&c, SessionIndex::Team), 50).unwrap();
+        kv.set(
+            &keys::session_index_slot(&c, SessionIndex::Team, 50),
+            b"0123456789abcdef0123456789abcdef",
+        )
+        .unwrap();
+        kv.set(
+            &keys::session_index_slot(&c, SessionIndex::Team, 51),
+            a.id.as_str().as_bytes(),
+        )
+        .unwrap();
+        kv.increment(&keys::session_index_seq(&c, SessionIndex::Team), 50)
+            .unwrap();
         assert_eq!(list_all(&store, &ListScope::Team(c), query(10)), vec![a.id]);
     }
 
@@ -558,8 +747,15 @@ mod tests {
         let acme = ctx("acme", Some("support"));
         let record = store.create(&acme, new_session("slack", "U1"), 1).unwrap();
         let bigcorp = ctx("bigcorp", Some("support"));
-        kv.set(&keys::session_record(&bigcorp, &record.id), &record.encode()).unwrap();
-        assert!(matches!(store.get(&bigcorp, &record.id), Err(StoreError::Record(RecordError::Corrupt(_)))));
+        kv.set(
+            &keys::session_record(&bigcorp, &record.id),
+            &record.encode(),
+        )
+        .unwrap();
+        assert!(matches!(
+            store.get(&bigcorp, &record.id),
+            Err(StoreError::Record(RecordError::Corrupt(_)))
+        ));
     }
 
     #[test]
@@ -569,10 +765,19 @@ mod tests {
         let c = ctx("acme", Some("support"));
         let id = store.create(&c, new_session("slack", "U1"), 1).unwrap().id;
         kv.fail_after(3);
-        assert!(matches!(store.delete(&c, &id), Err(StoreError::Kv(KvError::Unavailable(_)))));
+        assert!(matches!(
+            store.delete(&c, &id),
+            Err(StoreError::Kv(KvError::Unavailable(_)))
+        ));
         kv.recover();
-        assert!(store.get(&c, &id).unwrap().is_some(), "the record outlives a failed delete");
+        assert!(
+            store.get(&c, &id).unwrap().is_some(),
+            "the record outlives a failed delete"
+        );
         assert!(store.delete(&c, &id).unwrap());
-        assert_eq!(list_all(&store, &ListScope::Team(c), query(10)), Vec::<SessionId>::new());
+        assert_eq!(
+            list_all(&store, &ListScope::Team(c), query(10)),
+            Vec::<SessionId>::new()
+        );
     }
 }

@@ -152,7 +152,13 @@ impl TenantCtx {
 
 impl fmt::Display for TenantCtx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.tenant_id, self.env_id, self.team_token())
+        write!(
+            f,
+            "{}/{}/{}",
+            self.tenant_id,
+            self.env_id,
+            self.team_token()
+        )
     }
 }
 
@@ -238,7 +244,10 @@ mod tests {
         for bad in UNSAFE_IDS.iter().copied().chain([too_long.as_str()]) {
             assert!(TenantCtx::new(bad, "prod", None).is_err(), "tenant {bad:?}");
             assert!(TenantCtx::new("acme", bad, None).is_err(), "env {bad:?}");
-            assert!(TenantCtx::new("acme", "prod", Some(bad)).is_err(), "team {bad:?}");
+            assert!(
+                TenantCtx::new("acme", "prod", Some(bad)).is_err(),
+                "team {bad:?}"
+            );
             assert!(ChannelId::parse(bad).is_err(), "channel {bad:?}");
             assert!(SecretName::parse(bad).is_err(), "secret {bad:?}");
         }
@@ -249,7 +258,10 @@ mod tests {
         let err = TenantCtx::new("acme", "Prod*", None).unwrap_err();
         assert_eq!(err, IdError::Invalid(IdKind::Env));
         assert!(!err.to_string().contains("Prod*"));
-        assert_eq!(TenantCtx::new("", "prod", None).unwrap_err(), IdError::Missing(IdKind::Tenant));
+        assert_eq!(
+            TenantCtx::new("", "prod", None).unwrap_err(),
+            IdError::Missing(IdKind::Tenant)
+        );
     }
 
     #[test]
@@ -272,8 +284,16 @@ mod tests {
     #[test]
     fn route_order_is_env_tenant_team() {
         let ctx = TenantCtx::from_route("prod", "acme", "support").unwrap();
-        assert_eq!((ctx.tenant_id(), ctx.env_id(), ctx.team_id()), ("acme", "prod", Some("support")));
-        assert_eq!(TenantCtx::from_route("a.b", "acme", "x").unwrap_err().kind(), IdKind::Env);
+        assert_eq!(
+            (ctx.tenant_id(), ctx.env_id(), ctx.team_id()),
+            ("acme", "prod", Some("support"))
+        );
+        assert_eq!(
+            TenantCtx::from_route("a.b", "acme", "x")
+                .unwrap_err()
+                .kind(),
+            IdKind::Env
+        );
     }
 
     #[test]

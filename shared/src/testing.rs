@@ -15,8 +15,24 @@ use crate::kv::{KeyValue, KvError, MemoryKv};
 /// emptiness, non-ASCII and control characters. Too long is added by callers
 /// that can build it (`"a".repeat(64)`).
 pub const UNSAFE_IDS: &[&str] = &[
-    "acme.prod", "*", ">", "a:b", "../x", "a/b", "ACME", "Acme", "", " acme", "acme ", "_acme", "-acme", "acmé",
-    "ａcme", "a\u{0}b", "a\nb", "a%2fb",
+    "acme.prod",
+    "*",
+    ">",
+    "a:b",
+    "../x",
+    "a/b",
+    "ACME",
+    "Acme",
+    "",
+    " acme",
+    "acme ",
+    "_acme",
+    "-acme",
+    "acmé",
+    "ａcme",
+    "a\u{0}b",
+    "a\nb",
+    "a%2fb",
 ];
 
 /// The development signing secret tests configure (never a deployment's).
@@ -71,8 +87,13 @@ impl TokenBuilder {
     }
 
     pub fn mint(&self) -> String {
-        auth::mint_hs256(TEST_HS256_SECRET.as_bytes(), TEST_ISSUER, TEST_AUDIENCE, &self.claims)
-            .expect("test claims always sign")
+        auth::mint_hs256(
+            TEST_HS256_SECRET.as_bytes(),
+            TEST_ISSUER,
+            TEST_AUDIENCE,
+            &self.claims,
+        )
+        .expect("test claims always sign")
     }
 
     /// `Authorization` header value.
@@ -95,7 +116,10 @@ impl MemoryHost {
     /// variables set to the test issuer, audience and secret.
     pub fn new(labels: &[&str]) -> Self {
         let host = MemoryHost {
-            stores: labels.iter().map(|l| (l.to_string(), MemoryKv::new())).collect(),
+            stores: labels
+                .iter()
+                .map(|l| (l.to_string(), MemoryKv::new()))
+                .collect(),
             variables: Mutex::new(BTreeMap::new()),
             now_ms: AtomicI64::new(NOW_SECS as i64 * 1000),
             random_counter: AtomicU64::new(0),
@@ -108,11 +132,16 @@ impl MemoryHost {
     }
 
     pub fn store(&self, label: &str) -> &MemoryKv {
-        self.stores.get(label).unwrap_or_else(|| panic!("store {label} is not declared"))
+        self.stores
+            .get(label)
+            .unwrap_or_else(|| panic!("store {label} is not declared"))
     }
 
     pub fn set_variable(&self, name: &str, value: &str) {
-        self.variables.lock().unwrap().insert(name.into(), value.into());
+        self.variables
+            .lock()
+            .unwrap()
+            .insert(name.into(), value.into());
     }
 
     pub fn set_now_ms(&self, now_ms: i64) {
@@ -155,7 +184,10 @@ impl Host for MemoryHost {
     }
 
     fn random(&self, buf: &mut [u8]) {
-        let n = self.random_counter.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+        let n = self
+            .random_counter
+            .fetch_add(1, Ordering::Relaxed)
+            .to_be_bytes();
         for (i, b) in buf.iter_mut().enumerate() {
             *b = n[i % 8];
         }

@@ -15,7 +15,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(file: &str, path: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError { file: file.to_owned(), path: path.into(), reason: reason.into() }
+        ConfigError {
+            file: file.to_owned(),
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -29,7 +33,10 @@ impl std::error::Error for ConfigError {}
 
 /// Deserialises `text`, turning a failure into a [`ConfigError`] at the
 /// reported line and column.
-pub fn parse<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, Vec<ConfigError>> {
+pub fn parse<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, Vec<ConfigError>> {
     serde_saphyr::from_str(text).map_err(|e| {
         // The error's first line reads `error: line L column C: reason`; the
         // lines after it are a source snippet, not wanted in a one-line report.
@@ -37,7 +44,10 @@ pub fn parse<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T
         let first = shown.lines().next().unwrap_or_default();
         let first = first.strip_prefix("error: ").unwrap_or(first);
         let (path, reason) = match (e.location(), first.split_once(": ")) {
-            (Some(loc), Some((_, reason))) => (format!("line {} column {}", loc.line(), loc.column()), reason),
+            (Some(loc), Some((_, reason))) => (
+                format!("line {} column {}", loc.line(), loc.column()),
+                reason,
+            ),
             _ => ("document".to_owned(), first),
         };
         vec![ConfigError::new(file, path, reason)]

@@ -1,0 +1,279 @@
+//! `GET /api/v1/sessions`, `GET /api/v1/sessions/{id}`, `DELETE /api/v1/sessions/{id}`.
+//!
+//! Every request takes the same steps, in the order SPEC §9 fixes: body size
+//! (413), route, id syntax in path, headers and query (400), token (401), scope
+//! against the token's claims (403), then existence (404). A session of another
+//! tenant, environment or team is indistinguishable from one that does not exist.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use greentic::auth::{Access, AuthConfig, RequestScope, roles};
+use greentic::http::{DEFAULT_BODY_LIMIT, Request, Response};
+use greentic::log::{RequestLog, request_id};
+use greentic::session::{SessionId, SessionRecord, SessionStatus};
+use greentic::session_store::{ListQuery, MAX_PAGE_LIMIT, SessionStore};
+use greentic::tenant::{ChannelId, IdError, IdKind};
+use greentic::{ApiError, host::Host};
+use serde_json::{Value, json};
+
+pub const COMPONENT: &str = "session-api";
+
+/// The key-value store (spin.toml label) holding sessions, state and indexes.
+pub const STORE_LABEL: &str = "sessions";
+
+const COLLECTION: &str = "/api/v1/sessions";
+const DEFAULT_PAGE_LIMIT: usize = 50;
+const LIST_PARAMS: &[&str] = &["limit", "cursor", "channel", "status", "updated_since"];
+
+/// What a request asks for, once its path and method are understood.
+enum Operation {
+    List(ListQuery),
+    Get(SessionLookup),
+    Delete(SessionLookup),
+}
+
+/// A session id from the path: `None` when well-formed but unable to name a
+/// session (then the answer is 404 without touching storage).
+type SessionLookup = Option<SessionId>;
+
+pub fn handle(req: &Request, host: &dyn Host) -> Response {
+    let mut log = RequestLog::new(
+        host,
+        COMPONENT,
+        request_id(req.header("x-request-id").ok().flatten(), host),
+    );
+    let (route, outcome) = serve(req, host, &mut log);
+    let response = outcome.unwrap_or_else(|e| {
+        if e.status() >= 500 {
+            log.warn(
+                "request.failed",
+                json!({ "problem": e.slug(), "detail": e.to_string() }),
+            );
+        }
+        e.into_response(Some(log.request_id()))
+    });
+    log.info(
+        "request",
+        json!({ "method": req.method, "route": route, "status": response.status }),
+    );
+    response.with_header("x-request-id", log.request_id())
+}
+
+/// Returns the route template (for the log line, never the raw path) and the outcome.
+fn serve(
+    req: &Request,
+    host: &dyn Host,
+    log: &mut RequestLog,
+) -> (&'static str, Result<Response, ApiError>) {
+    if req.body.len() > DEFAULT_BODY_LIMIT {
+        return (
+            "-",
+            Err(ApiError::PayloadTooLarge {
+                limit: DEFAULT_BODY_LIMIT,
+            }),
+        );
+    }
+    let (route, operation) = match parse(req) {
+        Ok(parsed) => parsed,
+        Err((route, e)) => return (route, Err(e)),
+    };
+    (
+        route,
+        authorise(req, host, log).and_then(|access| apply(operation, &access, host, log)),
+    )
+}
+
+/// Route, method and every id and parameter, before any credential is looked at.
+fn parse(req: &Request) -> Result<(&'static str, Operation), (&'static str, ApiError)> {
+    let rest = req
+        .path
+        .strip_prefix(COLLECTION)
+        .ok_or(("-", ApiError::NotFound))?;
+    if rest.is_empty() {
+        let route = COLLECTION;
+        return match req.method.as_str() {
+            "GET" => parse_list_query(req)
+                .map(|q| (route, Operation::List(q)))
+                .map_err(|e| (route, e)),
+            _ => Err((route, ApiError::MethodNotAllowed { allow: "GET" })),
+        };
+    }
+    let route = "/api/v1/sessions/{id}";
+    let segment = rest
+        .strip_prefix('/')
+        .filter(|s| !s.contains('/'))
+        .ok_or(("-", ApiError::NotFound))?;
+    let lookup = parse_session_id(segment).map_err(|e| (route, e))?;
+    match req.method.as_str() {
+        "GET" => Ok((route, Operation::Get(lookup))),
+        "DELETE" => Ok((route, Operation::Delete(lookup))),
+        _ => Err((
+            route,
+            ApiError::MethodNotAllowed {
+                allow: "GET, DELETE",
+            },
+        )),
+    }
+}
+
+fn parse_session_id(segment: &str) -> Result<SessionLookup, ApiError> {
+    let decoded = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| IdError::Invalid(IdKind::Session))?;
+    Ok(SessionId::parse(&decoded)?)
+}
+
+fn parse_list_query(req: &Request) -> Result<ListQuery, ApiError> {
+    let mut query = ListQuery {
+        limit: DEFAULT_PAGE_LIMIT,
+        ..ListQuery::default()
+    };
+    for (name, value) in req.query_params(LIST_PARAMS)? {
+        match name.as_str() {
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "limit must be an integer from 1 to {MAX_PAGE_LIMIT}"
+                        ))
+                    })?
+            }
+            "cursor" => query.cursor = Some(value),
+            "channel" => query.channel = Some(ChannelId::parse(&value)?),
+            "status" => {
+                query.status = Some(SessionStatus::parse(&value).ok_or_else(|| {
+                    ApiError::BadRequest("status must be one of active, waiting, ended".into())
+                })?)
+            }
+            "updated_since" => {
+                let at = humantime::parse_rfc3339(&value).map_err(|_| {
+                    ApiError::BadRequest(
+                        "updated_since must be an RFC 3339 UTC time, e.g. 2026-11-28T14:00:00Z"
+                            .into(),
+                    )
+                })?;
+                let ms = at
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                query.updated_since_ms = Some(ms);
+            }
+            _ => unreachable!("query_params only returns allowed names"),
+        }
+    }
+    Ok(query)
+}
+
+/// Scope headers (400), token (401), scope against claims (403).
+fn authorise(req: &Request, host: &dyn Host, log: &mut RequestLog) -> Result<Access, ApiError> {
+    let scope = RequestScope::from_request(req)?;
+    let config = AuthConfig::from_variables(|name| host.variable(name))?;
+    let now_secs = u64::try_from(host.now_ms() / 1000).unwrap_or(0);
+    let principal = config.authenticate(req.header("authorization")?, now_secs)?;
+    let access = principal.authorise(&scope)?;
+    log.set_scope(&access.ctx);
+    Ok(access)
+}
+
+fn apply(
+    operation: Operation,
+    access: &Access,
+    host: &dyn Host,
+    log: &RequestLog,
+) -> Result<Response, ApiError> {
+    if let Operation::Delete(_) = operation {
+        // Authorisation comes before existence: a reader learns nothing from DELETE.
+        access.require_any_role(&[roles::WRITER, roles::ADMIN])?;
+    }
+    let kv = host.open_store(STORE_LABEL)?;
+    let store = SessionStore::new(kv.as_ref());
+    match operation {
+        Operation::List(query) => {
+            let page = store.list(&access.list_scope(), &query)?;
+            let sessions: Vec<Value> = page
+                .sessions
+                .iter()
+                .map(|s| session_json(s, false))
+                .collect();
+            Ok(Response::json(
+                200,
+                &json!({ "sessions": sessions, "next_cursor": page.next_cursor }),
+            ))
+        }
+        Operation::Get(lookup) => {
+            let (ctx, record) = find(&store, access, lookup)?;
+            let state = store.state(&ctx, &record.id)?;
+            let mut body = session_json(&record, true);
+            body["state"] = Value::Object(state);
+            Ok(Response::json(200, &body))
+        }
+        Operation::Delete(lookup) => {
+            let (ctx, record) = find(&store, access, lookup)?;
+            if !store.delete(&ctx, &record.id)? {
+                return Err(ApiError::NotFound);
+            }
+            log.info(
+                "session.deleted",
+                json!({ "session_id": record.id, "by": access.principal.subject }),
+            );
+            Ok(Response::no_content())
+        }
+    }
+}
+
+/// The session a request names, within what the caller may see. With
+/// `X-Team-ID` only that team is looked in; without it, the session's team is
+/// found through its locator and must be one the token allows. Any miss is 404.
+fn find(
+    store: &SessionStore,
+    access: &Access,
+    lookup: SessionLookup,
+) -> Result<(greentic::TenantCtx, SessionRecord), ApiError> {
+    let id = lookup.ok_or(ApiError::NotFound)?;
+    let ctx = if access.team_given {
+        access.ctx.clone()
+    } else {
+        store
+            .locate(&access.ctx, &id)?
+            .filter(|ctx| access.can_see_team(ctx.team_token()))
+            .ok_or(ApiError::NotFound)?
+    };
+    let record = store.get(&ctx, &id)?.ok_or(ApiError::NotFound)?;
+    Ok((ctx, record))
+}
+
+fn rfc3339(ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// The JSON face of a session record; the transcript only on a single GET.
+fn session_json(record: &SessionRecord, with_transcript: bool) -> Value {
+    let mut body = json!({
+        "id": record.id,
+        "tenant": record.ctx.tenant_id(),
+        "env": record.ctx.env_id(),
+        "team": record.ctx.team_id(),
+        "channel": record.channel,
+        "provider": record.provider,
+        "conversation": { "id": record.conversation.id, "thread": record.conversation.thread },
+        "user_id": record.user_id,
+        "flow": record.flow.as_ref().map(|f| json!({ "name": f.name, "version": f.version })),
+        "cursor_node": record.cursor_node,
+        "status": record.status,
+        "created_at": rfc3339(record.created_at_ms),
+        "updated_at": rfc3339(record.updated_at_ms),
+        "message_count": record.message_count,
+    });
+    if with_transcript {
+        body["transcript"] = record
+            .transcript
+            .iter()
+            .map(|t| json!({ "at": rfc3339(t.at_ms), "direction": t.direction, "text": t.text }))
+            .collect();
+    }
+    body
+}
