@@ -57,8 +57,29 @@ pub enum SessionIndex {
     Team,
 }
 
-fn session_index_prefix(ctx: &TenantCtx, index: SessionIndex) -> String {
-    match index {
+/// The keys of one slot index (see [`crate::index`]): a counter and one key
+/// per slot, all under one prefix that only this module builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexKeys {
+    prefix: String,
+}
+
+impl IndexKeys {
+    /// The counter that hands out slots. Only ever changed with the host's
+    /// atomic increment, so two writers never get the same slot.
+    pub fn seq(&self) -> String {
+        format!("{}/seq", self.prefix)
+    }
+
+    /// One slot, written only by the writer that got its number from [`Self::seq`].
+    pub fn slot(&self, slot: u64) -> String {
+        format!("{}/{slot}", self.prefix)
+    }
+}
+
+/// `index/{tenant}/{env}/sessions` or `index/{tenant}/{env}/teams/{team}/sessions`.
+pub fn session_index(ctx: &TenantCtx, index: SessionIndex) -> IndexKeys {
+    let prefix = match index {
         SessionIndex::Env => format!("index/{}/{}/sessions", ctx.tenant_id(), ctx.env_id()),
         SessionIndex::Team => format!(
             "index/{}/{}/teams/{}/sessions",
@@ -66,19 +87,8 @@ fn session_index_prefix(ctx: &TenantCtx, index: SessionIndex) -> String {
             ctx.env_id(),
             ctx.team_token()
         ),
-    }
-}
-
-/// The counter that hands out slots of a session index. Only ever changed with
-/// the host's atomic increment, so two writers never get the same slot.
-pub fn session_index_seq(ctx: &TenantCtx, index: SessionIndex) -> String {
-    format!("{}/seq", session_index_prefix(ctx, index))
-}
-
-/// One slot of a session index. Each slot is written by the one writer that
-/// got its number from [`session_index_seq`].
-pub fn session_index_slot(ctx: &TenantCtx, index: SessionIndex, slot: u64) -> String {
-    format!("{}/{slot}", session_index_prefix(ctx, index))
+    };
+    IndexKeys { prefix }
 }
 
 /// Where a session id is found without knowing its team.
@@ -165,11 +175,11 @@ mod tests {
     fn index_keys_stay_under_the_tenant() {
         let c = ctx(Some("support"));
         assert_eq!(
-            session_index_seq(&c, SessionIndex::Env),
+            session_index(&c, SessionIndex::Env).seq(),
             "index/acme/prod/sessions/seq"
         );
         assert_eq!(
-            session_index_slot(&c, SessionIndex::Team, 7),
+            session_index(&c, SessionIndex::Team).slot(7),
             "index/acme/prod/teams/support/sessions/7"
         );
         assert_eq!(
@@ -186,7 +196,7 @@ mod tests {
         for key in [
             session_record(&c, &s),
             session_state(&c, &s),
-            session_index_slot(&c, SessionIndex::Team, u64::MAX),
+            session_index(&c, SessionIndex::Team).slot(u64::MAX),
             session_team_locator(&c, &s),
             team_secret(&c, &SecretName::parse(&long).unwrap()).unwrap(),
         ] {

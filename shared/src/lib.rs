@@ -11,6 +11,7 @@ pub mod error;
 pub mod flow;
 pub mod host;
 pub mod http;
+pub mod index;
 pub mod keys;
 pub mod kv;
 pub mod log;

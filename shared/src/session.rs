@@ -134,6 +134,15 @@ pub struct IndexSlots {
     pub team: u64,
 }
 
+impl IndexSlots {
+    pub fn slot(&self, index: crate::keys::SessionIndex) -> u64 {
+        match index {
+            crate::keys::SessionIndex::Env => self.env,
+            crate::keys::SessionIndex::Team => self.team,
+        }
+    }
+}
+
 /// What a caller knows when a session is first seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession {

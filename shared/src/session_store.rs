@@ -1,22 +1,11 @@
 //! Sessions and their state over a [`KeyValue`] store, with per-scope indexes.
 //!
-//! Listing must not cost a scan of the whole store (Spin's `get_keys` returns
-//! every tenant's keys), so each scope keeps an index: a counter that hands out
-//! slot numbers with the host's atomic `increment`, and one key per slot naming
-//! the session. Every slot key is written by exactly one writer (the one that got
-//! the number), so concurrent creations in one scope lose no entry on any Spin
-//! backend; nothing depends on compare-and-swap creating a key.
-//!
-//! Two indexes per session: the env-wide one (`index/{tenant}/{env}/sessions/..`)
-//! serves listings across teams, the team one serves a single team. A slot is a
-//! hint: a listing shows a session only if its record points back at that slot,
-//! so a slot left behind by a failed write or a deletion is skipped, and a
-//! session is never listed twice.
+//! Listing goes through per-scope slot indexes ([`crate::index`]), never a scan.
+//! Two per session: the env-wide one (`index/{tenant}/{env}/sessions/..`) serves
+//! listings across teams, the team one serves a single team. A listing shows a
+//! session only if its record points back at the slot it was found at.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
-
+use crate::index::{InvalidCursor, SlotIndex};
 use crate::keys::{self, SessionIndex};
 use crate::kv::{Cas, KeyValue, KvError};
 use crate::session::{
@@ -25,12 +14,10 @@ use crate::session::{
 };
 use crate::tenant::{ChannelId, DEFAULT_TEAM, IdKind, TenantCtx, validate_id};
 
+pub use crate::index::MAX_SLOTS_PER_PAGE;
+
 /// Largest page a caller may ask for.
 pub const MAX_PAGE_LIMIT: usize = 200;
-
-/// Index slots examined per page at most. Bounds the cost of one request when
-/// filters match few sessions: the page then comes back short, with a cursor.
-pub const MAX_SLOTS_PER_PAGE: u64 = 1000;
 
 /// Compare-and-swap attempts before an update gives up with [`StoreError::Conflict`].
 const MAX_UPDATE_ATTEMPTS: usize = 16;
@@ -62,6 +49,12 @@ pub enum ListScope {
         ctx: TenantCtx,
         teams: Option<Vec<String>>,
     },
+}
+
+impl From<InvalidCursor> for StoreError {
+    fn from(_: InvalidCursor) -> Self {
+        StoreError::InvalidCursor
+    }
 }
 
 impl ListScope {
@@ -128,23 +121,19 @@ impl<'a> SessionStore<'a> {
         if self.kv.exists(&record_key)? {
             return Err(StoreError::AlreadyExists);
         }
+        let env_index = self.index(ctx, SessionIndex::Env);
+        let team_index = self.index(ctx, SessionIndex::Team);
         let slots = IndexSlots {
-            env: self.next_slot(ctx, SessionIndex::Env)?,
-            team: self.next_slot(ctx, SessionIndex::Team)?,
+            env: env_index.allocate()?,
+            team: team_index.allocate()?,
         };
         let record = SessionRecord::new(ctx, new, now_ms, slots);
         self.kv.set(
             &keys::session_team_locator(ctx, &id),
             ctx.team_token().as_bytes(),
         )?;
-        self.kv.set(
-            &keys::session_index_slot(ctx, SessionIndex::Team, slots.team),
-            id.as_str().as_bytes(),
-        )?;
-        self.kv.set(
-            &keys::session_index_slot(ctx, SessionIndex::Env, slots.env),
-            format!("{}/{}", ctx.team_token(), id).as_bytes(),
-        )?;
+        team_index.set(slots.team, id.as_str().as_bytes())?;
+        env_index.set(slots.env, format!("{}/{}", ctx.team_token(), id).as_bytes())?;
         self.kv.set(&record_key, &record.encode())?;
         Ok(record)
     }
@@ -200,16 +189,10 @@ impl<'a> SessionStore<'a> {
             return Ok(false);
         };
         self.kv.delete(&keys::session_state(ctx, id))?;
-        self.kv.delete(&keys::session_index_slot(
-            ctx,
-            SessionIndex::Team,
-            record.index.team,
-        ))?;
-        self.kv.delete(&keys::session_index_slot(
-            ctx,
-            SessionIndex::Env,
-            record.index.env,
-        ))?;
+        self.index(ctx, SessionIndex::Team)
+            .remove(record.index.team)?;
+        self.index(ctx, SessionIndex::Env)
+            .remove(record.index.env)?;
         self.kv.delete(&keys::session_record(ctx, id))?;
         self.kv.delete(&keys::session_team_locator(ctx, id))?;
         Ok(true)
@@ -238,52 +221,37 @@ impl<'a> SessionStore<'a> {
     /// scope's index: the cost is the page (at most [`MAX_SLOTS_PER_PAGE`] slots),
     /// whatever else the store holds.
     pub fn list(&self, scope: &ListScope, query: &ListQuery) -> Result<Page, StoreError> {
-        let ctx = scope.ctx();
         let index = scope.index();
-        let seq_key = keys::session_index_seq(ctx, index);
-        let start = match &query.cursor {
-            Some(cursor) => Cursor::decode(cursor, &seq_key)?,
-            // Reading the counter through `increment(0)` is the one read that is
-            // the same on every backend (Redis keeps it as text, SQLite as i64).
-            None => u64::try_from(self.kv.increment(&seq_key, 0)?).unwrap_or(0),
-        };
         let limit = query.limit.clamp(1, MAX_PAGE_LIMIT);
         let mut sessions = Vec::new();
-        let mut slot = start;
-        let stop = start.saturating_sub(MAX_SLOTS_PER_PAGE);
-        while slot > stop && sessions.len() < limit {
-            if let Some(record) = self.read_slot(scope, index, slot)?
-                && query.matches(&record)
-            {
-                sessions.push(record);
-            }
-            slot -= 1;
-        }
-        let next_cursor = (slot > 0).then(|| Cursor::encode(&seq_key, slot));
+        let next_cursor = self.index(scope.ctx(), index).walk(
+            query.cursor.as_deref(),
+            limit,
+            |slot, entry| {
+                let found = self
+                    .read_entry(scope, &entry)?
+                    .filter(|r| r.index.slot(index) == slot && query.matches(r));
+                Ok::<_, StoreError>(found.map(|r| sessions.push(r)).is_some())
+            },
+        )?;
         Ok(Page {
             sessions,
             next_cursor,
         })
     }
 
-    fn next_slot(&self, ctx: &TenantCtx, index: SessionIndex) -> Result<u64, StoreError> {
-        let slot = self.kv.increment(&keys::session_index_seq(ctx, index), 1)?;
-        Ok(u64::try_from(slot).expect("an index counter only ever grows from 0"))
+    fn index(&self, ctx: &TenantCtx, index: SessionIndex) -> SlotIndex<'a> {
+        SlotIndex::new(self.kv, keys::session_index(ctx, index))
     }
 
-    /// The session at one index slot, if the slot is live: it names a session
-    /// of the scope whose record points back at this slot.
-    fn read_slot(
+    /// The session an index entry names, if it is one of the scope's: a team
+    /// index holds `{session}`, the env index `{team}/{session}`.
+    fn read_entry(
         &self,
         scope: &ListScope,
-        index: SessionIndex,
-        slot: u64,
+        entry: &[u8],
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let ctx = scope.ctx();
-        let Some(entry) = self.kv.get(&keys::session_index_slot(ctx, index, slot))? else {
-            return Ok(None);
-        };
-        let Ok(entry) = std::str::from_utf8(&entry) else {
+        let Ok(entry) = std::str::from_utf8(entry) else {
             return Ok(None);
         };
         let (session_ctx, id) = match scope {
@@ -292,11 +260,10 @@ impl<'a> SessionStore<'a> {
                 let Some((team, id)) = entry.split_once('/') else {
                     return Ok(None);
                 };
-                if validate_id(IdKind::Team, team).is_err()
-                    || teams
-                        .as_ref()
-                        .is_some_and(|allowed| !allowed.iter().any(|t| t == team))
-                {
+                let allowed = teams
+                    .as_ref()
+                    .is_none_or(|allowed| allowed.iter().any(|t| t == team));
+                if validate_id(IdKind::Team, team).is_err() || !allowed {
                     return Ok(None);
                 }
                 let team = (team != DEFAULT_TEAM).then_some(team);
@@ -306,11 +273,7 @@ impl<'a> SessionStore<'a> {
         let Ok(Some(id)) = SessionId::parse(id) else {
             return Ok(None);
         };
-        let record = self.get(&session_ctx, &id)?;
-        Ok(record.filter(|r| match index {
-            SessionIndex::Env => r.index.env == slot,
-            SessionIndex::Team => r.index.team == slot,
-        }))
+        self.get(&session_ctx, &id)
     }
 
     /// The stored bytes and the decoded record, checked against the key's scope:
@@ -334,62 +297,16 @@ impl<'a> SessionStore<'a> {
     }
 }
 
-/// Where a listing continues: the next slot to examine, tied to one index by a
-/// tag of its counter key, so a cursor of one scope is refused in another.
-struct Cursor;
-
-impl Cursor {
-    const VERSION: u8 = 1;
-
-    fn tag(seq_key: &str) -> [u8; 8] {
-        let digest = Sha256::digest(seq_key.as_bytes());
-        digest[..8]
-            .try_into()
-            .expect("a SHA-256 digest has 32 bytes")
-    }
-
-    fn encode(seq_key: &str, next_slot: u64) -> String {
-        let mut bytes = Vec::with_capacity(17);
-        bytes.push(Self::VERSION);
-        bytes.extend_from_slice(&Self::tag(seq_key));
-        bytes.extend_from_slice(&next_slot.to_be_bytes());
-        URL_SAFE_NO_PAD.encode(bytes)
-    }
-
-    fn decode(cursor: &str, seq_key: &str) -> Result<u64, StoreError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(cursor)
-            .map_err(|_| StoreError::InvalidCursor)?;
-        if bytes.len() != 17 || bytes[0] != Self::VERSION || bytes[1..9] != Self::tag(seq_key) {
-            return Err(StoreError::InvalidCursor);
-        }
-        let slot: [u8; 8] = bytes[9..].try_into().expect("length checked above");
-        Ok(u64::from_be_bytes(slot))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kv::MemoryKv;
-    use crate::session::{Conversation, Direction};
+    use crate::session::Direction;
+    use crate::testing::new_session;
     use std::collections::BTreeSet;
 
     fn ctx(tenant: &str, team: Option<&str>) -> TenantCtx {
         TenantCtx::new(tenant, "prod", team).unwrap()
-    }
-
-    fn new_session(channel: &str, user: &str) -> NewSession {
-        NewSession {
-            channel: ChannelId::parse(channel).unwrap(),
-            provider: "messaging-slack".into(),
-            conversation: Conversation {
-                id: "C1".into(),
-                thread: None,
-            },
-            user_id: user.into(),
-            flow: None,
-        }
     }
 
     fn query(limit: usize) -> ListQuery {
@@ -726,16 +643,16 @@ mod tests {
         // A slot pointing at a session that was never written (a create that
         // failed half-way), and a second slot pointing at the live record.
         kv.set(
-            &keys::session_index_slot(&c, SessionIndex::Team, 50),
+            &keys::session_index(&c, SessionIndex::Team).slot(50),
             b"0123456789abcdef0123456789abcdef",
         )
         .unwrap();
         kv.set(
-            &keys::session_index_slot(&c, SessionIndex::Team, 51),
+            &keys::session_index(&c, SessionIndex::Team).slot(51),
             a.id.as_str().as_bytes(),
         )
         .unwrap();
-        kv.increment(&keys::session_index_seq(&c, SessionIndex::Team), 50)
+        kv.increment(&keys::session_index(&c, SessionIndex::Team).seq(), 50)
             .unwrap();
         assert_eq!(list_all(&store, &ListScope::Team(c), query(10)), vec![a.id]);
     }

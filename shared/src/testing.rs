@@ -51,6 +51,20 @@ pub mod keys {
     pub const ED25519_PUBLIC: &str = include_str!("testing/keys/test-ed25519-public.pem");
 }
 
+/// A new Slack session of `user` in conversation `C1` of `channel`, no flow yet.
+pub fn new_session(channel: &str, user: &str) -> crate::session::NewSession {
+    crate::session::NewSession {
+        channel: crate::tenant::ChannelId::parse(channel).expect("test channels are valid ids"),
+        provider: "messaging-slack".into(),
+        conversation: crate::session::Conversation {
+            id: "C1".into(),
+            thread: None,
+        },
+        user_id: user.into(),
+        flow: None,
+    }
+}
+
 /// A fixed "now" for tests, in Unix seconds (2026-11-28T12:00:00Z).
 pub const NOW_SECS: u64 = 1_795_867_200;
 

@@ -3,9 +3,8 @@
 
 use greentic::TenantCtx;
 use greentic::http::{Request, Response};
-use greentic::session::{Conversation, NewSession, SessionId};
+use greentic::session::SessionId;
 use greentic::session_store::SessionStore;
-use greentic::tenant::ChannelId;
 use greentic::testing::{MemoryHost, TokenBuilder};
 
 pub use greentic::testing::{NOW_SECS, UNSAFE_IDS, token};
@@ -58,16 +57,7 @@ impl Platform {
 
     pub fn add_session(&mut self, ctx: &TenantCtx, channel: &str, user: &str) -> SessionId {
         let store = SessionStore::new(self.kv());
-        let new = NewSession {
-            channel: ChannelId::parse(channel).unwrap(),
-            provider: "messaging-slack".into(),
-            conversation: Conversation {
-                id: "C1".into(),
-                thread: None,
-            },
-            user_id: user.into(),
-            flow: None,
-        };
+        let new = greentic::testing::new_session(channel, user);
         let id = store.create(ctx, new, self.host_now_ms()).unwrap().id;
         self.sessions.push((ctx.clone(), id.clone()));
         id
