@@ -14,6 +14,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::host::Host;
 use crate::http::Request;
 use crate::session_store::ListScope;
 use crate::tenant::{IdError, IdKind, TenantCtx, validate_id};
@@ -32,8 +33,14 @@ pub const LEEWAY_SECS: u64 = 30;
 
 /// Role names carried in the `roles` claim. A token without roles reads only.
 pub mod roles {
+    /// Delete sessions.
     pub const WRITER: &str = "writer";
+    /// Everything a writer may, and manage (put, delete, list) the tenant's secrets.
     pub const ADMIN: &str = "admin";
+    /// Read secret values through the admin API (and list them).
+    pub const SECRETS_READER: &str = "secrets-reader";
+    /// Manage platform-wide (`global`) secrets.
+    pub const PLATFORM_ADMIN: &str = "platform-admin";
 }
 
 /// The claims of a platform token. `iss` and `aud` are checked by the verifier
@@ -302,6 +309,17 @@ impl Principal {
             principal: self.clone(),
         })
     }
+}
+
+/// The one auth check of a REST request, in SPEC §9's order: scope headers
+/// (400), token (401), headers against claims (403). The verifier's keys come
+/// from the component's variables (503 `not-configured` without any).
+pub fn authorise_request(req: &Request, host: &dyn Host) -> Result<Access, ApiError> {
+    let scope = RequestScope::from_request(req)?;
+    let config = AuthConfig::from_variables(|name| host.variable(name))?;
+    let now_secs = u64::try_from(host.now_ms() / 1000).unwrap_or(0);
+    let principal = config.authenticate(req.header("authorization")?, now_secs)?;
+    principal.authorise(&scope)
 }
 
 /// The scope a REST request asks for, from `X-Tenant-ID` (required),

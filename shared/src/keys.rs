@@ -18,12 +18,14 @@
 //! | `index/{tenant}/{env}/teams/{team}/sessions/seq` | counter: slots handed out in the team index |
 //! | `index/{tenant}/{env}/teams/{team}/sessions/{slot}` | `{session}` at that slot |
 //! | `index/{tenant}/{env}/session-teams/{session}` | the team a session id belongs to |
+//! | `secrets-index/{global,{tenant},{tenant}/teams/{team}}/seq` and `/{slot}` | secret names of a scope (secrets store) |
 //!
 //! `{team}` is the team id or `default`. The tenant `global` is reserved (see
 //! [`crate::tenant`]) so `secrets/global/` is never a tenant's folder. The longest
 //! key (three 63-byte ids and a 32-byte session id) stays under Spin's 256-byte limit.
 
 use crate::session::SessionId;
+use crate::secrets::SecretScope;
 use crate::tenant::{SecretName, TenantCtx};
 
 /// `sessions/{tenant}/{env}/{team}/{session_id}.cbor`
@@ -101,21 +103,25 @@ pub fn session_team_locator(ctx: &TenantCtx, session: &SessionId) -> String {
     )
 }
 
-/// `secrets/global/{name}`
-pub fn global_secret(name: &SecretName) -> String {
-    format!("secrets/global/{}", name.as_str())
+/// `secrets/global/{name}`, `secrets/{tenant}/{name}` or
+/// `secrets/{tenant}/teams/{team}/{name}`: the seed's secret namespacing.
+pub fn secret(scope: &SecretScope, name: &SecretName) -> String {
+    match scope {
+        SecretScope::Global => format!("secrets/global/{}", name.as_str()),
+        SecretScope::Tenant(tenant) => format!("secrets/{tenant}/{}", name.as_str()),
+        SecretScope::Team(tenant, team) => format!("secrets/{tenant}/teams/{team}/{}", name.as_str()),
+    }
 }
 
-/// `secrets/{tenant}/{name}`; the context's env and team are deliberately not
-/// part of it (the seed keeps secrets per tenant).
-pub fn tenant_secret(ctx: &TenantCtx, name: &SecretName) -> String {
-    format!("secrets/{}/{}", ctx.tenant_id(), name.as_str())
-}
-
-/// `secrets/{tenant}/teams/{team}/{name}`, or `None` when the context has no team.
-pub fn team_secret(ctx: &TenantCtx, name: &SecretName) -> Option<String> {
-    ctx.team_id()
-        .map(|team| format!("secrets/{}/teams/{team}/{}", ctx.tenant_id(), name.as_str()))
+/// The names of a secret scope, for listing: `secrets-index/global`,
+/// `secrets-index/{tenant}` or `secrets-index/{tenant}/teams/{team}`.
+pub fn secret_index(scope: &SecretScope) -> IndexKeys {
+    let prefix = match scope {
+        SecretScope::Global => "secrets-index/global".to_owned(),
+        SecretScope::Tenant(tenant) => format!("secrets-index/{tenant}"),
+        SecretScope::Team(tenant, team) => format!("secrets-index/{tenant}/teams/{team}"),
+    };
+    IndexKeys { prefix }
 }
 
 #[cfg(test)]
@@ -152,23 +158,19 @@ mod tests {
 
     #[test]
     fn secret_keys_are_the_seeds() {
-        let name = SecretName::parse("webhook_secret").unwrap();
+        let c = ctx(Some("support"));
+        let name = |n: &str| SecretName::parse(n).unwrap();
+        assert_eq!(secret(&SecretScope::Global, &name("signing_key")), "secrets/global/signing_key");
         assert_eq!(
-            global_secret(&SecretName::parse("signing_key").unwrap()),
-            "secrets/global/signing_key"
-        );
-        assert_eq!(
-            tenant_secret(
-                &ctx(Some("support")),
-                &SecretName::parse("slack_bot_token").unwrap()
-            ),
+            secret(&SecretScope::tenant_of(&c), &name("slack_bot_token")),
             "secrets/acme/slack_bot_token"
         );
         assert_eq!(
-            team_secret(&ctx(Some("support")), &name).as_deref(),
-            Some("secrets/acme/teams/support/webhook_secret")
+            secret(&SecretScope::team_of(&c).unwrap(), &name("webhook_secret")),
+            "secrets/acme/teams/support/webhook_secret"
         );
-        assert_eq!(team_secret(&ctx(None), &name), None);
+        assert_eq!(SecretScope::team_of(&ctx(None)), None);
+        assert_eq!(secret_index(&SecretScope::team_of(&c).unwrap()).slot(3), "secrets-index/acme/teams/support/3");
     }
 
     #[test]
@@ -198,7 +200,7 @@ mod tests {
             session_state(&c, &s),
             session_index(&c, SessionIndex::Team).slot(u64::MAX),
             session_team_locator(&c, &s),
-            team_secret(&c, &SecretName::parse(&long).unwrap()).unwrap(),
+            secret(&SecretScope::team_of(&c).unwrap(), &SecretName::parse(&long).unwrap()),
         ] {
             assert!(key.len() <= 256, "{} bytes: {key}", key.len());
         }

@@ -15,6 +15,8 @@ pub mod index;
 pub mod keys;
 pub mod kv;
 pub mod log;
+pub mod secrets;
+pub mod service;
 pub mod session;
 pub mod session_store;
 pub mod tenant;

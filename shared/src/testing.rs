@@ -3,11 +3,12 @@
 //! a token builder. One builder per fixture kind, so tests read as specifications.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::auth::{self, Claims};
-use crate::host::Host;
+use crate::host::{Host, OutboundError};
+use crate::http::{Request, Response};
 use crate::kv::{KeyValue, KvError, MemoryKv};
 
 /// Ids every id position (path segment, header, claim, bundle key) must refuse:
@@ -116,8 +117,13 @@ impl TokenBuilder {
     }
 }
 
-/// A host in memory: declared stores, variables, a settable clock, captured logs.
+/// How a test serves another component's requests in process.
+pub type InternalHandler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+
+/// A host in memory: declared stores, variables, a settable clock, captured
+/// logs, and other components reachable as `http://{name}.spin.internal`.
 pub struct MemoryHost {
+    internal: Mutex<BTreeMap<String, InternalHandler>>,
     stores: BTreeMap<String, MemoryKv>,
     variables: Mutex<BTreeMap<String, String>>,
     now_ms: AtomicI64,
@@ -130,6 +136,7 @@ impl MemoryHost {
     /// variables set to the test issuer, audience and secret.
     pub fn new(labels: &[&str]) -> Self {
         let host = MemoryHost {
+            internal: Mutex::new(BTreeMap::new()),
             stores: labels
                 .iter()
                 .map(|l| (l.to_string(), MemoryKv::new()))
@@ -143,6 +150,11 @@ impl MemoryHost {
         host.set_variable(auth::VAR_AUDIENCE, TEST_AUDIENCE);
         host.set_variable(auth::VAR_HS256_SECRET, TEST_HS256_SECRET);
         host
+    }
+
+    /// Makes `component` reachable at `http://{component}.spin.internal`.
+    pub fn serve_internal(&self, component: &str, handler: InternalHandler) {
+        self.internal.lock().unwrap().insert(component.to_owned(), handler);
     }
 
     pub fn store(&self, label: &str) -> &MemoryKv {
@@ -205,5 +217,72 @@ impl Host for MemoryHost {
         for (i, b) in buf.iter_mut().enumerate() {
             *b = n[i % 8];
         }
+    }
+
+    /// Only registered components are reachable; anything else is refused,
+    /// as Spin refuses a host missing from `allowed_outbound_hosts`.
+    fn send(&self, base_url: &str, req: Request) -> Result<Response, OutboundError> {
+        let component = base_url
+            .strip_prefix("http://")
+            .and_then(|host| host.strip_suffix(".spin.internal"))
+            .ok_or_else(|| OutboundError::Denied(base_url.to_owned()))?;
+        let handler = self.internal.lock().unwrap().get(component).cloned();
+        let handler = handler.ok_or_else(|| OutboundError::Denied(base_url.to_owned()))?;
+        Ok(handler(&req))
+    }
+}
+
+/// A stand-in for the secrets broker in a component's native tests: secrets
+/// set per exact scope, resolved team first, then tenant, like the broker.
+/// End-to-end tests use the real broker through [`MemoryHost::serve_internal`].
+#[derive(Default)]
+pub struct FakeSecrets {
+    values: Mutex<BTreeMap<(String, Option<String>, String), Vec<u8>>>,
+    unavailable: std::sync::atomic::AtomicBool,
+}
+
+impl FakeSecrets {
+    /// Stores `value` for `ctx`'s team (or its tenant when it has no team).
+    pub fn set(&self, ctx: &crate::TenantCtx, name: &str, value: &[u8]) {
+        let key = (ctx.tenant_id().to_owned(), ctx.team_id().map(str::to_owned), name.to_owned());
+        self.values.lock().unwrap().insert(key, value.to_vec());
+    }
+
+    /// Makes every call fail as an unreachable broker does.
+    pub fn set_unavailable(&self, down: bool) {
+        self.unavailable.store(down, Ordering::Relaxed);
+    }
+}
+
+impl crate::secrets::client::SecretsClient for FakeSecrets {
+    fn resolve(
+        &self,
+        ctx: &crate::TenantCtx,
+        name: &crate::tenant::SecretName,
+    ) -> Result<Vec<u8>, crate::secrets::client::SecretsClientError> {
+        use crate::secrets::client::SecretsClientError;
+        if self.unavailable.load(Ordering::Relaxed) {
+            return Err(SecretsClientError::Unavailable("fake broker is down".into()));
+        }
+        let values = self.values.lock().unwrap();
+        let lookup = |team: Option<&str>| {
+            values.get(&(ctx.tenant_id().to_owned(), team.map(str::to_owned), name.as_str().to_owned()))
+        };
+        ctx.team_id()
+            .and_then(|team| lookup(Some(team)))
+            .or_else(|| lookup(None))
+            .cloned()
+            .ok_or(SecretsClientError::NotFound)
+    }
+
+    fn verify_hmac_sha256(
+        &self,
+        ctx: &crate::TenantCtx,
+        name: &crate::tenant::SecretName,
+        message: &[u8],
+        mac: &[u8],
+    ) -> Result<bool, crate::secrets::client::SecretsClientError> {
+        let key = self.resolve(ctx, name)?;
+        Ok(crate::secrets::client::hmac_sha256_matches(&key, message, mac))
     }
 }

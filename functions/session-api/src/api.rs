@@ -1,15 +1,16 @@
 //! `GET /api/v1/sessions`, `GET /api/v1/sessions/{id}`, `DELETE /api/v1/sessions/{id}`.
 //!
 //! Every request takes the same steps, in the order SPEC §9 fixes: body size
-//! (413), route, id syntax in path, headers and query (400), token (401), scope
-//! against the token's claims (403), then existence (404). A session of another
+//! (413, in `service::serve`), route, id syntax in path and query (400), then
+//! `authorise_request` (scope headers 400, token 401, claims 403), then existence (404). A session of another
 //! tenant, environment or team is indistinguishable from one that does not exist.
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use greentic::auth::{Access, AuthConfig, RequestScope, roles};
+use greentic::auth::{Access, authorise_request, roles};
 use greentic::http::{DEFAULT_BODY_LIMIT, Request, Response};
-use greentic::log::{RequestLog, request_id};
+use greentic::log::RequestLog;
+use greentic::service;
 use greentic::session::{SessionId, SessionRecord, SessionStatus};
 use greentic::session_store::{ListQuery, MAX_PAGE_LIMIT, SessionStore};
 use greentic::tenant::{ChannelId, IdError, IdKind};
@@ -37,50 +38,17 @@ enum Operation {
 type SessionLookup = Option<SessionId>;
 
 pub fn handle(req: &Request, host: &dyn Host) -> Response {
-    let mut log = RequestLog::new(
-        host,
-        COMPONENT,
-        request_id(req.header("x-request-id").ok().flatten(), host),
-    );
-    let (route, outcome) = serve(req, host, &mut log);
-    let response = outcome.unwrap_or_else(|e| {
-        if e.status() >= 500 {
-            log.warn(
-                "request.failed",
-                json!({ "problem": e.slug(), "detail": e.to_string() }),
-            );
-        }
-        e.into_response(Some(log.request_id()))
-    });
-    log.info(
-        "request",
-        json!({ "method": req.method, "route": route, "status": response.status }),
-    );
-    response.with_header("x-request-id", log.request_id())
-}
-
-/// Returns the route template (for the log line, never the raw path) and the outcome.
-fn serve(
-    req: &Request,
-    host: &dyn Host,
-    log: &mut RequestLog,
-) -> (&'static str, Result<Response, ApiError>) {
-    if req.body.len() > DEFAULT_BODY_LIMIT {
-        return (
-            "-",
-            Err(ApiError::PayloadTooLarge {
-                limit: DEFAULT_BODY_LIMIT,
-            }),
-        );
-    }
-    let (route, operation) = match parse(req) {
-        Ok(parsed) => parsed,
-        Err((route, e)) => return (route, Err(e)),
-    };
-    (
-        route,
-        authorise(req, host, log).and_then(|access| apply(operation, &access, host, log)),
-    )
+    service::serve(req, host, COMPONENT, DEFAULT_BODY_LIMIT, |req, log| {
+        let (route, operation) = match parse(req) {
+            Ok(parsed) => parsed,
+            Err((route, e)) => return (route, Err(e)),
+        };
+        let outcome = authorise_request(req, host).and_then(|access| {
+            log.set_scope(&access.ctx);
+            apply(operation, &access, host, log)
+        });
+        (route, outcome)
+    })
 }
 
 /// Route, method and every id and parameter, before any credential is looked at.
@@ -165,17 +133,6 @@ fn parse_list_query(req: &Request) -> Result<ListQuery, ApiError> {
         }
     }
     Ok(query)
-}
-
-/// Scope headers (400), token (401), scope against claims (403).
-fn authorise(req: &Request, host: &dyn Host, log: &mut RequestLog) -> Result<Access, ApiError> {
-    let scope = RequestScope::from_request(req)?;
-    let config = AuthConfig::from_variables(|name| host.variable(name))?;
-    let now_secs = u64::try_from(host.now_ms() / 1000).unwrap_or(0);
-    let principal = config.authenticate(req.header("authorization")?, now_secs)?;
-    let access = principal.authorise(&scope)?;
-    log.set_scope(&access.ctx);
-    Ok(access)
 }
 
 fn apply(

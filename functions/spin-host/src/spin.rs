@@ -1,7 +1,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use greentic::host::Host;
+use greentic::host::{Host, OutboundError};
 use greentic::http::{Request, Response};
 use greentic::kv::{Cas, KeyValue, KvError};
 use spin_sdk::http::IncomingRequest;
@@ -38,6 +38,35 @@ impl Host for SpinHost {
 
     fn random(&self, buf: &mut [u8]) {
         getrandom::fill(buf).expect("WASI always provides random bytes");
+    }
+
+    /// Blocks on Spin's executor: handlers are synchronous and the request
+    /// body has been read in full before they run, so nothing else is pending.
+    fn send(&self, base_url: &str, req: Request) -> Result<Response, OutboundError> {
+        let mut outgoing = spin_sdk::http::Request::builder();
+        outgoing
+            .method(method(&req.method))
+            .uri(format!("{base_url}{}{}{}", req.path, if req.query.is_empty() { "" } else { "?" }, req.query));
+        for (name, value) in &req.headers {
+            outgoing.header(name, String::from_utf8_lossy(value).into_owned());
+        }
+        let outgoing = outgoing.body(req.body).build();
+        let answer: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(outgoing)).map_err(|e| {
+            let why = e.to_string();
+            if why.contains("HttpRequestDenied") || why.contains("not allowed") {
+                OutboundError::Denied(base_url.to_owned())
+            } else {
+                OutboundError::Failed(why)
+            }
+        })?;
+        Ok(Response {
+            status: *answer.status(),
+            headers: answer
+                .headers()
+                .map(|(name, value)| (name.to_owned(), value.as_str().unwrap_or_default().to_owned()))
+                .collect(),
+            body: answer.into_body(),
+        })
     }
 }
 
@@ -99,6 +128,20 @@ impl KeyValue for SpinStore {
             Err(atomics::CasError::CasFailed(_)) => Ok(Cas::Conflict),
             Err(atomics::CasError::StoreError(e)) => Err(wasi_error(&self.label, e)),
         }
+    }
+}
+
+fn method(name: &str) -> spin_sdk::http::Method {
+    use spin_sdk::http::Method;
+    match name {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "PATCH" => Method::Patch,
+        "HEAD" => Method::Head,
+        "OPTIONS" => Method::Options,
+        other => Method::Other(other.to_owned()),
     }
 }
 

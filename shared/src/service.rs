@@ -1,0 +1,40 @@
+//! The steps every component takes around its own logic, in one place:
+//! request id, tenant-scoped log, body limit, problem rendering, and one
+//! access-log line per request.
+
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::host::Host;
+use crate::http::{Request, Response};
+use crate::log::{RequestLog, request_id};
+
+/// What a component's handler returns: the route template it matched (logged
+/// instead of the raw path, which may hold anything a client sent) and the outcome.
+pub type Outcome = (&'static str, Result<Response, ApiError>);
+
+/// Runs `handler` for `req`. Bodies over `body_limit` are refused with 413
+/// before the handler sees them. The response always carries `X-Request-ID`.
+pub fn serve(
+    req: &Request,
+    host: &dyn Host,
+    component: &'static str,
+    body_limit: usize,
+    handler: impl FnOnce(&Request, &mut RequestLog) -> Outcome,
+) -> Response {
+    let supplied = req.header("x-request-id").ok().flatten();
+    let mut log = RequestLog::new(host, component, request_id(supplied, host));
+    let (route, outcome) = if req.body.len() > body_limit {
+        ("-", Err(ApiError::PayloadTooLarge { limit: body_limit }))
+    } else {
+        handler(req, &mut log)
+    };
+    let response = outcome.unwrap_or_else(|e| {
+        if e.status() >= 500 {
+            log.warn("request.failed", json!({ "problem": e.slug(), "detail": e.to_string() }));
+        }
+        e.into_response(Some(log.request_id()))
+    });
+    log.info("request", json!({ "method": req.method, "route": route, "status": response.status }));
+    response.with_header("x-request-id", log.request_id())
+}
