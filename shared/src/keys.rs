@@ -24,8 +24,8 @@
 //! [`crate::tenant`]) so `secrets/global/` is never a tenant's folder. The longest
 //! key (three 63-byte ids and a 32-byte session id) stays under Spin's 256-byte limit.
 
-use crate::session::SessionId;
 use crate::secrets::SecretScope;
+use crate::session::SessionId;
 use crate::tenant::{SecretName, TenantCtx};
 
 /// `sessions/{tenant}/{env}/{team}/{session_id}.cbor`
@@ -109,7 +109,9 @@ pub fn secret(scope: &SecretScope, name: &SecretName) -> String {
     match scope {
         SecretScope::Global => format!("secrets/global/{}", name.as_str()),
         SecretScope::Tenant(tenant) => format!("secrets/{tenant}/{}", name.as_str()),
-        SecretScope::Team(tenant, team) => format!("secrets/{tenant}/teams/{team}/{}", name.as_str()),
+        SecretScope::Team(tenant, team) => {
+            format!("secrets/{tenant}/teams/{team}/{}", name.as_str())
+        }
     }
 }
 
@@ -160,7 +162,10 @@ mod tests {
     fn secret_keys_are_the_seeds() {
         let c = ctx(Some("support"));
         let name = |n: &str| SecretName::parse(n).unwrap();
-        assert_eq!(secret(&SecretScope::Global, &name("signing_key")), "secrets/global/signing_key");
+        assert_eq!(
+            secret(&SecretScope::Global, &name("signing_key")),
+            "secrets/global/signing_key"
+        );
         assert_eq!(
             secret(&SecretScope::tenant_of(&c), &name("slack_bot_token")),
             "secrets/acme/slack_bot_token"
@@ -170,7 +175,10 @@ mod tests {
             "secrets/acme/teams/support/webhook_secret"
         );
         assert_eq!(SecretScope::team_of(&ctx(None)), None);
-        assert_eq!(secret_index(&SecretScope::team_of(&c).unwrap()).slot(3), "secrets-index/acme/teams/support/3");
+        assert_eq!(
+            secret_index(&SecretScope::team_of(&c).unwrap()).slot(3),
+            "secrets-index/acme/teams/support/3"
+        );
     }
 
     #[test]
@@ -200,7 +208,10 @@ mod tests {
             session_state(&c, &s),
             session_index(&c, SessionIndex::Team).slot(u64::MAX),
             session_team_locator(&c, &s),
-            secret(&SecretScope::team_of(&c).unwrap(), &SecretName::parse(&long).unwrap()),
+            secret(
+                &SecretScope::team_of(&c).unwrap(),
+                &SecretName::parse(&long).unwrap(),
+            ),
         ] {
             assert!(key.len() <= 256, "{} bytes: {key}", key.len());
         }

@@ -31,10 +31,16 @@ pub fn serve(
     };
     let response = outcome.unwrap_or_else(|e| {
         if e.status() >= 500 {
-            log.warn("request.failed", json!({ "problem": e.slug(), "detail": e.to_string() }));
+            log.warn(
+                "request.failed",
+                json!({ "problem": e.slug(), "detail": e.to_string() }),
+            );
         }
         e.into_response(Some(log.request_id()))
     });
-    log.info("request", json!({ "method": req.method, "route": route, "status": response.status }));
+    log.info(
+        "request",
+        json!({ "method": req.method, "route": route, "status": response.status }),
+    );
     response.with_header("x-request-id", log.request_id())
 }

@@ -3,8 +3,8 @@
 //! a token builder. One builder per fixture kind, so tests read as specifications.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::auth::{self, Claims};
 use crate::host::{Host, OutboundError};
@@ -40,6 +40,11 @@ pub const UNSAFE_IDS: &[&str] = &[
 pub const TEST_HS256_SECRET: &str = "test-only-hs256-secret-0123456789abcdef";
 pub const TEST_ISSUER: &str = "greentic-dev";
 pub const TEST_AUDIENCE: &str = "greentic";
+
+/// The secrets broker's master key in tests (`k1`, 32 bytes), and a second one
+/// for rotation tests. Never a deployment's.
+pub const TEST_MASTER_KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub const TEST_MASTER_KEY_2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
 
 /// Test-only key pairs (see `testing/keys/README.md`).
 pub mod keys {
@@ -154,7 +159,10 @@ impl MemoryHost {
 
     /// Makes `component` reachable at `http://{component}.spin.internal`.
     pub fn serve_internal(&self, component: &str, handler: InternalHandler) {
-        self.internal.lock().unwrap().insert(component.to_owned(), handler);
+        self.internal
+            .lock()
+            .unwrap()
+            .insert(component.to_owned(), handler);
     }
 
     pub fn store(&self, label: &str) -> &MemoryKv {
@@ -232,19 +240,26 @@ impl Host for MemoryHost {
     }
 }
 
+/// (tenant, team or none for the tenant itself, secret name)
+type ScopedName = (String, Option<String>, String);
+
 /// A stand-in for the secrets broker in a component's native tests: secrets
 /// set per exact scope, resolved team first, then tenant, like the broker.
 /// End-to-end tests use the real broker through [`MemoryHost::serve_internal`].
 #[derive(Default)]
 pub struct FakeSecrets {
-    values: Mutex<BTreeMap<(String, Option<String>, String), Vec<u8>>>,
+    values: Mutex<BTreeMap<ScopedName, Vec<u8>>>,
     unavailable: std::sync::atomic::AtomicBool,
 }
 
 impl FakeSecrets {
     /// Stores `value` for `ctx`'s team (or its tenant when it has no team).
     pub fn set(&self, ctx: &crate::TenantCtx, name: &str, value: &[u8]) {
-        let key = (ctx.tenant_id().to_owned(), ctx.team_id().map(str::to_owned), name.to_owned());
+        let key = (
+            ctx.tenant_id().to_owned(),
+            ctx.team_id().map(str::to_owned),
+            name.to_owned(),
+        );
         self.values.lock().unwrap().insert(key, value.to_vec());
     }
 
@@ -262,11 +277,17 @@ impl crate::secrets::client::SecretsClient for FakeSecrets {
     ) -> Result<Vec<u8>, crate::secrets::client::SecretsClientError> {
         use crate::secrets::client::SecretsClientError;
         if self.unavailable.load(Ordering::Relaxed) {
-            return Err(SecretsClientError::Unavailable("fake broker is down".into()));
+            return Err(SecretsClientError::Unavailable(
+                "fake broker is down".into(),
+            ));
         }
         let values = self.values.lock().unwrap();
         let lookup = |team: Option<&str>| {
-            values.get(&(ctx.tenant_id().to_owned(), team.map(str::to_owned), name.as_str().to_owned()))
+            values.get(&(
+                ctx.tenant_id().to_owned(),
+                team.map(str::to_owned),
+                name.as_str().to_owned(),
+            ))
         };
         ctx.team_id()
             .and_then(|team| lookup(Some(team)))
@@ -283,6 +304,8 @@ impl crate::secrets::client::SecretsClient for FakeSecrets {
         mac: &[u8],
     ) -> Result<bool, crate::secrets::client::SecretsClientError> {
         let key = self.resolve(ctx, name)?;
-        Ok(crate::secrets::client::hmac_sha256_matches(&key, message, mac))
+        Ok(crate::secrets::client::hmac_sha256_matches(
+            &key, message, mac,
+        ))
     }
 }

@@ -183,3 +183,69 @@ pub fn assert_problem(response: &Response, status: u16, slug: &str) {
         Some("application/problem+json")
     );
 }
+
+/// The secrets broker on a memory host, with the test master key and
+/// `signing_key` as the one platform-wide secret components may resolve.
+pub struct Broker {
+    pub host: std::sync::Arc<MemoryHost>,
+}
+
+impl Broker {
+    pub fn new() -> Self {
+        let host = MemoryHost::new(&[greentic::secrets::STORE_LABEL]);
+        host.set_variable(
+            greentic::secrets::crypto::VAR_MASTER_KEY,
+            greentic::testing::TEST_MASTER_KEY,
+        );
+        host.set_variable(secrets_broker::api::VAR_SHARED_GLOBAL, "signing_key");
+        Broker {
+            host: std::sync::Arc::new(host),
+        }
+    }
+
+    pub fn kv(&self) -> &greentic::kv::MemoryKv {
+        self.host.store(greentic::secrets::STORE_LABEL)
+    }
+
+    pub fn call(&self, req: Request) -> Response {
+        secrets_broker::handle(&req, self.host.as_ref())
+    }
+
+    /// `PUT /api/v1/secrets/{name}` as `call`; panics unless it succeeds.
+    pub fn put(&self, call: &Call, name: &str, value: &str) {
+        let r = self.call(
+            call.request("PUT", &format!("/api/v1/secrets/{name}"))
+                .with_body(json_value(value)),
+        );
+        assert!(
+            matches!(r.status, 200 | 201),
+            "put {name}: {} {}",
+            r.status,
+            r.json_body()
+        );
+    }
+
+    /// A host for another component that reaches this broker by service chaining.
+    pub fn component_host(&self, labels: &[&str]) -> MemoryHost {
+        let caller = MemoryHost::new(labels);
+        let broker = self.host.clone();
+        caller.serve_internal(
+            "secrets-broker",
+            std::sync::Arc::new(move |req| secrets_broker::handle(req, broker.as_ref())),
+        );
+        caller
+    }
+}
+
+impl Default for Broker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `{"value": value}`
+pub fn json_value(value: &str) -> Vec<u8> {
+    serde_json::json!({ "value": value })
+        .to_string()
+        .into_bytes()
+}

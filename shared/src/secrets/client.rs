@@ -54,7 +54,12 @@ impl<'h> BrokerClient<'h> {
         BrokerClient { host, component }
     }
 
-    fn call(&self, path: &str, ctx: &TenantCtx, body: serde_json::Value) -> Result<serde_json::Value, SecretsClientError> {
+    fn call(
+        &self,
+        path: &str,
+        ctx: &TenantCtx,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, SecretsClientError> {
         let mut req = Request::new("POST", path)
             .with_header("content-type", "application/json")
             .with_header(CALLER_HEADER, self.component)
@@ -71,7 +76,9 @@ impl<'h> BrokerClient<'h> {
         match response.status {
             200 => Ok(response.json_body()),
             404 => Err(SecretsClientError::NotFound),
-            status => Err(SecretsClientError::Unavailable(format!("broker answered {status}"))),
+            status => Err(SecretsClientError::Unavailable(format!(
+                "broker answered {status}"
+            ))),
         }
     }
 }
@@ -103,7 +110,8 @@ impl SecretsClient for BrokerClient<'_> {
 /// HMAC-SHA256 of `message` under `key`, checked against `mac` in constant time.
 pub fn hmac_sha256_matches(key: &[u8], message: &[u8], mac: &[u8]) -> bool {
     use hmac::{KeyInit, Mac};
-    let mut hmac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    let mut hmac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     hmac.update(message);
     hmac.verify_slice(mac).is_ok()
 }
@@ -115,9 +123,22 @@ mod tests {
     #[test]
     fn hmac_matches_the_rfc_4231_vector() {
         // RFC 4231, test case 2.
-        let mac = hex::decode("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843").unwrap();
-        assert!(hmac_sha256_matches(b"Jefe", b"what do ya want for nothing?", &mac));
-        assert!(!hmac_sha256_matches(b"Jefe", b"what do ya want for nothing!", &mac));
-        assert!(!hmac_sha256_matches(b"Jefe", b"what do ya want for nothing?", &mac[..31]));
+        let mac = hex::decode("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+            .unwrap();
+        assert!(hmac_sha256_matches(
+            b"Jefe",
+            b"what do ya want for nothing?",
+            &mac
+        ));
+        assert!(!hmac_sha256_matches(
+            b"Jefe",
+            b"what do ya want for nothing!",
+            &mac
+        ));
+        assert!(!hmac_sha256_matches(
+            b"Jefe",
+            b"what do ya want for nothing?",
+            &mac[..31]
+        ));
     }
 }

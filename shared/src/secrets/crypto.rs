@@ -55,9 +55,13 @@ impl MasterKeys {
     /// `not-configured` error naming the variable: the broker refuses to
     /// store or serve anything rather than fall back to plaintext.
     pub fn from_variables(get: impl Fn(&str) -> Option<String>) -> Result<Self, ApiError> {
-        let current = get(VAR_MASTER_KEY).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-            ApiError::NotConfigured(format!("{VAR_MASTER_KEY} is not set; the secrets broker cannot encrypt"))
-        })?;
+        let current = get(VAR_MASTER_KEY)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| {
+                ApiError::NotConfigured(format!(
+                    "{VAR_MASTER_KEY} is not set; the secrets broker cannot encrypt"
+                ))
+            })?;
         let previous = get(VAR_PREVIOUS_KEYS).unwrap_or_default();
         MasterKeys::parse(&current, &previous).map_err(ApiError::NotConfigured)
     }
@@ -70,7 +74,10 @@ impl MasterKeys {
             .map(|k| parse_key(VAR_PREVIOUS_KEYS, k))
             .collect::<Result<Vec<_>, _>>()?;
         if previous.iter().any(|k| k.id == current.id) {
-            return Err(format!("{VAR_PREVIOUS_KEYS} repeats the current key id `{}`", current.id));
+            return Err(format!(
+                "{VAR_PREVIOUS_KEYS} repeats the current key id `{}`",
+                current.id
+            ));
         }
         Ok(MasterKeys { current, previous })
     }
@@ -86,9 +93,19 @@ impl MasterKeys {
         let ciphertext = self
             .current
             .cipher
-            .encrypt(&XNonce::from(nonce), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .expect("XChaCha20-Poly1305 encrypts any value below its 256 GiB limit");
-        Sealed { key_id: self.current.id.clone(), nonce, ciphertext }
+        Sealed {
+            key_id: self.current.id.clone(),
+            nonce,
+            ciphertext,
+        }
     }
 
     pub fn open(&self, storage_key: &str, sealed: &Sealed) -> Result<Vec<u8>, OpenError> {
@@ -98,7 +115,13 @@ impl MasterKeys {
             .ok_or_else(|| OpenError::UnknownKey(sealed.key_id.clone()))?;
         let aad = associated_data(storage_key, &key.id);
         key.cipher
-            .decrypt(&XNonce::from(sealed.nonce), Payload { msg: &sealed.ciphertext, aad: &aad })
+            .decrypt(
+                &XNonce::from(sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| OpenError::Rejected)
     }
 }
@@ -108,14 +131,18 @@ fn parse_key(variable: &str, spec: &str) -> Result<MasterKey, String> {
         .trim()
         .split_once(':')
         .ok_or_else(|| format!("{variable} must look like `k1:<base64 of 32 bytes>`"))?;
-    validate_id(IdKind::Secret, id).map_err(|_| format!("{variable}: key id `{id}` is not a valid id"))?;
+    validate_id(IdKind::Secret, id)
+        .map_err(|_| format!("{variable}: key id `{id}` is not a valid id"))?;
     let bytes = STANDARD
         .decode(material.trim())
         .ok()
         .filter(|b| b.len() == 32)
         .ok_or_else(|| format!("{variable}: key `{id}` must be base64 of exactly 32 bytes"))?;
     let cipher = XChaCha20Poly1305::new_from_slice(&bytes).expect("32 bytes is the key size");
-    Ok(MasterKey { id: id.to_owned(), cipher })
+    Ok(MasterKey {
+        id: id.to_owned(),
+        cipher,
+    })
 }
 
 /// What a ciphertext is bound to: format, storage key and key id.
@@ -135,29 +162,52 @@ mod tests {
         let keys = MasterKeys::parse(K1, "").unwrap();
         let sealed = keys.seal("secrets/acme/api_key", b"hunter2", [7; NONCE_LEN]);
         assert!(!sealed.ciphertext.windows(7).any(|w| w == b"hunter2"));
-        assert_eq!(keys.open("secrets/acme/api_key", &sealed).unwrap(), b"hunter2");
-        assert_eq!(keys.open("secrets/bigcorp/api_key", &sealed), Err(OpenError::Rejected));
+        assert_eq!(
+            keys.open("secrets/acme/api_key", &sealed).unwrap(),
+            b"hunter2"
+        );
+        assert_eq!(
+            keys.open("secrets/bigcorp/api_key", &sealed),
+            Err(OpenError::Rejected)
+        );
         let mut tampered = sealed.clone();
         tampered.ciphertext[0] ^= 1;
-        assert_eq!(keys.open("secrets/acme/api_key", &tampered), Err(OpenError::Rejected));
+        assert_eq!(
+            keys.open("secrets/acme/api_key", &tampered),
+            Err(OpenError::Rejected)
+        );
         let mut relabelled = sealed.clone();
         relabelled.key_id = "k9".into();
-        assert_eq!(keys.open("secrets/acme/api_key", &relabelled), Err(OpenError::UnknownKey("k9".into())));
+        assert_eq!(
+            keys.open("secrets/acme/api_key", &relabelled),
+            Err(OpenError::UnknownKey("k9".into()))
+        );
     }
 
     #[test]
     fn a_wrong_master_key_never_yields_plaintext() {
-        let sealed = MasterKeys::parse(K1, "").unwrap().seal("secrets/acme/x", b"v", [1; NONCE_LEN]);
+        let sealed =
+            MasterKeys::parse(K1, "")
+                .unwrap()
+                .seal("secrets/acme/x", b"v", [1; NONCE_LEN]);
         let impostor = MasterKeys::parse(&K2.replace("k2", "k1"), "").unwrap();
-        assert_eq!(impostor.open("secrets/acme/x", &sealed), Err(OpenError::Rejected));
+        assert_eq!(
+            impostor.open("secrets/acme/x", &sealed),
+            Err(OpenError::Rejected)
+        );
     }
 
     #[test]
     fn previous_keys_open_old_records_and_the_current_one_seals() {
-        let old = MasterKeys::parse(K1, "").unwrap().seal("secrets/acme/x", b"v", [1; NONCE_LEN]);
+        let old = MasterKeys::parse(K1, "")
+            .unwrap()
+            .seal("secrets/acme/x", b"v", [1; NONCE_LEN]);
         let rotated = MasterKeys::parse(K2, K1).unwrap();
         assert_eq!(rotated.open("secrets/acme/x", &old).unwrap(), b"v");
-        assert_eq!(rotated.seal("secrets/acme/x", b"v", [2; NONCE_LEN]).key_id, "k2");
+        assert_eq!(
+            rotated.seal("secrets/acme/x", b"v", [2; NONCE_LEN]).key_id,
+            "k2"
+        );
     }
 
     #[test]

@@ -149,8 +149,14 @@ impl<'a> SecretStore<'a> {
         Ok((meta(&record, scope), outcome))
     }
 
-    pub fn meta(&self, scope: &SecretScope, name: &SecretName) -> Result<Option<SecretMeta>, SecretError> {
-        Ok(self.read(&keys::secret(scope, name), name)?.map(|r| meta(&r, scope)))
+    pub fn meta(
+        &self,
+        scope: &SecretScope,
+        name: &SecretName,
+    ) -> Result<Option<SecretMeta>, SecretError> {
+        Ok(self
+            .read(&keys::secret(scope, name), name)?
+            .map(|r| meta(&r, scope)))
     }
 
     /// The secret with its value. A record sealed under a previous master key
@@ -169,13 +175,30 @@ impl<'a> SecretStore<'a> {
         };
         let record = decode(&stored, name)?;
         let value = keys
-            .open(&key, &Sealed { key_id: record.key_id.clone(), nonce: record.nonce, ciphertext: record.ciphertext.clone() })
-            .map_err(|e: OpenError| SecretError::Unreadable { name: name.as_str().into(), reason: e.to_string() })?;
+            .open(
+                &key,
+                &Sealed {
+                    key_id: record.key_id.clone(),
+                    nonce: record.nonce,
+                    ciphertext: record.ciphertext.clone(),
+                },
+            )
+            .map_err(|e: OpenError| SecretError::Unreadable {
+                name: name.as_str().into(),
+                reason: e.to_string(),
+            })?;
         if record.key_id != keys.current_id() {
             let sealed = keys.seal(&key, &value, fresh_nonce());
-            let resealed = SecretRecord { key_id: sealed.key_id, nonce: sealed.nonce, ciphertext: sealed.ciphertext, ..record.clone() };
+            let resealed = SecretRecord {
+                key_id: sealed.key_id,
+                nonce: sealed.nonce,
+                ciphertext: sealed.ciphertext,
+                ..record.clone()
+            };
             // A conflict means someone put a new value meanwhile: theirs stands.
-            let _: Cas = self.kv.compare_and_swap(&key, &stored, &encode(&resealed))?;
+            let _: Cas = self
+                .kv
+                .compare_and_swap(&key, &stored, &encode(&resealed))?;
         }
         Ok(Some((meta(&record, scope), value)))
     }
@@ -200,10 +223,15 @@ impl<'a> SecretStore<'a> {
     ) -> Result<(Vec<SecretMeta>, Option<String>), SecretError> {
         let mut page = Vec::new();
         let next = self.index(scope).walk(cursor, limit, |slot, entry| {
-            let Some(name) = std::str::from_utf8(&entry).ok().and_then(|n| SecretName::parse(n).ok()) else {
+            let Some(name) = std::str::from_utf8(&entry)
+                .ok()
+                .and_then(|n| SecretName::parse(n).ok())
+            else {
                 return Ok::<_, SecretError>(false);
             };
-            let live = self.read(&keys::secret(scope, &name), &name)?.filter(|r| r.slot == slot);
+            let live = self
+                .read(&keys::secret(scope, &name), &name)?
+                .filter(|r| r.slot == slot);
             Ok(live.map(|r| page.push(meta(&r, scope))).is_some())
         })?;
         Ok((page, next))
@@ -221,10 +249,16 @@ impl<'a> SecretStore<'a> {
         fresh_nonce: &dyn Fn() -> [u8; NONCE_LEN],
     ) -> Result<Option<Resolved>, SecretError> {
         let global = shared_globals.contains(name).then_some(SecretScope::Global);
-        let scopes = SecretScope::team_of(ctx).into_iter().chain([SecretScope::tenant_of(ctx)]).chain(global);
+        let scopes = SecretScope::team_of(ctx)
+            .into_iter()
+            .chain([SecretScope::tenant_of(ctx)])
+            .chain(global);
         for scope in scopes {
             if let Some((meta, value)) = self.reveal(keys, &scope, name, fresh_nonce)? {
-                return Ok(Some(Resolved { scope: meta.scope, value }));
+                return Ok(Some(Resolved {
+                    scope: meta.scope,
+                    value,
+                }));
             }
         }
         Ok(None)
@@ -235,7 +269,10 @@ impl<'a> SecretStore<'a> {
     }
 
     fn read(&self, key: &str, name: &SecretName) -> Result<Option<SecretRecord>, SecretError> {
-        self.kv.get(key)?.map(|bytes| decode(&bytes, name)).transpose()
+        self.kv
+            .get(key)?
+            .map(|bytes| decode(&bytes, name))
+            .transpose()
     }
 }
 
@@ -258,8 +295,12 @@ fn encode(record: &SecretRecord) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8], name: &SecretName) -> Result<SecretRecord, SecretError> {
-    let unreadable = |reason: String| SecretError::Unreadable { name: name.as_str().into(), reason };
-    let record: SecretRecord = ciborium::from_reader(bytes).map_err(|e| unreadable(format!("is corrupt: {e}")))?;
+    let unreadable = |reason: String| SecretError::Unreadable {
+        name: name.as_str().into(),
+        reason,
+    };
+    let record: SecretRecord =
+        ciborium::from_reader(bytes).map_err(|e| unreadable(format!("is corrupt: {e}")))?;
     if record.v != RECORD_FORMAT {
         return Err(unreadable(format!("has format version {}", record.v)));
     }
@@ -295,16 +336,28 @@ mod tests {
     }
 
     fn put(store: &SecretStore, keys: &MasterKeys, scope: &SecretScope, n: &str, v: &str) -> Put {
-        store.put(keys, scope, &name(n), v.as_bytes(), "test", 1, &nonces()).unwrap().1
+        store
+            .put(keys, scope, &name(n), v.as_bytes(), "test", 1, &nonces())
+            .unwrap()
+            .1
     }
 
     #[test]
     fn the_stored_bytes_never_hold_the_value() {
         let kv = MemoryKv::new();
         let (store, keys) = (SecretStore::new(&kv), MasterKeys::parse(K1, "").unwrap());
-        put(&store, &keys, &SecretScope::tenant_of(&ctx("acme", None)), "api_key", "sk-live-0123456789");
+        put(
+            &store,
+            &keys,
+            &SecretScope::tenant_of(&ctx("acme", None)),
+            "api_key",
+            "sk-live-0123456789",
+        );
         for (_, bytes) in kv.snapshot() {
-            assert!(!bytes.windows(10).any(|w| w == b"sk-live-01"), "plaintext at rest");
+            assert!(
+                !bytes.windows(10).any(|w| w == b"sk-live-01"),
+                "plaintext at rest"
+            );
         }
     }
 
@@ -315,9 +368,15 @@ mod tests {
         let acme = SecretScope::tenant_of(&ctx("acme", None));
         let bigcorp = SecretScope::tenant_of(&ctx("bigcorp", None));
         put(&store, &keys, &acme, "api_key", "acme-value");
-        let bytes = kv.get(&keys::secret(&acme, &name("api_key"))).unwrap().unwrap();
-        kv.set(&keys::secret(&bigcorp, &name("api_key")), &bytes).unwrap();
-        let err = store.reveal(&keys, &bigcorp, &name("api_key"), &nonces()).unwrap_err();
+        let bytes = kv
+            .get(&keys::secret(&acme, &name("api_key")))
+            .unwrap()
+            .unwrap();
+        kv.set(&keys::secret(&bigcorp, &name("api_key")), &bytes)
+            .unwrap();
+        let err = store
+            .reveal(&keys, &bigcorp, &name("api_key"), &nonces())
+            .unwrap_err();
         assert!(matches!(err, SecretError::Unreadable { .. }), "{err}");
     }
 
@@ -326,21 +385,57 @@ mod tests {
         let kv = MemoryKv::new();
         let (store, keys) = (SecretStore::new(&kv), MasterKeys::parse(K1, "").unwrap());
         let support = ctx("acme", Some("support"));
-        put(&store, &keys, &SecretScope::tenant_of(&support), "token", "tenant-token");
-        put(&store, &keys, &SecretScope::Global, "signing_key", "global-key");
-        put(&store, &keys, &SecretScope::Global, "private_thing", "platform-only");
+        put(
+            &store,
+            &keys,
+            &SecretScope::tenant_of(&support),
+            "token",
+            "tenant-token",
+        );
+        put(
+            &store,
+            &keys,
+            &SecretScope::Global,
+            "signing_key",
+            "global-key",
+        );
+        put(
+            &store,
+            &keys,
+            &SecretScope::Global,
+            "private_thing",
+            "platform-only",
+        );
         let resolve = |c: &TenantCtx, n: &str| {
             store
                 .resolve(&keys, c, &name(n), &[name("signing_key")], &nonces())
                 .unwrap()
                 .map(|r| (r.scope, String::from_utf8(r.value).unwrap()))
         };
-        assert_eq!(resolve(&support, "token"), Some(("tenant", "tenant-token".into())));
-        put(&store, &keys, &SecretScope::team_of(&support).unwrap(), "token", "team-token");
-        assert_eq!(resolve(&support, "token"), Some(("team", "team-token".into())));
-        assert_eq!(resolve(&ctx("acme", Some("sales")), "token"), Some(("tenant", "tenant-token".into())));
+        assert_eq!(
+            resolve(&support, "token"),
+            Some(("tenant", "tenant-token".into()))
+        );
+        put(
+            &store,
+            &keys,
+            &SecretScope::team_of(&support).unwrap(),
+            "token",
+            "team-token",
+        );
+        assert_eq!(
+            resolve(&support, "token"),
+            Some(("team", "team-token".into()))
+        );
+        assert_eq!(
+            resolve(&ctx("acme", Some("sales")), "token"),
+            Some(("tenant", "tenant-token".into()))
+        );
         assert_eq!(resolve(&ctx("bigcorp", Some("support")), "token"), None);
-        assert_eq!(resolve(&support, "signing_key"), Some(("global", "global-key".into())));
+        assert_eq!(
+            resolve(&support, "signing_key"),
+            Some(("global", "global-key".into()))
+        );
         assert_eq!(resolve(&support, "private_thing"), None);
     }
 
@@ -349,15 +444,43 @@ mod tests {
         let kv = MemoryKv::new();
         let store = SecretStore::new(&kv);
         let scope = SecretScope::tenant_of(&ctx("acme", None));
-        put(&store, &MasterKeys::parse(K1, "").unwrap(), &scope, "api_key", "v1");
+        put(
+            &store,
+            &MasterKeys::parse(K1, "").unwrap(),
+            &scope,
+            "api_key",
+            "v1",
+        );
         let rotated = MasterKeys::parse(K2, K1).unwrap();
-        assert_eq!(store.meta(&scope, &name("api_key")).unwrap().unwrap().key_id, "k1");
-        let (_, value) = store.reveal(&rotated, &scope, &name("api_key"), &nonces()).unwrap().unwrap();
+        assert_eq!(
+            store
+                .meta(&scope, &name("api_key"))
+                .unwrap()
+                .unwrap()
+                .key_id,
+            "k1"
+        );
+        let (_, value) = store
+            .reveal(&rotated, &scope, &name("api_key"), &nonces())
+            .unwrap()
+            .unwrap();
         assert_eq!(value, b"v1");
-        assert_eq!(store.meta(&scope, &name("api_key")).unwrap().unwrap().key_id, "k2");
+        assert_eq!(
+            store
+                .meta(&scope, &name("api_key"))
+                .unwrap()
+                .unwrap()
+                .key_id,
+            "k2"
+        );
         // Once resealed, the old key is no longer needed.
         let only_new = MasterKeys::parse(K2, "").unwrap();
-        assert!(store.reveal(&only_new, &scope, &name("api_key"), &nonces()).unwrap().is_some());
+        assert!(
+            store
+                .reveal(&only_new, &scope, &name("api_key"), &nonces())
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]
@@ -370,9 +493,21 @@ mod tests {
         assert_eq!(put(&store, &keys, &acme, "b", "2"), Put::Created);
         assert_eq!(put(&store, &keys, &acme, "a", "3"), Put::Replaced);
         put(&store, &keys, &team, "c", "4");
-        put(&store, &keys, &SecretScope::tenant_of(&ctx("bigcorp", None)), "d", "5");
+        put(
+            &store,
+            &keys,
+            &SecretScope::tenant_of(&ctx("bigcorp", None)),
+            "d",
+            "5",
+        );
         let names = |scope: &SecretScope| -> Vec<String> {
-            store.list(scope, None, 10).unwrap().0.into_iter().map(|m| m.name.as_str().to_owned()).collect()
+            store
+                .list(scope, None, 10)
+                .unwrap()
+                .0
+                .into_iter()
+                .map(|m| m.name.as_str().to_owned())
+                .collect()
         };
         assert_eq!(names(&acme), ["b", "a"]);
         assert_eq!(names(&team), ["c"]);
@@ -388,7 +523,12 @@ mod tests {
         let (store, keys) = (SecretStore::new(&kv), MasterKeys::parse(K1, "").unwrap());
         let big = vec![b'x'; MAX_VALUE_LEN + 1];
         let scope = SecretScope::tenant_of(&ctx("acme", None));
-        assert_eq!(store.put(&keys, &scope, &name("big"), &big, "t", 1, &nonces()).unwrap_err(), SecretError::TooLarge);
+        assert_eq!(
+            store
+                .put(&keys, &scope, &name("big"), &big, "t", 1, &nonces())
+                .unwrap_err(),
+            SecretError::TooLarge
+        );
         assert!(kv.snapshot().is_empty());
     }
 }
