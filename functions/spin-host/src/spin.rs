@@ -44,26 +44,35 @@ impl Host for SpinHost {
     /// body has been read in full before they run, so nothing else is pending.
     fn send(&self, base_url: &str, req: Request) -> Result<Response, OutboundError> {
         let mut outgoing = spin_sdk::http::Request::builder();
-        outgoing
-            .method(method(&req.method))
-            .uri(format!("{base_url}{}{}{}", req.path, if req.query.is_empty() { "" } else { "?" }, req.query));
+        outgoing.method(method(&req.method)).uri(format!(
+            "{base_url}{}{}{}",
+            req.path,
+            if req.query.is_empty() { "" } else { "?" },
+            req.query
+        ));
         for (name, value) in &req.headers {
             outgoing.header(name, String::from_utf8_lossy(value).into_owned());
         }
         let outgoing = outgoing.body(req.body).build();
-        let answer: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(outgoing)).map_err(|e| {
-            let why = e.to_string();
-            if why.contains("HttpRequestDenied") || why.contains("not allowed") {
-                OutboundError::Denied(base_url.to_owned())
-            } else {
-                OutboundError::Failed(why)
-            }
-        })?;
+        let answer: spin_sdk::http::Response = spin_sdk::http::run(spin_sdk::http::send(outgoing))
+            .map_err(|e| {
+                let why = e.to_string();
+                if why.contains("HttpRequestDenied") || why.contains("not allowed") {
+                    OutboundError::Denied(base_url.to_owned())
+                } else {
+                    OutboundError::Failed(why)
+                }
+            })?;
         Ok(Response {
             status: *answer.status(),
             headers: answer
                 .headers()
-                .map(|(name, value)| (name.to_owned(), value.as_str().unwrap_or_default().to_owned()))
+                .map(|(name, value)| {
+                    (
+                        name.to_owned(),
+                        value.as_str().unwrap_or_default().to_owned(),
+                    )
+                })
                 .collect(),
             body: answer.into_body(),
         })
