@@ -5,6 +5,10 @@
 //! - `greentic token mint --tenant acme --env prod --role writer` prints a
 //!   development JWT signed with the same HS256 secret the session API verifies
 //!   (`SPIN_VARIABLE_AUTH_HS256_SECRET`, the variable `spin up` reads).
+//! - `greentic secret put|list|delete` manages a tenant's or team's secrets
+//!   through the secrets broker's REST API (see [`secret`]).
+
+mod secret;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +33,9 @@ enum Command {
     /// Development tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Tenant and team secrets, through the running platform's REST API.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
 }
 
 #[derive(Subcommand)]
@@ -81,6 +88,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Bundle(BundleCommand::Validate { paths }) => validate(&paths),
         Command::Token(TokenCommand::Mint(args)) => mint(args),
+        Command::Secret(command) => secret::run(command),
     }
 }
 
@@ -120,15 +128,26 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
 }
 
 fn mint(args: MintArgs) -> ExitCode {
+    match mint_token(args) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A development token for `args`, or why none can be made.
+fn mint_token(args: MintArgs) -> Result<String, String> {
     let checks = [(IdKind::Tenant, &args.tenant), (IdKind::Env, &args.env)];
     for (kind, id) in checks
         .into_iter()
         .chain(args.teams.iter().map(|t| (IdKind::Team, t)))
     {
-        if let Err(e) = validate_id(kind, id) {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        validate_id(kind, id).map_err(|e| e.to_string())?;
     }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -146,20 +165,10 @@ fn mint(args: MintArgs) -> ExitCode {
     };
     let secret = args.secret.as_bytes();
     if secret.len() < greentic::auth::MIN_HS256_SECRET_LEN {
-        eprintln!(
-            "error: SPIN_VARIABLE_AUTH_HS256_SECRET must be at least {} bytes (e.g. `openssl rand -hex 32`)",
+        return Err(format!(
+            "SPIN_VARIABLE_AUTH_HS256_SECRET must be at least {} bytes (e.g. `openssl rand -hex 32`)",
             greentic::auth::MIN_HS256_SECRET_LEN
-        );
-        return ExitCode::FAILURE;
+        ));
     }
-    match mint_hs256(secret, &args.issuer, &args.audience, &claims) {
-        Ok(token) => {
-            println!("{token}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    mint_hs256(secret, &args.issuer, &args.audience, &claims).map_err(|e| e.to_string())
 }

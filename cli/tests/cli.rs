@@ -1,15 +1,27 @@
 //! The CLI as a newcomer runs it.
 
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use greentic::auth::AuthConfig;
+use greentic::http::Request;
+use greentic::secrets::client::{BrokerClient, SecretsClient, SecretsClientError};
+use greentic::tenant::{SecretName, TenantCtx};
+use greentic::testing::{MemoryHost, TEST_HS256_SECRET, TEST_MASTER_KEY};
 
 const SECRET: &str = "cli-test-secret-0123456789abcdef0123";
 
 fn greentic() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_greentic"));
-    cmd.env_remove("SPIN_VARIABLE_AUTH_HS256_SECRET");
+    for var in [
+        "SPIN_VARIABLE_AUTH_HS256_SECRET",
+        "GREENTIC_TOKEN",
+        "GREENTIC_URL",
+    ] {
+        cmd.env_remove(var);
+    }
     cmd
 }
 
@@ -112,5 +124,245 @@ fn the_demo_bundle_validates_and_a_broken_one_is_explained() {
             "broken.yaml: tenants.acme.environments: a tenant needs at least one environment"
         ),
         "{stderr}"
+    );
+}
+
+/// The secrets broker's handler behind a real HTTP listener on loopback, as
+/// the CLI meets it under `spin up`.
+fn serve_broker(host: Arc<MemoryHost>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+                let host = host.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+                    let mut request = Request::new(parts.method.as_str(), &parts.uri.to_string())
+                        .with_body(body.to_vec());
+                    for (name, value) in &parts.headers {
+                        request = request.with_header(name.as_str(), value.as_bytes());
+                    }
+                    let response = secrets_broker::handle(&request, host.as_ref());
+                    let mut builder = axum::http::Response::builder().status(response.status);
+                    for (name, value) in &response.headers {
+                        builder = builder.header(name, value);
+                    }
+                    builder.body(axum::body::Body::from(response.body)).unwrap()
+                }
+            });
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    url
+}
+
+fn broker_host() -> Arc<MemoryHost> {
+    let host = MemoryHost::new(&[greentic::secrets::STORE_LABEL]);
+    host.set_variable(greentic::secrets::crypto::VAR_MASTER_KEY, TEST_MASTER_KEY);
+    // Tokens the CLI mints carry the real time.
+    host.set_now_ms(now() as i64 * 1000);
+    Arc::new(host)
+}
+
+/// `greentic secret {args}` against `url`, minting its token from the test secret.
+fn secret_command(url: &str, args: &[&str]) -> Command {
+    let mut cmd = greentic();
+    cmd.arg("secret")
+        .args(args)
+        .env("GREENTIC_URL", url)
+        .env("SPIN_VARIABLE_AUTH_HS256_SECRET", TEST_HS256_SECRET);
+    cmd
+}
+
+fn run_with_stdin(mut cmd: Command, stdin: &str) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn secret_cli(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    run_with_stdin(secret_command(url, args), stdin)
+}
+
+#[test]
+fn secret_put_stores_a_team_secret_the_broker_resolves_for_that_team_only() {
+    let host = broker_host();
+    let url = serve_broker(host.clone());
+    let put = secret_cli(
+        &url,
+        &[
+            "put",
+            "slack_signing_secret",
+            "--tenant",
+            "acme",
+            "--env",
+            "prod",
+            "--team",
+            "support",
+        ],
+        "8f742231b10e\n",
+    );
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&put.stdout).unwrap();
+    assert_eq!(meta["name"], "slack_signing_secret");
+    assert_eq!(meta["scope"], "team");
+    assert!(!String::from_utf8_lossy(&put.stdout).contains("8f742231b10e"));
+
+    // The value arrived without the newline, for acme/prod/support alone.
+    let component = MemoryHost::new(&[]);
+    let broker = host.clone();
+    component.serve_internal(
+        "secrets-broker",
+        Arc::new(move |req| secrets_broker::handle(req, broker.as_ref())),
+    );
+    let secrets = BrokerClient::new(&component, "test");
+    let name = SecretName::parse("slack_signing_secret").unwrap();
+    let support = TenantCtx::new("acme", "prod", Some("support")).unwrap();
+    assert_eq!(secrets.resolve(&support, &name).unwrap(), b"8f742231b10e");
+    // Secrets are per tenant/team, not per env (SPEC's layout).
+    let staging = TenantCtx::new("acme", "staging", Some("support")).unwrap();
+    assert_eq!(secrets.resolve(&staging, &name).unwrap(), b"8f742231b10e");
+    for other in [
+        TenantCtx::new("acme", "prod", Some("sales")).unwrap(),
+        TenantCtx::new("acme", "prod", None).unwrap(),
+        TenantCtx::new("bigcorp", "prod", Some("support")).unwrap(),
+    ] {
+        assert_eq!(
+            secrets.resolve(&other, &name),
+            Err(SecretsClientError::NotFound),
+            "{other:?}"
+        );
+    }
+
+    let list = secret_cli(
+        &url,
+        &[
+            "list", "--tenant", "acme", "--env", "prod", "--team", "support",
+        ],
+        "",
+    );
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let listed = String::from_utf8(list.stdout).unwrap();
+    assert!(listed.contains("\"slack_signing_secret\""), "{listed}");
+    assert!(!listed.contains("8f742231b10e"), "{listed}");
+
+    let delete = secret_cli(
+        &url,
+        &[
+            "delete",
+            "slack_signing_secret",
+            "--tenant",
+            "acme",
+            "--env",
+            "prod",
+            "--team",
+            "support",
+        ],
+        "",
+    );
+    assert!(
+        delete.status.success(),
+        "{}",
+        String::from_utf8_lossy(&delete.stderr)
+    );
+    assert_eq!(
+        secrets.resolve(&support, &name),
+        Err(SecretsClientError::NotFound)
+    );
+}
+
+#[test]
+fn secret_put_explains_refusals_and_stores_nothing() {
+    let host = broker_host();
+    let url = serve_broker(host.clone());
+    let store = host.store(greentic::secrets::STORE_LABEL);
+
+    let empty = secret_cli(
+        &url,
+        &["put", "api_key", "--tenant", "acme", "--env", "prod"],
+        "",
+    );
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("no value on stdin"));
+
+    let bad_name = secret_cli(
+        &url,
+        &["put", "Api.Key", "--tenant", "acme", "--env", "prod"],
+        "v",
+    );
+    assert!(!bad_name.status.success());
+    assert!(String::from_utf8_lossy(&bad_name.stderr).contains("not valid"));
+
+    let no_token = greentic()
+        .args(["secret", "list", "--tenant", "acme", "--env", "prod"])
+        .env("GREENTIC_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!no_token.status.success());
+    assert!(String::from_utf8_lossy(&no_token.stderr).contains("GREENTIC_TOKEN"));
+
+    // Another tenant's token is refused by the broker, and the CLI says so
+    // without echoing the value.
+    let acme_admin = greentic()
+        .args([
+            "token", "mint", "--tenant", "acme", "--env", "prod", "--role", "admin",
+        ])
+        .env("SPIN_VARIABLE_AUTH_HS256_SECRET", TEST_HS256_SECRET)
+        .output()
+        .unwrap()
+        .stdout;
+    let mut as_acme = secret_command(
+        &url,
+        &["put", "api_key", "--tenant", "bigcorp", "--env", "prod"],
+    );
+    as_acme.env_remove("SPIN_VARIABLE_AUTH_HS256_SECRET");
+    as_acme.env("GREENTIC_TOKEN", String::from_utf8(acme_admin).unwrap());
+    let forbidden = run_with_stdin(as_acme, "s3cr3t-value");
+    assert!(!forbidden.status.success());
+    let stderr = String::from_utf8_lossy(&forbidden.stderr);
+    assert!(stderr.contains("answered 403"), "{stderr}");
+    assert!(!stderr.contains("s3cr3t-value"), "{stderr}");
+
+    let down = secret_cli(
+        "http://127.0.0.1:9",
+        &["put", "api_key", "--tenant", "acme", "--env", "prod"],
+        "v",
+    );
+    assert!(!down.status.success());
+    assert!(
+        String::from_utf8_lossy(&down.stderr)
+            .contains("PUT http://127.0.0.1:9/api/v1/secrets/api_key")
+    );
+
+    assert_eq!(
+        store.snapshot(),
+        Default::default(),
+        "a refused put stored something"
     );
 }
