@@ -45,6 +45,13 @@ enum BundleCommand {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Validate a bundle and write one file per tenant (`{out}/tenants/{tenant}.json`),
+    /// the folder components mount at `/bundle` (spin.toml runs this on `spin build`).
+    Compile {
+        path: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -87,6 +94,7 @@ struct MintArgs {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Bundle(BundleCommand::Validate { paths }) => validate(&paths),
+        Command::Bundle(BundleCommand::Compile { path, out }) => compile(&path, &out),
         Command::Token(TokenCommand::Mint(args)) => mint(args),
         Command::Secret(command) => secret::run(command),
     }
@@ -125,6 +133,52 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn compile(path: &std::path::Path, out: &std::path::Path) -> ExitCode {
+    let loaded = match greentic::bundle::load(path) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let files = greentic::tenant_config::compile(&loaded);
+    match write_compiled(out, &files) {
+        Ok(()) => {
+            println!(
+                "{}: {} tenant files in {}",
+                path.display(),
+                files.len(),
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: writing {}: {e}", out.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes the tenant files and removes those of tenants no longer in the
+/// bundle, so a removed tenant stops resolving.
+fn write_compiled(out: &std::path::Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+    let tenants = out.join("tenants");
+    std::fs::create_dir_all(&tenants)?;
+    for entry in std::fs::read_dir(&tenants)? {
+        let entry = entry?;
+        let name = format!("tenants/{}", entry.file_name().to_string_lossy());
+        if !files.iter().any(|(f, _)| *f == name) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    for (name, bytes) in files {
+        std::fs::write(out.join(name), bytes)?;
+    }
+    Ok(())
 }
 
 fn mint(args: MintArgs) -> ExitCode {

@@ -189,12 +189,8 @@ fn run_with_stdin(mut cmd: Command, stdin: &str) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    // The CLI may refuse (a bad name) and exit before it reads stdin.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     child.wait_with_output().unwrap()
 }
 
@@ -365,4 +361,35 @@ fn secret_put_explains_refusals_and_stores_nothing() {
         Default::default(),
         "a refused put stored something"
     );
+}
+
+#[test]
+fn bundle_compile_writes_one_file_per_tenant_and_drops_removed_tenants() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bundles/demo.yaml");
+    let out = std::env::temp_dir().join(format!("greentic-compile-{}", std::process::id()));
+    std::fs::create_dir_all(out.join("tenants")).unwrap();
+    std::fs::write(out.join("tenants/gone.json"), "{}").unwrap();
+    let run = greentic()
+        .args(["bundle", "compile"])
+        .arg(&demo)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(out.join("tenants"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["acme.json", "bigcorp.json"]);
+    let acme: greentic::tenant_config::TenantConfig =
+        serde_json::from_slice(&std::fs::read(out.join("tenants/acme.json")).unwrap()).unwrap();
+    assert_eq!(acme.id, "acme");
+    assert!(acme.tenant.teams.contains_key("support"));
+    std::fs::remove_dir_all(&out).unwrap();
 }

@@ -24,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::flow::Flow;
 use crate::tenant::{DEFAULT_TEAM, IdKind, validate_id};
@@ -48,13 +48,13 @@ const SECRET_LIKE: &[&str] = &[
     "apikey",
 ];
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bundle {
     pub tenants: BTreeMap<String, Tenant>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tenant {
     pub name: String,
@@ -68,7 +68,7 @@ pub struct Tenant {
     pub teams: BTreeMap<String, Team>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
     pub id: String,
@@ -76,7 +76,7 @@ pub struct Environment {
     pub name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Team {
     #[serde(default)]
@@ -87,7 +87,7 @@ pub struct Team {
     pub channels: BTreeMap<String, Channel>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Channel {
     pub provider: String,
@@ -187,6 +187,14 @@ impl Bundle {
                         error(
                             format!("{at}.flow"),
                             "no flow: set one on the channel, its team or its tenant".into(),
+                        );
+                    }
+                    if channel.provider == "messaging-teams"
+                        && !channel.config.get("app_id").is_some_and(|v| v.is_string())
+                    {
+                        error(
+                            format!("{at}.config.app_id"),
+                            "a Teams channel needs its bot's app id (the audience of Bot Framework tokens)".into(),
                         );
                     }
                     for key in channel.config.keys() {

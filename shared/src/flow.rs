@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::tenant::{IdKind, validate_id};
 use crate::yaml::{self, ConfigError};
@@ -13,7 +13,11 @@ use crate::yaml::{self, ConfigError};
 /// The node types a flow may use.
 pub const NODE_TYPES: &[&str] = &["reply", "ask", "branch", "set", "end"];
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The most steps one delivery may take, so a bad flow cannot spin forever
+/// (validation already refuses loops without an `ask`; this is the backstop).
+pub const MAX_STEPS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Flow {
     pub name: String,
@@ -23,7 +27,7 @@ pub struct Flow {
     pub nodes: Vec<Node>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Node {
     pub id: String,
@@ -82,26 +86,373 @@ impl Flow {
                         NODE_TYPES.join(", ")
                     ),
                 );
+                continue;
             }
-            if node.kind == "reply" && !node.config.get("message").is_some_and(|m| m.is_string()) {
-                error(
-                    format!("nodes[{i}].config.message"),
-                    "a reply node needs a message text",
-                );
+            match node.step() {
+                Err((field, reason)) => error(format!("nodes[{i}].config.{field}"), &reason),
+                Ok(step) => {
+                    for (field, template) in step.templates() {
+                        if let Err(e) = crate::engine::check_template(template) {
+                            error(format!("nodes[{i}].config.{field}"), &e);
+                        }
+                    }
+                }
+            }
+            for (field, target) in node.targets() {
+                if !self.nodes.iter().any(|n| n.id == target) {
+                    error(
+                        format!("nodes[{i}].{field}"),
+                        &format!("no node has id `{target}`"),
+                    );
+                }
             }
         }
-        for (i, node) in self.nodes.iter().enumerate() {
-            if let Some(next) = &node.next
-                && !self.nodes.iter().any(|n| n.id == *next)
-            {
-                error(
-                    format!("nodes[{i}].next"),
-                    &format!("no node has id `{next}`"),
-                );
+        // The graph checks need a well-formed graph to say anything useful.
+        if errors.is_empty() {
+            let reachable = self.reachable();
+            for (i, node) in self.nodes.iter().enumerate() {
+                if !reachable.contains(node.id.as_str()) {
+                    errors.push(ConfigError::new(
+                        file,
+                        format!("nodes[{i}]"),
+                        format!("node `{}` cannot be reached from the first node", node.id),
+                    ));
+                }
+            }
+            if let Some(cycle) = self.cycle_without_wait() {
+                errors.push(ConfigError::new(
+                    file,
+                    "nodes",
+                    format!(
+                        "nodes {} form a loop with no `ask` to wait for input",
+                        cycle.join(" -> ")
+                    ),
+                ));
             }
         }
         errors
     }
+
+    /// The node with `id`.
+    pub fn node(&self, id: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Ids of every node the first one leads to.
+    fn reachable(&self) -> BTreeSet<&str> {
+        let mut seen = BTreeSet::new();
+        let mut todo: Vec<&str> = self
+            .nodes
+            .first()
+            .map(|n| n.id.as_str())
+            .into_iter()
+            .collect();
+        while let Some(id) = todo.pop() {
+            if seen.insert(id)
+                && let Some(node) = self.node(id)
+            {
+                todo.extend(node.targets().into_iter().map(|(_, t)| t));
+            }
+        }
+        seen
+    }
+
+    /// A loop the engine could run around without waiting for a message: a
+    /// cycle through nodes none of which is an `ask` (an `ask` ends a turn).
+    fn cycle_without_wait(&self) -> Option<Vec<String>> {
+        fn visit<'f>(
+            flow: &'f Flow,
+            id: &'f str,
+            path: &mut Vec<&'f str>,
+            done: &mut BTreeSet<&'f str>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|p| *p == id) {
+                let mut cycle: Vec<String> = path[at..].iter().map(|s| s.to_string()).collect();
+                cycle.push(id.to_owned());
+                return Some(cycle);
+            }
+            if !done.insert(id) {
+                return None;
+            }
+            let node = flow.node(id)?;
+            if node.kind == "ask" {
+                return None;
+            }
+            path.push(id);
+            for (_, next) in node.targets() {
+                if let Some(cycle) = visit(flow, next, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            None
+        }
+        let mut done = BTreeSet::new();
+        for node in &self.nodes {
+            if let Some(cycle) = visit(self, &node.id, &mut Vec::new(), &mut done) {
+                return Some(cycle);
+            }
+        }
+        None
+    }
+}
+
+/// What a node does, read from its `config` (checked by [`Flow::parse`], so
+/// the engine only meets valid steps).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Send a templated message.
+    Reply { message: String },
+    /// Send a prompt and wait; the next message goes into `state[key]` if it
+    /// matches `pattern` (else `retry`, or the prompt again, is sent).
+    Ask {
+        prompt: String,
+        key: String,
+        pattern: Option<String>,
+        retry: Option<String>,
+    },
+    /// The first case that matches picks the next node; `default` otherwise.
+    Branch { cases: Vec<Case>, default: String },
+    /// Store a templated value in `state[key]`.
+    Set { key: String, value: String },
+    /// The flow is over; `close` also marks the session ended.
+    End { close: bool },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    /// `message` (the text received) or `state.<key>`.
+    pub on: String,
+    pub test: Test,
+    pub next: String,
+}
+
+/// How a case compares. `equals` and `contains` ignore case and surrounding
+/// space, as people type; `regex` is exactly what it says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Test {
+    Equals(String),
+    Contains(String),
+    Regex(String),
+}
+
+type FieldError = (String, String);
+
+impl Node {
+    /// The node's step, or the config field that is wrong and why.
+    pub fn step(&self) -> Result<Step, FieldError> {
+        let text = |field: &str| -> Result<String, FieldError> {
+            self.config
+                .get(field)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    (
+                        field.to_owned(),
+                        format!(
+                            "`{field}` must be a text (quote it if YAML read a number or yes/no)"
+                        ),
+                    )
+                })
+        };
+        let optional = |field: &str| -> Result<Option<String>, FieldError> {
+            match self.config.get(field) {
+                None => Ok(None),
+                Some(_) => text(field).map(Some),
+            }
+        };
+        let state_key = |field: &str| -> Result<String, FieldError> {
+            let key = text(field)?;
+            if state_key_ok(&key) {
+                Ok(key)
+            } else {
+                Err((
+                    field.to_owned(),
+                    "state keys match ^[a-z][a-z0-9_]{0,62}$".into(),
+                ))
+            }
+        };
+        let allowed = |fields: &[&str]| -> Result<(), FieldError> {
+            match self.config.keys().find(|k| !fields.contains(&k.as_str())) {
+                Some(k) => Err((
+                    k.clone(),
+                    format!("unknown field; expected {}", fields.join(", ")),
+                )),
+                None => Ok(()),
+            }
+        };
+        match self.kind.as_str() {
+            "reply" => {
+                allowed(&["message"])?;
+                Ok(Step::Reply {
+                    message: text("message")?,
+                })
+            }
+            "ask" => {
+                allowed(&["prompt", "key", "pattern", "retry"])?;
+                let pattern = optional("pattern")?;
+                if let Some(p) = &pattern
+                    && let Err(e) = regex_lite::Regex::new(p)
+                {
+                    return Err(("pattern".into(), format!("not a valid regex: {e}")));
+                }
+                Ok(Step::Ask {
+                    prompt: text("prompt")?,
+                    key: state_key("key")?,
+                    pattern,
+                    retry: optional("retry")?,
+                })
+            }
+            "branch" => {
+                allowed(&["cases", "default"])?;
+                let cases = self
+                    .config
+                    .get("cases")
+                    .and_then(|c| c.as_array())
+                    .ok_or_else(|| ("cases".to_owned(), "`cases` must be a list".to_owned()))?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| case(i, c))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Step::Branch {
+                    cases,
+                    default: text("default")?,
+                })
+            }
+            "set" => {
+                allowed(&["key", "value"])?;
+                Ok(Step::Set {
+                    key: state_key("key")?,
+                    value: text("value")?,
+                })
+            }
+            "end" => {
+                allowed(&["close"])?;
+                let close = match self.config.get("close") {
+                    None => false,
+                    Some(v) => v.as_bool().ok_or_else(|| {
+                        (
+                            "close".to_owned(),
+                            "`close` must be true or false".to_owned(),
+                        )
+                    })?,
+                };
+                Ok(Step::End { close })
+            }
+            other => Err(("type".into(), format!("unknown node type {other}"))),
+        }
+    }
+
+    /// Every node this one can lead to, with the field naming it.
+    pub fn targets(&self) -> Vec<(String, &str)> {
+        let mut targets: Vec<(String, &str)> = self
+            .next
+            .iter()
+            .map(|n| ("next".to_owned(), n.as_str()))
+            .collect();
+        if self.kind == "branch" {
+            if let Some(default) = self.config.get("default").and_then(|d| d.as_str()) {
+                targets.push(("config.default".into(), default));
+            }
+            for (i, c) in self
+                .config
+                .get("cases")
+                .and_then(|c| c.as_array())
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if let Some(next) = c.get("next").and_then(|n| n.as_str()) {
+                    targets.push((format!("config.cases[{i}].next"), next));
+                }
+            }
+        }
+        targets
+    }
+}
+
+impl Step {
+    /// The templates of this step, by config field.
+    pub fn templates(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            Step::Reply { message } => vec![("message", message)],
+            Step::Ask { prompt, retry, .. } => {
+                let mut t = vec![("prompt", prompt.as_str())];
+                t.extend(retry.as_deref().map(|r| ("retry", r)));
+                t
+            }
+            Step::Set { value, .. } => vec![("value", value)],
+            Step::Branch { .. } | Step::End { .. } => Vec::new(),
+        }
+    }
+}
+
+pub fn state_key_ok(key: &str) -> bool {
+    let mut chars = key.chars();
+    key.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn case(i: usize, c: &serde_json::Value) -> Result<Case, FieldError> {
+    let at = |field: &str| format!("cases[{i}].{field}");
+    let obj = c
+        .as_object()
+        .ok_or_else(|| (format!("cases[{i}]"), "a case is a map".to_owned()))?;
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !["on", "equals", "contains", "regex", "next"].contains(&k.as_str()))
+    {
+        return Err((
+            at(k),
+            "unknown field; expected on, equals, contains, regex, next".into(),
+        ));
+    }
+    let on = match obj.get("on") {
+        None => "message".to_owned(),
+        Some(v) => {
+            let on = v.as_str().unwrap_or_default();
+            let valid = on == "message" || on.strip_prefix("state.").is_some_and(state_key_ok);
+            if !valid {
+                return Err((at("on"), "`on` is `message` or `state.<key>`".into()));
+            }
+            on.to_owned()
+        }
+    };
+    let tests: Vec<Test> = [
+        ("equals", Test::Equals as fn(String) -> Test),
+        ("contains", Test::Contains),
+        ("regex", Test::Regex),
+    ]
+    .into_iter()
+    .filter_map(|(name, make)| obj.get(name).map(|v| (name, make, v)))
+    .map(|(name, make, v)| {
+        v.as_str().map(|s| make(s.to_owned())).ok_or_else(|| {
+            let hint = "quote it: YAML reads yes, no, on, off, y, n as booleans";
+            (at(name), format!("`{name}` must be a text ({hint})"))
+        })
+    })
+    .collect::<Result<_, _>>()?;
+    let test = match <[Test; 1]>::try_from(tests) {
+        Ok([test]) => test,
+        Err(_) => {
+            return Err((
+                format!("cases[{i}]"),
+                "a case has exactly one of equals, contains, regex".into(),
+            ));
+        }
+    };
+    if let Test::Regex(r) = &test
+        && let Err(e) = regex_lite::Regex::new(r)
+    {
+        return Err((at("regex"), format!("not a valid regex: {e}")));
+    }
+    let next = obj
+        .get("next")
+        .and_then(|n| n.as_str())
+        .ok_or_else(|| (at("next"), "a case needs `next`".to_owned()))?
+        .to_owned();
+    Ok(Case { on, test, next })
 }
 
 #[cfg(test)]
@@ -128,9 +479,8 @@ mod tests {
         let errors = Flow::parse("f.yaml", text).unwrap_err();
         let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert!(
-            shown.contains(
-                &"f.yaml: nodes[0].config.message: a reply node needs a message text".to_string()
-            ),
+            shown
+                .contains(&"f.yaml: nodes[0].config.message: `message` must be a text (quote it if YAML read a number or yes/no)".to_string()),
             "{shown:?}"
         );
         assert!(

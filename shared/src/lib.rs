@@ -6,7 +6,10 @@
 //! compiles natively and for `wasm32-wasip1`, and is tested natively.
 
 pub mod auth;
+pub mod bridge;
 pub mod bundle;
+pub mod engine;
+pub mod envelope;
 pub mod error;
 pub mod flow;
 pub mod host;
@@ -15,11 +18,14 @@ pub mod index;
 pub mod keys;
 pub mod kv;
 pub mod log;
+pub mod providers;
 pub mod secrets;
 pub mod service;
 pub mod session;
 pub mod session_store;
+pub mod subjects;
 pub mod tenant;
+pub mod tenant_config;
 pub mod yaml;
 
 #[cfg(any(test, feature = "testing"))]

@@ -128,7 +128,10 @@ pub type InternalHandler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
 /// A host in memory: declared stores, variables, a settable clock, captured
 /// logs, and other components reachable as `http://{name}.spin.internal`.
 pub struct MemoryHost {
+    /// Reachable servers by base URL (`http://{component}.spin.internal`, or
+    /// an outside service such as the bridge).
     internal: Mutex<BTreeMap<String, InternalHandler>>,
+    bundle: Mutex<BTreeMap<String, Vec<u8>>>,
     stores: BTreeMap<String, MemoryKv>,
     variables: Mutex<BTreeMap<String, String>>,
     now_ms: AtomicI64,
@@ -142,6 +145,7 @@ impl MemoryHost {
     pub fn new(labels: &[&str]) -> Self {
         let host = MemoryHost {
             internal: Mutex::new(BTreeMap::new()),
+            bundle: Mutex::new(demo_bundle().clone()),
             stores: labels
                 .iter()
                 .map(|l| (l.to_string(), MemoryKv::new()))
@@ -159,10 +163,25 @@ impl MemoryHost {
 
     /// Makes `component` reachable at `http://{component}.spin.internal`.
     pub fn serve_internal(&self, component: &str, handler: InternalHandler) {
+        self.serve_url(&format!("http://{component}.spin.internal"), handler);
+    }
+
+    /// Makes an outside service reachable at `base_url` (as if it were in the
+    /// component's `allowed_outbound_hosts`).
+    pub fn serve_url(&self, base_url: &str, handler: InternalHandler) {
         self.internal
             .lock()
             .unwrap()
-            .insert(component.to_owned(), handler);
+            .insert(base_url.to_owned(), handler);
+    }
+
+    /// Replaces (or with `None`, removes) a file of the compiled bundle.
+    pub fn set_bundle_file(&self, name: &str, contents: Option<Vec<u8>>) {
+        let mut bundle = self.bundle.lock().unwrap();
+        match contents {
+            Some(bytes) => bundle.insert(name.to_owned(), bytes),
+            None => bundle.remove(name),
+        };
     }
 
     pub fn store(&self, label: &str) -> &MemoryKv {
@@ -230,14 +249,26 @@ impl Host for MemoryHost {
     /// Only registered components are reachable; anything else is refused,
     /// as Spin refuses a host missing from `allowed_outbound_hosts`.
     fn send(&self, base_url: &str, req: Request) -> Result<Response, OutboundError> {
-        let component = base_url
-            .strip_prefix("http://")
-            .and_then(|host| host.strip_suffix(".spin.internal"))
-            .ok_or_else(|| OutboundError::Denied(base_url.to_owned()))?;
-        let handler = self.internal.lock().unwrap().get(component).cloned();
+        let handler = self.internal.lock().unwrap().get(base_url).cloned();
         let handler = handler.ok_or_else(|| OutboundError::Denied(base_url.to_owned()))?;
         Ok(handler(&req))
     }
+
+    fn bundle_file(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.bundle.lock().unwrap().get(name).cloned())
+    }
+}
+
+/// `bundles/demo.yaml` compiled as `greentic bundle compile` does, once per
+/// test process: the bundle every `MemoryHost` starts with.
+pub fn demo_bundle() -> &'static BTreeMap<String, Vec<u8>> {
+    static COMPILED: std::sync::OnceLock<BTreeMap<String, Vec<u8>>> = std::sync::OnceLock::new();
+    COMPILED.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../bundles/demo.yaml");
+        let loaded = crate::bundle::load(std::path::Path::new(path))
+            .unwrap_or_else(|e| panic!("the demo bundle is invalid: {e:?}"));
+        crate::tenant_config::compile(&loaded).into_iter().collect()
+    })
 }
 
 /// (tenant, team or none for the tenant itself, secret name)

@@ -1,0 +1,178 @@
+//! `POST /webhooks/{env}/{tenant}/{team}/{channel}` (provider webhooks and web
+//! chat activities) and `POST /webhooks/{env}/{tenant}/{team}/{channel}/tokens`
+//! (web chat tokens).
+//!
+//! Order of checks (SPEC §9): body size (413), path ids (400), method (405),
+//! channel existence (404, one body whichever part is unknown), the provider's
+//! verification (401; 503 when its secret is not configured), the body (400),
+//! then publishing (503 when the bridge or NATS cannot take it). Nothing is
+//! published before verification, and 200 means JetStream stored it.
+
+use greentic::ApiError;
+use greentic::bridge::BridgeClient;
+use greentic::host::Host;
+use greentic::http::{Request, Response};
+use greentic::log::RequestLog;
+use greentic::providers::{self, Inbound, Webhook, webchat};
+use greentic::secrets::client::BrokerClient;
+use greentic::service;
+use greentic::subjects;
+use greentic::tenant::{ChannelId, TenantCtx};
+use greentic::tenant_config::{ChannelConfig, TenantConfig};
+use serde_json::json;
+
+pub const COMPONENT: &str = "ingress";
+
+/// Largest webhook body accepted (SPEC's default). Provider payloads are a
+/// few KiB; a bigger body is refused with 413 before anything else.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+const PREFIX: &str = "/webhooks/";
+const WEBHOOK_ROUTE: &str = "/webhooks/{env}/{tenant}/{team}/{channel}";
+const TOKENS_ROUTE: &str = "/webhooks/{env}/{tenant}/{team}/{channel}/tokens";
+
+enum Target {
+    Webhook,
+    WebchatToken,
+}
+
+pub fn handle(req: &Request, host: &dyn Host) -> Response {
+    service::serve(req, host, COMPONENT, BODY_LIMIT, |req, log| {
+        let (route, target, ctx, channel) = match parse(req) {
+            Ok(parsed) => parsed,
+            Err((route, e)) => return (route, Err(e)),
+        };
+        log.set_scope(&ctx);
+        let outcome = find_channel(host, &ctx, &channel).and_then(|config| match target {
+            Target::Webhook => webhook(req, host, log, &config),
+            Target::WebchatToken => token(req, host, log, &config),
+        });
+        if let Err(e) = &outcome
+            && matches!(e.status(), 401 | 503)
+        {
+            log.warn(
+                "webhook.refused",
+                json!({ "channel": channel.as_str(), "problem": e.slug() }),
+            );
+        }
+        (route, outcome)
+    })
+}
+
+type Parsed = (&'static str, Target, TenantCtx, ChannelId);
+
+/// Route, ids and method, before any lookup.
+fn parse(req: &Request) -> Result<Parsed, (&'static str, ApiError)> {
+    let rest = req
+        .path
+        .strip_prefix(PREFIX)
+        .ok_or(("-", ApiError::NotFound))?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let (route, target, ids) = match segments.as_slice() {
+        [env, tenant, team, channel] => (
+            WEBHOOK_ROUTE,
+            Target::Webhook,
+            [*env, *tenant, *team, *channel],
+        ),
+        [env, tenant, team, channel, "tokens"] => (
+            TOKENS_ROUTE,
+            Target::WebchatToken,
+            [*env, *tenant, *team, *channel],
+        ),
+        _ => return Err(("-", ApiError::NotFound)),
+    };
+    let [env, tenant, team, channel] = ids;
+    let ctx = TenantCtx::from_route(env, tenant, team).map_err(|e| (route, e.into()))?;
+    let channel = ChannelId::parse(channel).map_err(|e| (route, e.into()))?;
+    if req.method != "POST" {
+        return Err((route, ApiError::MethodNotAllowed { allow: "POST" }));
+    }
+    Ok((route, target, ctx, channel))
+}
+
+/// The channel, if the tenant's bundle has it in that env and team. Every
+/// miss is the same bare 404, so a caller learns nothing about which part is unknown.
+fn find_channel(
+    host: &dyn Host,
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+) -> Result<ChannelConfig, ApiError> {
+    TenantConfig::load(host, ctx.tenant_id())?
+        .and_then(|tenant| tenant.channel(ctx, channel))
+        .ok_or(ApiError::NotFound)
+}
+
+fn webhook(
+    req: &Request,
+    host: &dyn Host,
+    log: &RequestLog,
+    channel: &ChannelConfig,
+) -> Result<Response, ApiError> {
+    let secrets = BrokerClient::new(host, COMPONENT);
+    let variable = |name: &str| host.variable(name);
+    let hook = Webhook {
+        channel,
+        req,
+        now_ms: host.now_ms(),
+        secrets: &secrets,
+        variable: &variable,
+    };
+    let provider = channel.config.provider.as_str();
+    match providers::receive(&hook)? {
+        Inbound::Answer(response) => {
+            log.info("webhook.answered", json!({ "provider": provider }));
+            Ok(response)
+        }
+        Inbound::Ignore(reason) => {
+            log.info(
+                "webhook.ignored",
+                json!({ "provider": provider, "reason": reason }),
+            );
+            Ok(Response::json(
+                200,
+                &json!({ "status": "ignored", "reason": reason }),
+            ))
+        }
+        Inbound::Message(envelope) => {
+            let subject = subjects::ingress(&channel.ctx, &channel.channel);
+            let ack =
+                BridgeClient::new(host).publish(&subject, &envelope.id, envelope.to_json())?;
+            log.info(
+                "message.published",
+                json!({
+                    "provider": provider,
+                    "channel": channel.channel.as_str(),
+                    "msg_id": envelope.id,
+                    "session": envelope.session_id.as_str(),
+                    "stream": ack.stream,
+                    "seq": ack.seq,
+                    "duplicate": ack.duplicate,
+                }),
+            );
+            Ok(Response::json(
+                200,
+                &json!({ "status": "published", "id": envelope.id, "duplicate": ack.duplicate }),
+            ))
+        }
+    }
+}
+
+fn token(
+    req: &Request,
+    host: &dyn Host,
+    log: &RequestLog,
+    channel: &ChannelConfig,
+) -> Result<Response, ApiError> {
+    if channel.config.provider != "messaging-webchat" {
+        return Err(ApiError::NotFound);
+    }
+    let secrets = BrokerClient::new(host, COMPONENT);
+    let response = webchat::issue_token(channel, req, host.now_ms(), &secrets, &|buf| {
+        host.random(buf)
+    })?;
+    log.info(
+        "webchat.token_issued",
+        json!({ "channel": channel.channel.as_str() }),
+    );
+    Ok(response)
+}

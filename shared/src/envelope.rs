@@ -1,0 +1,141 @@
+//! The one shape every inbound message takes after ingress, whatever the
+//! provider: what the bridge carries on `greentic.messaging.ingress...` and
+//! what the flow executor receives.
+//!
+//! ```json
+//! {
+//!   "v": 1,
+//!   "id": "acme:prod:support:slack:event-Ev08MFMKH6",
+//!   "tenant": {"tenant_id": "acme", "env_id": "prod", "team_id": "support"},
+//!   "channel": "slack",
+//!   "provider": "messaging-slack",
+//!   "session_id": "3f1c...",
+//!   "conversation": {"id": "C789012", "thread": "1700000000.000100"},
+//!   "sender": {"id": "U123", "name": null},
+//!   "text": "hello",
+//!   "timestamp": "2026-11-29T10:00:00.000Z",
+//!   "attachments": [],
+//!   "reply": {"message_id": "1700000000.000200", "service_url": null}
+//! }
+//! ```
+//!
+//! `id` is also the publish's `Nats-Msg-Id` (see [`crate::subjects::dedupe_id`]).
+//! The TenantCtx travels inside the envelope *and* in the subject; consumers
+//! check that both agree before acting on either.
+
+use serde::{Deserialize, Serialize};
+
+use crate::session::{Conversation, SessionId};
+use crate::tenant::{ChannelId, TenantCtx};
+
+/// Bumped when a field changes meaning; consumers refuse versions they do not know.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    pub v: u32,
+    pub id: String,
+    pub tenant: TenantCtx,
+    pub channel: ChannelId,
+    pub provider: String,
+    pub session_id: SessionId,
+    pub conversation: Conversation,
+    pub sender: Sender,
+    pub text: String,
+    /// When the provider says the message was sent, RFC 3339 UTC.
+    pub timestamp: String,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    pub reply: ReplyAddress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sender {
+    /// The provider's user id (Slack `U...`, Telegram user id, Teams `29:...`).
+    pub id: String,
+    pub name: Option<String>,
+}
+
+/// A file or card that came with the message. Providers differ in what they
+/// give: a URL (Slack, Teams), or only a file id to fetch with the bot token
+/// (Telegram).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    /// `image`, `file`, `audio`, `video`, `card` ...
+    pub kind: String,
+    pub name: Option<String>,
+    pub content_type: Option<String>,
+    pub url: Option<String>,
+    /// The provider's own reference (Telegram `file_id`), when there is no URL.
+    pub provider_ref: Option<String>,
+}
+
+/// What egress needs, beyond the conversation, to answer on the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyAddress {
+    /// The provider's id of the inbound message (Slack `ts`, Telegram
+    /// `message_id`, Teams activity id), to reply to it.
+    pub message_id: Option<String>,
+    /// Teams only: the Bot Framework service URL to post replies to.
+    pub service_url: Option<String>,
+}
+
+impl Envelope {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("envelopes always serialise")
+    }
+
+    /// Parses an envelope; a version this code does not know is an error, not a guess.
+    pub fn from_json(bytes: &[u8]) -> Result<Envelope, String> {
+        let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if envelope.v != ENVELOPE_VERSION {
+            return Err(format!("envelope version {} is not supported", envelope.v));
+        }
+        Ok(envelope)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_unknown_versions_and_bad_scopes() {
+        let ctx = TenantCtx::new("acme", "prod", Some("support")).unwrap();
+        let channel = ChannelId::parse("slack").unwrap();
+        let conversation = Conversation {
+            id: "C1".into(),
+            thread: None,
+        };
+        let envelope = Envelope {
+            v: ENVELOPE_VERSION,
+            id: "acme:prod:support:slack:event-E1".into(),
+            session_id: SessionId::derive(&ctx, &channel, &conversation, "U1"),
+            tenant: ctx,
+            channel,
+            provider: "messaging-slack".into(),
+            conversation,
+            sender: Sender {
+                id: "U1".into(),
+                name: None,
+            },
+            text: "hi".into(),
+            timestamp: "2026-11-29T10:00:00.000Z".into(),
+            attachments: vec![],
+            reply: ReplyAddress::default(),
+        };
+        let json = envelope.to_json();
+        assert_eq!(Envelope::from_json(&json).unwrap(), envelope);
+
+        let mut value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        value["v"] = 2.into();
+        assert!(Envelope::from_json(value.to_string().as_bytes()).is_err());
+        value["v"] = 1.into();
+        value["tenant"]["tenant_id"] = "acme.>".into();
+        assert!(Envelope::from_json(value.to_string().as_bytes()).is_err());
+    }
+}

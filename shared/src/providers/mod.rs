@@ -1,0 +1,167 @@
+//! Provider webhooks: verify a request against the channel's secrets, then
+//! normalise it into an [`Envelope`]. One module per provider; each takes the
+//! same inputs and gives an [`Inbound`], so ingress treats them alike.
+//!
+//! Verification always comes first and never has a way around it: a channel
+//! whose secret is missing is refused ([`ApiError::NotConfigured`], 503, so the
+//! provider retries once the operator has stored it), never accepted unchecked.
+
+pub mod slack;
+pub mod teams;
+pub mod telegram;
+pub mod webchat;
+
+use crate::envelope::{Attachment, ENVELOPE_VERSION, Envelope, ReplyAddress, Sender};
+use crate::error::ApiError;
+use crate::http::{Request, Response};
+use crate::secrets::client::{SecretsClient, SecretsClientError};
+use crate::session::{Conversation, SessionId};
+use crate::subjects;
+use crate::tenant::SecretName;
+use crate::tenant_config::ChannelConfig;
+
+/// What a verified webhook asks of ingress.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// A person's message: publish it.
+    Message(Box<Envelope>),
+    /// Answer the provider directly (Slack's `url_verification`).
+    Answer(Response),
+    /// Acknowledge and drop, for the reason given (the bot's own messages,
+    /// events that are not messages, another workspace's traffic).
+    Ignore(&'static str),
+}
+
+/// Everything a provider module needs for one webhook request.
+pub struct Webhook<'a> {
+    pub channel: &'a ChannelConfig,
+    pub req: &'a Request,
+    pub now_ms: i64,
+    pub secrets: &'a dyn SecretsClient,
+    /// Spin variables (Teams' JWKS and issuer).
+    pub variable: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// Verifies and normalises `hook` with its channel's provider.
+pub fn receive(hook: &Webhook<'_>) -> Result<Inbound, ApiError> {
+    match hook.channel.config.provider.as_str() {
+        "messaging-slack" => slack::receive(hook),
+        "messaging-telegram" => telegram::receive(hook),
+        "messaging-teams" => teams::receive(hook),
+        "messaging-webchat" => webchat::receive(hook),
+        other => Err(ApiError::Internal(format!(
+            "no ingress for provider {other}"
+        ))),
+    }
+}
+
+/// The name of a channel's secret: `{channel}_{purpose}`, e.g. `slack_signing_secret`.
+pub fn secret_name(channel: &ChannelConfig, purpose: &str) -> SecretName {
+    SecretName::parse(&format!("{}_{purpose}", channel.channel))
+        .expect("channel ids and purposes make valid secret names")
+}
+
+/// A broker answer turned into the refusal it must be: a missing secret is
+/// "not configured" (never a pass), an unreachable broker "unavailable".
+pub fn secret_error(name: &SecretName, e: SecretsClientError) -> ApiError {
+    match e {
+        SecretsClientError::NotFound => ApiError::NotConfigured(format!(
+            "the channel's secret `{}` is not configured",
+            name.as_str()
+        )),
+        SecretsClientError::Unavailable(why) => ApiError::Unavailable(why),
+    }
+}
+
+/// Whether `presented` equals the channel's secret `purpose`, compared in
+/// constant time.
+pub fn matches_secret(
+    hook: &Webhook<'_>,
+    purpose: &str,
+    presented: &[u8],
+) -> Result<bool, ApiError> {
+    use subtle::ConstantTimeEq;
+    let name = secret_name(hook.channel, purpose);
+    let secret = hook
+        .secrets
+        .resolve(&hook.channel.ctx, &name)
+        .map_err(|e| secret_error(&name, e))?;
+    Ok(!secret.is_empty() && bool::from(secret.ct_eq(presented)))
+}
+
+/// The parts of a message every provider has.
+pub struct Message {
+    /// Kind of the provider's id in the dedupe id (`event`, `update`, `activity`).
+    pub id_kind: &'static str,
+    pub provider_id: String,
+    pub conversation: Conversation,
+    pub sender: Sender,
+    pub text: String,
+    pub sent_at_ms: i64,
+    pub attachments: Vec<Attachment>,
+    pub reply: ReplyAddress,
+}
+
+/// The envelope of `message` on `channel`: its dedupe id, session and time.
+pub fn envelope(channel: &ChannelConfig, message: Message) -> Envelope {
+    let ctx = &channel.ctx;
+    Envelope {
+        v: ENVELOPE_VERSION,
+        id: subjects::dedupe_id(ctx, &channel.channel, message.id_kind, &message.provider_id),
+        tenant: ctx.clone(),
+        channel: channel.channel.clone(),
+        provider: channel.config.provider.clone(),
+        session_id: SessionId::derive(
+            ctx,
+            &channel.channel,
+            &message.conversation,
+            &message.sender.id,
+        ),
+        conversation: message.conversation,
+        sender: message.sender,
+        text: message.text,
+        timestamp: rfc3339(message.sent_at_ms),
+        attachments: message.attachments,
+        reply: message.reply,
+    }
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    let at =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// The JSON body of a webhook, or a 400 that names where it went wrong
+/// without echoing content.
+pub fn json_body(req: &Request) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(&req.body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "body is not valid JSON (line {} column {})",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// The value of `Authorization: Bearer <token>`, or 401.
+pub fn bearer(req: &Request) -> Result<&str, ApiError> {
+    req.header("authorization")?
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))
+}
+
+/// A MIME type's broad kind, as envelopes name attachments.
+pub fn attachment_kind(content_type: Option<&str>) -> &'static str {
+    match content_type.and_then(|t| t.split('/').next()) {
+        Some("image") => "image",
+        Some("audio") => "audio",
+        Some("video") => "video",
+        _ => "file",
+    }
+}

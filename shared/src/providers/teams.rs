@@ -1,0 +1,213 @@
+//! Microsoft Teams through the Bot Framework (`messaging-teams`).
+//!
+//! Verification (Bot Framework "authenticate requests from the connector"):
+//! the `Authorization: Bearer` JWT must be RS256, signed by a key of the
+//! configured JWKS (`teams_jwks`, the JSON of Bot Framework's OpenID keys
+//! document), issued by `teams_issuer` (default `https://api.botframework.com`),
+//! for the audience of the channel's `app_id`, unexpired (five minutes' leeway
+//! for clock skew), its `serviceUrl` claim equal to the activity's, and, when
+//! the key lists endorsements, endorsed for the activity's `channelId`.
+//!
+//! Only `message` activities from people are published; the bot's own
+//! activities and other types (conversationUpdate, typing...) are dropped.
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::Jwk};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Inbound, Message, Webhook, attachment_kind, bearer, envelope, json_body};
+use crate::envelope::{Attachment, ReplyAddress, Sender};
+use crate::error::ApiError;
+use crate::session::Conversation;
+
+pub const VAR_JWKS: &str = "teams_jwks";
+pub const VAR_ISSUER: &str = "teams_issuer";
+pub const DEFAULT_ISSUER: &str = "https://api.botframework.com";
+const LEEWAY_SECS: u64 = 300;
+
+#[derive(Deserialize)]
+struct ConnectorClaims {
+    #[serde(rename = "serviceUrl")]
+    service_url: Option<String>,
+}
+
+pub fn receive(hook: &Webhook<'_>) -> Result<Inbound, ApiError> {
+    let token = bearer(hook.req)?;
+    // Parsed before the token is checked only to learn which serviceUrl and
+    // channel the token must vouch for; nothing is acted on until it is.
+    let activity = json_body(hook.req)?;
+    verify(hook, token, &activity)?;
+    if activity["type"] != "message" {
+        return Ok(Inbound::Ignore("activity is not a message"));
+    }
+    let field = |path: &[&str]| {
+        path.iter()
+            .fold(&activity, |v, key| &v[key])
+            .as_str()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::BadRequest(format!("activity without `{}`", path.join("."))))
+    };
+    let (id, from, conversation) = (
+        field(&["id"])?,
+        field(&["from", "id"])?,
+        field(&["conversation", "id"])?,
+    );
+    if activity["recipient"]["id"].as_str() == Some(from) {
+        return Ok(Inbound::Ignore("the bot's own activity"));
+    }
+    let attachments = activity["attachments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let content_type = a["contentType"].as_str().map(str::to_owned);
+            let card = content_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with("application/vnd.microsoft.card"));
+            Attachment {
+                kind: if card {
+                    "card"
+                } else {
+                    attachment_kind(content_type.as_deref())
+                }
+                .into(),
+                name: a["name"].as_str().map(str::to_owned),
+                content_type,
+                url: a["contentUrl"].as_str().map(str::to_owned),
+                provider_ref: None,
+            }
+        })
+        .collect();
+    let sent_at_ms = activity["timestamp"]
+        .as_str()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(hook.now_ms, |d| d.as_millis() as i64);
+    Ok(Inbound::Message(Box::new(envelope(
+        hook.channel,
+        Message {
+            id_kind: "activity",
+            provider_id: id.to_owned(),
+            conversation: Conversation {
+                id: conversation.to_owned(),
+                thread: None,
+            },
+            sender: Sender {
+                id: from.to_owned(),
+                name: activity["from"]["name"].as_str().map(str::to_owned),
+            },
+            text: without_mentions(activity["text"].as_str().unwrap_or_default()),
+            sent_at_ms,
+            attachments,
+            reply: ReplyAddress {
+                message_id: Some(id.to_owned()),
+                service_url: activity["serviceUrl"].as_str().map(str::to_owned),
+            },
+        },
+    ))))
+}
+
+fn verify(hook: &Webhook<'_>, token: &str, activity: &Value) -> Result<(), ApiError> {
+    let unauthorized = |why: String| ApiError::Unauthorized(why);
+    let app_id = hook.channel.setting("app_id").ok_or_else(|| {
+        ApiError::NotConfigured("the Teams channel has no app_id in the bundle".into())
+    })?;
+    let jwks_text = (hook.variable)(VAR_JWKS)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| ApiError::NotConfigured(format!("{VAR_JWKS} is not set")))?;
+    let jwks: Value = serde_json::from_str(&jwks_text)
+        .map_err(|e| ApiError::NotConfigured(format!("{VAR_JWKS} is not JSON: {e}")))?;
+    let issuer = (hook.variable)(VAR_ISSUER)
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
+
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| unauthorized(format!("malformed token: {e}")))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(unauthorized("Bot Framework tokens are RS256".into()));
+    }
+    let kid = header
+        .kid
+        .ok_or_else(|| unauthorized("token has no key id".into()))?;
+    let key = jwks["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["kid"].as_str() == Some(kid.as_str()))
+        .ok_or_else(|| unauthorized("token signed by a key not in the JWKS".into()))?;
+    if let Some(endorsements) = key["endorsements"].as_array() {
+        let channel = activity["channelId"].as_str().unwrap_or_default();
+        if !endorsements.iter().any(|e| e.as_str() == Some(channel)) {
+            return Err(unauthorized(format!(
+                "the signing key is not endorsed for channel `{channel}`"
+            )));
+        }
+    }
+    let jwk: Jwk = serde_json::from_value(key.clone())
+        .map_err(|e| ApiError::NotConfigured(format!("{VAR_JWKS} key {kid}: {e}")))?;
+    let decoding = DecodingKey::from_jwk(&jwk)
+        .map_err(|e| ApiError::NotConfigured(format!("{VAR_JWKS} key {kid}: {e}")))?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[app_id]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    validation.leeway = LEEWAY_SECS;
+    // jsonwebtoken checks times against the system clock; the host's clock is
+    // the one that counts here (and in tests), so both are checked below.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    let data = jsonwebtoken::decode::<Value>(token, &decoding, &validation)
+        .map_err(|e| unauthorized(format!("token rejected: {e}")))?;
+    let now = hook.now_ms / 1000;
+    let claim = |name: &str| data.claims[name].as_i64();
+    match claim("exp") {
+        Some(exp) if exp + LEEWAY_SECS as i64 >= now => {}
+        _ => return Err(unauthorized("token expired".into())),
+    }
+    if claim("nbf").is_some_and(|nbf| nbf - LEEWAY_SECS as i64 > now) {
+        return Err(unauthorized("token not yet valid".into()));
+    }
+    let claims: ConnectorClaims = serde_json::from_value(data.claims)
+        .map_err(|e| unauthorized(format!("token claims: {e}")))?;
+    match (claims.service_url, activity["serviceUrl"].as_str()) {
+        (Some(claimed), Some(actual)) if claimed == actual => Ok(()),
+        _ => Err(unauthorized(
+            "the token's serviceUrl does not match the activity's".into(),
+        )),
+    }
+}
+
+/// Teams puts `<at>Bot</at>` in the text when the bot is mentioned; a flow
+/// wants what the person wrote.
+fn without_mentions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("<at>") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("</at>") {
+            Some(end) => rest = &rest[start + end + "</at>".len()..],
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_are_removed_from_text() {
+        assert_eq!(without_mentions("<at>Greentic</at> order 42"), "order 42");
+        assert_eq!(
+            without_mentions("hi <at>A</at> and <at>B</at>!"),
+            "hi and !"
+        );
+        assert_eq!(without_mentions("no mention"), "no mention");
+        assert_eq!(without_mentions("broken <at>tag"), "broken <at>tag");
+    }
+}

@@ -1,0 +1,767 @@
+//! Provider webhooks end to end: the ingress handler with the real secrets
+//! broker behind service chaining and a recording bridge. Payload shapes are
+//! the providers' documented ones.
+
+use std::sync::{Arc, Mutex};
+
+use e2e_tests::{Broker, Call, assert_problem};
+use greentic::envelope::Envelope;
+use greentic::host::Host;
+use greentic::http::{Request, Response};
+use greentic::testing::{MemoryHost, NOW_SECS, UNSAFE_IDS, keys, token};
+use hmac::{KeyInit, Mac};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+const BRIDGE_URL: &str = "http://127.0.0.1:4280";
+const BRIDGE_TOKEN: &str = "bridge-publish-token-0123456789abcdef";
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const TELEGRAM_SECRET: &str = "tg-webhook-secret-1";
+const WEBCHAT_SECRET: &str = "webchat-site-secret-0123456789";
+const TEAMS_APP_ID: &str = "5f0b3a4e-2d1c-4b8a-9e7f-0a1b2c3d4e5f";
+const SERVICE_URL: &str = "https://smba.trafficmanager.net/amer/";
+
+/// What the bridge was asked to publish.
+#[derive(Debug, Clone)]
+struct Published {
+    subject: String,
+    msg_id: String,
+    envelope: Envelope,
+}
+
+/// A bridge in memory: checks the publish token, dedupes by `Nats-Msg-Id`
+/// as JetStream does, and can be taken down.
+#[derive(Default)]
+struct FakeBridge {
+    stored: Mutex<Vec<Published>>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl FakeBridge {
+    fn publish(&self, req: &Request) -> Response {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Response::json(503, &json!({ "detail": "NATS is not connected" }));
+        }
+        let auth = req.header("authorization").unwrap();
+        if auth != Some(&format!("Bearer {BRIDGE_TOKEN}")) {
+            return Response::json(401, &json!({ "detail": "bad token" }));
+        }
+        let subject = req.path.strip_prefix("/v1/publish/").unwrap().to_owned();
+        let msg_id = req.header("nats-msg-id").unwrap().unwrap().to_owned();
+        let mut stored = self.stored.lock().unwrap();
+        let duplicate = stored.iter().any(|p| p.msg_id == msg_id);
+        if !duplicate {
+            stored.push(Published {
+                subject,
+                msg_id,
+                envelope: Envelope::from_json(&req.body).expect("a valid envelope"),
+            });
+        }
+        Response::json(
+            200,
+            &json!({ "stream": "GREENTIC_INGRESS", "seq": stored.len(), "duplicate": duplicate }),
+        )
+    }
+
+    fn published(&self) -> Vec<Published> {
+        self.stored.lock().unwrap().clone()
+    }
+}
+
+/// Ingress on a memory host that reaches the real broker and a fake bridge,
+/// with the demo channels' secrets stored.
+struct Ingress {
+    host: MemoryHost,
+    bridge: Arc<FakeBridge>,
+    broker: Broker,
+}
+
+impl Ingress {
+    fn new() -> Self {
+        let broker = Broker::new();
+        let admin = |tenant: &str, team: &str| {
+            Call::with(&token(tenant, "prod").roles(&["admin"])).team(team)
+        };
+        broker.put(
+            &admin("acme", "support"),
+            "slack_signing_secret",
+            SLACK_SECRET,
+        );
+        broker.put(
+            &admin("acme", "support"),
+            "telegram_webhook_secret",
+            TELEGRAM_SECRET,
+        );
+        broker.put(
+            &admin("bigcorp", "helpdesk"),
+            "webchat_token_secret",
+            WEBCHAT_SECRET,
+        );
+        let host = broker.component_host(&[]);
+        let bridge = Arc::new(FakeBridge::default());
+        let serving = bridge.clone();
+        host.serve_url(BRIDGE_URL, Arc::new(move |req| serving.publish(req)));
+        host.set_variable("bridge_url", BRIDGE_URL);
+        host.set_variable("bridge_publish_token", BRIDGE_TOKEN);
+        host.set_variable("teams_jwks", &teams_jwks().to_string());
+        Ingress {
+            host,
+            bridge,
+            broker,
+        }
+    }
+
+    fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        let mut req = Request::new("POST", path).with_body(body.to_vec());
+        for (name, value) in headers {
+            req = req.with_header(name, value);
+        }
+        ingress::handle(&req, &self.host)
+    }
+
+    fn now(&self) -> i64 {
+        self.host.now_ms() / 1000
+    }
+
+    fn slack(&self, body: &Value) -> Response {
+        self.slack_signed(body, self.now(), SLACK_SECRET)
+    }
+
+    fn slack_signed(&self, body: &Value, timestamp: i64, secret: &str) -> Response {
+        let raw = body.to_string();
+        let signature = slack_signature(secret, timestamp, raw.as_bytes());
+        self.post(
+            "/webhooks/prod/acme/support/slack",
+            &[
+                ("x-slack-request-timestamp", &timestamp.to_string()),
+                ("x-slack-signature", &signature),
+                ("content-type", "application/json"),
+            ],
+            raw.as_bytes(),
+        )
+    }
+
+    fn telegram(&self, secret: Option<&str>, body: &[u8]) -> Response {
+        let headers: Vec<(&str, &str)> = secret
+            .map(|s| ("x-telegram-bot-api-secret-token", s))
+            .into_iter()
+            .collect();
+        self.post("/webhooks/prod/acme/support/telegram", &headers, body)
+    }
+
+    fn teams(&self, bearer: &str, activity: &Value) -> Response {
+        self.post(
+            "/webhooks/prod/acme/sales/teams",
+            &[("authorization", &format!("Bearer {bearer}"))],
+            activity.to_string().as_bytes(),
+        )
+    }
+
+    fn webchat_token(&self, path: &str, secret: &str) -> Response {
+        self.post(
+            &format!("{path}/tokens"),
+            &[("authorization", &format!("Bearer {secret}"))],
+            br#"{"user_name": "Dana"}"#,
+        )
+    }
+}
+
+fn slack_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(body);
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// An `event_callback` carrying a channel message, as the Events API sends it.
+fn slack_message(event_id: &str, text: &str) -> Value {
+    json!({
+        "token": "XXYYZZ",
+        "team_id": "T123456",
+        "api_app_id": "A0KRD7HC3",
+        "event": {
+            "type": "message",
+            "channel": "C789012",
+            "user": "U2147483697",
+            "text": text,
+            "ts": "1355517523.000005",
+            "event_ts": "1355517523.000005",
+            "channel_type": "channel"
+        },
+        "type": "event_callback",
+        "authorizations": [{"enterprise_id": null, "team_id": "T123456", "user_id": "U0BOT", "is_bot": true}],
+        "event_id": event_id,
+        "event_time": 1355517523
+    })
+}
+
+fn telegram_update(update_id: i64, text: &str) -> Vec<u8> {
+    json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": 1365,
+            "from": {"id": 1111111, "is_bot": false, "first_name": "Test", "last_name": "User", "username": "testuser", "language_code": "en"},
+            "chat": {"id": -1001234567890_i64, "title": "ACME Support", "type": "supergroup"},
+            "date": 1441645532,
+            "text": text
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn teams_activity(id: &str) -> Value {
+    json!({
+        "type": "message",
+        "id": id,
+        "timestamp": "2026-11-29T10:00:00.123Z",
+        "serviceUrl": SERVICE_URL,
+        "channelId": "msteams",
+        "from": {"id": "29:1XJKJMvc5GBtc2JwZq0oj8tHZmzrQgFmB25ATiQWA85g", "name": "Megan Bowen", "aadObjectId": "c7b8a9d0-0000-4000-8000-000000000001"},
+        "conversation": {"isGroup": true, "conversationType": "channel", "tenantId": "72f988bf-0000-4000-8000-000000000000", "id": "19:abc@thread.tacv2;messageid=1485983408511"},
+        "recipient": {"id": format!("28:{TEAMS_APP_ID}"), "name": "Greentic"},
+        "textFormat": "plain",
+        "text": "<at>Greentic</at> where is my order?",
+        "attachments": [],
+        "entities": [],
+        "channelData": {"tenant": {"id": "72f988bf-0000-4000-8000-000000000000"}}
+    })
+}
+
+fn teams_jwks() -> Value {
+    let key = EncodingKey::from_rsa_pem(keys::RSA_PRIVATE.as_bytes()).unwrap();
+    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+    jwk.common.key_id = Some("bf-test-key".into());
+    let mut jwk = serde_json::to_value(jwk).unwrap();
+    jwk["endorsements"] = json!(["msteams", "webchat"]);
+    json!({ "keys": [jwk] })
+}
+
+/// A Bot Framework connector token; `tweak` edits the claims before signing.
+fn teams_token(key_pem: &str, tweak: impl FnOnce(&mut Value)) -> String {
+    let mut claims = json!({
+        "iss": "https://api.botframework.com",
+        "aud": TEAMS_APP_ID,
+        "serviceUrl": SERVICE_URL,
+        "nbf": NOW_SECS as i64 - 60,
+        "exp": NOW_SECS as i64 + 3600,
+    });
+    tweak(&mut claims);
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("bf-test-key".into());
+    let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+#[test]
+fn a_signed_slack_message_is_published_to_its_channel_subject() {
+    let ingress = Ingress::new();
+    let r = ingress.slack(&slack_message("Ev08MFMKH6", "Hello world"));
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    assert_eq!(r.json_body()["status"], "published");
+    let published = ingress.bridge.published();
+    assert_eq!(published.len(), 1);
+    let p = &published[0];
+    assert_eq!(
+        p.subject,
+        "greentic.messaging.ingress.prod.acme.support.slack"
+    );
+    assert_eq!(p.msg_id, "acme:prod:support:slack:event-Ev08MFMKH6");
+    let e = &p.envelope;
+    assert_eq!(e.id, p.msg_id);
+    assert_eq!(
+        (e.tenant.tenant_id(), e.tenant.env_id(), e.tenant.team_id()),
+        ("acme", "prod", Some("support"))
+    );
+    assert_eq!(
+        (e.channel.as_str(), e.provider.as_str()),
+        ("slack", "messaging-slack")
+    );
+    assert_eq!(e.conversation.id, "C789012");
+    assert_eq!(e.sender.id, "U2147483697");
+    assert_eq!(e.text, "Hello world");
+    assert_eq!(e.timestamp, "2012-12-14T20:38:43.000Z");
+    assert_eq!(e.reply.message_id.as_deref(), Some("1355517523.000005"));
+    // The session is the one the executor will derive for this person here.
+    let again = ingress.slack(&slack_message("Ev08MFMKH7", "second"));
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        ingress.bridge.published()[1].envelope.session_id,
+        e.session_id
+    );
+}
+
+#[test]
+fn a_slack_retry_of_the_same_event_is_one_message() {
+    let ingress = Ingress::new();
+    let event = slack_message("Ev0RETRY01", "once");
+    assert_eq!(ingress.slack(&event).json_body()["duplicate"], false);
+    let retry = ingress.slack(&event);
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.json_body()["duplicate"], true);
+    assert_eq!(ingress.bridge.published().len(), 1);
+}
+
+#[test]
+fn slack_refusals_publish_nothing() {
+    let ingress = Ingress::new();
+    let event = slack_message("Ev1", "hi");
+    let now = ingress.now();
+    assert_problem(
+        &ingress.slack_signed(&event, now, "wrong-secret"),
+        401,
+        "unauthorized",
+    );
+    assert_problem(
+        &ingress.slack_signed(&event, now - 301, SLACK_SECRET),
+        401,
+        "unauthorized",
+    );
+    assert_problem(
+        &ingress.slack_signed(&event, now + 301, SLACK_SECRET),
+        401,
+        "unauthorized",
+    );
+    let unsigned = ingress.post(
+        "/webhooks/prod/acme/support/slack",
+        &[],
+        event.to_string().as_bytes(),
+    );
+    assert_problem(&unsigned, 401, "unauthorized");
+    // A signature over one body does not cover another.
+    let signature = slack_signature(SLACK_SECRET, now, b"{}");
+    let swapped = ingress.post(
+        "/webhooks/prod/acme/support/slack",
+        &[
+            ("x-slack-request-timestamp", &now.to_string()),
+            ("x-slack-signature", &signature),
+        ],
+        event.to_string().as_bytes(),
+    );
+    assert_problem(&swapped, 401, "unauthorized");
+    // Correctly signed, but not JSON.
+    let raw = b"{not json";
+    let malformed = ingress.post(
+        "/webhooks/prod/acme/support/slack",
+        &[
+            ("x-slack-request-timestamp", &now.to_string()),
+            (
+                "x-slack-signature",
+                &slack_signature(SLACK_SECRET, now, raw),
+            ),
+        ],
+        raw,
+    );
+    assert_problem(&malformed, 400, "bad-request");
+    let oversize = ingress.post(
+        "/webhooks/prod/acme/support/slack",
+        &[],
+        &vec![b' '; ingress::BODY_LIMIT + 1],
+    );
+    assert_problem(&oversize, 413, "payload-too-large");
+    assert!(ingress.bridge.published().is_empty());
+}
+
+#[test]
+fn slack_url_verification_is_answered_only_when_signed() {
+    let ingress = Ingress::new();
+    let challenge = json!({
+        "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+        "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+        "type": "url_verification"
+    });
+    let r = ingress.slack(&challenge);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json_body()["challenge"],
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+    let forged = ingress.slack_signed(&challenge, ingress.now(), "not-the-secret");
+    assert_problem(&forged, 401, "unauthorized");
+    assert!(ingress.bridge.published().is_empty());
+}
+
+#[test]
+fn bot_messages_other_events_and_other_workspaces_are_acknowledged_not_published() {
+    let ingress = Ingress::new();
+    let mut bot = slack_message("EvBOT", "I am a bot");
+    bot["event"]["bot_id"] = json!("B01");
+    bot["event"]["subtype"] = json!("bot_message");
+    let mut edited = slack_message("EvEDIT", "edited");
+    edited["event"]["subtype"] = json!("message_changed");
+    let mut reaction = slack_message("EvREACT", "");
+    reaction["event"] = json!({"type": "reaction_added", "user": "U1", "reaction": "thumbsup"});
+    let mut foreign = slack_message("EvOTHER", "hi");
+    foreign["team_id"] = json!("T999999");
+    for body in [bot, edited, reaction, foreign] {
+        let r = ingress.slack(&body);
+        assert_eq!(r.status, 200, "{body}");
+        assert_eq!(r.json_body()["status"], "ignored", "{body}");
+    }
+    let mut from_bot: Value = serde_json::from_slice(&telegram_update(1, "hi")).unwrap();
+    from_bot["message"]["from"]["is_bot"] = json!(true);
+    let r = ingress.telegram(Some(TELEGRAM_SECRET), from_bot.to_string().as_bytes());
+    assert_eq!(r.json_body()["status"], "ignored");
+    let mut own = teams_activity("1");
+    own["from"]["id"] = own["recipient"]["id"].clone();
+    let token = teams_token(keys::RSA_PRIVATE, |_| {});
+    assert_eq!(ingress.teams(&token, &own).json_body()["status"], "ignored");
+    let mut typing = teams_activity("2");
+    typing["type"] = json!("typing");
+    assert_eq!(
+        ingress.teams(&token, &typing).json_body()["status"],
+        "ignored"
+    );
+    assert!(ingress.bridge.published().is_empty());
+}
+
+#[test]
+fn telegram_messages_are_verified_by_the_secret_token() {
+    let ingress = Ingress::new();
+    let r = ingress.telegram(Some(TELEGRAM_SECRET), &telegram_update(10000, "/start"));
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    let p = &ingress.bridge.published()[0];
+    assert_eq!(
+        p.subject,
+        "greentic.messaging.ingress.prod.acme.support.telegram"
+    );
+    assert_eq!(p.msg_id, "acme:prod:support:telegram:update-10000");
+    let e = &p.envelope;
+    assert_eq!(e.conversation.id, "-1001234567890");
+    assert_eq!(e.sender.id, "1111111");
+    assert_eq!(e.sender.name.as_deref(), Some("Test User"));
+    assert_eq!(e.text, "/start");
+    assert_eq!(e.timestamp, "2015-09-07T17:05:32.000Z");
+    assert_eq!(e.reply.message_id.as_deref(), Some("1365"));
+
+    assert_problem(
+        &ingress.telegram(None, &telegram_update(2, "x")),
+        401,
+        "unauthorized",
+    );
+    assert_problem(
+        &ingress.telegram(Some("tg-webhook-secret-2"), &telegram_update(2, "x")),
+        401,
+        "unauthorized",
+    );
+    assert_problem(
+        &ingress.telegram(Some(TELEGRAM_SECRET), b"[1,2"),
+        400,
+        "bad-request",
+    );
+    assert_problem(
+        &ingress.telegram(Some(TELEGRAM_SECRET), br#"{"message": {}}"#),
+        400,
+        "bad-request",
+    );
+    assert_eq!(ingress.bridge.published().len(), 1);
+}
+
+#[test]
+fn a_channel_without_its_secret_is_refused_never_accepted_unchecked() {
+    let ingress = Ingress::new();
+    let staff = Call::with(&token("acme", "prod").roles(&["admin"])).team("support");
+    let r = ingress
+        .broker
+        .call(staff.request("DELETE", "/api/v1/secrets/telegram_webhook_secret"));
+    assert_eq!(r.status, 204);
+    let r = ingress.telegram(Some(TELEGRAM_SECRET), &telegram_update(3, "hi"));
+    assert_problem(&r, 503, "not-configured");
+    assert!(
+        r.json_body()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("telegram_webhook_secret")
+    );
+    // A Slack secret stored for another team does not serve this one.
+    let sales = Call::with(&token("acme", "prod").roles(&["admin"])).team("sales");
+    ingress
+        .broker
+        .put(&sales, "telegram_webhook_secret", TELEGRAM_SECRET);
+    let r = ingress.telegram(Some(TELEGRAM_SECRET), &telegram_update(3, "hi"));
+    assert_problem(&r, 503, "not-configured");
+    assert!(ingress.bridge.published().is_empty());
+}
+
+#[test]
+fn teams_activities_are_verified_against_the_jwks_audience_and_service_url() {
+    let ingress = Ingress::new();
+    let good = teams_token(keys::RSA_PRIVATE, |_| {});
+    let r = ingress.teams(&good, &teams_activity("1485983408511"));
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    let p = &ingress.bridge.published()[0];
+    assert_eq!(
+        p.subject,
+        "greentic.messaging.ingress.prod.acme.sales.teams"
+    );
+    assert_eq!(p.msg_id, "acme:prod:sales:teams:activity-1485983408511");
+    let e = &p.envelope;
+    assert_eq!(e.text, "where is my order?");
+    assert_eq!(e.sender.name.as_deref(), Some("Megan Bowen"));
+    assert_eq!(
+        e.conversation.id,
+        "19:abc@thread.tacv2;messageid=1485983408511"
+    );
+    assert_eq!(e.reply.service_url.as_deref(), Some(SERVICE_URL));
+    assert_eq!(e.timestamp, "2026-11-29T10:00:00.123Z");
+
+    let refused = [
+        teams_token(keys::RSA_PRIVATE, |c| c["aud"] = json!("some-other-bot")),
+        teams_token(keys::RSA_PRIVATE, |c| {
+            c["exp"] = json!(NOW_SECS as i64 - 600)
+        }),
+        teams_token(keys::RSA_PRIVATE, |c| {
+            c["iss"] = json!("https://evil.example")
+        }),
+        teams_token(keys::RSA_PRIVATE, |c| {
+            c["serviceUrl"] = json!("https://evil.example/")
+        }),
+        teams_token(keys::RSA_OTHER_PRIVATE, |_| {}),
+        "not-a-jwt".to_owned(),
+    ];
+    for bad in &refused {
+        assert_problem(
+            &ingress.teams(bad, &teams_activity("2")),
+            401,
+            "unauthorized",
+        );
+    }
+    let mut other_channel = teams_activity("3");
+    other_channel["channelId"] = json!("skype");
+    assert_problem(&ingress.teams(&good, &other_channel), 401, "unauthorized");
+    let no_token = ingress.post(
+        "/webhooks/prod/acme/sales/teams",
+        &[],
+        teams_activity("4").to_string().as_bytes(),
+    );
+    assert_problem(&no_token, 401, "unauthorized");
+    ingress.host.set_variable("teams_jwks", "");
+    assert_problem(
+        &ingress.teams(&good, &teams_activity("5")),
+        503,
+        "not-configured",
+    );
+    assert_eq!(ingress.bridge.published().len(), 1);
+}
+
+#[test]
+fn web_chat_tokens_are_bound_to_their_channel_and_conversation() {
+    let ingress = Ingress::new();
+    let channel = "/webhooks/prod/bigcorp/helpdesk/webchat";
+    let issued = ingress.webchat_token(channel, WEBCHAT_SECRET);
+    assert_eq!(issued.status, 200, "{}", issued.json_body());
+    let body = issued.json_body();
+    let token = body["token"].as_str().unwrap();
+    let conversation = body["conversation_id"].as_str().unwrap();
+    let post = |path: &str, bearer: &str, activity: Value| {
+        ingress.post(
+            path,
+            &[("authorization", &format!("Bearer {bearer}"))],
+            activity.to_string().as_bytes(),
+        )
+    };
+    let r = post(
+        channel,
+        token,
+        json!({"type": "message", "id": "a1", "text": "hi"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    let p = &ingress.bridge.published()[0];
+    assert_eq!(
+        p.subject,
+        "greentic.messaging.ingress.prod.bigcorp.helpdesk.webchat"
+    );
+    assert_eq!(p.envelope.conversation.id, conversation);
+    assert_eq!(p.envelope.sender.name.as_deref(), Some("Dana"));
+
+    // The wrong secret gets no token; a token works nowhere else.
+    assert_problem(
+        &ingress.webchat_token(channel, "guess"),
+        401,
+        "unauthorized",
+    );
+    assert_problem(
+        &ingress.webchat_token("/webhooks/prod/acme/support/slack", WEBCHAT_SECRET),
+        404,
+        "not-found",
+    );
+    let acme_path = "/webhooks/prod/acme/support/telegram";
+    let r = post(
+        acme_path,
+        token,
+        json!({"type": "message", "id": "a2", "text": "x"}),
+    );
+    assert_problem(&r, 401, "unauthorized");
+    assert_problem(
+        &post(
+            channel,
+            "forged.token.value",
+            json!({"type": "message", "id": "a3", "text": "x"}),
+        ),
+        401,
+        "unauthorized",
+    );
+    assert_problem(
+        &post(
+            channel,
+            token,
+            json!({"type": "message", "id": "bad id!", "text": "x"}),
+        ),
+        400,
+        "bad-request",
+    );
+    ingress.host.set_now_ms((NOW_SECS as i64 + 31 * 60) * 1000);
+    assert_problem(
+        &post(
+            channel,
+            token,
+            json!({"type": "message", "id": "a4", "text": "late"}),
+        ),
+        401,
+        "unauthorized",
+    );
+    assert_eq!(ingress.bridge.published().len(), 1);
+}
+
+#[test]
+fn unknown_scopes_are_one_404_and_unsafe_ids_never_reach_a_publish() {
+    let ingress = Ingress::new();
+    let event = slack_message("Ev9", "hi");
+    let unknown = [
+        "/webhooks/dev/acme/support/slack",
+        "/webhooks/prod/nobody/support/slack",
+        "/webhooks/prod/acme/nobody/slack",
+        "/webhooks/prod/acme/support/nobody",
+        "/webhooks/prod/acme/sales/slack",
+        "/webhooks/prod/bigcorp/support/slack",
+    ];
+    let bodies: Vec<Value> = unknown
+        .iter()
+        .map(|path| {
+            let r = ingress.post(path, &[], event.to_string().as_bytes());
+            assert_problem(&r, 404, "not-found");
+            let mut body = r.json_body();
+            body.as_object_mut().unwrap().remove("request_id");
+            body
+        })
+        .collect();
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+
+    for bad in UNSAFE_IDS
+        .iter()
+        .filter(|s| !s.is_empty() && !s.contains('/'))
+    {
+        let enc: String = bad.bytes().map(|c| format!("%{c:02X}")).collect();
+        for path in [
+            format!("/webhooks/{enc}/acme/support/slack"),
+            format!("/webhooks/prod/{enc}/support/slack"),
+            format!("/webhooks/prod/acme/{enc}/slack"),
+            format!("/webhooks/prod/acme/support/{enc}"),
+            format!("/webhooks/prod/acme/support/{bad}"),
+        ] {
+            let r = ingress.slack_at(&path, &event);
+            assert!(matches!(r.status, 400 | 404), "{path}: {}", r.status);
+        }
+    }
+    assert_problem(
+        &ingress.slack_at("/webhooks/prod/acme.x/support/slack", &event),
+        400,
+        "invalid-id",
+    );
+    assert_problem(
+        &ingress.slack_at("/webhooks/prod/acme/support/sl>ack", &event),
+        400,
+        "invalid-id",
+    );
+    let get = ingress::handle(
+        &Request::new("GET", "/webhooks/prod/acme/support/slack"),
+        &ingress.host,
+    );
+    assert_problem(&get, 405, "method-not-allowed");
+    assert!(ingress.bridge.published().is_empty());
+}
+
+#[test]
+fn a_bridge_that_cannot_store_the_message_makes_the_provider_retry() {
+    let ingress = Ingress::new();
+    ingress
+        .bridge
+        .down
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let r = ingress.slack(&slack_message("EvDOWN", "hi"));
+    assert_problem(&r, 503, "unavailable");
+    assert!(r.header("retry-after").is_some());
+    ingress
+        .bridge
+        .down
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(ingress.slack(&slack_message("EvDOWN", "hi")).status, 200);
+
+    ingress.host.set_variable("bridge_publish_token", "");
+    assert_problem(
+        &ingress.slack(&slack_message("EvX", "hi")),
+        503,
+        "not-configured",
+    );
+    ingress
+        .host
+        .set_variable("bridge_publish_token", "wrong-token-0123456789abcdef0123");
+    assert_problem(
+        &ingress.slack(&slack_message("EvY", "hi")),
+        503,
+        "unavailable",
+    );
+    assert_eq!(ingress.bridge.published().len(), 1);
+}
+
+#[test]
+fn logs_carry_the_scope_and_never_a_secret_token_or_message_text() {
+    let ingress = Ingress::new();
+    ingress.slack(&slack_message("EvLOG", "my card number is 4111"));
+    ingress.telegram(Some("tg-webhook-secret-2"), &telegram_update(5, "x"));
+    let issued = ingress.webchat_token("/webhooks/prod/bigcorp/helpdesk/webchat", WEBCHAT_SECRET);
+    let token = issued.json_body()["token"].as_str().unwrap().to_owned();
+    let logs = ingress.host.raw_logs();
+    for forbidden in [
+        SLACK_SECRET,
+        TELEGRAM_SECRET,
+        WEBCHAT_SECRET,
+        "tg-webhook-secret-2",
+        "4111",
+        &token,
+    ] {
+        assert!(!logs.contains(forbidden), "{forbidden} reached the log");
+    }
+    let lines = ingress.host.logs();
+    let published = lines
+        .iter()
+        .find(|l| l["event"] == "message.published")
+        .unwrap();
+    assert_eq!(
+        (&published["tenant"], &published["env"], &published["team"]),
+        (&json!("acme"), &json!("prod"), &json!("support"))
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "webhook.refused" && l["tenant"] == "acme")
+    );
+}
+
+impl Ingress {
+    fn slack_at(&self, path: &str, body: &Value) -> Response {
+        let raw = body.to_string();
+        let now = self.now();
+        self.post(
+            path,
+            &[
+                ("x-slack-request-timestamp", &now.to_string()),
+                (
+                    "x-slack-signature",
+                    &slack_signature(SLACK_SECRET, now, raw.as_bytes()),
+                ),
+            ],
+            raw.as_bytes(),
+        )
+    }
+}
