@@ -2,71 +2,22 @@
 //! broker behind service chaining and a recording bridge. Payload shapes are
 //! the providers' documented ones.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use e2e_tests::{Broker, Call, assert_problem};
 use greentic::envelope::Envelope;
 use greentic::host::Host;
 use greentic::http::{Request, Response};
-use greentic::testing::{MemoryHost, NOW_SECS, UNSAFE_IDS, keys, token};
+use greentic::testing::{FakeBridge, MemoryHost, NOW_SECS, Published, UNSAFE_IDS, keys, token};
 use hmac::{KeyInit, Mac};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-const BRIDGE_URL: &str = "http://127.0.0.1:4280";
-const BRIDGE_TOKEN: &str = "bridge-publish-token-0123456789abcdef";
 const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const TELEGRAM_SECRET: &str = "tg-webhook-secret-1";
 const WEBCHAT_SECRET: &str = "webchat-site-secret-0123456789";
 const TEAMS_APP_ID: &str = "5f0b3a4e-2d1c-4b8a-9e7f-0a1b2c3d4e5f";
 const SERVICE_URL: &str = "https://smba.trafficmanager.net/amer/";
-
-/// What the bridge was asked to publish.
-#[derive(Debug, Clone)]
-struct Published {
-    subject: String,
-    msg_id: String,
-    envelope: Envelope,
-}
-
-/// A bridge in memory: checks the publish token, dedupes by `Nats-Msg-Id`
-/// as JetStream does, and can be taken down.
-#[derive(Default)]
-struct FakeBridge {
-    stored: Mutex<Vec<Published>>,
-    down: std::sync::atomic::AtomicBool,
-}
-
-impl FakeBridge {
-    fn publish(&self, req: &Request) -> Response {
-        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
-            return Response::json(503, &json!({ "detail": "NATS is not connected" }));
-        }
-        let auth = req.header("authorization").unwrap();
-        if auth != Some(&format!("Bearer {BRIDGE_TOKEN}")) {
-            return Response::json(401, &json!({ "detail": "bad token" }));
-        }
-        let subject = req.path.strip_prefix("/v1/publish/").unwrap().to_owned();
-        let msg_id = req.header("nats-msg-id").unwrap().unwrap().to_owned();
-        let mut stored = self.stored.lock().unwrap();
-        let duplicate = stored.iter().any(|p| p.msg_id == msg_id);
-        if !duplicate {
-            stored.push(Published {
-                subject,
-                msg_id,
-                envelope: Envelope::from_json(&req.body).expect("a valid envelope"),
-            });
-        }
-        Response::json(
-            200,
-            &json!({ "stream": "GREENTIC_INGRESS", "seq": stored.len(), "duplicate": duplicate }),
-        )
-    }
-
-    fn published(&self) -> Vec<Published> {
-        self.stored.lock().unwrap().clone()
-    }
-}
 
 /// Ingress on a memory host that reaches the real broker and a fake bridge,
 /// with the demo channels' secrets stored.
@@ -98,11 +49,7 @@ impl Ingress {
             WEBCHAT_SECRET,
         );
         let host = broker.component_host(&[]);
-        let bridge = Arc::new(FakeBridge::default());
-        let serving = bridge.clone();
-        host.serve_url(BRIDGE_URL, Arc::new(move |req| serving.publish(req)));
-        host.set_variable("bridge_url", BRIDGE_URL);
-        host.set_variable("bridge_publish_token", BRIDGE_TOKEN);
+        let bridge = FakeBridge::serve(&host);
         host.set_variable("teams_jwks", &teams_jwks().to_string());
         Ingress {
             host,
@@ -164,6 +111,10 @@ impl Ingress {
             br#"{"user_name": "Dana"}"#,
         )
     }
+}
+
+fn envelope(published: &Published) -> Envelope {
+    Envelope::from_json(&published.payload).expect("ingress publishes envelopes")
 }
 
 fn slack_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
@@ -267,7 +218,7 @@ fn a_signed_slack_message_is_published_to_its_channel_subject() {
         "greentic.messaging.ingress.prod.acme.support.slack"
     );
     assert_eq!(p.msg_id, "acme:prod:support:slack:event-Ev08MFMKH6");
-    let e = &p.envelope;
+    let e = &envelope(p);
     assert_eq!(e.id, p.msg_id);
     assert_eq!(
         (e.tenant.tenant_id(), e.tenant.env_id(), e.tenant.team_id()),
@@ -286,7 +237,7 @@ fn a_signed_slack_message_is_published_to_its_channel_subject() {
     let again = ingress.slack(&slack_message("Ev08MFMKH7", "second"));
     assert_eq!(again.status, 200);
     assert_eq!(
-        ingress.bridge.published()[1].envelope.session_id,
+        envelope(&ingress.bridge.published()[1]).session_id,
         e.session_id
     );
 }
@@ -426,7 +377,7 @@ fn telegram_messages_are_verified_by_the_secret_token() {
         "greentic.messaging.ingress.prod.acme.support.telegram"
     );
     assert_eq!(p.msg_id, "acme:prod:support:telegram:update-10000");
-    let e = &p.envelope;
+    let e = &envelope(p);
     assert_eq!(e.conversation.id, "-1001234567890");
     assert_eq!(e.sender.id, "1111111");
     assert_eq!(e.sender.name.as_deref(), Some("Test User"));
@@ -495,7 +446,7 @@ fn teams_activities_are_verified_against_the_jwks_audience_and_service_url() {
         "greentic.messaging.ingress.prod.acme.sales.teams"
     );
     assert_eq!(p.msg_id, "acme:prod:sales:teams:activity-1485983408511");
-    let e = &p.envelope;
+    let e = &envelope(p);
     assert_eq!(e.text, "where is my order?");
     assert_eq!(e.sender.name.as_deref(), Some("Megan Bowen"));
     assert_eq!(
@@ -571,8 +522,8 @@ fn web_chat_tokens_are_bound_to_their_channel_and_conversation() {
         p.subject,
         "greentic.messaging.ingress.prod.bigcorp.helpdesk.webchat"
     );
-    assert_eq!(p.envelope.conversation.id, conversation);
-    assert_eq!(p.envelope.sender.name.as_deref(), Some("Dana"));
+    assert_eq!(envelope(p).conversation.id, conversation);
+    assert_eq!(envelope(p).sender.name.as_deref(), Some("Dana"));
 
     // The wrong secret gets no token; a token works nowhere else.
     assert_problem(
@@ -684,17 +635,11 @@ fn unknown_scopes_are_one_404_and_unsafe_ids_never_reach_a_publish() {
 #[test]
 fn a_bridge_that_cannot_store_the_message_makes_the_provider_retry() {
     let ingress = Ingress::new();
-    ingress
-        .bridge
-        .down
-        .store(true, std::sync::atomic::Ordering::Relaxed);
+    ingress.bridge.set_down(true);
     let r = ingress.slack(&slack_message("EvDOWN", "hi"));
     assert_problem(&r, 503, "unavailable");
     assert!(r.header("retry-after").is_some());
-    ingress
-        .bridge
-        .down
-        .store(false, std::sync::atomic::Ordering::Relaxed);
+    ingress.bridge.set_down(false);
     assert_eq!(ingress.slack(&slack_message("EvDOWN", "hi")).status, 200);
 
     ingress.host.set_variable("bridge_publish_token", "");

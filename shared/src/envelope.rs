@@ -84,6 +84,58 @@ pub struct ReplyAddress {
     pub service_url: Option<String>,
 }
 
+/// A reply on its way out: what the executor publishes to
+/// `greentic.messaging.egress...` and egress sends with the provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outbound {
+    pub v: u32,
+    /// `{inbound id}:reply-{n}`, also its `Nats-Msg-Id`.
+    pub id: String,
+    pub tenant: TenantCtx,
+    pub channel: ChannelId,
+    pub provider: String,
+    pub session_id: SessionId,
+    pub conversation: Conversation,
+    /// The person the reply is for (web chat and Teams address them).
+    pub recipient: Sender,
+    pub reply: ReplyAddress,
+    pub text: String,
+    /// The inbound message this answers.
+    pub in_reply_to: String,
+}
+
+impl Outbound {
+    /// The `n`th reply to `inbound`.
+    pub fn reply_to(inbound: &Envelope, n: usize, text: String) -> Outbound {
+        Outbound {
+            v: ENVELOPE_VERSION,
+            id: format!("{}:reply-{n}", inbound.id),
+            tenant: inbound.tenant.clone(),
+            channel: inbound.channel.clone(),
+            provider: inbound.provider.clone(),
+            session_id: inbound.session_id.clone(),
+            conversation: inbound.conversation.clone(),
+            recipient: inbound.sender.clone(),
+            reply: inbound.reply.clone(),
+            text,
+            in_reply_to: inbound.id.clone(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("outbound messages always serialise")
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Outbound, String> {
+        let outbound: Outbound = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if outbound.v != ENVELOPE_VERSION {
+            return Err(format!("message version {} is not supported", outbound.v));
+        }
+        Ok(outbound)
+    }
+}
+
 impl Envelope {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("envelopes always serialise")

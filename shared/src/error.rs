@@ -33,6 +33,10 @@ pub enum ApiError {
     MethodNotAllowed { allow: &'static str },
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed, but it cannot be applied as it is (a delivery whose
+    /// envelope contradicts its subject, a flow that fails): retrying will not help.
+    #[error("{0}")]
+    Unprocessable(String),
     /// A dependency (key-value store, bridge, broker) did not answer; retrying later may work.
     #[error("{0}")]
     Unavailable(String),
@@ -64,6 +68,7 @@ impl ApiError {
             ApiError::NotFound => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Conflict(_) => 409,
+            ApiError::Unprocessable(_) => 422,
             ApiError::Unavailable(_) | ApiError::NotConfigured(_) => 503,
             ApiError::Internal(_) => 500,
         }
@@ -80,6 +85,7 @@ impl ApiError {
             ApiError::NotFound => "not-found",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Unprocessable(_) => "unprocessable",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotConfigured(_) => "not-configured",
             ApiError::Internal(_) => "internal",
@@ -96,6 +102,7 @@ impl ApiError {
             ApiError::NotFound => "Not found",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::Conflict(_) => "Conflict",
+            ApiError::Unprocessable(_) => "Unprocessable content",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::NotConfigured(_) => "Not configured",
             ApiError::Internal(_) => "Internal error",

@@ -18,6 +18,8 @@
 //! | `index/{tenant}/{env}/teams/{team}/sessions/seq` | counter: slots handed out in the team index |
 //! | `index/{tenant}/{env}/teams/{team}/sessions/{slot}` | `{session}` at that slot |
 //! | `index/{tenant}/{env}/session-teams/{session}` | the team a session id belongs to |
+//! | `claim:{tenant}:{env}:{team}:{session}` | counter: who creates the session's memory |
+//! | `usage/{tenant}/{env}/{team\|*}/{day}/{counter}` | counter: messages in, replies out, errors per day (`*` = all teams) |
 //! | `secrets-index/{global,{tenant},{tenant}/teams/{team}}/seq` and `/{slot}` | secret names of a scope (secrets store) |
 //!
 //! `{team}` is the team id or `default`. The tenant `global` is reserved (see
@@ -47,6 +49,37 @@ pub fn session_state(ctx: &TenantCtx, session: &SessionId) -> String {
         ctx.env_id(),
         ctx.team_token(),
         session.as_str()
+    )
+}
+
+/// `claim:{tenant}:{env}:{team}:{session}`: a counter; whoever increments it
+/// to 1 creates the session's memory (see `SessionStore::claim_memory`).
+pub fn session_memory_claim(ctx: &TenantCtx, session: &SessionId) -> String {
+    format!(
+        "claim:{}:{}:{}:{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        session.as_str()
+    )
+}
+
+/// `usage/{tenant}/{env}/{team}/{day}/{counter}`: a counter for one team
+/// (`default` = no team), or with `team: None` for the whole env (`*`, which
+/// no team id can be).
+pub fn usage(
+    ctx: &TenantCtx,
+    team: Option<&str>,
+    day: &crate::usage::Day,
+    counter: crate::usage::Counter,
+) -> String {
+    format!(
+        "usage/{}/{}/{}/{}/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        team.unwrap_or("*"),
+        day.as_str(),
+        counter.as_str()
     )
 }
 

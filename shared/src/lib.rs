@@ -8,9 +8,11 @@
 pub mod auth;
 pub mod bridge;
 pub mod bundle;
+pub mod delivery;
 pub mod engine;
 pub mod envelope;
 pub mod error;
+pub mod executor;
 pub mod flow;
 pub mod host;
 pub mod http;
@@ -26,6 +28,7 @@ pub mod session_store;
 pub mod subjects;
 pub mod tenant;
 pub mod tenant_config;
+pub mod usage;
 pub mod yaml;
 
 #[cfg(any(test, feature = "testing"))]

@@ -174,6 +174,10 @@ pub struct SessionRecord {
     /// Bumped on every write; what compare-and-swap updates are checked against.
     pub revision: u64,
     pub index: IndexSlots,
+    /// The revision of the session memory that `cursor_node` and `status`
+    /// reflect, so a late update never puts an older flow position back.
+    #[serde(default)]
+    pub memory_revision: u64,
 }
 
 impl SessionRecord {
@@ -196,6 +200,7 @@ impl SessionRecord {
             transcript: Vec::new(),
             revision: 1,
             index,
+            memory_revision: 0,
         }
     }
 
@@ -254,14 +259,75 @@ pub enum RecordError {
 /// A session's working memory: named values the flow reads and writes.
 pub type SessionState = serde_json::Map<String, serde_json::Value>;
 
-pub fn encode_state(state: &SessionState) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(state, &mut out).expect("JSON values always encode to CBOR");
-    out
+/// Format version of [`SessionMemory`].
+pub const MEMORY_FORMAT: u16 = 1;
+
+/// How many processed message ids a session remembers (with their replies),
+/// to recognise a redelivery long after the bridge's retries.
+pub const REMEMBERED_MESSAGES: usize = 32;
+
+/// What the state key (`state:{tenant}:{env}:{team}:{session}`) holds: the
+/// flow's working memory plus what the executor needs to resume and to apply
+/// each message once. This key is the executor's commit point: it changes
+/// only by compare-and-swap, so two deliveries never both apply.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SessionMemory {
+    pub v: u16,
+    /// The flow's variables (`state.*` in templates); what the API shows as state.
+    pub vars: SessionState,
+    /// The `ask` node waiting for the next message.
+    pub waiting_at: Option<String>,
+    /// The flow reached an `end` with `close: true`.
+    pub closed: bool,
+    /// The most recent messages applied, oldest first, with the replies each produced.
+    pub processed: Vec<Processed>,
+    /// Bumped on every write.
+    pub revision: u64,
 }
 
-pub fn decode_state(bytes: &[u8]) -> Result<SessionState, RecordError> {
-    ciborium::from_reader(bytes).map_err(|e| RecordError::Corrupt(e.to_string()))
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Processed {
+    pub id: String,
+    pub replies: Vec<String>,
+}
+
+impl SessionMemory {
+    pub fn new() -> Self {
+        SessionMemory {
+            v: MEMORY_FORMAT,
+            ..SessionMemory::default()
+        }
+    }
+
+    /// The replies of `message_id` if it was already applied.
+    pub fn processed(&self, message_id: &str) -> Option<&Processed> {
+        self.processed.iter().find(|p| p.id == message_id)
+    }
+
+    /// Records `message_id` as applied, forgetting the oldest beyond the bound.
+    pub fn remember(&mut self, message_id: &str, replies: Vec<String>) {
+        self.processed.push(Processed {
+            id: message_id.to_owned(),
+            replies,
+        });
+        let excess = self.processed.len().saturating_sub(REMEMBERED_MESSAGES);
+        self.processed.drain(..excess);
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(self, &mut out).expect("session memory always encodes to CBOR");
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        let memory: SessionMemory =
+            ciborium::from_reader(bytes).map_err(|e| RecordError::Corrupt(e.to_string()))?;
+        if memory.v != MEMORY_FORMAT {
+            return Err(RecordError::UnsupportedVersion(memory.v));
+        }
+        Ok(memory)
+    }
 }
 
 #[cfg(test)]
@@ -428,14 +494,27 @@ mod tests {
     }
 
     #[test]
-    fn state_round_trips_through_cbor() {
-        let mut state = SessionState::new();
-        state.insert("name".into(), "Ada".into());
-        state.insert(
+    fn memory_round_trips_through_cbor_and_remembers_a_bounded_past() {
+        let mut memory = SessionMemory::new();
+        memory.vars.insert("name".into(), "Ada".into());
+        memory.vars.insert(
             "order".into(),
             serde_json::json!({"id": 42, "items": [1, 2]}),
         );
-        assert_eq!(decode_state(&encode_state(&state)).unwrap(), state);
-        assert!(decode_state(b"\xa1").is_err());
+        memory.waiting_at = Some("ask_order".into());
+        for i in 0..REMEMBERED_MESSAGES + 3 {
+            memory.remember(&format!("m{i}"), vec![format!("reply {i}")]);
+        }
+        assert_eq!(SessionMemory::decode(&memory.encode()).unwrap(), memory);
+        assert_eq!(memory.processed.len(), REMEMBERED_MESSAGES);
+        assert!(memory.processed("m0").is_none());
+        assert_eq!(memory.processed("m34").unwrap().replies, ["reply 34"]);
+        assert!(SessionMemory::decode(b"\xa1").is_err());
+        let mut future = memory.clone();
+        future.v = 9;
+        assert_eq!(
+            SessionMemory::decode(&future.encode()),
+            Err(RecordError::UnsupportedVersion(9))
+        );
     }
 }

@@ -9,8 +9,8 @@ use crate::index::{InvalidCursor, SlotIndex};
 use crate::keys::{self, SessionIndex};
 use crate::kv::{Cas, KeyValue, KvError};
 use crate::session::{
-    IndexSlots, NewSession, RecordError, SessionId, SessionRecord, SessionState, SessionStatus,
-    decode_state, encode_state,
+    IndexSlots, NewSession, RecordError, SessionId, SessionMemory, SessionRecord, SessionState,
+    SessionStatus,
 };
 use crate::tenant::{ChannelId, DEFAULT_TEAM, IdKind, TenantCtx, validate_id};
 
@@ -189,6 +189,7 @@ impl<'a> SessionStore<'a> {
             return Ok(false);
         };
         self.kv.delete(&keys::session_state(ctx, id))?;
+        self.kv.delete(&keys::session_memory_claim(ctx, id))?;
         self.index(ctx, SessionIndex::Team)
             .remove(record.index.team)?;
         self.index(ctx, SessionIndex::Env)
@@ -198,23 +199,77 @@ impl<'a> SessionStore<'a> {
         Ok(true)
     }
 
-    /// The session's working memory; empty when nothing was stored yet.
+    /// The flow's variables for the session; empty when nothing was stored yet.
     pub fn state(&self, ctx: &TenantCtx, id: &SessionId) -> Result<SessionState, StoreError> {
+        Ok(self
+            .memory(ctx, id)?
+            .map(|(_, m)| m.vars)
+            .unwrap_or_default())
+    }
+
+    /// The session's memory as stored (raw bytes, for compare-and-swap) and decoded.
+    pub fn memory(
+        &self,
+        ctx: &TenantCtx,
+        id: &SessionId,
+    ) -> Result<Option<(Vec<u8>, SessionMemory)>, StoreError> {
         match self.kv.get(&keys::session_state(ctx, id))? {
-            Some(bytes) => Ok(decode_state(&bytes)?),
-            None => Ok(SessionState::new()),
+            Some(bytes) => {
+                let memory = SessionMemory::decode(&bytes)?;
+                Ok(Some((bytes, memory)))
+            }
+            None => Ok(None),
         }
     }
 
+    /// Replaces the flow's variables (keeping the rest of the memory). For
+    /// fixtures and tools; the executor commits through [`Self::swap_memory`].
     pub fn put_state(
         &self,
         ctx: &TenantCtx,
         id: &SessionId,
         state: &SessionState,
     ) -> Result<(), StoreError> {
+        let mut memory = self
+            .memory(ctx, id)?
+            .map(|(_, m)| m)
+            .unwrap_or_else(SessionMemory::new);
+        memory.vars = state.clone();
+        memory.revision += 1;
         Ok(self
             .kv
-            .set(&keys::session_state(ctx, id), &encode_state(state))?)
+            .set(&keys::session_state(ctx, id), &memory.encode())?)
+    }
+
+    /// Writes `next` only if the memory is still `current` (raw bytes as read);
+    /// `Ok(false)` when another writer got there first.
+    ///
+    /// Writing the first memory of a session needs a claim: on Spin's SQLite
+    /// backend a swap of an absent key is a plain upsert, so two creators
+    /// would both "win". Only the first to [`Self::claim_memory`] creates it.
+    pub fn swap_memory(
+        &self,
+        ctx: &TenantCtx,
+        id: &SessionId,
+        current: Option<&[u8]>,
+        next: &SessionMemory,
+    ) -> Result<bool, StoreError> {
+        let key = keys::session_state(ctx, id);
+        match current {
+            Some(current) => {
+                Ok(self.kv.compare_and_swap(&key, current, &next.encode())? == Cas::Swapped)
+            }
+            None => {
+                self.kv.set(&key, &next.encode())?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Whether the caller is the first to create this session's memory (the
+    /// host's atomic increment hands out 1 exactly once).
+    pub fn claim_memory(&self, ctx: &TenantCtx, id: &SessionId) -> Result<bool, StoreError> {
+        Ok(self.kv.increment(&keys::session_memory_claim(ctx, id), 1)? == 1)
     }
 
     /// One page of the scope's sessions, newest first, read through the

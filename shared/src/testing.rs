@@ -340,3 +340,111 @@ impl crate::secrets::client::SecretsClient for FakeSecrets {
         ))
     }
 }
+
+/// The bridge's publish endpoint in memory, for components' native tests:
+/// checks the publish token, keeps what was published per subject, drops a
+/// repeated `Nats-Msg-Id` as JetStream's duplicate window does, and can be
+/// taken down. Serve it at a URL with [`MemoryHost::serve_url`].
+#[derive(Default)]
+pub struct FakeBridge {
+    stored: Mutex<Vec<Published>>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+/// One message the bridge stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub subject: String,
+    pub msg_id: String,
+    pub payload: Vec<u8>,
+}
+
+/// The publish token [`FakeBridge`] accepts.
+pub const TEST_BRIDGE_TOKEN: &str = "test-bridge-publish-token-0123456789";
+/// The delivery token tests configure for the bridge's pushes.
+pub const TEST_DELIVERY_TOKEN: &str = "test-bridge-delivery-token-0123456789";
+pub const TEST_BRIDGE_URL: &str = "http://127.0.0.1:4280";
+
+impl FakeBridge {
+    /// A bridge reachable from `host` at [`TEST_BRIDGE_URL`], with the
+    /// host's bridge variables set to match.
+    pub fn serve(host: &MemoryHost) -> Arc<FakeBridge> {
+        let bridge = Arc::new(FakeBridge::default());
+        let serving = bridge.clone();
+        host.serve_url(TEST_BRIDGE_URL, Arc::new(move |req| serving.publish(req)));
+        host.set_variable(crate::bridge::VAR_BRIDGE_URL, TEST_BRIDGE_URL);
+        host.set_variable(crate::bridge::VAR_PUBLISH_TOKEN, TEST_BRIDGE_TOKEN);
+        host.set_variable(crate::bridge::VAR_DELIVERY_TOKEN, TEST_DELIVERY_TOKEN);
+        bridge
+    }
+
+    pub fn publish(&self, req: &Request) -> Response {
+        if self.down.load(Ordering::Relaxed) {
+            return Response::json(
+                503,
+                &serde_json::json!({ "detail": "NATS is not connected" }),
+            );
+        }
+        let expected = format!("Bearer {TEST_BRIDGE_TOKEN}");
+        if req.header("authorization").ok().flatten() != Some(expected.as_str()) {
+            return Response::json(401, &serde_json::json!({ "detail": "bad token" }));
+        }
+        let subject = req
+            .path
+            .strip_prefix("/v1/publish/")
+            .unwrap_or_default()
+            .to_owned();
+        let msg_id = req
+            .header("nats-msg-id")
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .to_owned();
+        let mut stored = self.stored.lock().unwrap();
+        let duplicate = stored.iter().any(|p| p.msg_id == msg_id);
+        if !duplicate {
+            stored.push(Published {
+                subject,
+                msg_id,
+                payload: req.body.clone(),
+            });
+        }
+        let stream = if req.path.contains(".egress.") {
+            "GREENTIC_EGRESS"
+        } else {
+            "GREENTIC_INGRESS"
+        };
+        Response::json(
+            200,
+            &serde_json::json!({ "stream": stream, "seq": stored.len(), "duplicate": duplicate }),
+        )
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Relaxed);
+    }
+
+    /// Everything stored, in order.
+    pub fn published(&self) -> Vec<Published> {
+        self.stored.lock().unwrap().clone()
+    }
+
+    /// What was stored on subjects starting with `prefix`.
+    pub fn on(&self, prefix: &str) -> Vec<Published> {
+        self.published()
+            .into_iter()
+            .filter(|p| p.subject.starts_with(prefix))
+            .collect()
+    }
+
+    /// A delivery of `published` as the bridge pushes it (attempt `attempt`).
+    pub fn delivery(published: &Published, attempt: u32) -> Request {
+        Request::new("POST", "/internal/v1/deliveries/ingress")
+            .with_header("authorization", format!("Bearer {TEST_DELIVERY_TOKEN}"))
+            .with_header("content-type", "application/json")
+            .with_header(crate::delivery::SUBJECT_HEADER, &published.subject)
+            .with_header(crate::delivery::MSG_ID_HEADER, &published.msg_id)
+            .with_header(crate::delivery::ATTEMPT_HEADER, attempt.to_string())
+            .with_body(published.payload.clone())
+    }
+}

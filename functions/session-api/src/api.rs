@@ -1,4 +1,5 @@
-//! `GET /api/v1/sessions`, `GET /api/v1/sessions/{id}`, `DELETE /api/v1/sessions/{id}`.
+//! `GET /api/v1/sessions`, `GET /api/v1/sessions/{id}`, `DELETE /api/v1/sessions/{id}`,
+//! and `GET /api/v1/usage` (per-day counters of the same scope).
 //!
 //! Every request takes the same steps, in the order SPEC §9 fixes: body size
 //! (413, in `service::serve`), route, id syntax in path and query (400), then
@@ -14,6 +15,7 @@ use greentic::service;
 use greentic::session::{SessionId, SessionRecord, SessionStatus};
 use greentic::session_store::{ListQuery, MAX_PAGE_LIMIT, SessionStore};
 use greentic::tenant::{ChannelId, IdError, IdKind};
+use greentic::usage::{self, Counts, Day, MAX_DAYS, Teams};
 use greentic::{ApiError, host::Host};
 use serde_json::{Value, json};
 
@@ -23,11 +25,13 @@ pub const COMPONENT: &str = "session-api";
 pub const STORE_LABEL: &str = "sessions";
 
 const COLLECTION: &str = "/api/v1/sessions";
+const USAGE: &str = "/api/v1/usage";
 const DEFAULT_PAGE_LIMIT: usize = 50;
 const LIST_PARAMS: &[&str] = &["limit", "cursor", "channel", "status", "updated_since"];
 
 /// What a request asks for, once its path and method are understood.
 enum Operation {
+    Usage(Vec<Day>),
     List(ListQuery),
     Get(SessionLookup),
     Delete(SessionLookup),
@@ -53,6 +57,14 @@ pub fn handle(req: &Request, host: &dyn Host) -> Response {
 
 /// Route, method and every id and parameter, before any credential is looked at.
 fn parse(req: &Request) -> Result<(&'static str, Operation), (&'static str, ApiError)> {
+    if req.path == USAGE {
+        return match req.method.as_str() {
+            "GET" => parse_usage_query(req)
+                .map(|days| (USAGE, Operation::Usage(days)))
+                .map_err(|e| (USAGE, e)),
+            _ => Err((USAGE, ApiError::MethodNotAllowed { allow: "GET" })),
+        };
+    }
     let rest = req
         .path
         .strip_prefix(COLLECTION)
@@ -89,6 +101,32 @@ fn parse_session_id(segment: &str) -> Result<SessionLookup, ApiError> {
         .decode_utf8()
         .map_err(|_| IdError::Invalid(IdKind::Session))?;
     Ok(SessionId::parse(&decoded)?)
+}
+
+/// `from` and `to` (inclusive, `YYYY-MM-DD`, UTC); both default to today.
+fn parse_usage_query(req: &Request) -> Result<Vec<Day>, ApiError> {
+    let (mut from, mut to) = (None, None);
+    for (name, value) in req.query_params(&["from", "to"])? {
+        let day = Day::parse(&value).ok_or_else(|| {
+            ApiError::BadRequest(format!("{name} must be a date like 2026-11-29"))
+        })?;
+        if name == "from" {
+            from = Some(day);
+        } else {
+            to = Some(day);
+        }
+    }
+    // Without a date the range is resolved later, against the host's clock.
+    match (from, to) {
+        (None, None) => Ok(Vec::new()),
+        (Some(from), None) => Ok(vec![from]),
+        (None, Some(to)) => Ok(vec![to]),
+        (Some(from), Some(to)) => Day::range(&from, &to).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "from must not be after to, and a range covers at most {MAX_DAYS} days"
+            ))
+        }),
+    }
 }
 
 fn parse_list_query(req: &Request) -> Result<ListQuery, ApiError> {
@@ -148,6 +186,32 @@ fn apply(
     let kv = host.open_store(STORE_LABEL)?;
     let store = SessionStore::new(kv.as_ref());
     match operation {
+        Operation::Usage(mut days) => {
+            if days.is_empty() {
+                days.push(Day::of(host.now_ms()));
+            }
+            let teams = if access.team_given {
+                Teams::Only(vec![access.ctx.team_token().to_owned()])
+            } else {
+                match &access.principal.teams {
+                    Some(teams) => Teams::Only(teams.clone()),
+                    None => Teams::All,
+                }
+            };
+            let mut totals = Counts::default();
+            let mut per_day = Vec::new();
+            for day in &days {
+                let counts = usage::read(kv.as_ref(), &access.ctx, &teams, day)?;
+                totals.messages_in += counts.messages_in;
+                totals.replies_out += counts.replies_out;
+                totals.errors += counts.errors;
+                per_day.push(json!({ "date": day.as_str(), "counts": counts }));
+            }
+            Ok(Response::json(
+                200,
+                &json!({ "days": per_day, "totals": totals }),
+            ))
+        }
         Operation::List(query) => {
             let page = store.list(&access.list_scope(), &query)?;
             let sessions: Vec<Value> = page

@@ -1,0 +1,242 @@
+//! Turns one delivered ingress message into a conversation step: the flow of
+//! its tenant/team/channel runs over the session's memory, the memory is
+//! committed by compare-and-swap, replies go out through the bridge, and the
+//! session record and usage counters follow.
+//!
+//! Exactly-once effect over at-least-once delivery: the session memory
+//! remembers the ids it applied, with their replies. A redelivery of an
+//! applied message changes nothing and re-publishes the same replies under the
+//! same `Nats-Msg-Id`s, which JetStream drops as duplicates, so a crash between
+//! commit and publish loses no reply and sends none twice. Two messages for one
+//! session at once: the loser of the compare-and-swap re-runs the flow on the
+//! winner's memory, so neither is lost.
+
+use serde_json::json;
+
+use crate::bridge::BridgeClient;
+use crate::delivery::Delivery;
+use crate::engine::{self, TurnInput};
+use crate::envelope::{Envelope, Outbound};
+use crate::error::ApiError;
+use crate::host::Host;
+use crate::log::RequestLog;
+use crate::session::{Direction, FlowRef, NewSession, SessionId, SessionMemory, SessionStatus};
+use crate::session_store::{SessionStore, StoreError};
+use crate::subjects;
+use crate::tenant_config::TenantConfig;
+use crate::usage::{self, Counter};
+
+/// The key-value store (spin.toml label) holding sessions, their memory and usage.
+pub const STORE_LABEL: &str = "sessions";
+
+/// Compare-and-swap rounds before giving up with 503 (the bridge redelivers).
+const MAX_APPLY_ATTEMPTS: usize = 8;
+
+/// A delivery that finds a session's memory still being created waits this
+/// many attempts for its creator, then assumes it died and creates it itself.
+const CLAIM_PATIENCE: u32 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub session_id: SessionId,
+    pub replies: usize,
+    /// The message had been applied before; only its replies were re-published.
+    pub duplicate: bool,
+}
+
+/// Applies one delivery from `greentic.messaging.ingress...`.
+pub fn deliver_ingress(
+    host: &dyn Host,
+    delivery: &Delivery<'_>,
+    log: &mut RequestLog,
+) -> Result<Delivered, ApiError> {
+    // serde's message can quote the offending value (a message text): say
+    // only that the shape is wrong.
+    let envelope = Envelope::from_json(delivery.body)
+        .map_err(|_| ApiError::Unprocessable("not a message envelope this version reads".into()))?;
+    let ctx = envelope.tenant.clone();
+    log.set_scope(&ctx);
+    // The subject is what streams and permissions key on: an envelope that
+    // claims another scope than its subject is refused, never trusted.
+    if subjects::ingress(&ctx, &envelope.channel).as_str() != delivery.subject
+        || envelope.id != delivery.msg_id
+    {
+        return Err(ApiError::Unprocessable(
+            "the envelope's tenant, channel or id does not match the delivery's subject".into(),
+        ));
+    }
+    let expected = SessionId::derive(
+        &ctx,
+        &envelope.channel,
+        &envelope.conversation,
+        &envelope.sender.id,
+    );
+    if envelope.session_id != expected {
+        return Err(ApiError::Unprocessable(
+            "the envelope's session id is not its conversation's".into(),
+        ));
+    }
+    let tenant = TenantConfig::load(host, ctx.tenant_id())?;
+    let channel = tenant
+        .as_ref()
+        .and_then(|t| t.channel(&ctx, &envelope.channel))
+        .ok_or_else(|| ApiError::Unprocessable("the channel is not in the bundle".into()))?;
+    let flow_name = channel
+        .flow
+        .clone()
+        .ok_or_else(|| ApiError::Unprocessable("the channel has no flow".into()))?;
+    let flow = tenant
+        .as_ref()
+        .and_then(|t| t.flows.get(&flow_name))
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!("flow `{flow_name}` is not in the bundle"))
+        })?;
+
+    let kv = host.open_store(STORE_LABEL)?;
+    let store = SessionStore::new(kv.as_ref());
+    let now = host.now_ms();
+    let record = match store.get(&ctx, &envelope.session_id)? {
+        Some(record) => record,
+        None => match store.create(
+            &ctx,
+            NewSession {
+                channel: envelope.channel.clone(),
+                provider: envelope.provider.clone(),
+                conversation: envelope.conversation.clone(),
+                user_id: envelope.sender.id.clone(),
+                flow: Some(FlowRef {
+                    name: flow.name.clone(),
+                    version: flow.version.clone(),
+                }),
+            },
+            now,
+        ) {
+            Ok(record) => record,
+            Err(StoreError::AlreadyExists) => store
+                .get(&ctx, &envelope.session_id)?
+                .ok_or(ApiError::Unavailable("session is being created".into()))?,
+            Err(e) => return Err(e.into()),
+        },
+    };
+
+    let input = TurnInput {
+        text: envelope.text.clone(),
+        sender_id: envelope.sender.id.clone(),
+        sender_name: envelope.sender.name.clone(),
+        channel: envelope.channel.to_string(),
+        session_id: envelope.session_id.to_string(),
+        message_count: record.message_count + 1,
+        tenant_id: ctx.tenant_id().to_owned(),
+        tenant_name: channel.tenant_name.clone(),
+        team_id: ctx.team_id().map(str::to_owned),
+        team_name: channel.team_name.clone(),
+    };
+    let id = &envelope.session_id;
+    let mut applied = None;
+    for _ in 0..MAX_APPLY_ATTEMPTS {
+        let current = store.memory(&ctx, id)?;
+        if let Some((_, memory)) = &current
+            && let Some(done) = memory.processed(&envelope.id)
+        {
+            applied = Some((done.replies.clone(), None));
+            break;
+        }
+        if current.is_none() && !store.claim_memory(&ctx, id)? && delivery.attempt < CLAIM_PATIENCE
+        {
+            return Err(ApiError::Unavailable(
+                "the session's memory is being created; retry".into(),
+            ));
+        }
+        let (raw, mut memory) = match current {
+            Some((raw, memory)) => (Some(raw), memory),
+            None => (None, SessionMemory::new()),
+        };
+        if memory.closed {
+            // A closed conversation that hears from its person again starts over.
+            memory.closed = false;
+            memory.waiting_at = None;
+        }
+        let turn =
+            match engine::run_turn(flow, memory.waiting_at.as_deref(), &mut memory.vars, &input) {
+                Ok(turn) => turn,
+                Err(e) => {
+                    usage::record(kv.as_ref(), &ctx, Counter::Errors, 1, now)?;
+                    log.warn(
+                    "flow.failed",
+                    json!({ "flow": flow.name, "msg_id": envelope.id, "reason": e.to_string() }),
+                );
+                    return Err(ApiError::Unprocessable(e.to_string()));
+                }
+            };
+        memory.waiting_at = turn.waiting_at.clone();
+        memory.closed = turn.closed;
+        memory.remember(&envelope.id, turn.replies.clone());
+        memory.revision += 1;
+        if store.swap_memory(&ctx, id, raw.as_deref(), &memory)? {
+            applied = Some((turn.replies, Some(memory)));
+            break;
+        }
+    }
+    let Some((replies, fresh)) = applied else {
+        return Err(ApiError::Unavailable(
+            "the session kept changing; retry".into(),
+        ));
+    };
+
+    let bridge = BridgeClient::new(host);
+    let egress = subjects::egress(&ctx, &envelope.channel);
+    for (n, text) in replies.iter().enumerate() {
+        let outbound = Outbound::reply_to(&envelope, n, text.clone());
+        bridge.publish(&egress, &outbound.id, outbound.to_json())?;
+    }
+
+    let duplicate = fresh.is_none();
+    if let Some(memory) = fresh {
+        // The record is the session's face (API, listings); the memory above is
+        // already committed, so the record only follows it.
+        store.update(&ctx, id, now, |record| {
+            record.record_message(Direction::Inbound, &envelope.text, now);
+            for reply in &replies {
+                record.record_message(Direction::Outbound, reply, now);
+            }
+            if memory.revision >= record.memory_revision {
+                record.memory_revision = memory.revision;
+                record.cursor_node = memory.waiting_at.clone();
+                record.status = if memory.closed {
+                    SessionStatus::Ended
+                } else if memory.waiting_at.is_some() {
+                    SessionStatus::Waiting
+                } else {
+                    SessionStatus::Active
+                };
+                record.flow = Some(FlowRef {
+                    name: flow.name.clone(),
+                    version: flow.version.clone(),
+                });
+            }
+        })?;
+        usage::record(kv.as_ref(), &ctx, Counter::MessagesIn, 1, now)?;
+        usage::record(
+            kv.as_ref(),
+            &ctx,
+            Counter::RepliesOut,
+            replies.len() as i64,
+            now,
+        )?;
+    }
+    log.info(
+        "message.applied",
+        json!({
+            "msg_id": envelope.id,
+            "session": id.as_str(),
+            "flow": flow.name,
+            "replies": replies.len(),
+            "duplicate": duplicate,
+        }),
+    );
+    Ok(Delivered {
+        session_id: id.clone(),
+        replies: replies.len(),
+        duplicate,
+    })
+}

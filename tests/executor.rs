@@ -1,0 +1,313 @@
+//! The flow executor end to end, natively: deliveries as the bridge pushes
+//! them, the demo bundle's flows, replies on the egress subject, the session
+//! and its state through the session API, usage through `/api/v1/usage`.
+
+use std::sync::Arc;
+
+use e2e_tests::{Call, assert_problem, token};
+use greentic::envelope::{Envelope, Outbound, ReplyAddress, Sender};
+use greentic::http::Response;
+use greentic::providers::{self, Message};
+use greentic::session::Conversation;
+use greentic::tenant::{ChannelId, TenantCtx};
+use greentic::tenant_config::TenantConfig;
+use greentic::testing::{FakeBridge, MemoryHost, Published, TEST_DELIVERY_TOKEN};
+use serde_json::json;
+
+/// One host standing for the executor and the session API, which share the
+/// `sessions` store under Spin, and a bridge in memory.
+struct Platform {
+    host: MemoryHost,
+    bridge: Arc<FakeBridge>,
+}
+
+impl Platform {
+    fn new() -> Self {
+        let host = MemoryHost::new(&[greentic::executor::STORE_LABEL]);
+        let bridge = FakeBridge::serve(&host);
+        Platform { host, bridge }
+    }
+
+    /// An inbound message as ingress would have published it.
+    fn message(&self, tenant: &str, team: &str, channel: &str, user: &str, id: &str, text: &str) -> Published {
+        let ctx = TenantCtx::new(tenant, "prod", Some(team)).unwrap();
+        let channel_id = ChannelId::parse(channel).unwrap();
+        let config = TenantConfig::load(&self.host, tenant).unwrap().unwrap();
+        let channel = config.channel(&ctx, &channel_id).unwrap();
+        let envelope = providers::envelope(
+            &channel,
+            Message {
+                id_kind: "event",
+                provider_id: id.into(),
+                conversation: Conversation {
+                    id: "C1".into(),
+                    thread: None,
+                },
+                sender: Sender {
+                    id: user.into(),
+                    name: None,
+                },
+                text: text.into(),
+                sent_at_ms: 0,
+                attachments: vec![],
+                reply: ReplyAddress::default(),
+            },
+        );
+        Published {
+            subject: greentic::subjects::ingress(&ctx, &channel_id).to_string(),
+            msg_id: envelope.id.clone(),
+            payload: envelope.to_json(),
+        }
+    }
+
+    fn deliver(&self, message: &Published) -> Response {
+        flow_executor::handle(&FakeBridge::delivery(message, 1), &self.host)
+    }
+
+    /// Delivers and returns the replies it published.
+    fn say(&self, message: &Published) -> Vec<String> {
+        let before = self.replies().len();
+        let r = self.deliver(message);
+        assert_eq!(r.status, 200, "{}", r.json_body());
+        self.replies()[before..].iter().map(|o| o.text.clone()).collect()
+    }
+
+    fn replies(&self) -> Vec<Outbound> {
+        self.bridge
+            .on("greentic.messaging.egress.")
+            .iter()
+            .map(|p| Outbound::from_json(&p.payload).unwrap())
+            .collect()
+    }
+
+    fn sessions_api(&self, call: &Call, path: &str) -> Response {
+        session_api::handle(&call.request("GET", path), &self.host)
+    }
+}
+
+fn acme_support() -> Call {
+    Call::with(&token("acme", "prod")).team("support")
+}
+
+#[test]
+fn a_conversation_runs_acmes_flow_over_several_deliveries() {
+    let p = Platform::new();
+    let turn = |id: &str, text: &str| p.say(&p.message("acme", "support", "slack", "U1", id, text));
+    assert_eq!(
+        turn("E1", "hi"),
+        ["Welcome to ACME Support! How can I help?", "May I have your name?"]
+    );
+    assert_eq!(turn("E2", "Dana"), ["Thanks Dana! What is your order number?"]);
+    assert_eq!(
+        turn("E3", "no idea"),
+        ["Order numbers are 5 to 10 digits, like 12345. What is yours?"]
+    );
+    assert_eq!(
+        turn("E4", "12345"),
+        ["Got it, order 12345. Is it about a refund, a delivery, or something else?"]
+    );
+    assert_eq!(
+        turn("E5", "I want a refund"),
+        ["Dana, I have opened a refund request for order 12345. You will hear from us within 2 business days."]
+    );
+
+    // Replies go to acme's egress subject, addressed to the conversation.
+    let replies = p.replies();
+    assert!(replies.iter().all(|o| o.tenant.tenant_id() == "acme"));
+    let egress = p.bridge.on("greentic.messaging.egress.");
+    assert!(egress
+        .iter()
+        .all(|m| m.subject == "greentic.messaging.egress.prod.acme.support.slack"));
+    assert_eq!(egress[0].msg_id, "acme:prod:support:slack:event-E1:reply-0");
+
+    // The session and its state, through the session API.
+    let session_id = replies[0].session_id.as_str().to_owned();
+    let r = p.sessions_api(&acme_support(), &format!("/api/v1/sessions/{session_id}"));
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    let body = r.json_body();
+    assert_eq!(body["state"]["name"], "Dana");
+    assert_eq!(body["state"]["order"], "12345");
+    assert_eq!(body["status"], "active");
+    assert_eq!(body["flow"]["name"], "acme_support_flow");
+    // 5 messages in, 6 replies out.
+    assert_eq!(body["message_count"], 11);
+    // Only acme's keys were written.
+    let keys = p.host.store("sessions").snapshot();
+    assert!(keys.keys().all(|k| k.contains("acme")), "{:?}", keys.keys());
+}
+
+#[test]
+fn the_same_text_for_bigcorp_runs_bigcorps_flow() {
+    let p = Platform::new();
+    let bigcorp = p.say(&p.message("bigcorp", "helpdesk", "webchat", "u-1", "a1", "hi"));
+    assert_eq!(bigcorp, ["BigCorp Helpdesk here. What's your issue?"]);
+    let filed = p.say(&p.message("bigcorp", "helpdesk", "webchat", "u-1", "a2", "printer on fire"));
+    assert!(filed[0].starts_with("I have filed ticket HD-"), "{filed:?}");
+    let replies = p.replies();
+    assert!(replies.iter().all(|o| o.tenant.tenant_id() == "bigcorp"));
+    // The closed session shows as ended; acme's API sees none of it.
+    let bigcorp_call = Call::with(&token("bigcorp", "prod")).team("helpdesk");
+    let list = p.sessions_api(&bigcorp_call, "/api/v1/sessions").json_body();
+    assert_eq!(list["sessions"][0]["status"], "ended");
+    let acme = p.sessions_api(&acme_support(), "/api/v1/sessions").json_body();
+    assert_eq!(acme["sessions"], json!([]));
+}
+
+#[test]
+fn a_redelivered_message_is_applied_once_and_its_replies_are_not_sent_twice() {
+    let p = Platform::new();
+    let hi = p.message("acme", "support", "slack", "U1", "E1", "hi");
+    assert_eq!(p.say(&hi).len(), 2);
+    let again = p.deliver(&hi);
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json_body()["duplicate"], true);
+    assert_eq!(p.replies().len(), 2, "the redelivery re-published under the same ids");
+    let name = p.say(&p.message("acme", "support", "slack", "U1", "E2", "Dana"));
+    assert_eq!(name, ["Thanks Dana! What is your order number?"]);
+
+    // The executor died after committing but before publishing: the
+    // redelivery publishes the replies it remembered.
+    p.bridge.set_down(true);
+    let order = p.message("acme", "support", "slack", "U1", "E3", "12345");
+    assert_problem(&p.deliver(&order), 503, "unavailable");
+    p.bridge.set_down(false);
+    let retried = p.deliver(&order);
+    assert_eq!(retried.json_body()["duplicate"], true);
+    assert_eq!(
+        p.replies().last().unwrap().text,
+        "Got it, order 12345. Is it about a refund, a delivery, or something else?"
+    );
+    let session = p.replies()[0].session_id.clone();
+    let body = p
+        .sessions_api(&acme_support(), &format!("/api/v1/sessions/{session}"))
+        .json_body();
+    assert_eq!(body["state"]["order"], "12345");
+}
+
+#[test]
+fn concurrent_messages_to_one_session_both_land() {
+    let p = Arc::new(Platform::new());
+    p.say(&p.message("acme", "support", "slack", "U1", "E0", "hi"));
+    // Eight people-typed answers at once to the same open question: every one
+    // is applied exactly once, in some order.
+    let handles: Vec<_> = (1..=8)
+        .map(|i| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                let message = p.message("acme", "support", "slack", "U1", &format!("E{i}"), &format!("name{i}"));
+                loop {
+                    let r = p.deliver(&message);
+                    match r.status {
+                        200 => return,
+                        503 => std::thread::yield_now(),
+                        other => panic!("{other} {}", r.json_body()),
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let session = p.replies()[0].session_id.clone();
+    let body = p
+        .sessions_api(&acme_support(), &format!("/api/v1/sessions/{session}"))
+        .json_body();
+    // 9 messages in; 2 + 8 replies out (each answer got exactly one reply).
+    assert_eq!(body["message_count"], 19);
+    assert_eq!(p.replies().len(), 10);
+}
+
+#[test]
+fn an_envelope_that_contradicts_its_subject_is_refused_for_the_dead_letter_queue() {
+    let p = Platform::new();
+    let acme = p.message("acme", "support", "slack", "U1", "E1", "hi");
+    let bigcorp = p.message("bigcorp", "helpdesk", "webchat", "u-1", "a1", "hi");
+    // acme's envelope on bigcorp's subject, and the reverse.
+    for (subject_of, payload_of) in [(&bigcorp, &acme), (&acme, &bigcorp)] {
+        let forged = Published {
+            subject: subject_of.subject.clone(),
+            msg_id: payload_of.msg_id.clone(),
+            payload: payload_of.payload.clone(),
+        };
+        assert_problem(&p.deliver(&forged), 422, "unprocessable");
+    }
+    // An envelope whose session id was tampered with.
+    let mut envelope = Envelope::from_json(&acme.payload).unwrap();
+    envelope.session_id = greentic::session::SessionId::parse("0123456789abcdef0123456789abcdef")
+        .unwrap()
+        .unwrap();
+    let tampered = Published {
+        payload: envelope.to_json(),
+        ..acme.clone()
+    };
+    assert_problem(&p.deliver(&tampered), 422, "unprocessable");
+    // Not an envelope at all; a message text is never echoed back.
+    let junk = Published {
+        payload: br#"{"v": 1, "text": "my secret plan"}"#.to_vec(),
+        ..acme.clone()
+    };
+    let r = p.deliver(&junk);
+    assert_problem(&r, 422, "unprocessable");
+    assert!(!String::from_utf8_lossy(&r.body).contains("secret plan"));
+    assert!(p.host.store("sessions").snapshot().is_empty());
+    assert!(p.replies().is_empty());
+}
+
+#[test]
+fn only_the_bridge_can_deliver() {
+    let p = Platform::new();
+    let hi = p.message("acme", "support", "slack", "U1", "E1", "hi");
+    let mut forged = FakeBridge::delivery(&hi, 1);
+    forged.headers.retain(|(n, _)| n != "authorization");
+    let unsigned = flow_executor::handle(&forged, &p.host);
+    assert_problem(&unsigned, 401, "unauthorized");
+    let wrong = forged.clone().with_header("authorization", "Bearer not-the-token");
+    assert_problem(&flow_executor::handle(&wrong, &p.host), 401, "unauthorized");
+    p.host.set_variable("bridge_delivery_token", "");
+    let unconfigured = flow_executor::handle(&FakeBridge::delivery(&hi, 1), &p.host);
+    assert_problem(&unconfigured, 503, "not-configured");
+    p.host.set_variable("bridge_delivery_token", TEST_DELIVERY_TOKEN);
+    let mut no_subject = FakeBridge::delivery(&hi, 1);
+    no_subject.headers.retain(|(n, _)| n != "x-greentic-subject");
+    assert_problem(&flow_executor::handle(&no_subject, &p.host), 400, "bad-request");
+    assert!(p.host.store("sessions").snapshot().is_empty());
+}
+
+#[test]
+fn usage_is_counted_per_team_and_read_within_the_callers_scope() {
+    let p = Platform::new();
+    p.say(&p.message("acme", "support", "slack", "U1", "E1", "hi"));
+    p.say(&p.message("acme", "support", "slack", "U1", "E2", "Dana"));
+    p.say(&p.message("bigcorp", "helpdesk", "webchat", "u-1", "a1", "hi"));
+    let usage = |call: &Call| {
+        let r = session_api::handle(&call.request("GET", "/api/v1/usage"), &p.host);
+        assert_eq!(r.status, 200, "{}", r.json_body());
+        r.json_body()["totals"].clone()
+    };
+    assert_eq!(
+        usage(&acme_support()),
+        json!({ "messages_in": 2, "replies_out": 3, "errors": 0 })
+    );
+    assert_eq!(
+        usage(&Call::with(&token("acme", "prod"))),
+        json!({ "messages_in": 2, "replies_out": 3, "errors": 0 })
+    );
+    let sales_only = Call::with(&token("acme", "prod").teams(&["sales"]));
+    assert_eq!(
+        usage(&sales_only),
+        json!({ "messages_in": 0, "replies_out": 0, "errors": 0 })
+    );
+    assert_eq!(
+        usage(&Call::with(&token("bigcorp", "prod"))),
+        json!({ "messages_in": 1, "replies_out": 1, "errors": 0 })
+    );
+    let cross = Call::with(&token("acme", "prod")).tenant("bigcorp");
+    let r = session_api::handle(&cross.request("GET", "/api/v1/usage"), &p.host);
+    assert_problem(&r, 403, "forbidden");
+    let bad = session_api::handle(
+        &acme_support().request("GET", "/api/v1/usage?from=2026-13-01"),
+        &p.host,
+    );
+    assert_problem(&bad, 400, "bad-request");
+}
