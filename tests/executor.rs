@@ -29,7 +29,15 @@ impl Platform {
     }
 
     /// An inbound message as ingress would have published it.
-    fn message(&self, tenant: &str, team: &str, channel: &str, user: &str, id: &str, text: &str) -> Published {
+    fn message(
+        &self,
+        tenant: &str,
+        team: &str,
+        channel: &str,
+        user: &str,
+        id: &str,
+        text: &str,
+    ) -> Published {
         let ctx = TenantCtx::new(tenant, "prod", Some(team)).unwrap();
         let channel_id = ChannelId::parse(channel).unwrap();
         let config = TenantConfig::load(&self.host, tenant).unwrap().unwrap();
@@ -69,7 +77,10 @@ impl Platform {
         let before = self.replies().len();
         let r = self.deliver(message);
         assert_eq!(r.status, 200, "{}", r.json_body());
-        self.replies()[before..].iter().map(|o| o.text.clone()).collect()
+        self.replies()[before..]
+            .iter()
+            .map(|o| o.text.clone())
+            .collect()
     }
 
     fn replies(&self) -> Vec<Outbound> {
@@ -95,9 +106,15 @@ fn a_conversation_runs_acmes_flow_over_several_deliveries() {
     let turn = |id: &str, text: &str| p.say(&p.message("acme", "support", "slack", "U1", id, text));
     assert_eq!(
         turn("E1", "hi"),
-        ["Welcome to ACME Support! How can I help?", "May I have your name?"]
+        [
+            "Welcome to ACME Support! How can I help?",
+            "May I have your name?"
+        ]
     );
-    assert_eq!(turn("E2", "Dana"), ["Thanks Dana! What is your order number?"]);
+    assert_eq!(
+        turn("E2", "Dana"),
+        ["Thanks Dana! What is your order number?"]
+    );
     assert_eq!(
         turn("E3", "no idea"),
         ["Order numbers are 5 to 10 digits, like 12345. What is yours?"]
@@ -108,16 +125,20 @@ fn a_conversation_runs_acmes_flow_over_several_deliveries() {
     );
     assert_eq!(
         turn("E5", "I want a refund"),
-        ["Dana, I have opened a refund request for order 12345. You will hear from us within 2 business days."]
+        [
+            "Dana, I have opened a refund request for order 12345. You will hear from us within 2 business days."
+        ]
     );
 
     // Replies go to acme's egress subject, addressed to the conversation.
     let replies = p.replies();
     assert!(replies.iter().all(|o| o.tenant.tenant_id() == "acme"));
     let egress = p.bridge.on("greentic.messaging.egress.");
-    assert!(egress
-        .iter()
-        .all(|m| m.subject == "greentic.messaging.egress.prod.acme.support.slack"));
+    assert!(
+        egress
+            .iter()
+            .all(|m| m.subject == "greentic.messaging.egress.prod.acme.support.slack")
+    );
     assert_eq!(egress[0].msg_id, "acme:prod:support:slack:event-E1:reply-0");
 
     // The session and its state, through the session API.
@@ -141,15 +162,26 @@ fn the_same_text_for_bigcorp_runs_bigcorps_flow() {
     let p = Platform::new();
     let bigcorp = p.say(&p.message("bigcorp", "helpdesk", "webchat", "u-1", "a1", "hi"));
     assert_eq!(bigcorp, ["BigCorp Helpdesk here. What's your issue?"]);
-    let filed = p.say(&p.message("bigcorp", "helpdesk", "webchat", "u-1", "a2", "printer on fire"));
+    let filed = p.say(&p.message(
+        "bigcorp",
+        "helpdesk",
+        "webchat",
+        "u-1",
+        "a2",
+        "printer on fire",
+    ));
     assert!(filed[0].starts_with("I have filed ticket HD-"), "{filed:?}");
     let replies = p.replies();
     assert!(replies.iter().all(|o| o.tenant.tenant_id() == "bigcorp"));
     // The closed session shows as ended; acme's API sees none of it.
     let bigcorp_call = Call::with(&token("bigcorp", "prod")).team("helpdesk");
-    let list = p.sessions_api(&bigcorp_call, "/api/v1/sessions").json_body();
+    let list = p
+        .sessions_api(&bigcorp_call, "/api/v1/sessions")
+        .json_body();
     assert_eq!(list["sessions"][0]["status"], "ended");
-    let acme = p.sessions_api(&acme_support(), "/api/v1/sessions").json_body();
+    let acme = p
+        .sessions_api(&acme_support(), "/api/v1/sessions")
+        .json_body();
     assert_eq!(acme["sessions"], json!([]));
 }
 
@@ -161,7 +193,11 @@ fn a_redelivered_message_is_applied_once_and_its_replies_are_not_sent_twice() {
     let again = p.deliver(&hi);
     assert_eq!(again.status, 200);
     assert_eq!(again.json_body()["duplicate"], true);
-    assert_eq!(p.replies().len(), 2, "the redelivery re-published under the same ids");
+    assert_eq!(
+        p.replies().len(),
+        2,
+        "the redelivery re-published under the same ids"
+    );
     let name = p.say(&p.message("acme", "support", "slack", "U1", "E2", "Dana"));
     assert_eq!(name, ["Thanks Dana! What is your order number?"]);
 
@@ -194,7 +230,14 @@ fn concurrent_messages_to_one_session_both_land() {
         .map(|i| {
             let p = p.clone();
             std::thread::spawn(move || {
-                let message = p.message("acme", "support", "slack", "U1", &format!("E{i}"), &format!("name{i}"));
+                let message = p.message(
+                    "acme",
+                    "support",
+                    "slack",
+                    "U1",
+                    &format!("E{i}"),
+                    &format!("name{i}"),
+                );
                 loop {
                     let r = p.deliver(&message);
                     match r.status {
@@ -262,15 +305,24 @@ fn only_the_bridge_can_deliver() {
     forged.headers.retain(|(n, _)| n != "authorization");
     let unsigned = flow_executor::handle(&forged, &p.host);
     assert_problem(&unsigned, 401, "unauthorized");
-    let wrong = forged.clone().with_header("authorization", "Bearer not-the-token");
+    let wrong = forged
+        .clone()
+        .with_header("authorization", "Bearer not-the-token");
     assert_problem(&flow_executor::handle(&wrong, &p.host), 401, "unauthorized");
     p.host.set_variable("bridge_delivery_token", "");
     let unconfigured = flow_executor::handle(&FakeBridge::delivery(&hi, 1), &p.host);
     assert_problem(&unconfigured, 503, "not-configured");
-    p.host.set_variable("bridge_delivery_token", TEST_DELIVERY_TOKEN);
+    p.host
+        .set_variable("bridge_delivery_token", TEST_DELIVERY_TOKEN);
     let mut no_subject = FakeBridge::delivery(&hi, 1);
-    no_subject.headers.retain(|(n, _)| n != "x-greentic-subject");
-    assert_problem(&flow_executor::handle(&no_subject, &p.host), 400, "bad-request");
+    no_subject
+        .headers
+        .retain(|(n, _)| n != "x-greentic-subject");
+    assert_problem(
+        &flow_executor::handle(&no_subject, &p.host),
+        400,
+        "bad-request",
+    );
     assert!(p.host.store("sessions").snapshot().is_empty());
 }
 

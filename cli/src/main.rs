@@ -36,6 +36,28 @@ enum Command {
     /// Tenant and team secrets, through the running platform's REST API.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Slack helpers for trying the platform locally.
+    #[command(subcommand)]
+    Slack(SlackCommand),
+}
+
+#[derive(Subcommand)]
+enum SlackCommand {
+    /// Print the `X-Slack-Signature` of the request body on stdin, as Slack
+    /// computes it: `v0=` hex HMAC-SHA256 of `v0:{timestamp}:{body}` under the
+    /// signing secret (from SLACK_SIGNING_SECRET, never an argument).
+    Sign {
+        /// The `X-Slack-Request-Timestamp` the request will carry (Unix seconds).
+        #[arg(long)]
+        timestamp: i64,
+        #[arg(
+            long = "secret",
+            env = "SLACK_SIGNING_SECRET",
+            hide_env_values = true,
+            hide = true
+        )]
+        secret: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +119,7 @@ fn main() -> ExitCode {
         Command::Bundle(BundleCommand::Compile { path, out }) => compile(&path, &out),
         Command::Token(TokenCommand::Mint(args)) => mint(args),
         Command::Secret(command) => secret::run(command),
+        Command::Slack(SlackCommand::Sign { timestamp, secret }) => slack_sign(timestamp, &secret),
     }
 }
 
@@ -133,6 +156,24 @@ fn validate(paths: &[PathBuf]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn slack_sign(timestamp: i64, secret: &str) -> ExitCode {
+    use hmac::{KeyInit, Mac};
+    use std::io::Read;
+    let mut body = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut body) {
+        eprintln!("error: reading the body from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
+        eprintln!("error: SLACK_SIGNING_SECRET is not usable as a key");
+        return ExitCode::FAILURE;
+    };
+    mac.update(format!("v0:{timestamp}:").as_bytes());
+    mac.update(&body);
+    println!("v0={}", hex::encode(mac.finalize().into_bytes()));
+    ExitCode::SUCCESS
 }
 
 fn compile(path: &std::path::Path, out: &std::path::Path) -> ExitCode {

@@ -393,3 +393,22 @@ fn bundle_compile_writes_one_file_per_tenant_and_drops_removed_tenants() {
     assert!(acme.tenant.teams.contains_key("support"));
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn slack_sign_matches_slacks_documented_example() {
+    // The example of Slack's "Verifying requests from Slack" guide.
+    let body = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    let mut cmd = greentic();
+    cmd.args(["slack", "sign", "--timestamp", "1531420618"])
+        .env("SLACK_SIGNING_SECRET", "8f742231b10e8888abcd99yyyzzz85a5");
+    let out = run_with_stdin(cmd, body);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+    );
+}

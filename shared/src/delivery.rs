@@ -9,7 +9,44 @@ use subtle::ConstantTimeEq;
 use crate::bridge::VAR_DELIVERY_TOKEN;
 use crate::error::ApiError;
 use crate::host::Host;
-use crate::http::Request;
+use crate::http::{Request, Response};
+use crate::log::RequestLog;
+use crate::service;
+
+/// Largest delivery accepted; the bridge refuses bigger payloads anyway.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// A component's whole delivery route: `POST route` with the bridge's token,
+/// then `apply`. 2xx acknowledges; 4xx is dead-lettered with the problem's
+/// detail as the reason; 5xx is redelivered with backoff.
+pub fn handle(
+    req: &Request,
+    host: &dyn Host,
+    component: &'static str,
+    route: &'static str,
+    apply: impl FnOnce(&Delivery<'_>, &mut RequestLog) -> Result<serde_json::Value, ApiError>,
+) -> Response {
+    service::serve(req, host, component, BODY_LIMIT, |req, log| {
+        if req.path != route {
+            return ("-", Err(ApiError::NotFound));
+        }
+        if req.method != "POST" {
+            return (route, Err(ApiError::MethodNotAllowed { allow: "POST" }));
+        }
+        let outcome = authenticate(req, host)
+            .and_then(|delivery| apply(&delivery, log))
+            .map(|body| Response::json(200, &body));
+        if let Err(e) = &outcome
+            && e.status() < 500
+        {
+            log.warn(
+                "delivery.refused",
+                serde_json::json!({ "problem": e.slug(), "detail": e.to_string() }),
+            );
+        }
+        (route, outcome)
+    })
+}
 
 pub const SUBJECT_HEADER: &str = "x-greentic-subject";
 pub const MSG_ID_HEADER: &str = "x-greentic-msg-id";

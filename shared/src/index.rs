@@ -47,6 +47,16 @@ impl<'a> SlotIndex<'a> {
         self.kv.set(&self.keys.slot(slot), entry)
     }
 
+    pub fn get(&self, slot: u64) -> Result<Option<Vec<u8>>, KvError> {
+        self.kv.get(&self.keys.slot(slot))
+    }
+
+    /// The newest slot handed out so far (0 when none).
+    pub fn newest(&self) -> Result<u64, KvError> {
+        // `increment(0)` reads the counter the same way on every backend.
+        Ok(u64::try_from(self.kv.increment(&self.keys.seq(), 0)?).unwrap_or(0))
+    }
+
     pub fn remove(&self, slot: u64) -> Result<(), KvError> {
         self.kv.delete(&self.keys.slot(slot))
     }

@@ -19,6 +19,8 @@
 //! | `index/{tenant}/{env}/teams/{team}/sessions/{slot}` | `{session}` at that slot |
 //! | `index/{tenant}/{env}/session-teams/{session}` | the team a session id belongs to |
 //! | `claim:{tenant}:{env}:{team}:{session}` | counter: who creates the session's memory |
+//! | `webchat/{tenant}/{env}/{team}/{channel}/{conversation}/seq` and `/{n}` | a web chat conversation's bot activities (webchat store) |
+//! | `webchat-sent/{tenant}/{env}/{team}/{channel}/{hash}` | an outbound message already in a web chat log (webchat store) |
 //! | `usage/{tenant}/{env}/{team\|*}/{day}/{counter}` | counter: messages in, replies out, errors per day (`*` = all teams) |
 //! | `secrets-index/{global,{tenant},{tenant}/teams/{team}}/seq` and `/{slot}` | secret names of a scope (secrets store) |
 //!
@@ -28,7 +30,7 @@
 
 use crate::secrets::SecretScope;
 use crate::session::SessionId;
-use crate::tenant::{SecretName, TenantCtx};
+use crate::tenant::{ChannelId, SecretName, TenantCtx};
 
 /// `sessions/{tenant}/{env}/{team}/{session_id}.cbor`
 pub fn session_record(ctx: &TenantCtx, session: &SessionId) -> String {
@@ -80,6 +82,39 @@ pub fn usage(
         team.unwrap_or("*"),
         day.as_str(),
         counter.as_str()
+    )
+}
+
+/// A web chat conversation's activity log: `webchat/{tenant}/{env}/{team}/{channel}/{conversation}`
+/// with `/seq` and one key per activity (the watermark is the slot number).
+pub fn webchat_log(
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+    conversation: &crate::webchat_log::ConversationId,
+) -> IndexKeys {
+    IndexKeys {
+        prefix: format!(
+            "webchat/{}/{}/{}/{}/{}",
+            ctx.tenant_id(),
+            ctx.env_id(),
+            ctx.team_token(),
+            channel,
+            conversation.as_str()
+        ),
+    }
+}
+
+/// Marks an outbound message as already appended to a web chat log, so a
+/// redelivery does not show it twice: `webchat-sent/{tenant}/{env}/{team}/{channel}/{sha256 of id}`.
+pub fn webchat_sent(ctx: &TenantCtx, channel: &ChannelId, message_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!(
+        "webchat-sent/{}/{}/{}/{}/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        channel,
+        hex::encode(&Sha256::digest(message_id.as_bytes())[..16])
     )
 }
 

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bridge;
 pub mod bundle;
 pub mod delivery;
+pub mod egress;
 pub mod engine;
 pub mod envelope;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod subjects;
 pub mod tenant;
 pub mod tenant_config;
 pub mod usage;
+pub mod webchat_log;
 pub mod yaml;
 
 #[cfg(any(test, feature = "testing"))]

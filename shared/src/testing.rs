@@ -437,9 +437,15 @@ impl FakeBridge {
             .collect()
     }
 
-    /// A delivery of `published` as the bridge pushes it (attempt `attempt`).
+    /// A delivery of `published` as the bridge pushes it (attempt `attempt`),
+    /// to the route `bridge/bridge.local.toml` maps its subject to.
     pub fn delivery(published: &Published, attempt: u32) -> Request {
-        Request::new("POST", "/internal/v1/deliveries/ingress")
+        let route = if published.subject.starts_with("greentic.messaging.egress.") {
+            "/internal/v1/deliveries/egress"
+        } else {
+            "/internal/v1/deliveries/ingress"
+        };
+        Request::new("POST", route)
             .with_header("authorization", format!("Bearer {TEST_DELIVERY_TOKEN}"))
             .with_header("content-type", "application/json")
             .with_header(crate::delivery::SUBJECT_HEADER, &published.subject)

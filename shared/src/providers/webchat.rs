@@ -29,15 +29,16 @@ pub const TOKEN_TTL_SECS: i64 = 30 * 60;
 const ISSUER: &str = "greentic-webchat";
 const SECRET_PURPOSE: &str = "token_secret";
 
+/// What a web chat token grants.
 #[derive(Debug, Serialize, Deserialize)]
-struct TokenClaims {
+pub struct TokenClaims {
     iss: String,
     aud: String,
     /// The user this token speaks for.
-    sub: String,
-    name: Option<String>,
-    /// The conversation it may post to.
-    conv: String,
+    pub sub: String,
+    pub name: Option<String>,
+    /// The conversation it may post to and read.
+    pub conv: String,
     iat: i64,
     exp: i64,
 }
@@ -161,7 +162,7 @@ pub fn receive(hook: &Webhook<'_>) -> Result<Inbound, ApiError> {
 }
 
 /// The conversation and user a token speaks for, if it is this channel's and current.
-fn verify_token(
+pub fn verify_token(
     channel: &ChannelConfig,
     token: &str,
     now_ms: i64,

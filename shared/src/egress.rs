@@ -1,0 +1,357 @@
+//! Sending a reply with the provider's own API and the tenant's own
+//! credentials, resolved through the broker for the reply's tenant/team.
+//!
+//! Outcomes map onto what the bridge does next: a send that may work later
+//! (429, 5xx, timeouts, an unreachable broker) is [`ApiError::Unavailable`]
+//! (503: redelivered with backoff); one that never will (bad token, unknown
+//! chat, a refused message) is [`ApiError::Unprocessable`] (422: dead-lettered
+//! with the provider's reason). Reasons quote the provider's error code or
+//! description only, never a token, a URL holding one, or the message.
+
+use serde_json::{Value, json};
+
+use crate::delivery::Delivery;
+use crate::envelope::Outbound;
+use crate::error::ApiError;
+use crate::host::Host;
+use crate::http::{Request, Response};
+use crate::log::RequestLog;
+use crate::providers::{secret_error, secret_name};
+use crate::secrets::client::BrokerClient;
+use crate::secrets::client::SecretsClient;
+use crate::subjects;
+use crate::tenant_config::ChannelConfig;
+use crate::tenant_config::TenantConfig;
+use crate::webchat_log::{Activity, ConversationId, ConversationLog, Participant, STORE_LABEL};
+
+pub const VAR_SLACK_API: &str = "slack_api_url";
+pub const VAR_TELEGRAM_API: &str = "telegram_api_url";
+pub const VAR_TEAMS_LOGIN: &str = "teams_login_url";
+pub const DEFAULT_SLACK_API: &str = "https://slack.com";
+pub const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
+pub const DEFAULT_TEAMS_LOGIN: &str = "https://login.microsoftonline.com";
+
+/// Slack `error` codes that a later retry can cure; every other is permanent.
+const SLACK_TRANSIENT: &[&str] = &[
+    "ratelimited",
+    "service_unavailable",
+    "internal_error",
+    "fatal_error",
+    "request_timeout",
+];
+
+/// What was done with a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The provider accepted it.
+    Delivered,
+    /// It was already in the web chat log (a redelivery).
+    AlreadyDelivered,
+}
+
+/// Applies one delivery from `greentic.messaging.egress...`: the reply must
+/// name the scope its subject names, and its channel must still exist; then
+/// it is sent with that tenant/team's credentials.
+pub fn deliver(
+    host: &dyn Host,
+    delivery: &Delivery<'_>,
+    log: &mut RequestLog,
+) -> Result<Sent, ApiError> {
+    // serde's message can quote a value (the reply text): say only that the shape is wrong.
+    let out = Outbound::from_json(delivery.body).map_err(|_| {
+        ApiError::Unprocessable("not an outbound message this version reads".into())
+    })?;
+    log.set_scope(&out.tenant);
+    if subjects::egress(&out.tenant, &out.channel).as_str() != delivery.subject
+        || out.id != delivery.msg_id
+    {
+        return Err(ApiError::Unprocessable(
+            "the message's tenant, channel or id does not match the delivery's subject".into(),
+        ));
+    }
+    let channel = TenantConfig::load(host, out.tenant.tenant_id())?
+        .and_then(|t| t.channel(&out.tenant, &out.channel))
+        .filter(|c| c.config.provider == out.provider)
+        .ok_or_else(|| ApiError::Unprocessable("the channel is not in the bundle".into()))?;
+    let secrets = BrokerClient::new(host, "egress");
+    let sent = send(host, &secrets, &channel, &out)?;
+    log.info(
+        "reply.sent",
+        json!({
+            "provider": out.provider,
+            "channel": out.channel.as_str(),
+            "msg_id": out.id,
+            "session": out.session_id.as_str(),
+            "repeat": sent == Sent::AlreadyDelivered,
+        }),
+    );
+    Ok(sent)
+}
+
+/// Sends `out` on its channel.
+pub fn send(
+    host: &dyn Host,
+    secrets: &dyn SecretsClient,
+    channel: &ChannelConfig,
+    out: &Outbound,
+) -> Result<Sent, ApiError> {
+    match channel.config.provider.as_str() {
+        "messaging-slack" => slack(host, secrets, channel, out),
+        "messaging-telegram" => telegram(host, secrets, channel, out),
+        "messaging-teams" => teams(host, secrets, channel, out),
+        "messaging-webchat" => webchat(host, channel, out),
+        other => Err(ApiError::Unprocessable(format!(
+            "no egress for provider {other}"
+        ))),
+    }
+}
+
+fn resolve(
+    secrets: &dyn SecretsClient,
+    channel: &ChannelConfig,
+    purpose: &str,
+) -> Result<String, ApiError> {
+    let name = secret_name(channel, purpose);
+    let value = secrets
+        .resolve(&channel.ctx, &name)
+        .map_err(|e| secret_error(&name, e))?;
+    String::from_utf8(value)
+        .map_err(|_| ApiError::Unprocessable(format!("secret `{}` is not text", name.as_str())))
+}
+
+fn base_url(host: &dyn Host, var: &str, default: &str) -> String {
+    host.variable(var)
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// Sends and classifies transport failures and HTTP statuses; the provider
+/// module reads the body of anything else.
+fn call(host: &dyn Host, provider: &str, base: &str, req: Request) -> Result<Response, ApiError> {
+    // The outbound error may quote the URL, which for Telegram holds the
+    // token: say only that the call failed.
+    let response = host
+        .send(base, req)
+        .map_err(|_| ApiError::Unavailable(format!("{provider}: the API could not be reached")))?;
+    match response.status {
+        429 => {
+            let after = response.header("retry-after").unwrap_or("unspecified");
+            Err(ApiError::Unavailable(format!(
+                "{provider}: rate limited (retry after {after} s)"
+            )))
+        }
+        500..=599 => Err(ApiError::Unavailable(format!(
+            "{provider}: server error {}",
+            response.status
+        ))),
+        _ => Ok(response),
+    }
+}
+
+/// A provider's short reason, cut to a length fit for a dead letter.
+fn reason(value: &Value) -> String {
+    let text = value.as_str().unwrap_or("no reason given");
+    text.chars().take(200).collect()
+}
+
+fn slack(
+    host: &dyn Host,
+    secrets: &dyn SecretsClient,
+    channel: &ChannelConfig,
+    out: &Outbound,
+) -> Result<Sent, ApiError> {
+    let token = resolve(secrets, channel, "bot_token")?;
+    let mut body = json!({ "channel": out.conversation.id, "text": out.text });
+    if let Some(thread) = &out.conversation.thread {
+        body["thread_ts"] = json!(thread);
+    }
+    let req = Request::new("POST", "/api/chat.postMessage")
+        .with_header("authorization", format!("Bearer {token}"))
+        .with_header("content-type", "application/json; charset=utf-8")
+        .with_body(body.to_string());
+    let base = base_url(host, VAR_SLACK_API, DEFAULT_SLACK_API);
+    let response = call(host, "slack", &base, req)?;
+    let answer = response.json_body();
+    if response.status == 200 && answer["ok"] == true {
+        return Ok(Sent::Delivered);
+    }
+    let error = reason(&answer["error"]);
+    if SLACK_TRANSIENT.contains(&error.as_str()) {
+        Err(ApiError::Unavailable(format!("slack: {error}")))
+    } else {
+        Err(ApiError::Unprocessable(format!("slack: {error}")))
+    }
+}
+
+fn telegram(
+    host: &dyn Host,
+    secrets: &dyn SecretsClient,
+    channel: &ChannelConfig,
+    out: &Outbound,
+) -> Result<Sent, ApiError> {
+    let token = resolve(secrets, channel, "bot_token")?;
+    let chat_id: i64 = out
+        .conversation
+        .id
+        .parse()
+        .map_err(|_| ApiError::Unprocessable("telegram: the chat id is not a number".into()))?;
+    let mut body = json!({ "chat_id": chat_id, "text": out.text });
+    if let Some(thread) = out
+        .conversation
+        .thread
+        .as_deref()
+        .and_then(|t| t.parse::<i64>().ok())
+    {
+        body["message_thread_id"] = json!(thread);
+    }
+    let req = Request::new("POST", &format!("/bot{token}/sendMessage"))
+        .with_header("content-type", "application/json")
+        .with_body(body.to_string());
+    let base = base_url(host, VAR_TELEGRAM_API, DEFAULT_TELEGRAM_API);
+    let response = call(host, "telegram", &base, req)?;
+    let answer = response.json_body();
+    if response.status == 200 && answer["ok"] == true {
+        return Ok(Sent::Delivered);
+    }
+    Err(ApiError::Unprocessable(format!(
+        "telegram: {} {}",
+        response.status,
+        reason(&answer["description"])
+    )))
+}
+
+fn teams(
+    host: &dyn Host,
+    secrets: &dyn SecretsClient,
+    channel: &ChannelConfig,
+    out: &Outbound,
+) -> Result<Sent, ApiError> {
+    let app_id = channel
+        .setting("app_id")
+        .ok_or_else(|| ApiError::NotConfigured("the Teams channel has no app_id".into()))?;
+    let password = resolve(secrets, channel, "app_password")?;
+    let service_url = out
+        .reply
+        .service_url
+        .as_deref()
+        .ok_or_else(|| ApiError::Unprocessable("teams: the reply has no service URL".into()))?;
+    let (service_base, service_path) = split_url(service_url)
+        .ok_or_else(|| ApiError::Unprocessable("teams: the service URL is not http(s)".into()))?;
+
+    // Bot Framework's client-credentials token. Under Spin there is nothing to
+    // cache it in between requests, so every reply fetches one.
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("client_id", app_id)
+        .append_pair("client_secret", &password)
+        .append_pair("scope", "https://api.botframework.com/.default")
+        .finish();
+    let login = base_url(host, VAR_TEAMS_LOGIN, DEFAULT_TEAMS_LOGIN);
+    let token_req = Request::new("POST", "/botframework.com/oauth2/v2.0/token")
+        .with_header("content-type", "application/x-www-form-urlencoded")
+        .with_body(form);
+    let token_answer = call(host, "teams login", &login, token_req)?;
+    let access = token_answer.json_body()["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!(
+                "teams login: {} {}",
+                token_answer.status,
+                reason(&token_answer.json_body()["error"])
+            ))
+        })?;
+
+    let conversation: String = percent_encoding::utf8_percent_encode(
+        &out.conversation.id,
+        percent_encoding::NON_ALPHANUMERIC,
+    )
+    .to_string();
+    let mut path = format!("{service_path}v3/conversations/{conversation}/activities");
+    let mut activity = json!({ "type": "message", "text": out.text });
+    if let Some(reply_to) = &out.reply.message_id {
+        let encoded =
+            percent_encoding::utf8_percent_encode(reply_to, percent_encoding::NON_ALPHANUMERIC);
+        path.push_str(&format!("/{encoded}"));
+        activity["replyToId"] = json!(reply_to);
+    }
+    let req = Request::new("POST", &path)
+        .with_header("authorization", format!("Bearer {access}"))
+        .with_header("content-type", "application/json")
+        .with_body(activity.to_string());
+    let response = call(host, "teams", &service_base, req)?;
+    if (200..300).contains(&response.status) {
+        return Ok(Sent::Delivered);
+    }
+    Err(ApiError::Unprocessable(format!(
+        "teams: {} {}",
+        response.status,
+        reason(&response.json_body()["error"]["code"])
+    )))
+}
+
+/// `https://host[:port]/path/` -> (`https://host[:port]`, `/path/`).
+fn split_url(url: &str) -> Option<(String, String)> {
+    let rest = url
+        .strip_prefix("https://")
+        .map(|r| ("https://", r))
+        .or_else(|| url.strip_prefix("http://").map(|r| ("http://", r)))?;
+    let (scheme, rest) = rest;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if host.is_empty() {
+        return None;
+    }
+    let mut path = format!("/{path}");
+    if !path.ends_with('/') {
+        path.push('/');
+    }
+    Some((format!("{scheme}{host}"), path))
+}
+
+fn webchat(host: &dyn Host, channel: &ChannelConfig, out: &Outbound) -> Result<Sent, ApiError> {
+    let conversation = ConversationId::parse(&out.conversation.id)
+        .map_err(|_| ApiError::Unprocessable("webchat: not a web chat conversation id".into()))?;
+    let kv = host.open_store(STORE_LABEL)?;
+    let log = ConversationLog::new(kv.as_ref(), &channel.ctx, &channel.channel, &conversation);
+    let activity = Activity {
+        id: out.id.clone(),
+        kind: "message".into(),
+        from: Participant {
+            id: "bot".into(),
+            name: channel
+                .team_name
+                .clone()
+                .or(Some(channel.tenant_name.clone())),
+            role: "bot".into(),
+        },
+        text: out.text.clone(),
+        timestamp: crate::providers::rfc3339(host.now_ms()),
+        reply_to_id: out.reply.message_id.clone(),
+    };
+    Ok(if log.append(&activity)? {
+        Sent::Delivered
+    } else {
+        Sent::AlreadyDelivered
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_urls_split_into_host_and_path() {
+        assert_eq!(
+            split_url("https://smba.trafficmanager.net/amer/"),
+            Some(("https://smba.trafficmanager.net".into(), "/amer/".into()))
+        );
+        assert_eq!(
+            split_url("http://127.0.0.1:9000"),
+            Some(("http://127.0.0.1:9000".into(), "/".into()))
+        );
+        assert_eq!(split_url("ftp://x/"), None);
+        assert_eq!(split_url("https:///x"), None);
+    }
+}

@@ -1,0 +1,469 @@
+//! Egress end to end, natively: replies delivered as the bridge pushes them,
+//! sent to local fakes of Slack, Telegram and the Bot Framework with the
+//! credentials the broker holds for that tenant/team; web chat replies read
+//! back through the webchat component.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use e2e_tests::{Broker, Call, assert_problem, token};
+use greentic::envelope::{Envelope, Outbound, ReplyAddress, Sender};
+use greentic::http::{Request, Response};
+use greentic::providers::{self, Message};
+use greentic::session::Conversation;
+use greentic::tenant::{ChannelId, TenantCtx};
+use greentic::tenant_config::TenantConfig;
+use greentic::testing::{FakeBridge, MemoryHost, Published};
+use serde_json::{Value, json};
+
+const SLACK: &str = "http://slack.test:9001";
+const TELEGRAM: &str = "http://telegram.test:9002";
+const LOGIN: &str = "http://login.test:9003";
+const SERVICE: &str = "http://smba.test:9004";
+
+/// A provider API in memory: records every request and answers from a
+/// script (then with `ok`).
+struct FakeApi {
+    calls: Mutex<Vec<Request>>,
+    script: Mutex<VecDeque<Response>>,
+    ok: Response,
+}
+
+impl FakeApi {
+    fn new(ok: Value) -> Arc<FakeApi> {
+        Arc::new(FakeApi {
+            calls: Mutex::new(Vec::new()),
+            script: Mutex::new(VecDeque::new()),
+            ok: Response::json(200, &ok),
+        })
+    }
+
+    fn answer(&self, req: &Request) -> Response {
+        self.calls.lock().unwrap().push(req.clone());
+        self.script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| self.ok.clone())
+    }
+
+    fn then(&self, response: Response) {
+        self.script.lock().unwrap().push_back(response);
+    }
+
+    fn calls(&self) -> Vec<Request> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+struct Egress {
+    host: MemoryHost,
+    broker: Broker,
+    slack: Arc<FakeApi>,
+    telegram: Arc<FakeApi>,
+    login: Arc<FakeApi>,
+    service: Arc<FakeApi>,
+}
+
+fn admin(tenant: &str, team: Option<&str>) -> Call {
+    let call = Call::with(&token(tenant, "prod").roles(&["admin"]));
+    match team {
+        Some(team) => call.team(team),
+        None => call,
+    }
+}
+
+impl Egress {
+    fn new() -> Self {
+        let broker = Broker::new();
+        broker.put(&admin("acme", None), "slack_bot_token", "xoxb-acme-tenant");
+        broker.put(
+            &admin("acme", Some("support")),
+            "slack_bot_token",
+            "xoxb-acme-support",
+        );
+        broker.put(
+            &admin("acme", Some("support")),
+            "telegram_bot_token",
+            "123456:ACME-TG",
+        );
+        broker.put(
+            &admin("acme", Some("sales")),
+            "teams_app_password",
+            "acme-sales-app-password",
+        );
+        broker.put(&admin("bigcorp", None), "slack_bot_token", "xoxb-bigcorp");
+        broker.put(
+            &admin("bigcorp", Some("helpdesk")),
+            "webchat_token_secret",
+            "bigcorp-webchat-secret-0123456789",
+        );
+        let host = broker.component_host(&[greentic::webchat_log::STORE_LABEL]);
+        FakeBridge::serve(&host);
+        let serve = |url: &str, api: &Arc<FakeApi>| {
+            let api = api.clone();
+            host.serve_url(url, Arc::new(move |req| api.answer(req)));
+        };
+        let slack = FakeApi::new(json!({ "ok": true, "ts": "1.2" }));
+        let telegram = FakeApi::new(json!({ "ok": true, "result": { "message_id": 9 } }));
+        let login = FakeApi::new(json!({ "access_token": "bf-access-token", "expires_in": 3600 }));
+        let service = FakeApi::new(json!({ "id": "reply-1" }));
+        serve(SLACK, &slack);
+        serve(TELEGRAM, &telegram);
+        serve(LOGIN, &login);
+        serve(SERVICE, &service);
+        host.set_variable("slack_api_url", SLACK);
+        host.set_variable("telegram_api_url", TELEGRAM);
+        host.set_variable("teams_login_url", LOGIN);
+        Egress {
+            host,
+            broker,
+            slack,
+            telegram,
+            login,
+            service,
+        }
+    }
+
+    /// A reply to a message from `user` in `conversation`, as the executor publishes it.
+    fn reply(
+        &self,
+        tenant: &str,
+        team: &str,
+        channel: &str,
+        conversation: Conversation,
+        reply: ReplyAddress,
+        text: &str,
+    ) -> Published {
+        let ctx = TenantCtx::new(tenant, "prod", Some(team)).unwrap();
+        let channel_id = ChannelId::parse(channel).unwrap();
+        let config = TenantConfig::load(&self.host, tenant).unwrap().unwrap();
+        let channel = config.channel(&ctx, &channel_id).unwrap();
+        let inbound: Envelope = providers::envelope(
+            &channel,
+            Message {
+                id_kind: "event",
+                provider_id: format!("E{}", text.len()),
+                conversation,
+                sender: Sender {
+                    id: "U1".into(),
+                    name: None,
+                },
+                text: "hi".into(),
+                sent_at_ms: 0,
+                attachments: vec![],
+                reply,
+            },
+        );
+        let out = Outbound::reply_to(&inbound, 0, text.into());
+        Published {
+            subject: greentic::subjects::egress(&ctx, &channel_id).to_string(),
+            msg_id: out.id.clone(),
+            payload: out.to_json(),
+        }
+    }
+
+    fn deliver(&self, message: &Published) -> Response {
+        egress::handle(&FakeBridge::delivery(message, 1), &self.host)
+    }
+}
+
+fn conversation(id: &str, thread: Option<&str>) -> Conversation {
+    Conversation {
+        id: id.into(),
+        thread: thread.map(str::to_owned),
+    }
+}
+
+fn body(req: &Request) -> Value {
+    serde_json::from_slice(&req.body).unwrap()
+}
+
+#[test]
+fn slack_replies_use_the_teams_bot_token_and_stay_in_the_thread() {
+    let e = Egress::new();
+    let m = e.reply(
+        "acme",
+        "support",
+        "slack",
+        conversation("C789012", Some("1700.0001")),
+        ReplyAddress::default(),
+        "Welcome!",
+    );
+    let r = e.deliver(&m);
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    let calls = e.slack.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].path, "/api/chat.postMessage");
+    // The team's token shadows the tenant's; bigcorp's is never used.
+    assert_eq!(
+        calls[0].header("authorization").unwrap(),
+        Some("Bearer xoxb-acme-support")
+    );
+    assert_eq!(
+        body(&calls[0]),
+        json!({ "channel": "C789012", "text": "Welcome!", "thread_ts": "1700.0001" })
+    );
+}
+
+#[test]
+fn slack_errors_are_retried_or_dead_lettered_and_never_show_the_token() {
+    let e = Egress::new();
+    let m = e.reply(
+        "acme",
+        "support",
+        "slack",
+        conversation("C1", None),
+        ReplyAddress::default(),
+        "x",
+    );
+    e.slack.then(
+        Response::json(429, &json!({ "ok": false, "error": "ratelimited" }))
+            .with_header("retry-after", "30"),
+    );
+    let r = e.deliver(&m);
+    assert_problem(&r, 503, "unavailable");
+    assert!(
+        r.json_body()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("retry after 30")
+    );
+    e.slack.then(Response::json(500, &json!({})));
+    assert_problem(&e.deliver(&m), 503, "unavailable");
+    e.slack.then(Response::json(
+        200,
+        &json!({ "ok": false, "error": "ratelimited" }),
+    ));
+    assert_problem(&e.deliver(&m), 503, "unavailable");
+    e.slack.then(Response::json(
+        200,
+        &json!({ "ok": false, "error": "channel_not_found" }),
+    ));
+    let r = e.deliver(&m);
+    assert_problem(&r, 422, "unprocessable");
+    assert_eq!(r.json_body()["detail"], "slack: channel_not_found");
+    e.slack.then(Response::json(
+        200,
+        &json!({ "ok": false, "error": "invalid_auth" }),
+    ));
+    assert_problem(&e.deliver(&m), 422, "unprocessable");
+    assert!(!e.host.raw_logs().contains("xoxb"));
+}
+
+#[test]
+fn telegram_replies_go_to_the_chat_with_the_channels_bot() {
+    let e = Egress::new();
+    let m = e.reply(
+        "acme",
+        "support",
+        "telegram",
+        conversation("-1001234567890", None),
+        ReplyAddress::default(),
+        "Hello",
+    );
+    assert_eq!(e.deliver(&m).status, 200);
+    let calls = e.telegram.calls();
+    assert_eq!(calls[0].path, "/bot123456:ACME-TG/sendMessage");
+    assert_eq!(
+        body(&calls[0]),
+        json!({ "chat_id": -1001234567890_i64, "text": "Hello" })
+    );
+
+    e.telegram.then(Response::json(403, &json!({ "ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user" })));
+    let r = e.deliver(&m);
+    assert_problem(&r, 422, "unprocessable");
+    assert_eq!(
+        r.json_body()["detail"],
+        "telegram: 403 Forbidden: bot was blocked by the user"
+    );
+    e.telegram.then(Response::json(
+        429,
+        &json!({ "ok": false, "error_code": 429, "parameters": { "retry_after": 5 } }),
+    ));
+    assert_problem(&e.deliver(&m), 503, "unavailable");
+    // Unreachable: the reason never quotes the URL, which holds the token.
+    e.host
+        .set_variable("telegram_api_url", "http://nowhere.test:1");
+    let r = e.deliver(&m);
+    assert_problem(&r, 503, "unavailable");
+    assert!(!String::from_utf8_lossy(&r.body).contains("ACME-TG"));
+    assert!(!e.host.raw_logs().contains("ACME-TG"));
+}
+
+#[test]
+fn teams_replies_fetch_a_bot_token_and_answer_the_activity() {
+    let e = Egress::new();
+    let reply = ReplyAddress {
+        message_id: Some("1485983408511".into()),
+        service_url: Some(format!("{SERVICE}/amer/")),
+    };
+    let m = e.reply(
+        "acme",
+        "sales",
+        "teams",
+        conversation("19:abc@thread.tacv2;messageid=1", None),
+        reply,
+        "On it",
+    );
+    let r = e.deliver(&m);
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    let login = &e.login.calls()[0];
+    assert_eq!(login.path, "/botframework.com/oauth2/v2.0/token");
+    let form: Vec<(String, String)> = form_urlencoded::parse(&login.body).into_owned().collect();
+    assert!(form.contains(&(
+        "client_id".into(),
+        "5f0b3a4e-2d1c-4b8a-9e7f-0a1b2c3d4e5f".into()
+    )));
+    assert!(form.contains(&("client_secret".into(), "acme-sales-app-password".into())));
+    let sent = &e.service.calls()[0];
+    assert_eq!(
+        sent.path,
+        "/amer/v3/conversations/19%3Aabc%40thread%2Etacv2%3Bmessageid%3D1/activities/1485983408511"
+    );
+    assert_eq!(
+        sent.header("authorization").unwrap(),
+        Some("Bearer bf-access-token")
+    );
+    assert_eq!(body(sent)["text"], "On it");
+
+    e.service.then(Response::json(
+        404,
+        &json!({ "error": { "code": "ConversationNotFound" } }),
+    ));
+    let r = e.deliver(&m);
+    assert_problem(&r, 422, "unprocessable");
+    assert_eq!(r.json_body()["detail"], "teams: 404 ConversationNotFound");
+    e.login
+        .then(Response::json(400, &json!({ "error": "invalid_client" })));
+    assert_problem(&e.deliver(&m), 422, "unprocessable");
+    assert!(!e.host.raw_logs().contains("acme-sales-app-password"));
+}
+
+#[test]
+fn a_missing_credential_waits_for_the_operator_instead_of_dropping_the_reply() {
+    let e = Egress::new();
+    e.broker.call(
+        admin("acme", Some("support")).request("DELETE", "/api/v1/secrets/telegram_bot_token"),
+    );
+    let m = e.reply(
+        "acme",
+        "support",
+        "telegram",
+        conversation("42", None),
+        ReplyAddress::default(),
+        "x",
+    );
+    let r = e.deliver(&m);
+    assert_problem(&r, 503, "not-configured");
+    assert!(e.telegram.calls().is_empty());
+}
+
+#[test]
+fn a_reply_naming_another_tenant_than_its_subject_is_never_sent() {
+    let e = Egress::new();
+    let acme = e.reply(
+        "acme",
+        "support",
+        "slack",
+        conversation("C1", None),
+        ReplyAddress::default(),
+        "for acme",
+    );
+    let forged = Published {
+        subject: "greentic.messaging.egress.prod.bigcorp.helpdesk.webchat".into(),
+        ..acme.clone()
+    };
+    assert_problem(&e.deliver(&forged), 422, "unprocessable");
+    let mut out = Outbound::from_json(&acme.payload).unwrap();
+    out.tenant = TenantCtx::new("bigcorp", "prod", Some("support")).unwrap();
+    let swapped = Published {
+        payload: out.to_json(),
+        ..acme.clone()
+    };
+    assert_problem(&e.deliver(&swapped), 422, "unprocessable");
+    assert!(e.slack.calls().is_empty());
+}
+
+#[test]
+fn web_chat_replies_are_read_back_by_their_conversation_only() {
+    let e = Egress::new();
+    // Two visitors of bigcorp's web chat, each with a token from ingress.
+    let issue = |name: &str| {
+        let req = Request::new("POST", "/webhooks/prod/bigcorp/helpdesk/webchat/tokens")
+            .with_header("authorization", "Bearer bigcorp-webchat-secret-0123456789")
+            .with_body(json!({ "user_name": name }).to_string());
+        let r = ingress::handle(&req, &e.host);
+        assert_eq!(r.status, 200, "{}", r.json_body());
+        let b = r.json_body();
+        (
+            b["token"].as_str().unwrap().to_owned(),
+            b["conversation_id"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (token_a, conv_a) = issue("A");
+    let (token_b, _) = issue("B");
+    let m = e.reply(
+        "bigcorp",
+        "helpdesk",
+        "webchat",
+        conversation(&conv_a, None),
+        ReplyAddress::default(),
+        "Hello A",
+    );
+    assert_eq!(e.deliver(&m).status, 200);
+    assert_eq!(
+        e.deliver(&m).json_body()["repeat"],
+        true,
+        "a redelivery is shown once"
+    );
+    let read = |token: &str, path: &str| {
+        let req = Request::new("GET", path).with_header("authorization", format!("Bearer {token}"));
+        webchat::handle(&req, &e.host)
+    };
+    let mine = read(
+        &token_a,
+        "/webchat/v1/prod/bigcorp/helpdesk/webchat/activities?watermark=0",
+    );
+    assert_eq!(mine.status, 200, "{}", mine.json_body());
+    let activities = mine.json_body()["activities"].clone();
+    assert_eq!(activities.as_array().unwrap().len(), 1);
+    assert_eq!(activities[0]["text"], "Hello A");
+    assert_eq!(mine.json_body()["watermark"], 1);
+    // B sees nothing of A's conversation; no token, a forged one, or
+    // another tenant's path gets nothing at all.
+    let theirs = read(
+        &token_b,
+        "/webchat/v1/prod/bigcorp/helpdesk/webchat/activities",
+    );
+    assert_eq!(theirs.json_body()["activities"], json!([]));
+    assert_problem(
+        &read(
+            "forged",
+            "/webchat/v1/prod/bigcorp/helpdesk/webchat/activities",
+        ),
+        401,
+        "unauthorized",
+    );
+    assert_problem(
+        &read(&token_a, "/webchat/v1/prod/acme/support/webchat/activities"),
+        404,
+        "not-found",
+    );
+    assert_problem(
+        &read(&token_a, "/webchat/v1/prod/acme/support/slack/activities"),
+        404,
+        "not-found",
+    );
+    assert_problem(
+        &read(
+            &token_a,
+            "/webchat/v1/prod/big.corp/helpdesk/webchat/activities",
+        ),
+        400,
+        "invalid-id",
+    );
+    let page = webchat::handle(&Request::new("GET", "/webchat"), &e.host);
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("Greentic web chat"));
+}
