@@ -1,0 +1,567 @@
+//! Push deliveries: messages from a durable JetStream consumer, POSTed to an HTTP endpoint.
+//!
+//! Why pull consumers: Spin components cannot hold a NATS subscription, so the
+//! bridge pulls on their behalf. A durable pull consumer with explicit acks is
+//! shared safely by every bridge replica (each message goes to one of them) and
+//! survives restarts: a message is acked only after its endpoint said 2xx, or
+//! after it was stored in the dead-letter stream, so nothing is lost in between.
+//!
+//! Outcome of one attempt (`X-Greentic-Attempt` = JetStream's delivery count):
+//! - 2xx: ack.
+//! - 4xx: the receiver refuses this message for good (bad envelope, unknown
+//!   scope): dead-letter at once, then ack. Except 408 and 429, which say
+//!   "later", not "never", and are retried like a 5xx.
+//! - 5xx, timeout, connection error: nak with the next backoff delay; at
+//!   `max_attempts` dead-letter with the last reason, then ack.
+//!
+//! A dead letter goes to `greentic.dlq.<subject without "greentic.">` with the
+//! original payload and `Nats-Msg-Id: dlq:<id>`, so dead-lettering twice (e.g.
+//! after a crash between the dead-letter ack and the consumer ack) stores it once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use reqwest::StatusCode;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{DeliveryConfig, Token};
+use crate::metrics::Metrics;
+use crate::nats::Nats;
+use crate::subject::{self, SubjectScope};
+
+/// Longest reason kept in a dead letter's `Greentic-Dlq-Reason`.
+pub const MAX_REASON_CHARS: usize = 500;
+/// Most of an error response read to find its problem `detail`/`title`.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+/// Delay of the nak that hands unstarted messages back on shutdown.
+const HAND_BACK_DELAY: Duration = Duration::from_millis(500);
+/// Pause before rebuilding a consumer after it failed.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// One `[[delivery]]` entry at run time.
+pub struct Delivery {
+    cfg: DeliveryConfig,
+    http: reqwest::Client,
+    token: Token,
+    /// Strings that never go into a dead-letter reason (both bearer tokens).
+    redact: Vec<Token>,
+    nats: Arc<Nats>,
+    metrics: Arc<Metrics>,
+}
+
+/// Why an attempt failed: `status` is the HTTP status or `timeout`/`connect`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub status: String,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Delivered(StatusCode),
+    /// Never worth retrying: dead-letter now.
+    Rejected(Failure),
+    /// Worth retrying until `max_attempts`.
+    Failed(Failure),
+}
+
+enum Next {
+    Message(Box<jetstream::Message>),
+    Error(consumer::pull::MessagesError),
+    Ended,
+    Shutdown,
+}
+
+impl Delivery {
+    pub fn new(
+        cfg: DeliveryConfig,
+        token: Token,
+        redact: Vec<Token>,
+        nats: Arc<Nats>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("greentic-bridge/", env!("CARGO_PKG_VERSION")))
+            // A redirect would be a misconfigured endpoint; following it could
+            // carry the delivery token somewhere else.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
+            .timeout(cfg.timeout)
+            .build()?;
+        Ok(Delivery {
+            cfg,
+            http,
+            token,
+            redact,
+            nats,
+            metrics,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// Pulls and delivers until `shutdown`, then stops pulling, hands back what
+    /// was fetched but not started, and waits up to `grace` for what is in flight.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let slots = Arc::new(Semaphore::new(self.cfg.concurrency));
+        let mut in_flight = JoinSet::new();
+        let mut ready = self.nats.streams_ready();
+        tokio::select! {
+            _ = ready.wait_for(|r| *r) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+
+        'consumer: loop {
+            let mut messages = match self.open().await {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(delivery = self.cfg.name, error = %e, "cannot open consumer yet");
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY_PAUSE) => continue 'consumer,
+                        _ = shutdown.wait_for(|s| *s) => break 'consumer,
+                    }
+                }
+            };
+            tracing::info!(
+                delivery = self.cfg.name,
+                stream = self.cfg.stream,
+                filter = self.cfg.filter_subject.as_str(),
+                endpoint = %self.cfg.endpoint,
+                "delivering"
+            );
+            loop {
+                while in_flight.try_join_next().is_some() {}
+                // A slot first, then a message: never hold a message we cannot start.
+                let slot = tokio::select! {
+                    slot = slots.clone().acquire_owned() => Some(slot.expect("semaphore is never closed")),
+                    _ = shutdown.wait_for(|s| *s) => None,
+                };
+                let Some(slot) = slot else {
+                    self.hand_back(&mut messages).await;
+                    break 'consumer;
+                };
+                let next = tokio::select! {
+                    next = messages.next() => match next {
+                        Some(Ok(m)) => Next::Message(Box::new(m)),
+                        Some(Err(e)) => Next::Error(e),
+                        None => Next::Ended,
+                    },
+                    _ = shutdown.wait_for(|s| *s) => Next::Shutdown,
+                };
+                match next {
+                    Next::Message(message) => {
+                        let this = self.clone();
+                        in_flight.spawn(async move {
+                            this.handle(*message).await;
+                            drop(slot);
+                        });
+                    }
+                    Next::Error(e) => {
+                        use consumer::pull::MessagesErrorKind as K;
+                        tracing::warn!(delivery = self.cfg.name, error = %e, "consumer stream error");
+                        if matches!(e.kind(), K::ConsumerDeleted | K::NoResponders) {
+                            self.nats.ensure_streams_again();
+                            break;
+                        }
+                    }
+                    Next::Ended => break,
+                    Next::Shutdown => {
+                        self.hand_back(&mut messages).await;
+                        break 'consumer;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                _ = shutdown.wait_for(|s| *s) => break 'consumer,
+            }
+        }
+
+        let pending = in_flight.len();
+        if pending > 0 {
+            tracing::info!(
+                delivery = self.cfg.name,
+                in_flight = pending,
+                "finishing deliveries in flight"
+            );
+        }
+        let drained = tokio::time::timeout(grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                delivery = self.cfg.name,
+                in_flight = in_flight.len(),
+                "shutdown timeout: abandoning deliveries in flight (JetStream redelivers them)"
+            );
+            in_flight.abort_all();
+        }
+    }
+
+    /// Creates or updates the durable consumer and starts pulling, at most
+    /// `concurrency` messages ahead.
+    async fn open(&self) -> Result<consumer::pull::Stream, async_nats::Error> {
+        let config = consumer::pull::Config {
+            durable_name: Some(self.cfg.name.clone()),
+            description: Some(format!("greentic-bridge delivery to {}", self.cfg.endpoint)),
+            filter_subject: self.cfg.filter_subject.as_str().to_string(),
+            deliver_policy: consumer::DeliverPolicy::All,
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.cfg.ack_wait,
+            // The bridge counts attempts itself and dead-letters; the server
+            // must never drop a message silently after N deliveries.
+            max_deliver: -1,
+            ..Default::default()
+        };
+        let consumer: consumer::PullConsumer = self
+            .nats
+            .js()
+            .create_consumer_on_stream(config, self.cfg.stream.as_str())
+            .await?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(self.cfg.concurrency)
+            .heartbeat(Duration::from_secs(5))
+            .expires(Duration::from_secs(30))
+            .messages()
+            .await?;
+        Ok(messages)
+    }
+
+    /// On shutdown: messages already fetched but not started go back now
+    /// instead of after `ack_wait`. The short delay keeps JetStream from
+    /// handing them straight back to this consumer's last pull request before
+    /// its subscription is gone.
+    async fn hand_back(&self, messages: &mut consumer::pull::Stream) {
+        let mut returned = 0;
+        while let Some(Some(Ok(message))) = messages.next().now_or_never() {
+            if message
+                .ack_with(AckKind::Nak(Some(HAND_BACK_DELAY)))
+                .await
+                .is_ok()
+            {
+                returned += 1;
+            }
+        }
+        if returned > 0 {
+            tracing::info!(
+                delivery = self.cfg.name,
+                returned,
+                "handed back unstarted messages"
+            );
+        }
+    }
+
+    /// One attempt at one message, and what follows from its outcome.
+    async fn handle(&self, message: jetstream::Message) {
+        let (attempt, seq) = match message.info() {
+            Ok(info) => (
+                u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
+                info.stream_sequence,
+            ),
+            Err(e) => {
+                tracing::error!(delivery = self.cfg.name, error = %e, "message without JetStream info");
+                let _ = message.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let subject = message.subject.to_string();
+        let msg_id = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str().to_string())
+            .filter(|id| !id.is_empty() && id.bytes().all(|c| c.is_ascii_graphic()))
+            .unwrap_or_else(|| format!("{}:{seq}", self.cfg.stream));
+        let scope = SubjectScope::parse(&subject);
+        let span = tracing::info_span!(
+            "delivery",
+            delivery = self.cfg.name,
+            subject,
+            msg_id,
+            tenant = scope.map(|s| s.tenant),
+            env = scope.map(|s| s.env),
+            team = scope.map(|s| s.team),
+            channel = scope.map(|s| s.channel),
+            seq,
+            attempt,
+        );
+
+        let outcome = self
+            .post(&subject, &msg_id, attempt, seq, message.payload.clone())
+            .await;
+        match outcome {
+            Outcome::Delivered(status) => {
+                if let Err(e) = message.double_ack().await {
+                    // The endpoint has it; JetStream will offer it again after
+                    // ack_wait and the receiver's dedupe (by msg id) absorbs it.
+                    tracing::warn!(parent: &span, error = %e, "delivered but ack failed");
+                }
+                self.metrics.delivered(&self.cfg.name);
+                tracing::debug!(parent: &span, status = status.as_u16(), "delivered");
+            }
+            Outcome::Rejected(failure) => {
+                self.dead_letter(&message, &subject, &msg_id, attempt, seq, failure, &span)
+                    .await
+            }
+            Outcome::Failed(failure) if attempt >= self.cfg.max_attempts => {
+                self.dead_letter(&message, &subject, &msg_id, attempt, seq, failure, &span)
+                    .await
+            }
+            Outcome::Failed(failure) => {
+                let delay = self.cfg.backoff_after(attempt);
+                if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+                    tracing::warn!(parent: &span, error = %e, "nak failed; redelivery after ack_wait");
+                }
+                self.metrics.retried(&self.cfg.name);
+                tracing::warn!(
+                    parent: &span,
+                    status = failure.status,
+                    reason = failure.reason,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "delivery failed; will retry"
+                );
+            }
+        }
+    }
+
+    /// POSTs the payload with the delivery headers and classifies the answer.
+    async fn post(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        attempt: u32,
+        seq: u64,
+        payload: Bytes,
+    ) -> Outcome {
+        let request = self
+            .http
+            .post(self.cfg.endpoint.clone())
+            .bearer_auth(self.token.as_str())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("X-Greentic-Subject", subject)
+            .header("X-Greentic-Msg-Id", msg_id)
+            .header("X-Greentic-Attempt", attempt)
+            .header("X-Greentic-Stream-Seq", seq)
+            .body(payload);
+        match request.send().await {
+            Ok(response) if response.status().is_success() => Outcome::Delivered(response.status()),
+            Ok(response) => {
+                let status = response.status();
+                let reason = self.reason_from(response).await;
+                let failure = Failure {
+                    status: status.as_u16().to_string(),
+                    reason,
+                };
+                if permanent(status) {
+                    Outcome::Rejected(failure)
+                } else {
+                    Outcome::Failed(failure)
+                }
+            }
+            Err(e) if e.is_timeout() => Outcome::Failed(Failure {
+                status: "timeout".into(),
+                reason: format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.cfg.timeout)
+                ),
+            }),
+            Err(e) => Outcome::Failed(Failure {
+                status: "connect".into(),
+                reason: self.clean(&transport_reason(&e)),
+            }),
+        }
+    }
+
+    /// The problem `detail` (or `title`) of an error answer, else its status line.
+    async fn reason_from(&self, mut response: reqwest::Response) -> String {
+        let status = response.status();
+        let mut body = Vec::new();
+        while body.len() < MAX_ERROR_BODY {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let from_problem = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                ["detail", "title"].iter().find_map(|k| {
+                    v.get(k)
+                        .and_then(|s| s.as_str())
+                        .filter(|s| !s.trim().is_empty())
+                        .map(str::to_string)
+                })
+            });
+        let reason = from_problem.unwrap_or_else(|| {
+            format!(
+                "HTTP {} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            )
+            .trim_end()
+            .to_string()
+        });
+        self.clean(&reason)
+    }
+
+    fn clean(&self, reason: &str) -> String {
+        let redact: Vec<&str> = self.redact.iter().map(Token::as_str).collect();
+        clean_reason(reason, &redact)
+    }
+
+    /// Stores the message in the dead-letter stream, then acks the original.
+    /// If NATS cannot take the dead letter, the original is nakked and comes back.
+    #[allow(clippy::too_many_arguments)]
+    async fn dead_letter(
+        &self,
+        message: &jetstream::Message,
+        subject: &str,
+        msg_id: &str,
+        attempts: u32,
+        seq: u64,
+        failure: Failure,
+        span: &tracing::Span,
+    ) {
+        if subject.starts_with(subject::DLQ_PREFIX) {
+            // A dead letter that cannot be delivered is not dead-lettered again
+            // (that would loop); it stays in GREENTIC_DLQ, this consumer moves on.
+            let _ = message.ack_with(AckKind::Term).await;
+            tracing::error!(parent: span, status = failure.status, reason = failure.reason, "dead letter undeliverable; skipped");
+            return;
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, format!("dlq:{msg_id}"));
+        headers.insert("Greentic-Original-Subject", subject);
+        headers.insert("Greentic-Msg-Id", msg_id);
+        headers.insert("Greentic-Dlq-Status", failure.status.as_str());
+        headers.insert("Greentic-Dlq-Reason", failure.reason.as_str());
+        headers.insert("Greentic-Attempts", attempts.to_string());
+        headers.insert("Greentic-Delivery", self.cfg.name.as_str());
+        headers.insert("Greentic-Stream-Seq", seq.to_string());
+        let dlq_subject = subject::dlq_subject(subject);
+        let stored = match self
+            .nats
+            .js()
+            .publish_with_headers(dlq_subject.clone(), headers, message.payload.clone())
+            .await
+        {
+            Ok(pending) => pending.await.map_err(async_nats::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        match stored {
+            Ok(ack) => {
+                if let Err(e) = message.double_ack().await {
+                    tracing::warn!(parent: span, error = %e, "dead-lettered but ack failed");
+                }
+                self.metrics.dead_lettered(&self.cfg.name);
+                tracing::warn!(
+                    parent: span,
+                    status = failure.status,
+                    reason = failure.reason,
+                    dlq_subject,
+                    dlq_seq = ack.sequence,
+                    "dead-lettered"
+                );
+            }
+            Err(e) => {
+                let delay = self.cfg.backoff_after(attempts);
+                let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+                tracing::error!(parent: span, error = %e, "cannot store dead letter; will retry");
+            }
+        }
+    }
+}
+
+/// 4xx means "never" except 408 (Request Timeout) and 429 (Too Many Requests),
+/// which mean "later". Other non-2xx (3xx, 1xx) are misconfigurations that a
+/// retry will not fix.
+fn permanent(status: StatusCode) -> bool {
+    !(status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS)
+}
+
+/// Header-safe (no control characters), without any of `redact`, at most
+/// [`MAX_REASON_CHARS`] characters.
+fn clean_reason(reason: &str, redact: &[&str]) -> String {
+    let mut reason = reason.to_string();
+    for secret in redact {
+        reason = reason.replace(secret, "[redacted]");
+    }
+    reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_REASON_CHARS)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// A short, URL-free description of a transport error.
+fn transport_reason(e: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut deepest = None;
+    while let Some(s) = source {
+        deepest = Some(s.to_string());
+        source = s.source();
+    }
+    let kind = if e.is_connect() {
+        "connection failed"
+    } else if e.is_request() || e.is_body() {
+        "request failed"
+    } else {
+        "transport error"
+    };
+    match deepest {
+        Some(d) => format!("{kind}: {d}"),
+        None => kind.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_5xx_408_and_429_are_retried() {
+        for (code, retried) in [
+            (500, true),
+            (502, true),
+            (503, true),
+            (408, true),
+            (429, true),
+            (400, false),
+            (401, false),
+            (404, false),
+            (409, false),
+            (422, false),
+            (302, false),
+        ] {
+            assert_eq!(
+                !permanent(StatusCode::from_u16(code).unwrap()),
+                retried,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn reasons_are_bounded_single_line_and_token_free() {
+        let token = "d-0123456789abcdef0123456789abcdef";
+        let long = format!("bad\r\nenvelope {token} {}", "é".repeat(600));
+        let clean = clean_reason(&long, &[token]);
+        assert!(!clean.contains(token));
+        assert!(clean.starts_with("bad  envelope [redacted] é"));
+        assert_eq!(clean.chars().count(), MAX_REASON_CHARS);
+        assert!(!clean.chars().any(char::is_control));
+    }
+}

@@ -1,0 +1,212 @@
+//! Counters for `/metrics`, rendered in the Prometheus text format by hand.
+//!
+//! Why by hand: six counters with one label each do not justify a metrics
+//! framework. Label values are known at start (stream names, delivery names),
+//! so every series exists from the first scrape, at zero; a counter that only
+//! appears after its first event makes `rate()` and alerts misbehave.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One counter family with a single label.
+#[derive(Debug)]
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    label: &'static str,
+    values: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Family {
+    fn new(name: &'static str, help: &'static str, label: &'static str, values: &[&str]) -> Self {
+        Family {
+            name,
+            help,
+            label,
+            values: Mutex::new(values.iter().map(|v| (v.to_string(), 0)).collect()),
+        }
+    }
+
+    fn inc(&self, value: &str) {
+        let mut values = self.values.lock().expect("metrics lock");
+        match values.get_mut(value) {
+            Some(n) => *n += 1,
+            None => {
+                values.insert(value.to_string(), 1);
+            }
+        }
+    }
+
+    fn get(&self, value: &str) -> u64 {
+        let values = self.values.lock().expect("metrics lock");
+        values.get(value).copied().unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE {} counter", self.name);
+        let values = self.values.lock().expect("metrics lock");
+        for (value, n) in values.iter() {
+            // Label values are stream and delivery names: [A-Za-z0-9_-], nothing to escape.
+            let _ = writeln!(out, "{}{{{}=\"{}\"}} {}", self.name, self.label, value, n);
+        }
+    }
+}
+
+/// Every counter the bridge exports.
+#[derive(Debug)]
+pub struct Metrics {
+    published: Family,
+    duplicates: Family,
+    delivered: Family,
+    retried: Family,
+    dead_lettered: Family,
+    publish_errors: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new(streams: &[&str], deliveries: &[&str]) -> Self {
+        Metrics {
+            published: Family::new(
+                "greentic_bridge_published_total",
+                "Messages stored by JetStream through POST /v1/publish (duplicates excluded).",
+                "stream",
+                streams,
+            ),
+            duplicates: Family::new(
+                "greentic_bridge_publish_duplicates_total",
+                "Publishes JetStream recognised as duplicates of an earlier Nats-Msg-Id.",
+                "stream",
+                streams,
+            ),
+            delivered: Family::new(
+                "greentic_bridge_delivered_total",
+                "Messages delivered to their endpoint (2xx) and acknowledged.",
+                "delivery",
+                deliveries,
+            ),
+            retried: Family::new(
+                "greentic_bridge_retried_total",
+                "Delivery attempts that failed (5xx, timeout, connection) and were scheduled again.",
+                "delivery",
+                deliveries,
+            ),
+            dead_lettered: Family::new(
+                "greentic_bridge_dead_lettered_total",
+                "Messages moved to the dead-letter stream.",
+                "delivery",
+                deliveries,
+            ),
+            publish_errors: AtomicU64::new(0),
+        }
+    }
+
+    pub fn published(&self, stream: &str, duplicate: bool) {
+        if duplicate {
+            self.duplicates.inc(stream)
+        } else {
+            self.published.inc(stream)
+        }
+    }
+
+    pub fn delivered(&self, delivery: &str) {
+        self.delivered.inc(delivery)
+    }
+
+    pub fn retried(&self, delivery: &str) {
+        self.retried.inc(delivery)
+    }
+
+    pub fn dead_lettered(&self, delivery: &str) {
+        self.dead_lettered.inc(delivery)
+    }
+
+    pub fn publish_error(&self) {
+        self.publish_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Current values, for tests: (published, duplicates) of a stream.
+    pub fn published_count(&self, stream: &str) -> (u64, u64) {
+        (self.published.get(stream), self.duplicates.get(stream))
+    }
+
+    /// Current values, for tests: (delivered, retried, dead-lettered) of a delivery.
+    pub fn delivery_counts(&self, delivery: &str) -> (u64, u64, u64) {
+        (
+            self.delivered.get(delivery),
+            self.retried.get(delivery),
+            self.dead_lettered.get(delivery),
+        )
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self, nats_connected: bool) -> String {
+        let mut out = String::with_capacity(2048);
+        for family in [
+            &self.published,
+            &self.duplicates,
+            &self.delivered,
+            &self.retried,
+            &self.dead_lettered,
+        ] {
+            family.render(&mut out);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP greentic_bridge_publish_errors_total Publishes answered 503 (NATS unavailable or no ack in time).\n\
+             # TYPE greentic_bridge_publish_errors_total counter\n\
+             greentic_bridge_publish_errors_total {}",
+            self.publish_errors.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP greentic_bridge_nats_connected 1 while the NATS connection is up.\n\
+             # TYPE greentic_bridge_nats_connected gauge\n\
+             greentic_bridge_nats_connected {}",
+            u8::from(nats_connected)
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_is_present_from_the_start() {
+        let m = Metrics::new(&["GREENTIC_INGRESS"], &["ingress"]);
+        let text = m.render(true);
+        for line in [
+            "greentic_bridge_published_total{stream=\"GREENTIC_INGRESS\"} 0",
+            "greentic_bridge_publish_duplicates_total{stream=\"GREENTIC_INGRESS\"} 0",
+            "greentic_bridge_delivered_total{delivery=\"ingress\"} 0",
+            "greentic_bridge_retried_total{delivery=\"ingress\"} 0",
+            "greentic_bridge_dead_lettered_total{delivery=\"ingress\"} 0",
+            "greentic_bridge_publish_errors_total 0",
+            "greentic_bridge_nats_connected 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn counters_count() {
+        let m = Metrics::new(&["S"], &["d"]);
+        m.published("S", false);
+        m.published("S", true);
+        m.published("S", false);
+        m.delivered("d");
+        m.retried("d");
+        m.dead_lettered("d");
+        m.publish_error();
+        assert_eq!(m.published_count("S"), (2, 1));
+        assert_eq!(m.delivery_counts("d"), (1, 1, 1));
+        let text = m.render(false);
+        assert!(text.contains("greentic_bridge_published_total{stream=\"S\"} 2\n"));
+        assert!(text.contains("greentic_bridge_publish_errors_total 1\n"));
+        assert!(text.contains("greentic_bridge_nats_connected 0\n"));
+    }
+}

