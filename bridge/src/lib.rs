@@ -24,6 +24,8 @@ pub mod problem;
 pub mod publish;
 pub mod streams;
 pub mod subject;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

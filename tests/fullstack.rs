@@ -1,0 +1,396 @@
+//! The whole platform on one machine, as `scripts/dev` runs it: a real
+//! nats-server with JetStream, the bridge, and the components behind one HTTP
+//! listener. A message goes provider -> ingress -> bridge -> NATS -> bridge ->
+//! flow executor -> bridge -> NATS -> bridge -> egress, and the tests watch
+//! what comes out at the providers' (faked) APIs, the session API and the
+//! web chat page in Debian's Chromium.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e_tests::{Broker, Call, NOW_SECS, token};
+use greentic::http::{Request, Response};
+use greentic::testing::MemoryHost;
+use greentic_bridge::testing::{DELIVERY_TOKEN, DeliverySpec, NatsServer, PUBLISH_TOKEN, config};
+use hmac::{KeyInit, Mac};
+use serde_json::{Value, json};
+
+const SLACK_SECRET: &str = "fullstack-slack-signing-secret";
+const WEBCHAT_SECRET: &str = "fullstack-webchat-secret-0123456789";
+const SLACK_API: &str = "http://slack.test:1";
+
+/// What the fake Slack API was asked to post.
+type Posts = Arc<Mutex<Vec<Value>>>;
+
+/// nats-server, the bridge and the components, torn down on drop.
+struct Stack {
+    runtime: tokio::runtime::Runtime,
+    nats: NatsServer,
+    bridge: Option<greentic_bridge::Running>,
+    front: SocketAddr,
+    slack_posts: Posts,
+    slack_answer: Arc<Mutex<Value>>,
+}
+
+impl Stack {
+    fn start() -> Stack {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let nats = NatsServer::start();
+
+        // The components: one memory host for the components that share
+        // stores under Spin (sessions, webchat), the broker behind chaining.
+        let broker = Broker::new();
+        let admin = |tenant: &str, team: &str| {
+            Call::with(&token(tenant, "prod").roles(&["admin"])).team(team)
+        };
+        broker.put(
+            &admin("acme", "support"),
+            "slack_signing_secret",
+            SLACK_SECRET,
+        );
+        broker.put(
+            &admin("acme", "support"),
+            "slack_bot_token",
+            "xoxb-acme-support",
+        );
+        broker.put(
+            &admin("bigcorp", "helpdesk"),
+            "webchat_token_secret",
+            WEBCHAT_SECRET,
+        );
+        // The hosts keep the test clock (NOW_SECS): messages carry its time.
+        let host = broker.component_host(&["sessions", "webchat"]);
+
+        let slack_posts: Posts = Arc::default();
+        let slack_answer = Arc::new(Mutex::new(json!({ "ok": true, "ts": "1.1" })));
+        let (posts, answer) = (slack_posts.clone(), slack_answer.clone());
+        host.serve_url(
+            SLACK_API,
+            Arc::new(move |req: &Request| {
+                posts.lock().unwrap().push(json!({
+                    "auth": req.header("authorization").unwrap(),
+                    "body": serde_json::from_slice::<Value>(&req.body).unwrap(),
+                }));
+                Response::json(200, &*answer.lock().unwrap())
+            }),
+        );
+        host.set_variable("slack_api_url", SLACK_API);
+
+        let host = Arc::new(host);
+        let front = runtime.block_on(serve_components(host.clone()));
+
+        let bridge_config = config(
+            &nats.url(),
+            &[
+                DeliverySpec::ingress(format!("http://{front}/internal/v1/deliveries/ingress")),
+                DeliverySpec::egress(format!("http://{front}/internal/v1/deliveries/egress")),
+            ],
+        );
+        let bridge = runtime
+            .block_on(greentic_bridge::start(bridge_config))
+            .expect("the bridge starts");
+        let bridge_url = format!("http://{}", bridge.local_addr());
+        host.set_variable("bridge_url", &bridge_url);
+        host.set_variable("bridge_publish_token", PUBLISH_TOKEN);
+        host.set_variable("bridge_delivery_token", DELIVERY_TOKEN);
+        // Outbound calls to the bridge leave the process, as under Spin.
+        let target = bridge_url.clone();
+        host.serve_url(
+            &bridge_url,
+            Arc::new(move |req: &Request| forward(&target, req)),
+        );
+
+        let stack = Stack {
+            runtime,
+            nats,
+            bridge: Some(bridge),
+            front,
+            slack_posts,
+            slack_answer,
+        };
+        stack.eventually("the bridge is ready", || {
+            stack.bridge.as_ref().unwrap().ready()
+        });
+        stack
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.front)
+    }
+
+    /// A Slack message event, signed as Slack signs it.
+    fn slack(&self, event_id: &str, text: &str) -> (u16, Value) {
+        let body = json!({
+            "type": "event_callback", "team_id": "T123456", "event_id": event_id,
+            "event": {"type": "message", "channel": "C789012", "user": "U1", "text": text, "ts": "1700000000.000100"}
+        })
+        .to_string();
+        let timestamp = NOW_SECS.to_string();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SLACK_SECRET.as_bytes()).unwrap();
+        mac.update(format!("v0:{timestamp}:{body}").as_bytes());
+        let signature = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+        http(
+            "POST",
+            &self.url("/webhooks/prod/acme/support/slack"),
+            &[
+                ("x-slack-request-timestamp", &timestamp),
+                ("x-slack-signature", &signature),
+            ],
+            Some(body),
+        )
+    }
+
+    fn eventually(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn posts(&self) -> Vec<Value> {
+        self.slack_posts.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(bridge) = self.bridge.take() {
+            self.runtime.block_on(bridge.shutdown());
+        }
+        self.nats.stop();
+    }
+}
+
+/// One blocking HTTP exchange; answers status and JSON body (`Null` if none).
+fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<String>) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let response = agent
+        .run(req.body(body.unwrap_or_default()).unwrap())
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.into_body().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// A component's outbound request to the bridge, sent over real HTTP.
+fn forward(base: &str, req: &Request) -> Response {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut out = ureq::http::Request::builder()
+        .method(req.method.as_str())
+        .uri(format!("{base}{}", req.path));
+    for (name, value) in &req.headers {
+        out = out.header(name.as_str(), value.as_slice());
+    }
+    match agent.run(out.body(req.body.clone()).unwrap()) {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body = response.into_body().read_to_vec().unwrap_or_default();
+            Response {
+                status,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body,
+            }
+        }
+        // As a refused connection looks to a component under Spin.
+        Err(e) => Response::json(
+            503,
+            &json!({ "detail": format!("bridge unreachable: {e}") }),
+        ),
+    }
+}
+
+/// The components behind one listener, routed as spin.toml routes them.
+async fn serve_components(host: Arc<MemoryHost>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let host = host.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, 2 << 20)
+                .await
+                .unwrap_or_default();
+            let mut request = Request::new(parts.method.as_str(), &parts.uri.to_string())
+                .with_body(body.to_vec());
+            for (name, value) in &parts.headers {
+                request = request.with_header(name.as_str(), value.as_bytes());
+            }
+            // Handlers are synchronous and call out (broker, bridge): keep
+            // them off the async workers.
+            let response = tokio::task::spawn_blocking(move || route(&request, host.as_ref()))
+                .await
+                .unwrap();
+            let mut builder = axum::http::Response::builder().status(response.status);
+            for (name, value) in &response.headers {
+                builder = builder.header(name, value);
+            }
+            builder.body(axum::body::Body::from(response.body)).unwrap()
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// spin.toml's routes, for the native handlers.
+fn route(req: &Request, host: &MemoryHost) -> Response {
+    let path = req.path.as_str();
+    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
+    if under("/webhooks") {
+        ingress::handle(req, host)
+    } else if path == flow_executor::ROUTE {
+        flow_executor::handle(req, host)
+    } else if path == egress::ROUTE {
+        egress::handle(req, host)
+    } else if under("/api/v1/sessions") || path == "/api/v1/usage" {
+        session_api::handle(req, host)
+    } else if under("/webchat") {
+        webchat::handle(req, host)
+    } else {
+        Response {
+            status: 404,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+}
+
+#[test]
+fn a_slack_message_becomes_a_reply_through_nats_and_the_session_shows_it() {
+    let stack = Stack::start();
+    let (status, body) = stack.slack("EvFULL1", "hi");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "published");
+    stack.eventually("two replies reach Slack", || stack.posts().len() >= 2);
+    let posts = stack.posts();
+    assert_eq!(posts[0]["auth"], "Bearer xoxb-acme-support");
+    assert_eq!(posts[0]["body"]["channel"], "C789012");
+    assert_eq!(
+        posts[0]["body"]["text"],
+        "Welcome to ACME Support! How can I help?"
+    );
+    assert_eq!(posts[1]["body"]["text"], "May I have your name?");
+
+    // Slack retries the same event: one message, no third reply.
+    let (status, body) = stack.slack("EvFULL1", "hi");
+    assert_eq!((status, &body["duplicate"]), (200, &json!(true)));
+    let (status, _) = stack.slack("EvFULL2", "Dana");
+    assert_eq!(status, 200);
+    stack.eventually("the third reply", || stack.posts().len() >= 3);
+    assert_eq!(
+        stack.posts()[2]["body"]["text"],
+        "Thanks Dana! What is your order number?"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(stack.posts().len(), 3, "a provider retry produced a reply");
+
+    let auth = token("acme", "prod").bearer();
+    let (status, list) = http(
+        "GET",
+        &stack.url("/api/v1/sessions"),
+        &[
+            ("authorization", &auth),
+            ("x-tenant-id", "acme"),
+            ("x-team-id", "support"),
+        ],
+        None,
+    );
+    assert_eq!(status, 200, "{list}");
+    let id = list["sessions"][0]["id"].as_str().unwrap().to_owned();
+    let (_, session) = http(
+        "GET",
+        &stack.url(&format!("/api/v1/sessions/{id}")),
+        &[
+            ("authorization", &auth),
+            ("x-tenant-id", "acme"),
+            ("x-team-id", "support"),
+        ],
+        None,
+    );
+    assert_eq!(session["state"]["name"], "Dana");
+    assert_eq!(session["status"], "waiting");
+}
+
+#[test]
+fn a_reply_slack_refuses_is_dead_lettered_and_nats_down_is_503_for_the_provider() {
+    let mut stack = Stack::start();
+    *stack.slack_answer.lock().unwrap() = json!({ "ok": false, "error": "channel_not_found" });
+    assert_eq!(stack.slack("EvDLQ", "hi").0, 200);
+    // The bridge counts what it dead-lettered: (delivered, retried, dead-lettered).
+    stack.eventually("the refused replies are dead-lettered", || {
+        stack
+            .bridge
+            .as_ref()
+            .unwrap()
+            .metrics()
+            .delivery_counts("egress")
+            .2
+            == 2
+    });
+    assert!(stack.posts().len() >= 2);
+
+    stack.nats.stop();
+    stack.eventually("NATS is seen down", || {
+        !stack.bridge.as_ref().unwrap().ready()
+    });
+    let (status, body) = stack.slack("EvDOWN", "hi");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "urn:greentic:problem:unavailable");
+    stack.nats.spawn();
+    stack.eventually("NATS is back", || stack.bridge.as_ref().unwrap().ready());
+    assert_eq!(
+        stack.slack("EvDOWN", "hi").0,
+        200,
+        "the provider's retry gets through"
+    );
+}
+
+#[test]
+fn a_person_talks_to_bigcorps_flow_in_the_web_chat_page() {
+    let stack = Stack::start();
+    let browser = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        browser.join("node_modules/playwright-core").is_dir(),
+        "the browser test needs playwright-core: (cd tests/browser && npm ci)"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "the browser test needs Debian's Chromium: apt-get install chromium (or set CHROMIUM)"
+    );
+    let out_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-output");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let screenshot = out_dir.join("webchat.png");
+    let run = std::process::Command::new("node")
+        .arg(browser.join("webchat.mjs"))
+        .env("GREENTIC_URL", format!("http://{}", stack.front))
+        .env("WEBCHAT_SECRET", WEBCHAT_SECRET)
+        .env("SCREENSHOT", &screenshot)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("node runs");
+    assert!(
+        run.status.success(),
+        "browser test failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert!(screenshot.is_file());
+}
