@@ -7,13 +7,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use e2e_tests::{Broker, Call, assert_problem, token};
-use greentic::envelope::{Envelope, Outbound, ReplyAddress, Sender};
+use greentic::envelope::{Outbound, ReplyAddress};
 use greentic::http::{Request, Response};
-use greentic::providers::{self, Message};
+use greentic::providers::Message;
 use greentic::session::Conversation;
-use greentic::tenant::{ChannelId, TenantCtx};
-use greentic::tenant_config::TenantConfig;
-use greentic::testing::{FakeBridge, MemoryHost, Published};
+use greentic::tenant::TenantCtx;
+use greentic::testing::{FakeBridge, MemoryHost, Published, envelope_on, message};
 use serde_json::{Value, json};
 
 const SLACK: &str = "http://slack.test:9001";
@@ -125,7 +124,7 @@ impl Egress {
         }
     }
 
-    /// A reply to a message from `user` in `conversation`, as the executor publishes it.
+    /// A reply to a message in `conversation`, as the executor publishes it.
     fn reply(
         &self,
         tenant: &str,
@@ -135,32 +134,13 @@ impl Egress {
         reply: ReplyAddress,
         text: &str,
     ) -> Published {
-        let ctx = TenantCtx::new(tenant, "prod", Some(team)).unwrap();
-        let channel_id = ChannelId::parse(channel).unwrap();
-        let config = TenantConfig::load(&self.host, tenant).unwrap().unwrap();
-        let channel = config.channel(&ctx, &channel_id).unwrap();
-        let inbound: Envelope = providers::envelope(
-            &channel,
-            Message {
-                id_kind: "event",
-                provider_id: format!("E{}", text.len()),
-                conversation,
-                sender: Sender {
-                    id: "U1".into(),
-                    name: None,
-                },
-                text: "hi".into(),
-                sent_at_ms: 0,
-                attachments: vec![],
-                reply,
-            },
-        );
-        let out = Outbound::reply_to(&inbound, 0, text.into());
-        Published {
-            subject: greentic::subjects::egress(&ctx, &channel_id).to_string(),
-            msg_id: out.id.clone(),
-            payload: out.to_json(),
-        }
+        let inbound = Message {
+            conversation,
+            reply,
+            ..message(&format!("E{}", text.len()), "U1", "hi")
+        };
+        let inbound = envelope_on(&self.host, tenant, team, channel, inbound);
+        Published::reply(&Outbound::reply_to(&inbound, 0, text.into()))
     }
 
     fn deliver(&self, message: &Published) -> Response {

@@ -5,13 +5,11 @@
 use std::sync::Arc;
 
 use e2e_tests::{Call, assert_problem, token};
-use greentic::envelope::{Envelope, Outbound, ReplyAddress, Sender};
+use greentic::envelope::{Envelope, Outbound};
 use greentic::http::Response;
-use greentic::providers::{self, Message};
-use greentic::session::Conversation;
-use greentic::tenant::{ChannelId, TenantCtx};
-use greentic::tenant_config::TenantConfig;
-use greentic::testing::{FakeBridge, MemoryHost, Published, TEST_DELIVERY_TOKEN};
+use greentic::testing::{
+    FakeBridge, MemoryHost, Published, TEST_DELIVERY_TOKEN, envelope_on, message,
+};
 use serde_json::json;
 
 /// One host standing for the executor and the session API, which share the
@@ -38,34 +36,8 @@ impl Platform {
         id: &str,
         text: &str,
     ) -> Published {
-        let ctx = TenantCtx::new(tenant, "prod", Some(team)).unwrap();
-        let channel_id = ChannelId::parse(channel).unwrap();
-        let config = TenantConfig::load(&self.host, tenant).unwrap().unwrap();
-        let channel = config.channel(&ctx, &channel_id).unwrap();
-        let envelope = providers::envelope(
-            &channel,
-            Message {
-                id_kind: "event",
-                provider_id: id.into(),
-                conversation: Conversation {
-                    id: "C1".into(),
-                    thread: None,
-                },
-                sender: Sender {
-                    id: user.into(),
-                    name: None,
-                },
-                text: text.into(),
-                sent_at_ms: 0,
-                attachments: vec![],
-                reply: ReplyAddress::default(),
-            },
-        );
-        Published {
-            subject: greentic::subjects::ingress(&ctx, &channel_id).to_string(),
-            msg_id: envelope.id.clone(),
-            payload: envelope.to_json(),
-        }
+        let envelope = envelope_on(&self.host, tenant, team, channel, message(id, user, text));
+        Published::inbound(&envelope)
     }
 
     fn deliver(&self, message: &Published) -> Response {

@@ -454,3 +454,64 @@ impl FakeBridge {
             .with_body(published.payload.clone())
     }
 }
+
+/// A person's message with the usual test defaults (conversation `C1`, no
+/// thread); change fields as a test needs.
+pub fn message(provider_id: &str, user: &str, text: &str) -> crate::providers::Message {
+    crate::providers::Message {
+        id_kind: "event",
+        provider_id: provider_id.into(),
+        conversation: crate::session::Conversation {
+            id: "C1".into(),
+            thread: None,
+        },
+        sender: crate::envelope::Sender {
+            id: user.into(),
+            name: None,
+        },
+        text: text.into(),
+        sent_at_ms: 0,
+        attachments: Vec::new(),
+        reply: crate::envelope::ReplyAddress::default(),
+    }
+}
+
+/// The envelope ingress makes of `message` on a channel of the host's bundle
+/// (env `prod`).
+pub fn envelope_on(
+    host: &dyn Host,
+    tenant: &str,
+    team: &str,
+    channel: &str,
+    message: crate::providers::Message,
+) -> crate::envelope::Envelope {
+    let ctx = crate::TenantCtx::new(tenant, "prod", Some(team)).expect("test ids are valid");
+    let channel = crate::tenant::ChannelId::parse(channel).expect("test ids are valid");
+    let config = crate::tenant_config::TenantConfig::load(host, tenant)
+        .expect("the bundle reads")
+        .expect("the tenant is in the bundle");
+    let channel = config
+        .channel(&ctx, &channel)
+        .expect("the channel is in the bundle");
+    crate::providers::envelope(&channel, message)
+}
+
+impl Published {
+    /// An inbound envelope as ingress publishes it.
+    pub fn inbound(envelope: &crate::envelope::Envelope) -> Published {
+        Published {
+            subject: crate::subjects::ingress(&envelope.tenant, &envelope.channel).to_string(),
+            msg_id: envelope.id.clone(),
+            payload: envelope.to_json(),
+        }
+    }
+
+    /// A reply as the executor publishes it.
+    pub fn reply(out: &crate::envelope::Outbound) -> Published {
+        Published {
+            subject: crate::subjects::egress(&out.tenant, &out.channel).to_string(),
+            msg_id: out.id.clone(),
+            payload: out.to_json(),
+        }
+    }
+}
