@@ -140,7 +140,7 @@ impl Egress {
             ..message(&format!("E{}", text.len()), "U1", "hi")
         };
         let inbound = envelope_on(&self.host, tenant, team, channel, inbound);
-        Published::reply(&Outbound::reply_to(&inbound, 0, text.into()))
+        Published::reply(&Outbound::reply_to(&inbound, vec![text.into()]))
     }
 
     fn deliver(&self, message: &Published) -> Response {
@@ -184,6 +184,29 @@ fn slack_replies_use_the_teams_bot_token_and_stay_in_the_thread() {
         body(&calls[0]),
         json!({ "channel": "C789012", "text": "Welcome!", "thread_ts": "1700.0001" })
     );
+}
+
+#[test]
+fn a_turns_replies_go_out_in_the_order_the_flow_wrote_them() {
+    let e = Egress::new();
+    let m = e.reply(
+        "acme",
+        "support",
+        "slack",
+        conversation("C1", None),
+        ReplyAddress::default(),
+        "x",
+    );
+    let mut out = Outbound::from_json(&m.payload).unwrap();
+    out.texts = vec!["first".into(), "second".into(), "third".into()];
+    assert_eq!(e.deliver(&Published::reply(&out)).status, 200);
+    let texts: Vec<Value> = e
+        .slack
+        .calls()
+        .iter()
+        .map(|c| body(c)["text"].clone())
+        .collect();
+    assert_eq!(texts, [json!("first"), json!("second"), json!("third")]);
 }
 
 #[test]

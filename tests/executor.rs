@@ -46,13 +46,15 @@ impl Platform {
 
     /// Delivers and returns the replies it published.
     fn say(&self, message: &Published) -> Vec<String> {
-        let before = self.replies().len();
+        let before = self.texts().len();
         let r = self.deliver(message);
         assert_eq!(r.status, 200, "{}", r.json_body());
-        self.replies()[before..]
-            .iter()
-            .map(|o| o.text.clone())
-            .collect()
+        self.texts()[before..].to_vec()
+    }
+
+    /// Every reply text published, in order.
+    fn texts(&self) -> Vec<String> {
+        self.replies().into_iter().flat_map(|o| o.texts).collect()
     }
 
     fn replies(&self) -> Vec<Outbound> {
@@ -111,7 +113,9 @@ fn a_conversation_runs_acmes_flow_over_several_deliveries() {
             .iter()
             .all(|m| m.subject == "greentic.messaging.egress.prod.acme.support.slack")
     );
-    assert_eq!(egress[0].msg_id, "acme:prod:support:slack:event-E1:reply-0");
+    // One message per turn carries its replies in order.
+    assert_eq!(egress[0].msg_id, "acme:prod:support:slack:event-E1:replies");
+    assert_eq!(egress.len(), 5);
 
     // The session and its state, through the session API.
     let session_id = replies[0].session_id.as_str().to_owned();
@@ -166,7 +170,7 @@ fn a_redelivered_message_is_applied_once_and_its_replies_are_not_sent_twice() {
     assert_eq!(again.status, 200);
     assert_eq!(again.json_body()["duplicate"], true);
     assert_eq!(
-        p.replies().len(),
+        p.texts().len(),
         2,
         "the redelivery re-published under the same ids"
     );
@@ -182,7 +186,7 @@ fn a_redelivered_message_is_applied_once_and_its_replies_are_not_sent_twice() {
     let retried = p.deliver(&order);
     assert_eq!(retried.json_body()["duplicate"], true);
     assert_eq!(
-        p.replies().last().unwrap().text,
+        p.texts().last().unwrap(),
         "Got it, order 12345. Is it about a refund, a delivery, or something else?"
     );
     let session = p.replies()[0].session_id.clone();
@@ -230,7 +234,7 @@ fn concurrent_messages_to_one_session_both_land() {
         .json_body();
     // 9 messages in; 2 + 8 replies out (each answer got exactly one reply).
     assert_eq!(body["message_count"], 19);
-    assert_eq!(p.replies().len(), 10);
+    assert_eq!(p.texts().len(), 10);
 }
 
 #[test]

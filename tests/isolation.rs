@@ -2,14 +2,29 @@
 //! each caller against every operation on every other scope's sessions.
 //! Every cross-tenant, cross-env and cross-team attempt fails (404 or 403),
 //! changes nothing and looks the same as asking for a session that never existed.
+//! Secrets have the same matrix without environments (they are per tenant and
+//! team): admin API and resolution by service chaining.
 
 use std::collections::BTreeSet;
 
-use e2e_tests::{Call, Platform, assert_problem, every_scope, token};
+use e2e_tests::{
+    Broker, Call, Platform, TEAMS, TENANTS, Target, assert_problem, every_scope, token,
+};
 use greentic::TenantCtx;
 use greentic::http::Response;
+use greentic::secrets::client::{SecretsClient, SecretsClientError};
 use greentic::session::SessionId;
+use greentic::tenant::SecretName;
 use greentic::testing::TokenBuilder;
+
+e2e_tests::on_every_target!(
+    listing_returns_exactly_the_callers_scope,
+    no_caller_reaches_another_scopes_session,
+    headers_outside_the_token_are_forbidden,
+    a_cursor_from_one_scope_is_refused_in_another,
+    no_admin_reaches_another_scopes_secrets,
+    components_resolve_only_their_own_scopes_secrets,
+);
 
 /// The operations on one session, as data: adding one here adds its cases to
 /// every test below.
@@ -42,9 +57,8 @@ fn ids(list: Vec<SessionId>) -> BTreeSet<String> {
     list.into_iter().map(|id| id.to_string()).collect()
 }
 
-#[test]
-fn listing_returns_exactly_the_callers_scope() {
-    let p = Platform::seeded();
+fn listing_returns_exactly_the_callers_scope(target: Target) {
+    let p = Platform::seeded(target);
     for ctx in every_scope() {
         let listed: BTreeSet<String> = p
             .list_all(&scoped_call(&ctx), 2)
@@ -75,19 +89,19 @@ fn listing_returns_exactly_the_callers_scope() {
     }
 }
 
-#[test]
-fn no_caller_reaches_another_scopes_session() {
-    let p = Platform::seeded();
+fn no_caller_reaches_another_scopes_session(target: Target) {
+    let p = Platform::seeded(target);
     let before = p.kv().snapshot();
     let never_existed = "0123456789abcdef0123456789abcdef";
     for caller in every_scope() {
-        for (owner, id) in p.sessions.iter().filter(|(owner, _)| *owner != caller) {
-            for (method, prefix) in SESSION_OPERATIONS {
-                // With the team header and without it (found through the locator).
-                for call in [scoped_call(&caller), Call::with(&scoped_token(&caller))] {
+        for (method, prefix) in SESSION_OPERATIONS {
+            // With the team header and without it (found through the locator).
+            for call in [scoped_call(&caller), Call::with(&scoped_token(&caller))] {
+                let missing = p.call(call.request(method, &format!("{prefix}{never_existed}")));
+                assert_problem(&missing, 404, "not-found");
+                for (owner, id) in p.sessions.iter().filter(|(owner, _)| *owner != caller) {
                     let r = p.call(call.request(method, &format!("{prefix}{id}")));
                     assert_problem(&r, 404, "not-found");
-                    let missing = p.call(call.request(method, &format!("{prefix}{never_existed}")));
                     assert_eq!(
                         anonymous(&r),
                         anonymous(&missing),
@@ -104,21 +118,28 @@ fn no_caller_reaches_another_scopes_session() {
     );
 }
 
-#[test]
-fn headers_outside_the_token_are_forbidden() {
-    let p = Platform::seeded();
+fn headers_outside_the_token_are_forbidden(target: Target) {
+    let p = Platform::seeded(target);
     let before = p.kv().snapshot();
     for caller in every_scope() {
-        let mut attempts = Vec::new();
+        // One header at a time outside the token; each distinct request once.
+        let mut attempts: Vec<Call> = Vec::new();
         for other in every_scope() {
+            let mut candidates = Vec::new();
             if other.tenant_id() != caller.tenant_id() {
-                attempts.push(scoped_call(&caller).tenant(other.tenant_id()));
+                candidates.push(scoped_call(&caller).tenant(other.tenant_id()));
             }
             if other.env_id() != caller.env_id() {
-                attempts.push(scoped_call(&caller).env(other.env_id()));
+                candidates.push(scoped_call(&caller).env(other.env_id()));
             }
             if other.team_token() != caller.team_token() {
-                attempts.push(scoped_call(&caller).team(other.team_token()));
+                candidates.push(scoped_call(&caller).team(other.team_token()));
+            }
+            for call in candidates {
+                let headers = |c: &Call| (c.tenant.clone(), c.env.clone(), c.team.clone());
+                if !attempts.iter().any(|a| headers(a) == headers(&call)) {
+                    attempts.push(call);
+                }
             }
         }
         for call in attempts {
@@ -141,9 +162,8 @@ fn headers_outside_the_token_are_forbidden() {
     assert_eq!(p.kv().snapshot(), before);
 }
 
-#[test]
-fn a_cursor_from_one_scope_is_refused_in_another() {
-    let p = Platform::seeded();
+fn a_cursor_from_one_scope_is_refused_in_another(target: Target) {
+    let p = Platform::seeded(target);
     let acme = TenantCtx::new("acme", "prod", Some("support")).unwrap();
     let r = p.call(scoped_call(&acme).request("GET", "/api/v1/sessions?limit=1"));
     let cursor = r.json_body()["next_cursor"].as_str().unwrap().to_owned();
@@ -153,5 +173,143 @@ fn a_cursor_from_one_scope_is_refused_in_another() {
                 .request("GET", &format!("/api/v1/sessions?limit=1&cursor={cursor}")),
         );
         assert_problem(&r, 400, "bad-request");
+    }
+}
+
+/// A scope secrets live in: a tenant's team, or the tenant itself (`None`).
+type SecretScope = (&'static str, Option<&'static str>);
+
+fn secret_scopes() -> Vec<SecretScope> {
+    let mut scopes = Vec::new();
+    for tenant in TENANTS {
+        for team in TEAMS {
+            scopes.push((*tenant, *team));
+        }
+    }
+    scopes
+}
+
+/// An admin of exactly that scope: limited to the team, or tenant-wide.
+fn secrets_admin((tenant, team): SecretScope) -> Call {
+    let admin = token(tenant, "prod").roles(&["admin", "secrets-reader"]);
+    match team {
+        Some(team) => Call::with(&admin.teams(&[team])).team(team),
+        None => Call::with(&admin),
+    }
+}
+
+/// A name only this scope has; every scope also has an `api_key` of its own.
+fn only_in((tenant, team): SecretScope) -> String {
+    format!("only_{tenant}_{}", team.unwrap_or("tenant"))
+}
+
+fn api_key_of((tenant, team): SecretScope) -> String {
+    format!("{tenant}-{}-key", team.unwrap_or("tenant"))
+}
+
+fn broker_with_a_secret_in_every_scope(target: Target) -> Broker {
+    let b = Broker::on(target);
+    for scope in secret_scopes() {
+        b.put(&secrets_admin(scope), "api_key", &api_key_of(scope));
+        b.put(&secrets_admin(scope), &only_in(scope), "x");
+    }
+    b
+}
+
+fn no_admin_reaches_another_scopes_secrets(target: Target) {
+    let b = broker_with_a_secret_in_every_scope(target);
+    let before = b.kv().snapshot();
+    for caller in secret_scopes() {
+        let call = secrets_admin(caller);
+        let listed = b.call(call.request("GET", "/api/v1/secrets")).json_body();
+        let names: BTreeSet<&str> = listed["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        let only = only_in(caller);
+        assert_eq!(names, ["api_key", only.as_str()].into(), "{caller:?}");
+        let own = b.call(call.request("GET", "/api/v1/secrets/api_key/value"));
+        assert_eq!(
+            own.json_body()["value"].as_str(),
+            Some(api_key_of(caller).as_str())
+        );
+
+        for other in secret_scopes().into_iter().filter(|o| *o != caller) {
+            let name = only_in(other);
+            for (method, path) in [
+                ("GET", format!("/api/v1/secrets/{name}")),
+                ("GET", format!("/api/v1/secrets/{name}/value")),
+                ("DELETE", format!("/api/v1/secrets/{name}")),
+            ] {
+                let r = b.call(call.request(method, &path));
+                assert_problem(&r, 404, "not-found");
+            }
+            // Naming the other scope in the headers is refused outright.
+            let (tenant, team) = other;
+            let asking = if tenant != caller.0 {
+                Some(call.clone().tenant(tenant))
+            } else if caller.1.is_some() {
+                Some(match team {
+                    Some(team) => call.clone().team(team),
+                    None => Call {
+                        team: None,
+                        ..call.clone()
+                    },
+                })
+            } else {
+                None // a tenant-wide admin may address its teams by header
+            };
+            if let Some(asking) = asking {
+                for (method, path) in [
+                    ("GET", "/api/v1/secrets".to_owned()),
+                    ("GET", format!("/api/v1/secrets/{name}/value")),
+                    ("DELETE", format!("/api/v1/secrets/{name}")),
+                ] {
+                    let r = b.call(asking.request(method, &path));
+                    assert_problem(&r, 403, "forbidden");
+                }
+                let put = asking
+                    .request("PUT", &format!("/api/v1/secrets/{name}"))
+                    .with_body(e2e_tests::json_value("overwritten"));
+                assert_problem(&b.call(put), 403, "forbidden");
+            }
+        }
+    }
+    assert_eq!(
+        b.kv().snapshot(),
+        before,
+        "a cross-scope attempt changed the store"
+    );
+}
+
+fn components_resolve_only_their_own_scopes_secrets(target: Target) {
+    let b = broker_with_a_secret_in_every_scope(target);
+    let client = b.client();
+    for env in ["prod", "staging"] {
+        for caller in secret_scopes() {
+            let ctx = TenantCtx::new(caller.0, env, caller.1).unwrap();
+            let resolve = |name: &str| client.resolve(&ctx, &SecretName::parse(name).unwrap());
+            // The team's own shadows the tenant's.
+            assert_eq!(
+                resolve("api_key"),
+                Ok(api_key_of(caller).into_bytes()),
+                "{ctx}"
+            );
+            for other in secret_scopes() {
+                let visible = other == caller || (other.0 == caller.0 && other.1.is_none());
+                let expected = if visible {
+                    Ok(b"x".to_vec())
+                } else {
+                    Err(SecretsClientError::NotFound)
+                };
+                assert_eq!(
+                    resolve(&only_in(other)),
+                    expected,
+                    "{ctx} resolving {other:?}'s"
+                );
+            }
+        }
     }
 }

@@ -1,20 +1,31 @@
 //! The session API as a user meets it: list, get, delete, pages, filters,
 //! logs and failures downstream.
 
-use e2e_tests::{Call, Platform, assert_problem, token};
+use e2e_tests::{Call, Platform, Target, assert_problem, token};
 use greentic::TenantCtx;
 use greentic::auth::VAR_HS256_SECRET;
 use greentic::session::{Direction, SessionState, SessionStatus};
 use greentic::session_store::SessionStore;
 use serde_json::json;
 
+e2e_tests::on_every_target!(
+    list_shows_the_callers_sessions_newest_first,
+    get_returns_the_session_with_its_state_and_transcript,
+    delete_needs_a_writer_and_removes_record_state_and_index,
+    pagination_over_a_thousand_sessions_lists_each_once_in_a_stable_order,
+    filters_narrow_the_listing,
+    every_log_line_carries_the_scope_and_no_credentials,
+    a_response_carries_the_request_id,
+    a_store_outage_is_503_and_changes_nothing,
+    without_a_verification_key_nothing_is_served,
+);
+
 fn support() -> TenantCtx {
     TenantCtx::new("acme", "prod", Some("support")).unwrap()
 }
 
-#[test]
-fn list_shows_the_callers_sessions_newest_first() {
-    let mut p = Platform::empty();
+fn list_shows_the_callers_sessions_newest_first(target: Target) {
+    let mut p = Platform::empty(target);
     let first = p.add_session(&support(), "slack", "U1");
     let second = p.add_session(&support(), "telegram", "U2");
     let r = p.call(
@@ -46,9 +57,8 @@ fn list_shows_the_callers_sessions_newest_first() {
     );
 }
 
-#[test]
-fn get_returns_the_session_with_its_state_and_transcript() {
-    let mut p = Platform::empty();
+fn get_returns_the_session_with_its_state_and_transcript(target: Target) {
+    let mut p = Platform::empty(target);
     let id = p.add_session(&support(), "slack", "U1");
     let store = SessionStore::new(p.kv());
     store
@@ -76,9 +86,8 @@ fn get_returns_the_session_with_its_state_and_transcript() {
     }
 }
 
-#[test]
-fn delete_needs_a_writer_and_removes_record_state_and_index() {
-    let mut p = Platform::empty();
+fn delete_needs_a_writer_and_removes_record_state_and_index(target: Target) {
+    let mut p = Platform::empty(target);
     let id = p.add_session(&support(), "slack", "U1");
     let keep = p.add_session(&support(), "slack", "U2");
     SessionStore::new(p.kv())
@@ -110,9 +119,8 @@ fn delete_needs_a_writer_and_removes_record_state_and_index() {
     );
 }
 
-#[test]
-fn pagination_over_a_thousand_sessions_lists_each_once_in_a_stable_order() {
-    let mut p = Platform::empty();
+fn pagination_over_a_thousand_sessions_lists_each_once_in_a_stable_order(target: Target) {
+    let mut p = Platform::empty(target);
     let mut created: Vec<String> = (0..1_100)
         .map(|i| {
             p.add_session(&support(), "slack", &format!("U{i}"))
@@ -132,11 +140,10 @@ fn pagination_over_a_thousand_sessions_lists_each_once_in_a_stable_order() {
     assert_eq!(p.list_all(&env_wide, 200).unwrap(), created);
 }
 
-#[test]
-fn filters_narrow_the_listing() {
-    let mut p = Platform::empty();
+fn filters_narrow_the_listing(target: Target) {
+    let mut p = Platform::empty(target);
     let slack = p.add_session(&support(), "slack", "U1");
-    p.host.set_now_ms(1_795_870_800_000); // one hour later
+    p.set_now_ms(1_795_870_800_000); // one hour later
     let telegram = p.add_session(&support(), "telegram", "U2");
     SessionStore::new(p.kv())
         .update(&support(), &telegram, 1_795_870_800_000, |r| {
@@ -167,9 +174,8 @@ fn filters_narrow_the_listing() {
     );
 }
 
-#[test]
-fn every_log_line_carries_the_scope_and_no_credentials() {
-    let mut p = Platform::empty();
+fn every_log_line_carries_the_scope_and_no_credentials(target: Target) {
+    let mut p = Platform::empty(target);
     let id = p.add_session(&support(), "slack", "U1");
     let caller = Call::with(&token("acme", "prod").roles(&["writer"])).team("support");
     let bearer = caller.token.clone().unwrap();
@@ -184,7 +190,7 @@ fn every_log_line_carries_the_scope_and_no_credentials() {
             .tenant("Bad.Tenant")
             .request("GET", "/api/v1/sessions"),
     );
-    let logs = p.host.logs();
+    let logs = p.logs();
     assert_eq!(logs.len(), 4, "{logs:#?}");
     for line in &logs {
         for field in [
@@ -210,16 +216,15 @@ fn every_log_line_carries_the_scope_and_no_credentials() {
     assert_eq!(logs[1]["session_id"], id.as_str());
     // A request refused before its scope is known logs nulls, not the raw input.
     assert_eq!(logs[3]["tenant"], serde_json::Value::Null);
-    let raw = p.host.raw_logs();
+    let raw = p.raw_logs();
     assert!(
         !raw.contains(&bearer) && !raw.contains("Bad.Tenant"),
         "{raw}"
     );
 }
 
-#[test]
-fn a_response_carries_the_request_id() {
-    let p = Platform::empty();
+fn a_response_carries_the_request_id(target: Target) {
+    let p = Platform::empty(target);
     let r = p.call(
         Call::with(&token("acme", "prod"))
             .request("GET", "/api/v1/sessions")
@@ -239,9 +244,8 @@ fn a_response_carries_the_request_id() {
     );
 }
 
-#[test]
-fn a_store_outage_is_503_and_changes_nothing() {
-    let mut p = Platform::empty();
+fn a_store_outage_is_503_and_changes_nothing(target: Target) {
+    let mut p = Platform::empty(target);
     let id = p.add_session(&support(), "slack", "U1");
     let before = p.kv().snapshot();
     let writer = Call::with(&token("acme", "prod").roles(&["writer"]));
@@ -275,11 +279,10 @@ fn a_store_outage_is_503_and_changes_nothing() {
     assert_eq!(p.list_all(&writer, 10).unwrap(), Vec::<String>::new());
 }
 
-#[test]
-fn without_a_verification_key_nothing_is_served() {
-    let mut p = Platform::empty();
+fn without_a_verification_key_nothing_is_served(target: Target) {
+    let mut p = Platform::empty(target);
     p.add_session(&support(), "slack", "U1");
-    p.host.set_variable(VAR_HS256_SECRET, "");
+    p.set_variable(VAR_HS256_SECRET, "");
     let ops = p.kv().ops();
     let r = p.call(Call::with(&token("acme", "prod")).request("GET", "/api/v1/sessions"));
     assert_problem(&r, 503, "not-configured");

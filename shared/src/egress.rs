@@ -1,7 +1,10 @@
 //! Sending a reply with the provider's own API and the tenant's own
 //! credentials, resolved through the broker for the reply's tenant/team.
 //!
-//! Outcomes map onto what the bridge does next: a send that may work later
+//! A message's replies go out one after the other, in order. If one fails
+//! after others were sent, the redelivery sends them all again: a provider
+//! may show the earlier ones twice (web chat does not: its log skips ids it
+//! has). Outcomes map onto what the bridge does next: a send that may work later
 //! (429, 5xx, timeouts, an unreachable broker) is [`ApiError::Unavailable`]
 //! (503: redelivered with backoff); one that never will (bad token, unknown
 //! chat, a refused message) is [`ApiError::Unprocessable`] (422: dead-lettered
@@ -163,26 +166,29 @@ fn slack(
     out: &Outbound,
 ) -> Result<Sent, ApiError> {
     let token = resolve(secrets, channel, "bot_token")?;
-    let mut body = json!({ "channel": out.conversation.id, "text": out.text });
-    if let Some(thread) = &out.conversation.thread {
-        body["thread_ts"] = json!(thread);
-    }
-    let req = Request::new("POST", "/api/chat.postMessage")
-        .with_header("authorization", format!("Bearer {token}"))
-        .with_header("content-type", "application/json; charset=utf-8")
-        .with_body(body.to_string());
     let base = base_url(host, VAR_SLACK_API, DEFAULT_SLACK_API);
-    let response = call(host, "slack", &base, req)?;
-    let answer = response.json_body();
-    if response.status == 200 && answer["ok"] == true {
-        return Ok(Sent::Delivered);
+    for text in &out.texts {
+        let mut body = json!({ "channel": out.conversation.id, "text": text });
+        if let Some(thread) = &out.conversation.thread {
+            body["thread_ts"] = json!(thread);
+        }
+        let req = Request::new("POST", "/api/chat.postMessage")
+            .with_header("authorization", format!("Bearer {token}"))
+            .with_header("content-type", "application/json; charset=utf-8")
+            .with_body(body.to_string());
+        let response = call(host, "slack", &base, req)?;
+        let answer = response.json_body();
+        if response.status == 200 && answer["ok"] == true {
+            continue;
+        }
+        let error = reason(&answer["error"]);
+        return Err(if SLACK_TRANSIENT.contains(&error.as_str()) {
+            ApiError::Unavailable(format!("slack: {error}"))
+        } else {
+            ApiError::Unprocessable(format!("slack: {error}"))
+        });
     }
-    let error = reason(&answer["error"]);
-    if SLACK_TRANSIENT.contains(&error.as_str()) {
-        Err(ApiError::Unavailable(format!("slack: {error}")))
-    } else {
-        Err(ApiError::Unprocessable(format!("slack: {error}")))
-    }
+    Ok(Sent::Delivered)
 }
 
 fn telegram(
@@ -197,29 +203,31 @@ fn telegram(
         .id
         .parse()
         .map_err(|_| ApiError::Unprocessable("telegram: the chat id is not a number".into()))?;
-    let mut body = json!({ "chat_id": chat_id, "text": out.text });
-    if let Some(thread) = out
+    let thread = out
         .conversation
         .thread
         .as_deref()
-        .and_then(|t| t.parse::<i64>().ok())
-    {
-        body["message_thread_id"] = json!(thread);
-    }
-    let req = Request::new("POST", &format!("/bot{token}/sendMessage"))
-        .with_header("content-type", "application/json")
-        .with_body(body.to_string());
+        .and_then(|t| t.parse::<i64>().ok());
     let base = base_url(host, VAR_TELEGRAM_API, DEFAULT_TELEGRAM_API);
-    let response = call(host, "telegram", &base, req)?;
-    let answer = response.json_body();
-    if response.status == 200 && answer["ok"] == true {
-        return Ok(Sent::Delivered);
+    for text in &out.texts {
+        let mut body = json!({ "chat_id": chat_id, "text": text });
+        if let Some(thread) = thread {
+            body["message_thread_id"] = json!(thread);
+        }
+        let req = Request::new("POST", &format!("/bot{token}/sendMessage"))
+            .with_header("content-type", "application/json")
+            .with_body(body.to_string());
+        let response = call(host, "telegram", &base, req)?;
+        let answer = response.json_body();
+        if response.status != 200 || answer["ok"] != true {
+            return Err(ApiError::Unprocessable(format!(
+                "telegram: {} {}",
+                response.status,
+                reason(&answer["description"])
+            )));
+        }
     }
-    Err(ApiError::Unprocessable(format!(
-        "telegram: {} {}",
-        response.status,
-        reason(&answer["description"])
-    )))
+    Ok(Sent::Delivered)
 }
 
 fn teams(
@@ -270,26 +278,30 @@ fn teams(
     )
     .to_string();
     let mut path = format!("{service_path}v3/conversations/{conversation}/activities");
-    let mut activity = json!({ "type": "message", "text": out.text });
     if let Some(reply_to) = &out.reply.message_id {
         let encoded =
             percent_encoding::utf8_percent_encode(reply_to, percent_encoding::NON_ALPHANUMERIC);
         path.push_str(&format!("/{encoded}"));
-        activity["replyToId"] = json!(reply_to);
     }
-    let req = Request::new("POST", &path)
-        .with_header("authorization", format!("Bearer {access}"))
-        .with_header("content-type", "application/json")
-        .with_body(activity.to_string());
-    let response = call(host, "teams", &service_base, req)?;
-    if (200..300).contains(&response.status) {
-        return Ok(Sent::Delivered);
+    for text in &out.texts {
+        let mut activity = json!({ "type": "message", "text": text });
+        if let Some(reply_to) = &out.reply.message_id {
+            activity["replyToId"] = json!(reply_to);
+        }
+        let req = Request::new("POST", &path)
+            .with_header("authorization", format!("Bearer {access}"))
+            .with_header("content-type", "application/json")
+            .with_body(activity.to_string());
+        let response = call(host, "teams", &service_base, req)?;
+        if !(200..300).contains(&response.status) {
+            return Err(ApiError::Unprocessable(format!(
+                "teams: {} {}",
+                response.status,
+                reason(&response.json_body()["error"]["code"])
+            )));
+        }
     }
-    Err(ApiError::Unprocessable(format!(
-        "teams: {} {}",
-        response.status,
-        reason(&response.json_body()["error"]["code"])
-    )))
+    Ok(Sent::Delivered)
 }
 
 /// `https://host[:port]/path/` -> (`https://host[:port]`, `/path/`).
@@ -315,22 +327,26 @@ fn webchat(host: &dyn Host, channel: &ChannelConfig, out: &Outbound) -> Result<S
         .map_err(|_| ApiError::Unprocessable("webchat: not a web chat conversation id".into()))?;
     let kv = host.open_store(STORE_LABEL)?;
     let log = ConversationLog::new(kv.as_ref(), &channel.ctx, &channel.channel, &conversation);
-    let activity = Activity {
-        id: out.id.clone(),
-        kind: "message".into(),
-        from: Participant {
-            id: "bot".into(),
-            name: channel
-                .team_name
-                .clone()
-                .or(Some(channel.tenant_name.clone())),
-            role: "bot".into(),
-        },
-        text: out.text.clone(),
-        timestamp: crate::providers::rfc3339(host.now_ms()),
-        reply_to_id: out.reply.message_id.clone(),
-    };
-    Ok(if log.append(&activity)? {
+    let mut appended = false;
+    for (n, text) in out.texts.iter().enumerate() {
+        let activity = Activity {
+            id: format!("{}-{n}", out.id),
+            kind: "message".into(),
+            from: Participant {
+                id: "bot".into(),
+                name: channel
+                    .team_name
+                    .clone()
+                    .or(Some(channel.tenant_name.clone())),
+                role: "bot".into(),
+            },
+            text: text.clone(),
+            timestamp: crate::providers::rfc3339(host.now_ms()),
+            reply_to_id: out.reply.message_id.clone(),
+        };
+        appended |= log.append(&activity)?;
+    }
+    Ok(if appended {
         Sent::Delivered
     } else {
         Sent::AlreadyDelivered

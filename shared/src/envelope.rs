@@ -84,33 +84,37 @@ pub struct ReplyAddress {
     pub service_url: Option<String>,
 }
 
-/// A reply on its way out: what the executor publishes to
-/// `greentic.messaging.egress...` and egress sends with the provider.
+/// The replies to one inbound message on their way out: what the executor
+/// publishes to `greentic.messaging.egress...` and egress sends, in order,
+/// with the provider. One message for all of a turn's replies, so the person
+/// reads them in the order the flow wrote them, however many deliveries the
+/// bridge runs at once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Outbound {
     pub v: u32,
-    /// `{inbound id}:reply-{n}`, also its `Nats-Msg-Id`.
+    /// `{inbound id}:replies`, also its `Nats-Msg-Id`.
     pub id: String,
     pub tenant: TenantCtx,
     pub channel: ChannelId,
     pub provider: String,
     pub session_id: SessionId,
     pub conversation: Conversation,
-    /// The person the reply is for (web chat and Teams address them).
+    /// The person the replies are for (web chat and Teams address them).
     pub recipient: Sender,
     pub reply: ReplyAddress,
-    pub text: String,
-    /// The inbound message this answers.
+    /// The replies, in the order they are sent.
+    pub texts: Vec<String>,
+    /// The inbound message these answer.
     pub in_reply_to: String,
 }
 
 impl Outbound {
-    /// The `n`th reply to `inbound`.
-    pub fn reply_to(inbound: &Envelope, n: usize, text: String) -> Outbound {
+    /// The replies `texts` to `inbound`.
+    pub fn reply_to(inbound: &Envelope, texts: Vec<String>) -> Outbound {
         Outbound {
             v: ENVELOPE_VERSION,
-            id: format!("{}:reply-{n}", inbound.id),
+            id: format!("{}:replies", inbound.id),
             tenant: inbound.tenant.clone(),
             channel: inbound.channel.clone(),
             provider: inbound.provider.clone(),
@@ -118,7 +122,7 @@ impl Outbound {
             conversation: inbound.conversation.clone(),
             recipient: inbound.sender.clone(),
             reply: inbound.reply.clone(),
-            text,
+            texts,
             in_reply_to: inbound.id.clone(),
         }
     }

@@ -6,7 +6,7 @@
 //! Exactly-once effect over at-least-once delivery: the session memory
 //! remembers the ids it applied, with their replies. A redelivery of an
 //! applied message changes nothing and re-publishes the same replies under the
-//! same `Nats-Msg-Id`s, which JetStream drops as duplicates, so a crash between
+//! same `Nats-Msg-Id`, which JetStream drops as a duplicate, so a crash between
 //! commit and publish loses no reply and sends none twice. Two messages for one
 //! session at once: the loser of the compare-and-swap re-runs the flow on the
 //! winner's memory, so neither is lost.
@@ -183,11 +183,10 @@ pub fn deliver_ingress(
         ));
     };
 
-    let bridge = BridgeClient::new(host);
-    let egress = subjects::egress(&ctx, &envelope.channel);
-    for (n, text) in replies.iter().enumerate() {
-        let outbound = Outbound::reply_to(&envelope, n, text.clone());
-        bridge.publish(&egress, &outbound.id, outbound.to_json())?;
+    if !replies.is_empty() {
+        let outbound = Outbound::reply_to(&envelope, replies.clone());
+        let egress = subjects::egress(&ctx, &envelope.channel);
+        BridgeClient::new(host).publish(&egress, &outbound.id, outbound.to_json())?;
     }
 
     let duplicate = fresh.is_none();

@@ -1,11 +1,22 @@
 //! Fixtures for the end-to-end tests: the tenant matrix, a platform with
-//! sessions seeded across it, and one way to call the session API.
+//! sessions seeded across it, the secrets broker, and one way to call them,
+//! each on either [`Target`]: the handlers natively, or the release wasm
+//! build under spin-test-host (see [`wasm`]).
+
+pub mod wasm;
+
+use std::borrow::Borrow;
+use std::sync::Arc;
 
 use greentic::TenantCtx;
 use greentic::http::{Request, Response};
+use greentic::kv::MemoryKv;
+use greentic::secrets::client::{BrokerClient, SecretsClient, SecretsClientError};
 use greentic::session::SessionId;
 use greentic::session_store::SessionStore;
+use greentic::tenant::SecretName;
 use greentic::testing::{MemoryHost, TokenBuilder};
+use spin_test_host::SpinApp;
 
 pub use greentic::testing::{NOW_SECS, UNSAFE_IDS, token};
 
@@ -30,23 +41,62 @@ pub fn every_scope() -> Vec<TenantCtx> {
     scopes
 }
 
-/// A session API host with [`PER_SCOPE`] sessions in every scope of the matrix.
+/// Where the components run: their handlers natively on a [`MemoryHost`],
+/// or their release wasm build under spin-test-host, as Spin runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Native,
+    Wasm,
+}
+
+/// Defines one `#[test]` per target for each test body (a `fn(Target)`):
+/// `native::name` and `wasm::name`, so the same assertions hold on both.
+#[macro_export]
+macro_rules! on_every_target {
+    ($($test:ident),+ $(,)?) => {
+        mod native {
+            $(#[test]
+            fn $test() {
+                super::$test($crate::Target::Native)
+            })+
+        }
+        mod wasm {
+            $(#[test]
+            fn $test() {
+                super::$test($crate::Target::Wasm)
+            })+
+        }
+    };
+}
+
+enum Backend<H> {
+    Native(H),
+    Wasm(Box<SpinApp>),
+}
+
+/// The session API with [`PER_SCOPE`] sessions in every scope of the matrix
+/// (or none), on either target.
 pub struct Platform {
-    pub host: MemoryHost,
+    backend: Backend<MemoryHost>,
+    now_ms: i64,
     /// Every seeded session with the scope it lives in.
     pub sessions: Vec<(TenantCtx, SessionId)>,
 }
 
 impl Platform {
-    pub fn empty() -> Self {
+    pub fn empty(target: Target) -> Self {
         Platform {
-            host: MemoryHost::new(&[session_api::STORE_LABEL]),
+            backend: match target {
+                Target::Native => Backend::Native(MemoryHost::new(&[session_api::STORE_LABEL])),
+                Target::Wasm => Backend::Wasm(Box::new(wasm::app())),
+            },
+            now_ms: NOW_SECS as i64 * 1000,
             sessions: Vec::new(),
         }
     }
 
-    pub fn seeded() -> Self {
-        let mut platform = Platform::empty();
+    pub fn seeded(target: Target) -> Self {
+        let mut platform = Platform::empty(target);
         for ctx in every_scope() {
             for i in 0..PER_SCOPE {
                 platform.add_session(&ctx, "slack", &format!("U{i}"));
@@ -55,21 +105,46 @@ impl Platform {
         platform
     }
 
+    /// Creates a session directly in the store, as the flow executor does.
     pub fn add_session(&mut self, ctx: &TenantCtx, channel: &str, user: &str) -> SessionId {
         let store = SessionStore::new(self.kv());
         let new = greentic::testing::new_session(channel, user);
-        let id = store.create(ctx, new, self.host_now_ms()).unwrap().id;
+        let id = store.create(ctx, new, self.now_ms).unwrap().id;
         self.sessions.push((ctx.clone(), id.clone()));
         id
     }
 
-    pub fn kv(&self) -> &greentic::kv::MemoryKv {
-        self.host.store(session_api::STORE_LABEL)
+    pub fn kv(&self) -> &MemoryKv {
+        match &self.backend {
+            Backend::Native(host) => host.store(session_api::STORE_LABEL),
+            Backend::Wasm(app) => app.store(session_api::STORE_LABEL),
+        }
     }
 
-    fn host_now_ms(&self) -> i64 {
-        use greentic::host::Host;
-        self.host.now_ms()
+    /// Moves the clock of the fixtures and of the component.
+    pub fn set_now_ms(&mut self, now_ms: i64) {
+        self.now_ms = now_ms;
+        match &self.backend {
+            Backend::Native(host) => host.set_now_ms(now_ms),
+            Backend::Wasm(app) => {
+                let since_epoch = std::time::Duration::from_millis(now_ms as u64);
+                app.set_wall_clock(std::time::UNIX_EPOCH + since_epoch);
+            }
+        }
+    }
+
+    /// Sets a Spin variable; in wasm by restarting the app over the same stores.
+    pub fn set_variable(&mut self, name: &str, value: &str) {
+        set_variable(&mut self.backend, name, value);
+    }
+
+    /// The component's log lines.
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        logs(&self.backend)
+    }
+
+    pub fn raw_logs(&self) -> String {
+        raw_logs(&self.backend)
     }
 
     pub fn sessions_in(&self, pred: impl Fn(&TenantCtx) -> bool) -> Vec<SessionId> {
@@ -81,7 +156,10 @@ impl Platform {
     }
 
     pub fn call(&self, req: Request) -> Response {
-        session_api::handle(&req, &self.host)
+        match &self.backend {
+            Backend::Native(host) => session_api::handle(&req, host),
+            Backend::Wasm(app) => app.send(req),
+        }
     }
 
     /// Follows `next_cursor` to the end and returns every listed session id.
@@ -110,6 +188,29 @@ impl Platform {
                 None => return Ok(ids),
             }
         }
+    }
+}
+
+fn set_variable<H: Borrow<MemoryHost>>(backend: &mut Backend<H>, name: &str, value: &str) {
+    match backend {
+        Backend::Native(host) => Borrow::<MemoryHost>::borrow(host).set_variable(name, value),
+        Backend::Wasm(app) => app
+            .restart_with_variable(name, value)
+            .unwrap_or_else(|e| panic!("cannot restart with {name}: {e:#}")),
+    }
+}
+
+fn logs<H: Borrow<MemoryHost>>(backend: &Backend<H>) -> Vec<serde_json::Value> {
+    match backend {
+        Backend::Native(host) => host.borrow().logs(),
+        Backend::Wasm(app) => wasm::logs(app),
+    }
+}
+
+fn raw_logs<H: Borrow<MemoryHost>>(backend: &Backend<H>) -> String {
+    match backend {
+        Backend::Native(host) => host.borrow().raw_logs(),
+        Backend::Wasm(app) => app.logs().join("\n"),
     }
 }
 
@@ -184,31 +285,55 @@ pub fn assert_problem(response: &Response, status: u16, slug: &str) {
     );
 }
 
-/// The secrets broker on a memory host, with the test master key and
-/// `signing_key` as the one platform-wide secret components may resolve.
+/// The secrets broker with the test master key and `signing_key` as the one
+/// platform-wide secret components may resolve, on either target.
 pub struct Broker {
-    pub host: std::sync::Arc<MemoryHost>,
+    backend: Backend<Arc<MemoryHost>>,
 }
 
 impl Broker {
+    /// The broker's handler on a memory host.
     pub fn new() -> Self {
-        let host = MemoryHost::new(&[greentic::secrets::STORE_LABEL]);
-        host.set_variable(
-            greentic::secrets::crypto::VAR_MASTER_KEY,
-            greentic::testing::TEST_MASTER_KEY,
-        );
-        host.set_variable(secrets_broker::api::VAR_SHARED_GLOBAL, "signing_key");
-        Broker {
-            host: std::sync::Arc::new(host),
+        Broker::on(Target::Native)
+    }
+
+    pub fn on(target: Target) -> Self {
+        let backend = match target {
+            Target::Native => {
+                let host = MemoryHost::new(&[greentic::secrets::STORE_LABEL]);
+                host.set_variable(
+                    greentic::secrets::crypto::VAR_MASTER_KEY,
+                    greentic::testing::TEST_MASTER_KEY,
+                );
+                host.set_variable(secrets_broker::api::VAR_SHARED_GLOBAL, "signing_key");
+                Backend::Native(Arc::new(host))
+            }
+            Target::Wasm => Backend::Wasm(Box::new(wasm::app())),
+        };
+        Broker { backend }
+    }
+
+    pub fn kv(&self) -> &MemoryKv {
+        match &self.backend {
+            Backend::Native(host) => host.store(greentic::secrets::STORE_LABEL),
+            Backend::Wasm(app) => app.store(greentic::secrets::STORE_LABEL),
         }
     }
 
-    pub fn kv(&self) -> &greentic::kv::MemoryKv {
-        self.host.store(greentic::secrets::STORE_LABEL)
+    /// A request from outside (the admin API).
+    pub fn call(&self, req: Request) -> Response {
+        match &self.backend {
+            Backend::Native(host) => secrets_broker::handle(&req, host.as_ref()),
+            Backend::Wasm(app) => app.send(req),
+        }
     }
 
-    pub fn call(&self, req: Request) -> Response {
-        secrets_broker::handle(&req, self.host.as_ref())
+    /// A request from another component of the app (service chaining).
+    pub fn call_internal(&self, req: Request) -> Response {
+        match &self.backend {
+            Backend::Native(host) => secrets_broker::handle(&req, host.as_ref()),
+            Backend::Wasm(app) => app.send_chained(secrets_broker::COMPONENT, req),
+        }
     }
 
     /// `PUT /api/v1/secrets/{name}` as `call`; panics unless it succeeds.
@@ -225,21 +350,122 @@ impl Broker {
         );
     }
 
-    /// A host for another component that reaches this broker by service chaining.
+    /// The broker as a component allowed to chain to it sees it.
+    pub fn client(&self) -> Caller<'_> {
+        Caller {
+            broker: self,
+            reachable: true,
+        }
+    }
+
+    /// The broker as a component without it in `allowed_outbound_hosts` sees it.
+    pub fn unreachable_client(&self) -> Caller<'_> {
+        Caller {
+            broker: self,
+            reachable: false,
+        }
+    }
+
+    /// A host for another component that reaches this broker by service
+    /// chaining (native only: in wasm, components are the app's own).
     pub fn component_host(&self, labels: &[&str]) -> MemoryHost {
+        let Backend::Native(host) = &self.backend else {
+            panic!("component_host is for native tests; in wasm use Broker::client");
+        };
         let caller = MemoryHost::new(labels);
-        let broker = self.host.clone();
+        let broker = host.clone();
         caller.serve_internal(
-            "secrets-broker",
-            std::sync::Arc::new(move |req| secrets_broker::handle(req, broker.as_ref())),
+            secrets_broker::COMPONENT,
+            Arc::new(move |req| secrets_broker::handle(req, broker.as_ref())),
         );
         caller
+    }
+
+    /// Sets a Spin variable; in wasm by restarting the app over the same stores.
+    pub fn set_variable(&mut self, name: &str, value: &str) {
+        set_variable(&mut self.backend, name, value);
+    }
+
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        logs(&self.backend)
+    }
+
+    pub fn raw_logs(&self) -> String {
+        raw_logs(&self.backend)
     }
 }
 
 impl Default for Broker {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A component calling the broker through [`BrokerClient`]: natively on a
+/// memory host, in wasm from the probe component.
+pub struct Caller<'b> {
+    broker: &'b Broker,
+    reachable: bool,
+}
+
+impl Caller<'_> {
+    fn native<T>(&self, call: impl FnOnce(&BrokerClient) -> T) -> Option<T> {
+        let Backend::Native(_) = &self.broker.backend else {
+            return None;
+        };
+        let host = if self.reachable {
+            self.broker.component_host(&[])
+        } else {
+            MemoryHost::new(&[])
+        };
+        Some(call(&BrokerClient::new(&host, "ingress")))
+    }
+
+    fn wasm(
+        &self,
+        ctx: &TenantCtx,
+        name: &SecretName,
+        verify: Option<(&[u8], &[u8])>,
+    ) -> Result<serde_json::Value, SecretsClientError> {
+        let Backend::Wasm(app) = &self.broker.backend else {
+            unreachable!("native calls are served by `native`");
+        };
+        let route = if self.reachable {
+            wasm::ALLOWED_CALLER
+        } else {
+            wasm::ISOLATED_CALLER
+        };
+        wasm::call_broker(app, route, ctx, name, verify)
+    }
+}
+
+impl SecretsClient for Caller<'_> {
+    fn resolve(&self, ctx: &TenantCtx, name: &SecretName) -> Result<Vec<u8>, SecretsClientError> {
+        if let Some(native) = self.native(|client| client.resolve(ctx, name)) {
+            return native;
+        }
+        let answer = self.wasm(ctx, name, None)?;
+        Ok(answer["value"]
+            .as_str()
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec())
+    }
+
+    fn verify_hmac_sha256(
+        &self,
+        ctx: &TenantCtx,
+        name: &SecretName,
+        message: &[u8],
+        mac: &[u8],
+    ) -> Result<bool, SecretsClientError> {
+        if let Some(native) =
+            self.native(|client| client.verify_hmac_sha256(ctx, name, message, mac))
+        {
+            return native;
+        }
+        let answer = self.wasm(ctx, name, Some((message, mac)))?;
+        Ok(answer["valid"].as_bool().expect("a verdict"))
     }
 }
 
