@@ -1,12 +1,13 @@
 //! What only the wasm build under spin.toml's rules can show: which paths
 //! reach which component, that the broker's internal operations are
 //! reachable only by chaining, and that every runtime config defines the
-//! stores the components declare. Everything else runs on both targets in
-//! the other test files.
+//! stores the components declare, and that the messaging components answer
+//! through their wasm builds. Everything else runs on both targets in the
+//! other test files.
 
 use e2e_tests::wasm;
 use greentic::http::Request;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[test]
 fn each_public_route_reaches_its_component_and_nothing_else_answers() {
@@ -71,4 +72,131 @@ fn every_runtime_config_defines_every_declared_store() {
             panic!("`spin up --runtime-config-file {config}` would not start: {e:#}");
         }
     }
+}
+
+/// The messaging components through their wasm build: ingress verifying with
+/// the broker by chaining, web chat tokens and reads, and the bridge-only
+/// delivery routes refusing anyone without the bridge's token.
+#[test]
+fn the_messaging_components_answer_through_the_wasm_build() {
+    use hmac::{KeyInit, Mac};
+    let app = wasm::builder()
+        .variable("bridge_publish_token", "wasm-test-publish-token-0123456789")
+        .variable(
+            "bridge_delivery_token",
+            "wasm-test-delivery-token-0123456789",
+        )
+        // Nothing listens there: publishing must fail as "unavailable".
+        .variable("bridge_url", "http://127.0.0.1:9")
+        .build()
+        .unwrap_or_else(|e| panic!("cannot start the wasm application: {e:#}"));
+    let put = |tenant: &str, team: &str, name: &str, value: &str| {
+        let req = Request::new("PUT", &format!("/api/v1/secrets/{name}"))
+            .with_header(
+                "authorization",
+                e2e_tests::token(tenant, "prod").roles(&["admin"]).bearer(),
+            )
+            .with_header("x-tenant-id", tenant)
+            .with_header("x-team-id", team)
+            .with_body(json!({ "value": value }).to_string());
+        assert_eq!(app.send(req).status, 201);
+    };
+    put(
+        "acme",
+        "support",
+        "slack_signing_secret",
+        "wasm-slack-secret",
+    );
+    put(
+        "bigcorp",
+        "helpdesk",
+        "webchat_token_secret",
+        "wasm-webchat-secret-0123456789",
+    );
+
+    let slack = |path: &str, body: &Value, secret: &str| {
+        let raw = body.to_string();
+        let ts = e2e_tests::NOW_SECS.to_string();
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("v0:{ts}:{raw}").as_bytes());
+        let sig = format!("v0={}", hex::encode(mac.finalize().into_bytes()));
+        app.send(
+            Request::new("POST", path)
+                .with_header("x-slack-request-timestamp", &ts)
+                .with_header("x-slack-signature", sig)
+                .with_body(raw),
+        )
+    };
+    let hook = "/webhooks/prod/acme/support/slack";
+    let challenge = json!({ "type": "url_verification", "challenge": "c-123" });
+    let r = slack(hook, &challenge, "wasm-slack-secret");
+    assert_eq!(
+        (r.status, r.json_body()["challenge"].clone()),
+        (200, json!("c-123"))
+    );
+    assert_eq!(slack(hook, &challenge, "wrong").status, 401);
+    assert_eq!(
+        slack(
+            "/webhooks/prod/acme/support/nobody",
+            &challenge,
+            "wasm-slack-secret"
+        )
+        .status,
+        404
+    );
+    assert_eq!(
+        slack(
+            "/webhooks/prod/ac.me/support/slack",
+            &challenge,
+            "wasm-slack-secret"
+        )
+        .status,
+        400
+    );
+    let event = json!({
+        "type": "event_callback", "team_id": "T123456", "event_id": "EvWASM",
+        "event": {"type": "message", "channel": "C1", "user": "U1", "text": "hi", "ts": "1.1"}
+    });
+    let r = slack(hook, &event, "wasm-slack-secret");
+    assert_eq!(r.status, 503, "{}", r.json_body());
+    assert_eq!(r.json_body()["type"], "urn:greentic:problem:unavailable");
+
+    let chat = "/webhooks/prod/bigcorp/helpdesk/webchat";
+    let token = app.send(
+        Request::new("POST", &format!("{chat}/tokens"))
+            .with_header("authorization", "Bearer wasm-webchat-secret-0123456789"),
+    );
+    assert_eq!(token.status, 200, "{}", token.json_body());
+    let token = token.json_body()["token"].as_str().unwrap().to_owned();
+    let read = |bearer: &str| {
+        app.send(
+            Request::new(
+                "GET",
+                "/webchat/v1/prod/bigcorp/helpdesk/webchat/activities",
+            )
+            .with_header("authorization", format!("Bearer {bearer}")),
+        )
+    };
+    let r = read(&token);
+    assert_eq!(
+        (r.status, r.json_body()["activities"].clone()),
+        (200, json!([]))
+    );
+    assert_eq!(read("forged").status, 401);
+    let page = app.send(Request::new("GET", "/webchat"));
+    assert_eq!(page.status, 200);
+    assert!(String::from_utf8_lossy(&page.body).contains("Greentic web chat"));
+
+    for route in [
+        "/internal/v1/deliveries/ingress",
+        "/internal/v1/deliveries/egress",
+    ] {
+        let r = app.send(
+            Request::new("POST", route)
+                .with_header("authorization", "Bearer not-the-bridge")
+                .with_body("{}"),
+        );
+        assert_eq!(r.status, 401, "{route}");
+    }
+    assert!(app.failures().is_empty(), "{:?}", app.failures());
 }
