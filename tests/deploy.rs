@@ -1,0 +1,216 @@
+//! The deployment manifests agree with the application they deploy: what a
+//! user applies with kubectl is checked here against spin.toml, the runtime
+//! config and the bridge's own config parser, so a renamed variable, a store
+//! label without a backend or a delivery to a route that does not exist
+//! fails a test instead of a rollout.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn yaml_documents(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join(file)).unwrap();
+    serde_saphyr::from_multiple::<Value>(&text).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn spin_toml() -> toml::Value {
+    toml::from_str(&std::fs::read_to_string(root().join("spin.toml")).unwrap()).unwrap()
+}
+
+/// Every route spin.toml serves exactly (no wildcard).
+fn exact_routes(manifest: &toml::Value) -> BTreeSet<String> {
+    manifest["trigger"]["http"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["route"].as_str())
+        .filter(|r| !r.ends_with("/..."))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_spinapp_sets_only_variables_the_app_declares_and_every_secret_it_needs() {
+    let manifest = spin_toml();
+    let declared = manifest["variables"].as_table().unwrap();
+    let docs = yaml_documents("deploy/kubernetes/spinapp.yaml");
+    let app = find(&docs, "SpinApp", "greentic");
+    assert_eq!(app["apiVersion"], "core.spinkube.dev/v1alpha1");
+    assert_eq!(app["spec"]["executor"], "containerd-shim-spin");
+    let set: BTreeSet<&str> = app["spec"]["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    for name in &set {
+        assert!(
+            declared.contains_key(*name),
+            "the SpinApp sets `{name}`, which spin.toml does not declare"
+        );
+    }
+    // Production must not fall back to development defaults for these.
+    for needed in [
+        "auth_public_keys",
+        "secrets_master_key",
+        "bridge_url",
+        "bridge_publish_token",
+        "bridge_delivery_token",
+    ] {
+        assert!(set.contains(needed), "the SpinApp does not set `{needed}`");
+    }
+    assert!(
+        !set.contains("auth_hs256_secret"),
+        "production uses public keys, not the dev secret"
+    );
+    // Secret variables come from Kubernetes Secrets, never inline values.
+    for v in app["spec"]["variables"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        if declared[name].get("secret").and_then(|s| s.as_bool()) == Some(true) {
+            assert!(
+                v["valueFrom"]["secretKeyRef"].is_object(),
+                "secret `{name}` is inline"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_runtime_config_secret_backs_every_declared_store_with_redis() {
+    let manifest = spin_toml();
+    let labels: BTreeSet<String> = manifest["component"]
+        .as_table()
+        .unwrap()
+        .values()
+        .flat_map(|c| {
+            c.get("key_value_stores")
+                .and_then(|s| s.as_array())
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect();
+    let docs = yaml_documents("deploy/kubernetes/spinapp.yaml");
+    let app = find(&docs, "SpinApp", "greentic");
+    let secret_name = app["spec"]["runtimeConfig"]["loadFromSecret"]
+        .as_str()
+        .unwrap();
+    let secret = find(&docs, "Secret", secret_name);
+    let config: toml::Value = toml::from_str(
+        secret["stringData"]["runtime-config.toml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let redis = toml::from_str::<toml::Value>(
+        &std::fs::read_to_string(root().join("deploy/runtime-config.redis.toml")).unwrap(),
+    )
+    .unwrap();
+    for config in [&config, &redis] {
+        let stores = config["key_value_store"].as_table().unwrap();
+        let backed: BTreeSet<String> = stores.keys().cloned().collect();
+        assert_eq!(backed, labels, "stores backed vs declared");
+        for (label, store) in stores {
+            assert_eq!(
+                store["type"].as_str(),
+                Some("redis"),
+                "{label} must be shared by replicas"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_bridge_deployment_is_a_valid_bridge_config_delivering_to_real_routes() {
+    let docs = yaml_documents("deploy/kubernetes/bridge.yaml");
+    let config_map = find(&docs, "ConfigMap", "greentic-bridge");
+    let text = config_map["data"]["bridge.toml"].as_str().unwrap();
+    let env = |k: &str| match k {
+        "GREENTIC_BRIDGE_PUBLISH_TOKEN" => Some("p".repeat(40)),
+        "GREENTIC_BRIDGE_DELIVERY_TOKEN" => Some("d".repeat(40)),
+        "GREENTIC_BRIDGE_LISTEN" => Some("0.0.0.0:4280".into()),
+        _ => None,
+    };
+    let config = greentic_bridge::Config::from_toml(text, Path::new("."), env)
+        .unwrap_or_else(|e| panic!("bridge.toml in the ConfigMap: {e}"));
+    let routes = exact_routes(&spin_toml());
+    for delivery in &config.deliveries {
+        let path = delivery.endpoint.path();
+        assert_eq!(
+            delivery.endpoint.host_str(),
+            Some("greentic.greentic.svc.cluster.local"),
+            "delivery {} must go to the SpinApp's service",
+            delivery.name
+        );
+        assert!(
+            routes.contains(path),
+            "delivery {} goes to {path}, no route of spin.toml",
+            delivery.name
+        );
+    }
+    // The tokens the bridge reads are the ones the SpinApp gives the components.
+    let deployment = find(&docs, "Deployment", "greentic-bridge");
+    let env_secrets: BTreeSet<(String, String)> =
+        deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                let r = &e["valueFrom"]["secretKeyRef"];
+                Some((
+                    r["name"].as_str()?.to_owned(),
+                    r["key"].as_str()?.to_owned(),
+                ))
+            })
+            .collect();
+    let app_docs = yaml_documents("deploy/kubernetes/spinapp.yaml");
+    let app = find(&app_docs, "SpinApp", "greentic");
+    for var in ["bridge_publish_token", "bridge_delivery_token"] {
+        let v = app["spec"]["variables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == var)
+            .unwrap();
+        let r = &v["valueFrom"]["secretKeyRef"];
+        let pair = (
+            r["name"].as_str().unwrap().to_owned(),
+            r["key"].as_str().unwrap().to_owned(),
+        );
+        assert!(
+            env_secrets.contains(&pair),
+            "{var} comes from {pair:?}, which the bridge does not read"
+        );
+    }
+}
+
+#[test]
+fn nats_runs_jetstream_on_as_many_nodes_as_the_streams_have_replicas() {
+    let docs = yaml_documents("deploy/kubernetes/nats.yaml");
+    let set = find(&docs, "StatefulSet", "nats");
+    let conf = find(&docs, "ConfigMap", "nats")["data"]["nats.conf"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(conf.contains("jetstream"), "JetStream is off");
+    let bridge_docs = yaml_documents("deploy/kubernetes/bridge.yaml");
+    let bridge: toml::Value = toml::from_str(
+        find(&bridge_docs, "ConfigMap", "greentic-bridge")["data"]["bridge.toml"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let stream_replicas = bridge["streams"]["replicas"].as_integer().unwrap();
+    assert_eq!(set["spec"]["replicas"].as_i64(), Some(stream_replicas));
+}
