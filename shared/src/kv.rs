@@ -50,6 +50,19 @@ pub trait KeyValue {
     fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError>;
 }
 
+/// The value of the counter at `key` (0 when absent), read the way every
+/// backend agrees on: Spin's SQLite backend keeps counters as 8 little-endian
+/// bytes, Redis as decimal text, so a plain `get` would be ambiguous. Reading
+/// through `increment(key, 0)` is not, and `exists` first keeps a read from
+/// creating keys.
+pub fn read_counter(kv: &dyn KeyValue, key: &str) -> Result<i64, KvError> {
+    if kv.exists(key)? {
+        kv.increment(key, 0)
+    } else {
+        Ok(0)
+    }
+}
+
 /// An in-memory store with Spin's semantics, shareable across threads so tests
 /// can race writers against it. It counts operations so tests and benchmarks
 /// can see what a request really cost, and can be told to fail, to prove that a

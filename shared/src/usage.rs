@@ -141,10 +141,8 @@ pub fn read(
     };
     for team in scopes {
         for counter in Counter::ALL {
-            if let Some(bytes) = kv.get(&keys::usage(ctx, team, day, counter))? {
-                let n = <[u8; 8]>::try_from(bytes.as_slice()).map_or(0, i64::from_le_bytes);
-                counts.add(counter, n);
-            }
+            let n = crate::kv::read_counter(kv, &keys::usage(ctx, team, day, counter))?;
+            counts.add(counter, n);
         }
     }
     Ok(counts)

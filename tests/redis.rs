@@ -1,0 +1,316 @@
+//! The stores on a real redis-server, as SpinKube runs them: the key-value
+//! contract (increment is INCRBY, compare-and-swap is WATCH/MULTI/EXEC, as in
+//! Spin's Redis backend), and the session, secret and usage stores on top of
+//! it, with concurrent writers. Needs `redis-server` (Debian's package).
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use greentic::kv::{Cas, KeyValue, KvError};
+use greentic::secrets::SecretScope;
+use greentic::secrets::crypto::MasterKeys;
+use greentic::secrets::store::SecretStore;
+use greentic::session::Direction;
+use greentic::session_store::{ListQuery, ListScope, SessionStore, StoreError};
+use greentic::tenant::{SecretName, TenantCtx};
+use greentic::testing::{TEST_MASTER_KEY, TEST_MASTER_KEY_2, new_session};
+use greentic::usage::{self, Counter, Day, Teams};
+
+/// A redis-server of its own on a free port, without persistence.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&bin)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {bin} ({e}): install Debian's redis-server or set REDIS_SERVER_BIN")
+            });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { child, port }
+    }
+
+    fn kv(&self) -> RedisKv {
+        RedisKv {
+            client: redis::Client::open(format!("redis://127.0.0.1:{}/0", self.port)).unwrap(),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The key-value contract on Redis with the commands Spin's Redis backend
+/// uses. A connection per call, since WATCH belongs to a connection and
+/// tests race threads against one store.
+struct RedisKv {
+    client: redis::Client,
+}
+
+impl RedisKv {
+    fn conn(&self) -> Result<redis::Connection, KvError> {
+        self.client.get_connection().map_err(unavailable)
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> KvError {
+    KvError::Unavailable(e.to_string())
+}
+
+impl KeyValue for RedisKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        redis::cmd("GET")
+            .arg(key)
+            .query(&mut self.conn()?)
+            .map_err(unavailable)
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query(&mut self.conn()?)
+            .map_err(unavailable)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        redis::cmd("DEL")
+            .arg(key)
+            .query::<i64>(&mut self.conn()?)
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, KvError> {
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query(&mut self.conn()?)
+            .map_err(unavailable)
+    }
+
+    fn get_keys(&self) -> Result<Vec<String>, KvError> {
+        redis::cmd("KEYS")
+            .arg("*")
+            .query(&mut self.conn()?)
+            .map_err(unavailable)
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        redis::cmd("INCRBY")
+            .arg(key)
+            .arg(delta)
+            .query(&mut self.conn()?)
+            .map_err(unavailable)
+    }
+
+    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError> {
+        let mut conn = self.conn()?;
+        redis::cmd("WATCH")
+            .arg(key)
+            .query::<()>(&mut conn)
+            .map_err(unavailable)?;
+        let current: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(key)
+            .query(&mut conn)
+            .map_err(unavailable)?;
+        if current.as_deref() != Some(expected) {
+            redis::cmd("UNWATCH")
+                .query::<()>(&mut conn)
+                .map_err(unavailable)?;
+            return Ok(Cas::Conflict);
+        }
+        // EXEC answers nil when the watched key changed in between.
+        let done: Option<()> = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(key)
+            .arg(new)
+            .ignore()
+            .query(&mut conn)
+            .map_err(unavailable)?;
+        Ok(if done.is_some() {
+            Cas::Swapped
+        } else {
+            Cas::Conflict
+        })
+    }
+}
+
+fn ctx(tenant: &str, team: Option<&str>) -> TenantCtx {
+    TenantCtx::new(tenant, "prod", team).unwrap()
+}
+
+#[test]
+fn the_contract_holds_on_redis() {
+    let redis = RedisServer::start();
+    let kv = redis.kv();
+    assert_eq!(kv.get("a").unwrap(), None);
+    kv.set("a", b"1").unwrap();
+    assert!(kv.exists("a").unwrap());
+    assert_eq!(kv.compare_and_swap("a", b"0", b"2").unwrap(), Cas::Conflict);
+    assert_eq!(kv.compare_and_swap("a", b"1", b"2").unwrap(), Cas::Swapped);
+    assert_eq!(kv.get("a").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(kv.increment("n", 5).unwrap(), 5);
+    assert_eq!(kv.increment("n", 0).unwrap(), 5);
+    // Redis keeps counters as text, SQLite as 8 bytes: read_counter reads both.
+    assert_eq!(kv.get("n").unwrap().as_deref(), Some(&b"5"[..]));
+    assert_eq!(greentic::kv::read_counter(&kv, "n").unwrap(), 5);
+    assert_eq!(greentic::kv::read_counter(&kv, "absent").unwrap(), 0);
+    assert!(
+        !kv.exists("absent").unwrap(),
+        "reading a counter created it"
+    );
+    kv.delete("a").unwrap();
+    kv.delete("a").unwrap();
+    assert!(!kv.exists("a").unwrap());
+}
+
+#[test]
+fn concurrent_creators_and_updaters_lose_nothing_on_redis() {
+    let redis = RedisServer::start();
+    let kv = redis.kv();
+    let support = ctx("acme", Some("support"));
+    let created: BTreeSet<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|t| {
+                let (kv, support) = (&kv, &support);
+                s.spawn(move || {
+                    (0..20)
+                        .map(|i| {
+                            SessionStore::new(kv)
+                                .create(support, new_session("slack", &format!("U{t}-{i}")), 1)
+                                .unwrap()
+                                .id
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let store = SessionStore::new(&kv);
+    let mut listed = BTreeSet::new();
+    let mut query = ListQuery {
+        limit: 50,
+        ..ListQuery::default()
+    };
+    loop {
+        let page = store
+            .list(&ListScope::Team(support.clone()), &query)
+            .unwrap();
+        listed.extend(page.sessions.into_iter().map(|s| s.id));
+        match page.next_cursor {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(listed, created);
+    assert_eq!(listed.len(), 120);
+
+    // Another tenant's listing on the same Redis sees none of them.
+    let bigcorp = store
+        .list(
+            &ListScope::Team(ctx("bigcorp", Some("support"))),
+            &ListQuery::default(),
+        )
+        .unwrap();
+    assert!(bigcorp.sessions.is_empty());
+
+    let id = created.iter().next().unwrap().clone();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (kv, support, id) = (&kv, &support, &id);
+            s.spawn(move || {
+                for i in 0..15 {
+                    loop {
+                        match SessionStore::new(kv).update(support, id, 2, |r| {
+                            r.record_message(Direction::Inbound, &format!("{t}-{i}"), 2)
+                        }) {
+                            Ok(_) => break,
+                            Err(StoreError::Conflict) => std::thread::yield_now(),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let record = store.get(&support, &id).unwrap().unwrap();
+    assert_eq!(record.message_count, 60);
+}
+
+#[test]
+fn usage_counters_and_secrets_work_on_redis() {
+    let redis = RedisServer::start();
+    let kv = redis.kv();
+    let now = 1_795_867_200_000;
+    let support = ctx("acme", Some("support"));
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (kv, support) = (&kv, &support);
+            s.spawn(move || {
+                for _ in 0..25 {
+                    usage::record(kv, support, Counter::MessagesIn, 1, now).unwrap();
+                }
+            });
+        }
+    });
+    let counts = usage::read(&kv, &support, &Teams::All, &Day::of(now)).unwrap();
+    assert_eq!(counts.messages_in, 100);
+
+    let store = SecretStore::new(&kv);
+    let keys = MasterKeys::parse(TEST_MASTER_KEY, "").unwrap();
+    let name = SecretName::parse("slack_bot_token").unwrap();
+    let nonce = || [7u8; 24];
+    let team = SecretScope::team_of(&support).unwrap();
+    store
+        .put(&keys, &team, &name, b"xoxb-1", "test", now, &nonce)
+        .unwrap();
+    let found = store
+        .resolve(&keys, &support, &name, &[], &nonce)
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.value, b"xoxb-1");
+    assert!(
+        store
+            .resolve(&keys, &ctx("bigcorp", Some("support")), &name, &[], &nonce)
+            .unwrap()
+            .is_none()
+    );
+    // Rotation re-seals on read with compare-and-swap, on Redis too.
+    let rotated = MasterKeys::parse(TEST_MASTER_KEY_2, TEST_MASTER_KEY).unwrap();
+    store
+        .resolve(&rotated, &support, &name, &[], &nonce)
+        .unwrap()
+        .unwrap();
+    let only_new = MasterKeys::parse(TEST_MASTER_KEY_2, "").unwrap();
+    let again = store
+        .resolve(&only_new, &support, &name, &[], &nonce)
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.value, b"xoxb-1");
+}
