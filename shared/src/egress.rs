@@ -72,8 +72,7 @@ pub fn deliver(
             "the message's tenant, channel or id does not match the delivery's subject".into(),
         ));
     }
-    let channel = TenantConfig::load(host, out.tenant.tenant_id())?
-        .and_then(|t| t.channel(&out.tenant, &out.channel))
+    let channel = TenantConfig::find_channel(host, &out.tenant, &out.channel)?
         .filter(|c| c.config.provider == out.provider)
         .ok_or_else(|| ApiError::Unprocessable("the channel is not in the bundle".into()))?;
     let secrets = BrokerClient::new(host, "egress");

@@ -132,11 +132,7 @@ impl Outbound {
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Outbound, String> {
-        let outbound: Outbound = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if outbound.v != ENVELOPE_VERSION {
-            return Err(format!("message version {} is not supported", outbound.v));
-        }
-        Ok(outbound)
+        versioned(bytes, |o: &Outbound| o.v)
     }
 }
 
@@ -147,11 +143,19 @@ impl Envelope {
 
     /// Parses an envelope; a version this code does not know is an error, not a guess.
     pub fn from_json(bytes: &[u8]) -> Result<Envelope, String> {
-        let envelope: Envelope = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if envelope.v != ENVELOPE_VERSION {
-            return Err(format!("envelope version {} is not supported", envelope.v));
-        }
-        Ok(envelope)
+        versioned(bytes, |e: &Envelope| e.v)
+    }
+}
+
+/// Parses a message and refuses a format version this code does not know.
+fn versioned<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    version: impl Fn(&T) -> u32,
+) -> Result<T, String> {
+    let message: T = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    match version(&message) {
+        ENVELOPE_VERSION => Ok(message),
+        other => Err(format!("message version {other} is not supported")),
     }
 }
 

@@ -104,6 +104,17 @@ impl TenantConfig {
         Ok(Some(config))
     }
 
+    /// The channel `ctx` and `channel` address in its tenant's compiled file,
+    /// or `None` when the tenant, env, team or channel is unknown: the one
+    /// lookup every component does at its boundary.
+    pub fn find_channel(
+        host: &dyn Host,
+        ctx: &TenantCtx,
+        channel: &ChannelId,
+    ) -> Result<Option<ChannelConfig>, ApiError> {
+        Ok(TenantConfig::load(host, ctx.tenant_id())?.and_then(|t| t.channel(ctx, channel)))
+    }
+
     /// The channel `ctx` (which must name a team) and `channel` address, or
     /// `None` if the env, team or channel is not the tenant's.
     pub fn channel(&self, ctx: &TenantCtx, channel: &ChannelId) -> Option<ChannelConfig> {

@@ -97,9 +97,7 @@ fn find_channel(
     ctx: &TenantCtx,
     channel: &ChannelId,
 ) -> Result<ChannelConfig, ApiError> {
-    TenantConfig::load(host, ctx.tenant_id())?
-        .and_then(|tenant| tenant.channel(ctx, channel))
-        .ok_or(ApiError::NotFound)
+    TenantConfig::find_channel(host, ctx, channel)?.ok_or(ApiError::NotFound)
 }
 
 fn webhook(

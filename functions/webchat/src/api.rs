@@ -62,8 +62,7 @@ pub fn handle(req: &Request, host: &dyn Host) -> Response {
                     .map_err(|_| ApiError::BadRequest("watermark must be a whole number".into()))?,
                 None => 0,
             };
-            let channel = TenantConfig::load(host, ctx.tenant_id())?
-                .and_then(|t| t.channel(&ctx, &channel))
+            let channel = TenantConfig::find_channel(host, &ctx, &channel)?
                 .filter(|c| c.config.provider == "messaging-webchat")
                 .ok_or(ApiError::NotFound)?;
             let secrets = BrokerClient::new(host, COMPONENT);
