@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use e2e_tests::{Broker, Call, assert_problem, token};
+use e2e_tests::{Broker, Call, Stores, assert_problem, token};
 use greentic::envelope::{Outbound, ReplyAddress};
 use greentic::http::{Request, Response};
 use greentic::providers::Message;
@@ -74,6 +74,10 @@ fn admin(tenant: &str, team: Option<&str>) -> Call {
 
 impl Egress {
     fn new() -> Self {
+        Egress::on(Stores::Memory)
+    }
+
+    fn on(stores: Stores) -> Self {
         let broker = Broker::new();
         broker.put(&admin("acme", None), "slack_bot_token", "xoxb-acme-tenant");
         broker.put(
@@ -97,7 +101,7 @@ impl Egress {
             "webchat_token_secret",
             "bigcorp-webchat-secret-0123456789",
         );
-        let host = broker.component_host(&[greentic::webchat_log::STORE_LABEL]);
+        let host = broker.component_host_on(&[greentic::webchat_log::STORE_LABEL], stores);
         FakeBridge::serve(&host);
         let serve = |url: &str, api: &Arc<FakeApi>| {
             let api = api.clone();
@@ -388,9 +392,11 @@ fn a_reply_naming_another_tenant_than_its_subject_is_never_sent() {
     assert!(e.slack.calls().is_empty());
 }
 
-#[test]
-fn web_chat_replies_are_read_back_by_their_conversation_only() {
-    let e = Egress::new();
+// The web chat log is the store egress writes: on Redis as well.
+e2e_tests::on_every_store!(web_chat_replies_are_read_back_by_their_conversation_only);
+
+fn web_chat_replies_are_read_back_by_their_conversation_only(stores: Stores) {
+    let e = Egress::on(stores);
     // Two visitors of bigcorp's web chat, each with a token from ingress.
     let issue = |name: &str| {
         let req = Request::new("POST", "/webhooks/prod/bigcorp/helpdesk/webchat/tokens")

@@ -1,10 +1,12 @@
 //! The flow executor end to end, natively: deliveries as the bridge pushes
 //! them, the demo bundle's flows, replies on the egress subject, the session
-//! and its state through the session API, usage through `/api/v1/usage`.
+//! and its state through the session API, usage through `/api/v1/usage`;
+//! with the stores in memory and on Redis (where counters are text and
+//! compare-and-swap is WATCH/MULTI).
 
 use std::sync::Arc;
 
-use e2e_tests::{Call, assert_problem, token};
+use e2e_tests::{Call, Stores, assert_problem, token};
 use greentic::envelope::{Envelope, Outbound};
 use greentic::http::Response;
 use greentic::testing::{
@@ -20,8 +22,8 @@ struct Platform {
 }
 
 impl Platform {
-    fn new() -> Self {
-        let host = MemoryHost::new(&[greentic::executor::STORE_LABEL]);
+    fn on(stores: Stores) -> Self {
+        let host = stores.host(&[greentic::executor::STORE_LABEL]);
         let bridge = FakeBridge::serve(&host);
         Platform { host, bridge }
     }
@@ -70,13 +72,22 @@ impl Platform {
     }
 }
 
+e2e_tests::on_every_store!(
+    a_conversation_runs_acmes_flow_over_several_deliveries,
+    the_same_text_for_bigcorp_runs_bigcorps_flow,
+    a_redelivered_message_is_applied_once_and_its_replies_are_not_sent_twice,
+    concurrent_messages_to_one_session_both_land,
+    an_envelope_that_contradicts_its_subject_is_refused_for_the_dead_letter_queue,
+    only_the_bridge_can_deliver,
+    usage_is_counted_per_team_and_read_within_the_callers_scope,
+);
+
 fn acme_support() -> Call {
     Call::with(&token("acme", "prod")).team("support")
 }
 
-#[test]
-fn a_conversation_runs_acmes_flow_over_several_deliveries() {
-    let p = Platform::new();
+fn a_conversation_runs_acmes_flow_over_several_deliveries(stores: Stores) {
+    let p = Platform::on(stores);
     let turn = |id: &str, text: &str| p.say(&p.message("acme", "support", "slack", "U1", id, text));
     assert_eq!(
         turn("E1", "hi"),
@@ -133,9 +144,8 @@ fn a_conversation_runs_acmes_flow_over_several_deliveries() {
     assert!(keys.keys().all(|k| k.contains("acme")), "{:?}", keys.keys());
 }
 
-#[test]
-fn the_same_text_for_bigcorp_runs_bigcorps_flow() {
-    let p = Platform::new();
+fn the_same_text_for_bigcorp_runs_bigcorps_flow(stores: Stores) {
+    let p = Platform::on(stores);
     let bigcorp = p.say(&p.message("bigcorp", "helpdesk", "webchat", "u-1", "a1", "hi"));
     assert_eq!(bigcorp, ["BigCorp Helpdesk here. What's your issue?"]);
     let filed = p.say(&p.message(
@@ -161,9 +171,8 @@ fn the_same_text_for_bigcorp_runs_bigcorps_flow() {
     assert_eq!(acme["sessions"], json!([]));
 }
 
-#[test]
-fn a_redelivered_message_is_applied_once_and_its_replies_are_not_sent_twice() {
-    let p = Platform::new();
+fn a_redelivered_message_is_applied_once_and_its_replies_are_not_sent_twice(stores: Stores) {
+    let p = Platform::on(stores);
     let hi = p.message("acme", "support", "slack", "U1", "E1", "hi");
     assert_eq!(p.say(&hi).len(), 2);
     let again = p.deliver(&hi);
@@ -196,9 +205,8 @@ fn a_redelivered_message_is_applied_once_and_its_replies_are_not_sent_twice() {
     assert_eq!(body["state"]["order"], "12345");
 }
 
-#[test]
-fn concurrent_messages_to_one_session_both_land() {
-    let p = Arc::new(Platform::new());
+fn concurrent_messages_to_one_session_both_land(stores: Stores) {
+    let p = Arc::new(Platform::on(stores));
     p.say(&p.message("acme", "support", "slack", "U1", "E0", "hi"));
     // Eight people-typed answers at once to the same open question: every one
     // is applied exactly once, in some order.
@@ -237,9 +245,8 @@ fn concurrent_messages_to_one_session_both_land() {
     assert_eq!(p.texts().len(), 10);
 }
 
-#[test]
-fn an_envelope_that_contradicts_its_subject_is_refused_for_the_dead_letter_queue() {
-    let p = Platform::new();
+fn an_envelope_that_contradicts_its_subject_is_refused_for_the_dead_letter_queue(stores: Stores) {
+    let p = Platform::on(stores);
     let acme = p.message("acme", "support", "slack", "U1", "E1", "hi");
     let bigcorp = p.message("bigcorp", "helpdesk", "webchat", "u-1", "a1", "hi");
     // acme's envelope on bigcorp's subject, and the reverse.
@@ -273,9 +280,8 @@ fn an_envelope_that_contradicts_its_subject_is_refused_for_the_dead_letter_queue
     assert!(p.replies().is_empty());
 }
 
-#[test]
-fn only_the_bridge_can_deliver() {
-    let p = Platform::new();
+fn only_the_bridge_can_deliver(stores: Stores) {
+    let p = Platform::on(stores);
     let hi = p.message("acme", "support", "slack", "U1", "E1", "hi");
     let mut forged = FakeBridge::delivery(&hi, 1);
     forged.headers.retain(|(n, _)| n != "authorization");
@@ -302,9 +308,8 @@ fn only_the_bridge_can_deliver() {
     assert!(p.host.store("sessions").snapshot().is_empty());
 }
 
-#[test]
-fn usage_is_counted_per_team_and_read_within_the_callers_scope() {
-    let p = Platform::new();
+fn usage_is_counted_per_team_and_read_within_the_callers_scope(stores: Stores) {
+    let p = Platform::on(stores);
     p.say(&p.message("acme", "support", "slack", "U1", "E1", "hi"));
     p.say(&p.message("acme", "support", "slack", "U1", "E2", "Dana"));
     p.say(&p.message("bigcorp", "helpdesk", "webchat", "u-1", "a1", "hi"));

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Broker, Call, NOW_SECS, token};
+use e2e_tests::{Broker, Call, NOW_SECS, Stores, token};
 use greentic::http::{Request, Response};
 use greentic::testing::MemoryHost;
 use greentic_bridge::testing::{DELIVERY_TOKEN, DeliverySpec, NatsServer, PUBLISH_TOKEN, config};
@@ -35,6 +35,11 @@ struct Stack {
 
 impl Stack {
     fn start() -> Stack {
+        Stack::on(Stores::Memory)
+    }
+
+    /// The stack with the components' stores where `stores` keeps them.
+    fn on(stores: Stores) -> Stack {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -64,7 +69,7 @@ impl Stack {
             WEBCHAT_SECRET,
         );
         // The hosts keep the test clock (NOW_SECS): messages carry its time.
-        let host = broker.component_host(&["sessions", "webchat"]);
+        let host = broker.component_host_on(&["sessions", "webchat"], stores);
 
         let slack_posts: Posts = Arc::default();
         let slack_answer = Arc::new(Mutex::new(json!({ "ok": true, "ts": "1.1" })));
@@ -272,7 +277,17 @@ fn route(req: &Request, host: &MemoryHost) -> Response {
 
 #[test]
 fn a_slack_message_becomes_a_reply_through_nats_and_the_session_shows_it() {
-    let stack = Stack::start();
+    slack_conversation(Stack::start());
+}
+
+/// The same conversation with sessions and web chat logs on a real
+/// redis-server, as SpinKube runs them.
+#[test]
+fn a_slack_conversation_works_with_the_stores_on_redis() {
+    slack_conversation(Stack::on(Stores::Redis));
+}
+
+fn slack_conversation(stack: Stack) {
     let (status, body) = stack.slack("EvFULL1", "hi");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "published");

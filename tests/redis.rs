@@ -1,13 +1,13 @@
 //! The stores on a real redis-server, as SpinKube runs them: the key-value
 //! contract (increment is INCRBY, compare-and-swap is WATCH/MULTI/EXEC, as in
 //! Spin's Redis backend), and the session, secret and usage stores on top of
-//! it, with concurrent writers. Needs `redis-server` (Debian's package).
+//! it, with concurrent writers. The end-to-end suites run on Redis as well
+//! (their `wasm_on_redis` tests); the server is `e2e_tests::redis`'s.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use greentic::kv::{Cas, KeyValue, KvError};
+use e2e_tests::redis::fresh_kv;
+use greentic::kv::{Cas, KeyValue};
 use greentic::secrets::SecretScope;
 use greentic::secrets::crypto::MasterKeys;
 use greentic::secrets::store::SecretStore;
@@ -17,154 +17,13 @@ use greentic::tenant::{SecretName, TenantCtx};
 use greentic::testing::{TEST_MASTER_KEY, TEST_MASTER_KEY_2, new_session};
 use greentic::usage::{self, Counter, Day, Teams};
 
-/// A redis-server of its own on a free port, without persistence.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&bin)
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {bin} ({e}): install Debian's redis-server or set REDIS_SERVER_BIN")
-            });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer { child, port }
-    }
-
-    fn kv(&self) -> RedisKv {
-        RedisKv {
-            client: redis::Client::open(format!("redis://127.0.0.1:{}/0", self.port)).unwrap(),
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The key-value contract on Redis with the commands Spin's Redis backend
-/// uses. A connection per call, since WATCH belongs to a connection and
-/// tests race threads against one store.
-struct RedisKv {
-    client: redis::Client,
-}
-
-impl RedisKv {
-    fn conn(&self) -> Result<redis::Connection, KvError> {
-        self.client.get_connection().map_err(unavailable)
-    }
-}
-
-fn unavailable(e: redis::RedisError) -> KvError {
-    KvError::Unavailable(e.to_string())
-}
-
-impl KeyValue for RedisKv {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        redis::cmd("GET")
-            .arg(key)
-            .query(&mut self.conn()?)
-            .map_err(unavailable)
-    }
-
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        redis::cmd("SET")
-            .arg(key)
-            .arg(value)
-            .query(&mut self.conn()?)
-            .map_err(unavailable)
-    }
-
-    fn delete(&self, key: &str) -> Result<(), KvError> {
-        redis::cmd("DEL")
-            .arg(key)
-            .query::<i64>(&mut self.conn()?)
-            .map(|_| ())
-            .map_err(unavailable)
-    }
-
-    fn exists(&self, key: &str) -> Result<bool, KvError> {
-        redis::cmd("EXISTS")
-            .arg(key)
-            .query(&mut self.conn()?)
-            .map_err(unavailable)
-    }
-
-    fn get_keys(&self) -> Result<Vec<String>, KvError> {
-        redis::cmd("KEYS")
-            .arg("*")
-            .query(&mut self.conn()?)
-            .map_err(unavailable)
-    }
-
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        redis::cmd("INCRBY")
-            .arg(key)
-            .arg(delta)
-            .query(&mut self.conn()?)
-            .map_err(unavailable)
-    }
-
-    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError> {
-        let mut conn = self.conn()?;
-        redis::cmd("WATCH")
-            .arg(key)
-            .query::<()>(&mut conn)
-            .map_err(unavailable)?;
-        let current: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(key)
-            .query(&mut conn)
-            .map_err(unavailable)?;
-        if current.as_deref() != Some(expected) {
-            redis::cmd("UNWATCH")
-                .query::<()>(&mut conn)
-                .map_err(unavailable)?;
-            return Ok(Cas::Conflict);
-        }
-        // EXEC answers nil when the watched key changed in between.
-        let done: Option<()> = redis::pipe()
-            .atomic()
-            .cmd("SET")
-            .arg(key)
-            .arg(new)
-            .ignore()
-            .query(&mut conn)
-            .map_err(unavailable)?;
-        Ok(if done.is_some() {
-            Cas::Swapped
-        } else {
-            Cas::Conflict
-        })
-    }
-}
-
 fn ctx(tenant: &str, team: Option<&str>) -> TenantCtx {
     TenantCtx::new(tenant, "prod", team).unwrap()
 }
 
 #[test]
 fn the_contract_holds_on_redis() {
-    let redis = RedisServer::start();
-    let kv = redis.kv();
+    let kv = fresh_kv();
     assert_eq!(kv.get("a").unwrap(), None);
     kv.set("a", b"1").unwrap();
     assert!(kv.exists("a").unwrap());
@@ -188,8 +47,7 @@ fn the_contract_holds_on_redis() {
 
 #[test]
 fn concurrent_creators_and_updaters_lose_nothing_on_redis() {
-    let redis = RedisServer::start();
-    let kv = redis.kv();
+    let kv = fresh_kv();
     let support = ctx("acme", Some("support"));
     let created: BTreeSet<_> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..6)
@@ -265,8 +123,7 @@ fn concurrent_creators_and_updaters_lose_nothing_on_redis() {
 
 #[test]
 fn usage_counters_and_secrets_work_on_redis() {
-    let redis = RedisServer::start();
-    let kv = redis.kv();
+    let kv = fresh_kv();
     let now = 1_795_867_200_000;
     let support = ctx("acme", Some("support"));
     std::thread::scope(|s| {
@@ -313,4 +170,19 @@ fn usage_counters_and_secrets_work_on_redis() {
         .unwrap()
         .unwrap();
     assert_eq!(again.value, b"xoxb-1");
+}
+
+#[test]
+fn the_end_to_end_fixtures_keep_their_data_in_redis() {
+    // Redis keeps counters as decimal text, the memory store as 8 LE bytes:
+    // the text proves a `Stores::Redis` store really is on the server.
+    let kv = e2e_tests::Stores::Redis.open("sessions");
+    kv.increment("n", 3).unwrap();
+    assert_eq!(kv.get("n").unwrap().as_deref(), Some(&b"3"[..]));
+    let app = e2e_tests::wasm::app_on(e2e_tests::Target::WasmOnRedis);
+    app.store("sessions").increment("n", 3).unwrap();
+    assert_eq!(
+        app.store("sessions").get("n").unwrap().as_deref(),
+        Some(&b"3"[..])
+    );
 }

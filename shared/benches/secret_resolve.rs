@@ -5,7 +5,7 @@
 //! that grew with the store would show.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use greentic::kv::MemoryKv;
+use greentic::kv::TestKv;
 use greentic::secrets::SecretScope;
 use greentic::secrets::crypto::MasterKeys;
 use greentic::secrets::store::SecretStore;
@@ -18,8 +18,8 @@ fn nonce() -> [u8; 24] {
     [7; 24]
 }
 
-fn filled_store() -> MemoryKv {
-    let kv = MemoryKv::new();
+fn filled_store() -> TestKv {
+    let kv = TestKv::new();
     let store = SecretStore::new(&kv);
     let keys = MasterKeys::parse(MASTER_KEY, "").unwrap();
     let put = |scope: SecretScope, name: &str| {

@@ -1,13 +1,13 @@
 //! Listing one page of 50 sessions of one team when the store also holds
 //! 100,000 sessions of 100 other tenants, against the same team alone.
 //!
-//! `MemoryKv::get_keys` returns the whole store, as Spin's does, so a listing
+//! `TestKv::get_keys` returns the whole store, as Spin's does, so a listing
 //! that scanned would grow with the store; reading through the per-scope index
 //! should keep the ratio of the two close to 1.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use greentic::TenantCtx;
-use greentic::kv::MemoryKv;
+use greentic::kv::TestKv;
 use greentic::session::{Conversation, NewSession};
 use greentic::session_store::{ListQuery, ListScope, SessionStore};
 use greentic::tenant::ChannelId;
@@ -17,7 +17,7 @@ const TEAM_SESSIONS: usize = 1_000;
 const OTHER_TENANTS: usize = 100;
 const PER_OTHER_TENANT: usize = 1_000;
 
-fn fill(kv: &MemoryKv, ctx: &TenantCtx, count: usize) {
+fn fill(kv: &TestKv, ctx: &TenantCtx, count: usize) {
     let store = SessionStore::new(kv);
     for i in 0..count {
         let new = NewSession {
@@ -36,9 +36,9 @@ fn fill(kv: &MemoryKv, ctx: &TenantCtx, count: usize) {
 
 fn bench(c: &mut Criterion) {
     let team = TenantCtx::new("acme", "prod", Some("support")).unwrap();
-    let alone = MemoryKv::new();
+    let alone = TestKv::new();
     fill(&alone, &team, TEAM_SESSIONS);
-    let crowded = MemoryKv::new();
+    let crowded = TestKv::new();
     fill(&crowded, &team, TEAM_SESSIONS);
     for t in 0..OTHER_TENANTS {
         fill(

@@ -8,7 +8,7 @@
 //! their uniqueness from `increment` (see [`crate::session_store`]).
 //!
 //! The Spin implementation lives in each component (`spin-sdk` stays out of
-//! `shared/`); [`MemoryKv`] is the in-memory one for tests and benchmarks.
+//! `shared/`); [`TestKv`] is the one for tests and benchmarks.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -63,21 +63,39 @@ pub fn read_counter(kv: &dyn KeyValue, key: &str) -> Result<i64, KvError> {
     }
 }
 
-/// An in-memory store with Spin's semantics, shareable across threads so tests
-/// can race writers against it. It counts operations so tests and benchmarks
-/// can see what a request really cost, and can be told to fail, to prove that a
-/// store outage is answered with 503 and changes nothing.
-#[derive(Default)]
-pub struct MemoryKv {
-    entries: Mutex<BTreeMap<String, Vec<u8>>>,
+/// The store every test and benchmark uses: Spin's semantics over an
+/// in-memory map by default, or over another backend (the end-to-end suites
+/// also run on a real redis-server this way). It counts operations so tests
+/// and benchmarks can see what a request really cost, and can be told to fail,
+/// to prove that a store outage is answered with 503 and changes nothing.
+pub struct TestKv {
+    backend: Box<dyn KeyValue + Send + Sync>,
     fail_after: Mutex<Option<u64>>,
     ops: AtomicU64,
     full_scans: AtomicU64,
 }
 
-impl MemoryKv {
+impl Default for TestKv {
+    fn default() -> Self {
+        Self::over(MemoryKv::default())
+    }
+}
+
+impl TestKv {
+    /// An empty store in memory.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same instrumentation over `backend`, which must start empty for
+    /// tests that compare snapshots.
+    pub fn over(backend: impl KeyValue + Send + Sync + 'static) -> Self {
+        TestKv {
+            backend: Box::new(backend),
+            fail_after: Mutex::new(None),
+            ops: AtomicU64::new(0),
+            full_scans: AtomicU64::new(0),
+        }
     }
 
     /// Every operation after the next `n` fails with [`KvError::Unavailable`].
@@ -100,11 +118,18 @@ impl MemoryKv {
     }
 
     /// A copy of everything stored, to compare before and after an operation.
+    /// Read straight from the backend: it neither counts nor fails.
     pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
-        self.entries.lock().unwrap().clone()
+        let keys = self.backend.get_keys().expect("the test store is readable");
+        keys.into_iter()
+            .filter_map(|key| {
+                let value = self.backend.get(&key).expect("the test store is readable");
+                value.map(|v| (key, v))
+            })
+            .collect()
     }
 
-    fn begin(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>>, KvError> {
+    fn begin(&self) -> Result<&dyn KeyValue, KvError> {
         self.ops.fetch_add(1, Ordering::Relaxed);
         let mut fail_after = self.fail_after.lock().unwrap();
         if let Some(left) = fail_after.as_mut() {
@@ -113,37 +138,79 @@ impl MemoryKv {
             }
             *left -= 1;
         }
-        Ok(self.entries.lock().unwrap())
+        Ok(&*self.backend)
+    }
+}
+
+impl KeyValue for TestKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.begin()?.get(key)
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.begin()?.set(key, value)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.begin()?.delete(key)
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, KvError> {
+        self.begin()?.exists(key)
+    }
+
+    fn get_keys(&self) -> Result<Vec<String>, KvError> {
+        let backend = self.begin()?;
+        self.full_scans.fetch_add(1, Ordering::Relaxed);
+        backend.get_keys()
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.begin()?.increment(key, delta)
+    }
+
+    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError> {
+        self.begin()?.compare_and_swap(key, expected, new)
+    }
+}
+
+/// A map in memory with Spin's semantics; one lock makes each operation atomic.
+#[derive(Default)]
+pub struct MemoryKv {
+    entries: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+impl MemoryKv {
+    fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+        self.entries.lock().unwrap()
     }
 }
 
 impl KeyValue for MemoryKv {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        Ok(self.begin()?.get(key).cloned())
+        Ok(self.entries().get(key).cloned())
     }
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.begin()?.insert(key.to_owned(), value.to_vec());
+        self.entries().insert(key.to_owned(), value.to_vec());
         Ok(())
     }
 
     fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.begin()?.remove(key);
+        self.entries().remove(key);
         Ok(())
     }
 
     fn exists(&self, key: &str) -> Result<bool, KvError> {
-        Ok(self.begin()?.contains_key(key))
+        Ok(self.entries().contains_key(key))
     }
 
     fn get_keys(&self) -> Result<Vec<String>, KvError> {
-        let entries = self.begin()?;
-        self.full_scans.fetch_add(1, Ordering::Relaxed);
-        Ok(entries.keys().cloned().collect())
+        Ok(self.entries().keys().cloned().collect())
     }
 
     fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        let mut entries = self.begin()?;
+        let mut entries = self.entries();
         let current = match entries.get(key) {
             None => 0,
             Some(bytes) => decode_counter(bytes).ok_or_else(|| {
@@ -156,7 +223,7 @@ impl KeyValue for MemoryKv {
     }
 
     fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError> {
-        let mut entries = self.begin()?;
+        let mut entries = self.entries();
         match entries.get_mut(key) {
             Some(current) if current.as_slice() == expected => {
                 *current = new.to_vec();
@@ -178,7 +245,7 @@ mod tests {
 
     #[test]
     fn behaves_like_spin() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         assert_eq!(kv.get("a").unwrap(), None);
         kv.delete("a").unwrap();
         kv.set("a", b"1").unwrap();
@@ -201,7 +268,7 @@ mod tests {
 
     #[test]
     fn injected_failures_change_nothing() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         kv.set("a", b"1").unwrap();
         kv.fail_after(0);
         assert!(matches!(kv.set("a", b"2"), Err(KvError::Unavailable(_))));
@@ -211,7 +278,7 @@ mod tests {
 
     #[test]
     fn increments_race_without_losing_a_count() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         std::thread::scope(|s| {
             for _ in 0..8 {
                 s.spawn(|| {

@@ -355,7 +355,7 @@ impl<'a> SessionStore<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::MemoryKv;
+    use crate::kv::TestKv;
     use crate::session::Direction;
     use crate::testing::new_session;
     use std::collections::BTreeSet;
@@ -385,7 +385,7 @@ mod tests {
 
     #[test]
     fn create_get_update_delete() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let store = SessionStore::new(&kv);
         let c = ctx("acme", Some("support"));
         let created = store.create(&c, new_session("slack", "U1"), 10).unwrap();
@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn a_session_is_invisible_under_another_scope() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let store = SessionStore::new(&kv);
         let owner = ctx("acme", Some("support"));
         let id = store
@@ -454,7 +454,7 @@ mod tests {
 
     #[test]
     fn pagination_returns_every_session_once_newest_first() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let store = SessionStore::new(&kv);
         let c = ctx("acme", Some("support"));
         let created: Vec<SessionId> = (0..1_050)
@@ -481,7 +481,7 @@ mod tests {
 
     #[test]
     fn concurrent_creation_in_one_scope_loses_no_index_entry() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let c = ctx("acme", Some("support"));
         let mut created = BTreeSet::new();
         std::thread::scope(|s| {
@@ -512,7 +512,7 @@ mod tests {
 
     #[test]
     fn concurrent_updates_of_one_session_lose_nothing() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let c = ctx("acme", Some("support"));
         let id = SessionStore::new(&kv)
             .create(&c, new_session("slack", "U1"), 1)
@@ -545,7 +545,7 @@ mod tests {
 
     #[test]
     fn filters_and_team_restrictions_apply() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let store = SessionStore::new(&kv);
         let support = ctx("acme", Some("support"));
         let sales = ctx("acme", Some("sales"));
@@ -605,7 +605,7 @@ mod tests {
 
     #[test]
     fn listing_reads_the_index_not_the_store() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let store = SessionStore::new(&kv);
         for tenant in ["t1", "t2", "t3"] {
             for i in 0..100 {
@@ -630,7 +630,7 @@ mod tests {
 
     #[test]
     fn a_selective_filter_returns_short_pages_with_a_cursor() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let store = SessionStore::new(&kv);
         let c = ctx("acme", Some("support"));
         store
@@ -653,7 +653,7 @@ mod tests {
 
     #[test]
     fn cursors_are_refused_outside_their_scope_or_when_mangled() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let store = SessionStore::new(&kv);
         let c = ctx("acme", Some("support"));
         for i in 0..3 {
@@ -698,7 +698,7 @@ mod tests {
 
     #[test]
     fn stale_slots_are_skipped() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let store = SessionStore::new(&kv);
         let c = ctx("acme", Some("support"));
         let a = store.create(&c, new_session("slack", "U1"), 1).unwrap();
@@ -721,7 +721,7 @@ mod tests {
 
     #[test]
     fn a_record_under_the_wrong_key_is_corrupt_not_served() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let store = SessionStore::new(&kv);
         let acme = ctx("acme", Some("support"));
         let record = store.create(&acme, new_session("slack", "U1"), 1).unwrap();
@@ -739,7 +739,7 @@ mod tests {
 
     #[test]
     fn a_store_outage_is_reported_and_a_failed_delete_can_be_retried() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let store = SessionStore::new(&kv);
         let c = ctx("acme", Some("support"));
         let id = store.create(&c, new_session("slack", "U1"), 1).unwrap().id;

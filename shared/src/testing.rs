@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::auth::{self, Claims};
 use crate::host::{Host, OutboundError};
 use crate::http::{Request, Response};
-use crate::kv::{KeyValue, KvError, MemoryKv};
+use crate::kv::{KeyValue, KvError, TestKv};
 
 /// Ids every id position (path segment, header, claim, bundle key) must refuse:
 /// key and subject separators, NATS wildcards, traversal, case, padding,
@@ -132,7 +132,7 @@ pub struct MemoryHost {
     /// an outside service such as the bridge).
     internal: Mutex<BTreeMap<String, InternalHandler>>,
     bundle: Mutex<BTreeMap<String, Vec<u8>>>,
-    stores: BTreeMap<String, MemoryKv>,
+    stores: BTreeMap<String, TestKv>,
     variables: Mutex<BTreeMap<String, String>>,
     now_ms: AtomicI64,
     random_counter: AtomicU64,
@@ -143,13 +143,15 @@ impl MemoryHost {
     /// A host whose component declared exactly `labels`, with the auth
     /// variables set to the test issuer, audience and secret.
     pub fn new(labels: &[&str]) -> Self {
+        Self::with_stores(labels, |_| TestKv::new())
+    }
+
+    /// [`MemoryHost::new`] with each store made by `open` (e.g. over Redis).
+    pub fn with_stores(labels: &[&str], open: impl Fn(&str) -> TestKv) -> Self {
         let host = MemoryHost {
             internal: Mutex::new(BTreeMap::new()),
             bundle: Mutex::new(demo_bundle().clone()),
-            stores: labels
-                .iter()
-                .map(|l| (l.to_string(), MemoryKv::new()))
-                .collect(),
+            stores: labels.iter().map(|l| (l.to_string(), open(l))).collect(),
             variables: Mutex::new(BTreeMap::new()),
             now_ms: AtomicI64::new(NOW_SECS as i64 * 1000),
             random_counter: AtomicU64::new(0),
@@ -184,7 +186,7 @@ impl MemoryHost {
         };
     }
 
-    pub fn store(&self, label: &str) -> &MemoryKv {
+    pub fn store(&self, label: &str) -> &TestKv {
         self.stores
             .get(label)
             .unwrap_or_else(|| panic!("store {label} is not declared"))

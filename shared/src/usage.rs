@@ -151,7 +151,7 @@ pub fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::MemoryKv;
+    use crate::kv::TestKv;
 
     #[test]
     fn days_parse_strictly_and_ranges_are_bounded() {
@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn counts_are_per_team_and_per_env_and_never_cross_tenants() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let now = 1_795_867_200_000;
         let support = TenantCtx::new("acme", "prod", Some("support")).unwrap();
         let sales = TenantCtx::new("acme", "prod", Some("sales")).unwrap();

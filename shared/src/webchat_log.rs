@@ -119,7 +119,7 @@ impl<'a> ConversationLog<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::MemoryKv;
+    use crate::kv::TestKv;
 
     fn activity(id: &str) -> Activity {
         Activity {
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn reads_after_the_watermark_once_each_and_per_conversation() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let ctx = TenantCtx::new("bigcorp", "prod", Some("helpdesk")).unwrap();
         let webchat = ChannelId::parse("webchat").unwrap();
         let (a, b) = (

@@ -3,6 +3,7 @@
 //! each on either [`Target`]: the handlers natively, or the release wasm
 //! build under spin-test-host (see [`wasm`]).
 
+pub mod redis;
 pub mod wasm;
 
 use std::borrow::Borrow;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use greentic::TenantCtx;
 use greentic::http::{Request, Response};
-use greentic::kv::MemoryKv;
+use greentic::kv::TestKv;
 use greentic::secrets::client::{BrokerClient, SecretsClient, SecretsClientError};
 use greentic::session::SessionId;
 use greentic::session_store::SessionStore;
@@ -42,15 +43,27 @@ pub fn every_scope() -> Vec<TenantCtx> {
 }
 
 /// Where the components run: their handlers natively on a [`MemoryHost`],
-/// or their release wasm build under spin-test-host, as Spin runs them.
+/// or their release wasm build under spin-test-host, as Spin runs them, with
+/// the stores in memory (as `spin up` with SQLite) or on a real redis-server
+/// (as SpinKube with deploy/runtime-config.redis.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     Native,
     Wasm,
+    WasmOnRedis,
+}
+
+impl Target {
+    /// Requests go through an HTTP server (Spin's), which refuses some
+    /// malformed ones before any component sees them.
+    pub fn is_wasm(self) -> bool {
+        matches!(self, Target::Wasm | Target::WasmOnRedis)
+    }
 }
 
 /// Defines one `#[test]` per target for each test body (a `fn(Target)`):
-/// `native::name` and `wasm::name`, so the same assertions hold on both.
+/// `native::name`, `wasm::name` and `wasm_on_redis::name`, so the same
+/// assertions hold on all three.
 #[macro_export]
 macro_rules! on_every_target {
     ($($test:ident),+ $(,)?) => {
@@ -64,6 +77,55 @@ macro_rules! on_every_target {
             $(#[test]
             fn $test() {
                 super::$test($crate::Target::Wasm)
+            })+
+        }
+        mod wasm_on_redis {
+            $(#[test]
+            fn $test() {
+                super::$test($crate::Target::WasmOnRedis)
+            })+
+        }
+    };
+}
+
+/// Where a native test keeps its stores: in memory, or each store in a
+/// database of its own on a real redis-server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stores {
+    Memory,
+    Redis,
+}
+
+impl Stores {
+    /// An empty store for `label`.
+    pub fn open(self, label: &str) -> TestKv {
+        match self {
+            Stores::Memory => TestKv::new(),
+            Stores::Redis => redis::fresh_store(label),
+        }
+    }
+
+    /// A host whose component declared exactly `labels`, its stores here.
+    pub fn host(self, labels: &[&str]) -> MemoryHost {
+        MemoryHost::with_stores(labels, |label| self.open(label))
+    }
+}
+
+/// Defines one `#[test]` per [`Stores`] for each native test body (a
+/// `fn(Stores)`): `in_memory::name` and `on_redis::name`.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($test:ident),+ $(,)?) => {
+        mod in_memory {
+            $(#[test]
+            fn $test() {
+                super::$test($crate::Stores::Memory)
+            })+
+        }
+        mod on_redis {
+            $(#[test]
+            fn $test() {
+                super::$test($crate::Stores::Redis)
             })+
         }
     };
@@ -88,7 +150,7 @@ impl Platform {
         Platform {
             backend: match target {
                 Target::Native => Backend::Native(MemoryHost::new(&[session_api::STORE_LABEL])),
-                Target::Wasm => Backend::Wasm(Box::new(wasm::app())),
+                wasm => Backend::Wasm(Box::new(wasm::app_on(wasm))),
             },
             now_ms: NOW_SECS as i64 * 1000,
             sessions: Vec::new(),
@@ -114,7 +176,7 @@ impl Platform {
         id
     }
 
-    pub fn kv(&self) -> &MemoryKv {
+    pub fn kv(&self) -> &TestKv {
         match &self.backend {
             Backend::Native(host) => host.store(session_api::STORE_LABEL),
             Backend::Wasm(app) => app.store(session_api::STORE_LABEL),
@@ -308,12 +370,12 @@ impl Broker {
                 host.set_variable(secrets_broker::api::VAR_SHARED_GLOBAL, "signing_key");
                 Backend::Native(Arc::new(host))
             }
-            Target::Wasm => Backend::Wasm(Box::new(wasm::app())),
+            wasm => Backend::Wasm(Box::new(wasm::app_on(wasm))),
         };
         Broker { backend }
     }
 
-    pub fn kv(&self) -> &MemoryKv {
+    pub fn kv(&self) -> &TestKv {
         match &self.backend {
             Backend::Native(host) => host.store(greentic::secrets::STORE_LABEL),
             Backend::Wasm(app) => app.store(greentic::secrets::STORE_LABEL),
@@ -367,12 +429,18 @@ impl Broker {
     }
 
     /// A host for another component that reaches this broker by service
-    /// chaining (native only: in wasm, components are the app's own).
+    /// chaining (native only: in wasm, components are the app's own), its
+    /// stores in memory.
     pub fn component_host(&self, labels: &[&str]) -> MemoryHost {
+        self.component_host_on(labels, Stores::Memory)
+    }
+
+    /// [`Broker::component_host`] with its stores where `stores` keeps them.
+    pub fn component_host_on(&self, labels: &[&str], stores: Stores) -> MemoryHost {
         let Backend::Native(host) = &self.backend else {
             panic!("component_host is for native tests; in wasm use Broker::client");
         };
-        let caller = MemoryHost::new(labels);
+        let caller = stores.host(labels);
         let broker = host.clone();
         caller.serve_internal(
             secrets_broker::COMPONENT,

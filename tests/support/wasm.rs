@@ -8,6 +8,7 @@
 //! `BrokerClient` and `SpinHost` a component uses, once allowed to chain to
 //! it and once not.
 
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use greentic::http::Request;
@@ -16,6 +17,8 @@ use greentic::tenant::{SecretName, TenantCtx};
 use greentic::testing::{NOW_SECS, TEST_HS256_SECRET, TEST_MASTER_KEY};
 use serde_json::Value;
 use spin_test_host::{Builder, SpinApp};
+
+use crate::Target;
 
 /// Routes of the test-only callers.
 pub const ALLOWED_CALLER: &str = "/test-probe/allowed";
@@ -60,7 +63,20 @@ pub fn builder() -> Builder {
 /// [`builder`] started. Fails the test with the harness's explanation (e.g.
 /// which `cargo build` makes a missing `.wasm`).
 pub fn app() -> SpinApp {
-    builder()
+    start(builder())
+}
+
+/// [`app`] with its stores where `target` keeps them.
+pub fn app_on(target: Target) -> SpinApp {
+    match target {
+        Target::Wasm => app(),
+        Target::WasmOnRedis => start(builder().store_backend(Arc::new(crate::redis::fresh_store))),
+        Target::Native => panic!("the native target runs no wasm"),
+    }
+}
+
+fn start(builder: Builder) -> SpinApp {
+    builder
         .build()
         .unwrap_or_else(|e| panic!("cannot start the wasm application: {e:#}"))
 }

@@ -313,7 +313,7 @@ fn decode(bytes: &[u8], name: &SecretName) -> Result<SecretRecord, SecretError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::MemoryKv;
+    use crate::kv::TestKv;
 
     const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";
@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn the_stored_bytes_never_hold_the_value() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let (store, keys) = (SecretStore::new(&kv), MasterKeys::parse(K1, "").unwrap());
         put(
             &store,
@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_record_moved_to_another_tenants_key_does_not_open() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let (store, keys) = (SecretStore::new(&kv), MasterKeys::parse(K1, "").unwrap());
         let acme = SecretScope::tenant_of(&ctx("acme", None));
         let bigcorp = SecretScope::tenant_of(&ctx("bigcorp", None));
@@ -382,7 +382,7 @@ mod tests {
 
     #[test]
     fn resolution_prefers_the_team_then_the_tenant_then_shared_globals() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let (store, keys) = (SecretStore::new(&kv), MasterKeys::parse(K1, "").unwrap());
         let support = ctx("acme", Some("support"));
         put(
@@ -441,7 +441,7 @@ mod tests {
 
     #[test]
     fn rotation_reseals_on_read_and_keeps_the_value() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let store = SecretStore::new(&kv);
         let scope = SecretScope::tenant_of(&ctx("acme", None));
         put(
@@ -485,7 +485,7 @@ mod tests {
 
     #[test]
     fn listing_is_per_scope_and_metadata_only() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let (store, keys) = (SecretStore::new(&kv), MasterKeys::parse(K1, "").unwrap());
         let acme = SecretScope::tenant_of(&ctx("acme", None));
         let team = SecretScope::team_of(&ctx("acme", Some("support"))).unwrap();
@@ -519,7 +519,7 @@ mod tests {
 
     #[test]
     fn oversized_values_are_refused_and_change_nothing() {
-        let kv = MemoryKv::new();
+        let kv = TestKv::new();
         let (store, keys) = (SecretStore::new(&kv), MasterKeys::parse(K1, "").unwrap());
         let big = vec![b'x'; MAX_VALUE_LEN + 1];
         let scope = SecretScope::tenant_of(&ctx("acme", None));

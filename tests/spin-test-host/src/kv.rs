@@ -1,9 +1,10 @@
-//! Key-value stores in memory: `fermyon:spin/key-value@2.0.0` and the parts
+//! Key-value stores: `fermyon:spin/key-value@2.0.0` and the parts
 //! of `wasi:keyvalue@0.2.0-draft2` the components use (`store`, `atomics`).
 //!
-//! One [`MemoryKv`] per label, shared by every component of an application
+//! One [`TestKv`] per label, shared by every component of an application
 //! instance, as `spin up` shares a runtime-config store. Each store is a
-//! [`greentic::kv::MemoryKv`], so tests seed and inspect exactly what the wasm
+//! [`greentic::kv::TestKv`] (in memory, or over Redis when the builder says
+//! so), so tests seed and inspect exactly what the wasm
 //! reads and writes, through the same `KeyValue` trait the native tests use.
 //! A component opens only the labels it declares in `key_value_stores`; any
 //! other label is `access-denied`, as in Spin.
@@ -11,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use greentic::kv::{Cas, KeyValue, KvError, MemoryKv};
+use greentic::kv::{Cas, KeyValue, KvError, TestKv};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::bindings::fermyon::spin::key_value as spin_kv;
@@ -19,20 +20,24 @@ use crate::bindings::wasi::keyvalue::{atomics, store as wasi_kv};
 
 /// Every store of one application instance, by label.
 #[derive(Default)]
-pub struct Stores(BTreeMap<String, Arc<MemoryKv>>);
+pub struct Stores(BTreeMap<String, Arc<TestKv>>);
 
 impl Stores {
-    /// A store for each label any component declares.
-    pub fn new<'a>(labels: impl IntoIterator<Item = &'a str>) -> Self {
-        Stores(
-            labels
-                .into_iter()
-                .map(|l| (l.to_owned(), Arc::default()))
-                .collect(),
-        )
+    /// A store for each label any component declares, made by `open`.
+    pub fn new<'a>(
+        labels: impl IntoIterator<Item = &'a str>,
+        open: impl Fn(&str) -> TestKv,
+    ) -> Self {
+        let mut stores = BTreeMap::new();
+        for label in labels {
+            if !stores.contains_key(label) {
+                stores.insert(label.to_owned(), Arc::new(open(label)));
+            }
+        }
+        Stores(stores)
     }
 
-    pub fn get(&self, label: &str) -> Option<&MemoryKv> {
+    pub fn get(&self, label: &str) -> Option<&TestKv> {
         self.0.get(label).map(|kv| &**kv)
     }
 }
@@ -45,11 +50,11 @@ pub struct KvAccess {
 }
 
 /// The resource behind both a Spin `store` and a `wasi:keyvalue` `bucket`.
-pub struct OpenStore(Arc<MemoryKv>);
+pub struct OpenStore(Arc<TestKv>);
 
 /// A compare-and-swap in progress: the value `current` saw is what `swap` expects.
 pub struct CasHandle {
-    kv: Arc<MemoryKv>,
+    kv: Arc<TestKv>,
     key: String,
     seen: Option<Vec<u8>>,
 }
@@ -63,7 +68,7 @@ impl KvAccess {
     }
 
     /// Spin checks the component's declaration first, then whether the store exists.
-    pub fn open(&self, label: &str) -> Result<Arc<MemoryKv>, KvError> {
+    pub fn open(&self, label: &str) -> Result<Arc<TestKv>, KvError> {
         if !self.declared.contains(label) {
             return Err(KvError::AccessDenied(label.to_owned()));
         }
@@ -98,7 +103,7 @@ pub fn add_to_linker<T: 'static>(
 }
 
 impl KvHost<'_> {
-    fn store(&self, handle: &Resource<OpenStore>) -> wasmtime::Result<Arc<MemoryKv>> {
+    fn store(&self, handle: &Resource<OpenStore>) -> wasmtime::Result<Arc<TestKv>> {
         Ok(self.table.get(handle)?.0.clone())
     }
 }
@@ -282,7 +287,7 @@ mod tests {
 
     #[test]
     fn only_declared_labels_open() {
-        let stores = Arc::new(Stores::new(["sessions", "secrets"]));
+        let stores = Arc::new(Stores::new(["sessions", "secrets"], |_| TestKv::new()));
         let api = KvAccess::new(stores.clone(), &["sessions".into()]);
         assert!(api.open("sessions").is_ok());
         assert_eq!(
@@ -315,7 +320,7 @@ mod tests {
     #[test]
     fn compare_and_swap_through_the_host_functions() {
         use atomics::{Host as _, HostCas as _};
-        let stores = Arc::new(Stores::new(["s"]));
+        let stores = Arc::new(Stores::new(["s"], |_| TestKv::new()));
         let access = KvAccess::new(stores.clone(), &["s".into()]);
         let mut table = ResourceTable::new();
         let mut host = KvHost {

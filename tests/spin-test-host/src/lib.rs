@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::{Context, anyhow, bail};
-use greentic::kv::MemoryKv;
+use greentic::kv::TestKv;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -98,7 +98,11 @@ pub struct Builder {
     wasm_dir: PathBuf,
     variables: BTreeMap<String, String>,
     wall_clock: Option<SystemTime>,
+    backend: Option<StoreBackend>,
 }
+
+/// Makes the store for a label (see [`Builder::store_backend`]).
+pub type StoreBackend = Arc<dyn Fn(&str) -> TestKv + Send + Sync>;
 
 impl Builder {
     /// The manifest to run (default: the workspace's `spin.toml`).
@@ -144,16 +148,25 @@ impl Builder {
         self
     }
 
+    /// Where the stores keep their data: each label gets `backend(label)`, as
+    /// a runtime config points a label at Redis (default: in memory).
+    pub fn store_backend(mut self, backend: StoreBackend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
     /// Loads and checks everything `spin up` checks before serving: the
     /// manifest, routes, variables and every component's `.wasm`.
     pub fn build(self) -> anyhow::Result<SpinApp> {
         let manifest = self.load_manifest()?;
-        let stores = Arc::new(Stores::new(
-            manifest
-                .component
-                .values()
-                .flat_map(|c| c.key_value_stores.iter().map(String::as_str)),
-        ));
+        let labels = manifest
+            .component
+            .values()
+            .flat_map(|c| c.key_value_stores.iter().map(String::as_str));
+        let stores = Arc::new(Stores::new(labels, |label| match &self.backend {
+            Some(backend) => backend(label),
+            None => TestKv::new(),
+        }));
         let clock = Clock::default();
         if let Some(at) = self.wall_clock {
             clock.stop_at(at);
@@ -296,6 +309,7 @@ impl SpinApp {
             wasm_dir: default_wasm_dir(),
             variables: BTreeMap::new(),
             wall_clock: None,
+            backend: None,
         }
     }
 
@@ -338,7 +352,7 @@ impl SpinApp {
 
     /// The store with this label, to seed and inspect through `greentic::kv::KeyValue`.
     /// Panics if no component declares it.
-    pub fn store(&self, label: &str) -> &MemoryKv {
+    pub fn store(&self, label: &str) -> &TestKv {
         self.app
             .stores
             .get(label)

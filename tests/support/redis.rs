@@ -1,0 +1,171 @@
+//! The stores on a real redis-server, as SpinKube runs them
+//! (deploy/runtime-config.redis.toml): [`RedisKv`] speaks the key-value
+//! contract with the commands Spin's Redis backend uses (INCRBY for
+//! increment, WATCH/MULTI/EXEC for compare-and-swap), and [`fresh_store`]
+//! gives each test store a Redis database of its own, as the deployment gives
+//! each label its own. Needs `redis-server` (Debian's package) on the PATH or
+//! in `REDIS_SERVER_BIN`.
+
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use greentic::kv::{Cas, KeyValue, KvError, TestKv};
+
+/// Databases the test server offers: one per store a test process opens.
+const DATABASES: u32 = 8192;
+
+/// One redis-server per test process, without persistence. It lives as long
+/// as the process: a shell holds it and stops it when our end of its stdin
+/// closes, which happens however the test process ends.
+struct RedisServer {
+    port: u16,
+    next_db: AtomicU32,
+    _guard: Mutex<(Child, ChildStdin)>,
+}
+
+fn server() -> &'static RedisServer {
+    static SERVER: OnceLock<RedisServer> = OnceLock::new();
+    SERVER.get_or_init(RedisServer::start)
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let script = r#""$0" --bind 127.0.0.1 --port "$1" --databases "$2" --save "" --appendonly no >/dev/null 2>&1 &
+server=$!
+read _ignored
+kill "$server""#;
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                script,
+                &bin,
+                &port.to_string(),
+                &DATABASES.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("cannot run sh");
+        let stdin = child.stdin.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "{bin} did not start: install Debian's redis-server or set REDIS_SERVER_BIN"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer {
+            port,
+            next_db: AtomicU32::new(0),
+            _guard: Mutex::new((child, stdin)),
+        }
+    }
+}
+
+/// A store in a database no other store of this process uses.
+pub fn fresh_kv() -> RedisKv {
+    let server = server();
+    let db = server.next_db.fetch_add(1, Ordering::Relaxed);
+    assert!(db < DATABASES, "more than {DATABASES} Redis test stores");
+    RedisKv::open(&format!("redis://127.0.0.1:{}/{db}", server.port))
+}
+
+/// [`fresh_kv`] behind the tests' instrumentation, for any label.
+pub fn fresh_store(_label: &str) -> TestKv {
+    TestKv::over(fresh_kv())
+}
+
+/// The key-value contract on one Redis database. Connections are pooled but
+/// never shared by two operations at once, since WATCH belongs to a
+/// connection and tests race threads against one store.
+pub struct RedisKv {
+    client: redis::Client,
+    idle: Mutex<Vec<redis::Connection>>,
+}
+
+impl RedisKv {
+    pub fn open(url: &str) -> RedisKv {
+        RedisKv {
+            client: redis::Client::open(url).expect("a valid Redis URL"),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `op` on a connection of its own; one that failed is dropped.
+    fn with<T>(
+        &self,
+        op: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, KvError> {
+        let idle = self.idle.lock().unwrap().pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => self.client.get_connection().map_err(unavailable)?,
+        };
+        let result = op(&mut conn).map_err(unavailable)?;
+        self.idle.lock().unwrap().push(conn);
+        Ok(result)
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> KvError {
+    KvError::Unavailable(e.to_string())
+}
+
+impl KeyValue for RedisKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.with(|c| redis::cmd("GET").arg(key).query(c))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.with(|c| redis::cmd("SET").arg(key).arg(value).query(c))
+    }
+
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.with(|c| redis::cmd("DEL").arg(key).query::<i64>(c))
+            .map(|_| ())
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, KvError> {
+        self.with(|c| redis::cmd("EXISTS").arg(key).query(c))
+    }
+
+    fn get_keys(&self) -> Result<Vec<String>, KvError> {
+        self.with(|c| redis::cmd("KEYS").arg("*").query(c))
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.with(|c| redis::cmd("INCRBY").arg(key).arg(delta).query(c))
+    }
+
+    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError> {
+        self.with(|c| {
+            redis::cmd("WATCH").arg(key).query::<()>(c)?;
+            let current: Option<Vec<u8>> = redis::cmd("GET").arg(key).query(c)?;
+            if current.as_deref() != Some(expected) {
+                redis::cmd("UNWATCH").query::<()>(c)?;
+                return Ok(Cas::Conflict);
+            }
+            // EXEC answers nil when the watched key changed in between.
+            let done: Option<()> = redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(key)
+                .arg(new)
+                .ignore()
+                .query(c)?;
+            Ok(if done.is_some() {
+                Cas::Swapped
+            } else {
+                Cas::Conflict
+            })
+        })
+    }
+}
