@@ -15,6 +15,9 @@ use greentic::testing::MemoryHost;
 use greentic_bridge::testing::{DELIVERY_TOKEN, DeliverySpec, NatsServer, PUBLISH_TOKEN, config};
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
+use spin_test_host::manifest::Manifest;
+use spin_test_host::router::Router;
+use spin_test_host::workspace_dir;
 
 const SLACK_SECRET: &str = "fullstack-slack-signing-secret";
 const WEBCHAT_SECRET: &str = "fullstack-webchat-secret-0123456789";
@@ -252,26 +255,27 @@ async fn serve_components(host: Arc<MemoryHost>) -> SocketAddr {
     addr
 }
 
-/// spin.toml's routes, for the native handlers.
+/// Routes as spin.toml does (the test host's router reads it), then runs the
+/// chosen component's native handler. The broker is served by chaining only.
 fn route(req: &Request, host: &MemoryHost) -> Response {
-    let path = req.path.as_str();
-    let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
-    if under("/webhooks") {
-        ingress::handle(req, host)
-    } else if path == flow_executor::ROUTE {
-        flow_executor::handle(req, host)
-    } else if path == egress::ROUTE {
-        egress::handle(req, host)
-    } else if under("/api/v1/sessions") || path == "/api/v1/usage" {
-        session_api::handle(req, host)
-    } else if under("/webchat") {
-        webchat::handle(req, host)
-    } else {
-        Response {
+    static ROUTER: std::sync::OnceLock<Router> = std::sync::OnceLock::new();
+    let router = ROUTER.get_or_init(|| {
+        let manifest = std::fs::read_to_string(workspace_dir().join("spin.toml")).unwrap();
+        Router::new(&Manifest::parse(&manifest).unwrap()).unwrap()
+    });
+    let component = router.route(&req.path).map(|m| m.component);
+    match component.as_deref() {
+        Some(ingress::COMPONENT) => ingress::handle(req, host),
+        Some(flow_executor::COMPONENT) => flow_executor::handle(req, host),
+        Some(egress::COMPONENT) => egress::handle(req, host),
+        Some(session_api::COMPONENT) => session_api::handle(req, host),
+        Some(webchat::COMPONENT) => webchat::handle(req, host),
+        Some(other) => panic!("the full-stack test does not serve {other}"),
+        None => Response {
             status: 404,
             headers: Vec::new(),
             body: Vec::new(),
-        }
+        },
     }
 }
 
