@@ -300,12 +300,14 @@ impl Delivery {
             .await;
         match outcome {
             Outcome::Delivered(status) => {
+                // Counted before the ack: whoever sees the ack (a test, an
+                // operator) then sees the count too.
+                self.metrics.delivered(&self.cfg.name);
                 if let Err(e) = message.double_ack().await {
                     // The endpoint has it; JetStream will offer it again after
                     // ack_wait and the receiver's dedupe (by msg id) absorbs it.
                     tracing::warn!(parent: &span, error = %e, "delivered but ack failed");
                 }
-                self.metrics.delivered(&self.cfg.name);
                 tracing::debug!(parent: &span, status = status.as_u16(), "delivered");
             }
             Outcome::Rejected(failure) => {
@@ -318,10 +320,10 @@ impl Delivery {
             }
             Outcome::Failed(failure) => {
                 let delay = self.cfg.backoff_after(attempt);
+                self.metrics.retried(&self.cfg.name);
                 if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
                     tracing::warn!(parent: &span, error = %e, "nak failed; redelivery after ack_wait");
                 }
-                self.metrics.retried(&self.cfg.name);
                 tracing::warn!(
                     parent: &span,
                     status = failure.status,
@@ -459,10 +461,10 @@ impl Delivery {
         };
         match stored {
             Ok(ack) => {
+                self.metrics.dead_lettered(&self.cfg.name);
                 if let Err(e) = message.double_ack().await {
                     tracing::warn!(parent: span, error = %e, "dead-lettered but ack failed");
                 }
-                self.metrics.dead_lettered(&self.cfg.name);
                 tracing::warn!(
                     parent: span,
                     status = failure.status,
@@ -482,12 +484,17 @@ impl Delivery {
 }
 
 /// 4xx means "never" except 408 (Request Timeout) and 429 (Too Many Requests),
-/// which mean "later". Other non-2xx (3xx, 1xx) are misconfigurations that a
-/// retry will not fix.
+/// which mean "later", and 401/403: the endpoint refused *the bridge*, not
+/// the message (a delivery token that differs from the components', as while
+/// it is being rotated), so every message would be dead-lettered until an
+/// operator fixes it; they wait with backoff instead. Other non-2xx (3xx,
+/// 1xx) are misconfigurations that a retry will not fix.
 fn permanent(status: StatusCode) -> bool {
     !(status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS)
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN)
 }
 
 /// Header-safe (no control characters), without any of `redact`, at most
@@ -532,7 +539,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_5xx_408_and_429_are_retried() {
+    fn only_5xx_408_429_and_a_refused_bridge_are_retried() {
         for (code, retried) in [
             (500, true),
             (502, true),
@@ -540,7 +547,8 @@ mod tests {
             (408, true),
             (429, true),
             (400, false),
-            (401, false),
+            (401, true),
+            (403, true),
             (404, false),
             (409, false),
             (422, false),

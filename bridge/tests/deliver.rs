@@ -112,6 +112,37 @@ async fn a_500_then_200_is_retried_then_delivered() {
     assert_eq!(stream_len(&js, "GREENTIC_DLQ").await, 0);
 }
 
+/// A component that refuses the bridge's token (mid-rotation) must not cost
+/// the message: it waits for the token to be fixed, as for a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_delivery_token_is_retried_not_dead_lettered() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::start(Duration::ZERO, |r| match r.attempt {
+        1 => (401, problem_body(401, "bad delivery token")),
+        2 => (403, problem_body(403, "not the bridge")),
+        _ => (200, String::new()),
+    })
+    .await;
+    let bridge = Bridge::start_ready(config(
+        &nats.url(),
+        &[DeliverySpec::ingress(receiver.url.clone())],
+    ))
+    .await;
+    let js = js(&nats).await;
+
+    bridge.publish(INGRESS_SUBJECT, "rotating-1", "{}").await;
+    eventually("third attempt", || async { receiver.seen().len() >= 3 }).await;
+    wait_settled(&js, "GREENTIC_INGRESS", "ingress").await;
+
+    let attempts: Vec<u32> = receiver.seen().iter().map(|r| r.attempt).collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    assert_eq!(
+        bridge.running.metrics().delivery_counts("ingress"),
+        (1, 2, 0)
+    );
+    assert_eq!(stream_len(&js, "GREENTIC_DLQ").await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_always_fails_gets_the_message_dead_lettered_after_max_attempts() {
     let nats = NatsServer::start();
