@@ -101,7 +101,13 @@ impl Egress {
             "webchat_token_secret",
             "bigcorp-webchat-secret-0123456789",
         );
-        let host = broker.component_host_on(&[greentic::webchat_log::STORE_LABEL], stores);
+        let host = broker.component_host_on(
+            &[
+                greentic::webchat_log::STORE_LABEL,
+                greentic::egress::STORE_LABEL,
+            ],
+            stores,
+        );
         FakeBridge::serve(&host);
         let serve = |url: &str, api: &Arc<FakeApi>| {
             let api = api.clone();
@@ -211,6 +217,78 @@ fn a_turns_replies_go_out_in_the_order_the_flow_wrote_them() {
         .map(|c| body(c)["text"].clone())
         .collect();
     assert_eq!(texts, [json!("first"), json!("second"), json!("third")]);
+}
+
+// The stores egress writes (its progress, the web chat log): on Redis as well.
+e2e_tests::on_every_store!(
+    a_failure_part_way_resends_only_the_replies_not_yet_sent,
+    web_chat_replies_are_read_back_by_their_conversation_only,
+);
+
+/// Slack rate-limits the second of three replies: the redelivery sends the
+/// second and third, never the first again, and nothing is left in the store
+/// once the message is done (sent, or refused for good).
+fn a_failure_part_way_resends_only_the_replies_not_yet_sent(stores: Stores) {
+    let e = Egress::on(stores);
+    let m = e.reply(
+        "acme",
+        "support",
+        "slack",
+        conversation("C1", None),
+        ReplyAddress::default(),
+        "x",
+    );
+    let mut out = Outbound::from_json(&m.payload).unwrap();
+    out.texts = vec!["first".into(), "second".into(), "third".into()];
+    let m = Published::reply(&out);
+    let texts = |e: &Egress| -> Vec<Value> {
+        e.slack
+            .calls()
+            .iter()
+            .map(|c| body(c)["text"].clone())
+            .collect()
+    };
+    let progress = || e.host.store(greentic::egress::STORE_LABEL).snapshot();
+
+    e.slack
+        .then(Response::json(200, &json!({ "ok": true, "ts": "1.1" })));
+    e.slack.then(Response::json(
+        200,
+        &json!({ "ok": false, "error": "ratelimited" }),
+    ));
+    assert_problem(&e.deliver(&m), 503, "unavailable");
+    assert_eq!(texts(&e), [json!("first"), json!("second")]);
+    assert_eq!(progress().len(), 1, "the accepted first text is counted");
+
+    let r = e.deliver(&m);
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    assert_eq!(
+        texts(&e),
+        [
+            json!("first"),
+            json!("second"),
+            json!("second"),
+            json!("third")
+        ],
+        "only the texts Slack had not accepted are sent again"
+    );
+    assert!(progress().is_empty(), "{:?}", progress());
+
+    // A refusal for good part-way is dead-lettered and leaves nothing either.
+    let mut refused = out.clone();
+    refused.id = format!("{}-refused", out.id);
+    e.slack
+        .then(Response::json(200, &json!({ "ok": true, "ts": "1.2" })));
+    e.slack.then(Response::json(
+        200,
+        &json!({ "ok": false, "error": "channel_not_found" }),
+    ));
+    assert_problem(
+        &e.deliver(&Published::reply(&refused)),
+        422,
+        "unprocessable",
+    );
+    assert!(progress().is_empty(), "{:?}", progress());
 }
 
 #[test]
@@ -391,9 +469,6 @@ fn a_reply_naming_another_tenant_than_its_subject_is_never_sent() {
     assert_problem(&e.deliver(&swapped), 422, "unprocessable");
     assert!(e.slack.calls().is_empty());
 }
-
-// The web chat log is the store egress writes: on Redis as well.
-e2e_tests::on_every_store!(web_chat_replies_are_read_back_by_their_conversation_only);
 
 fn web_chat_replies_are_read_back_by_their_conversation_only(stores: Stores) {
     let e = Egress::on(stores);

@@ -51,7 +51,7 @@ impl Stack {
         let nats = NatsServer::start();
 
         // The components: one memory host for the components that share
-        // stores under Spin (sessions, webchat), the broker behind chaining.
+        // stores under Spin (sessions, webchat, egress), the broker behind chaining.
         let broker = Broker::new();
         let admin = |tenant: &str, team: &str| {
             Call::with(&token(tenant, "prod").roles(&["admin"])).team(team)
@@ -72,7 +72,7 @@ impl Stack {
             WEBCHAT_SECRET,
         );
         // The hosts keep the test clock (NOW_SECS): messages carry its time.
-        let host = broker.component_host_on(&["sessions", "webchat"], stores);
+        let host = broker.component_host_on(&["sessions", "webchat", "egress"], stores);
 
         let slack_posts: Posts = Arc::default();
         let slack_answer = Arc::new(Mutex::new(json!({ "ok": true, "ts": "1.1" })));

@@ -1,10 +1,12 @@
 //! Sending a reply with the provider's own API and the tenant's own
 //! credentials, resolved through the broker for the reply's tenant/team.
 //!
-//! A message's replies go out one after the other, in order. If one fails
-//! after others were sent, the redelivery sends them all again: a provider
-//! may show the earlier ones twice (web chat does not: its log skips ids it
-//! has). Outcomes map onto what the bridge does next: a send that may work later
+//! A message's replies go out one after the other, in order. Egress counts,
+//! in its own store, the texts a provider has accepted while a message is
+//! being sent, so when one fails part-way the redelivery sends only the rest
+//! (web chat needs no count: its log skips ids it has). The count is deleted
+//! once the message is done, sent or refused for good. Outcomes map onto what
+//! the bridge does next: a send that may work later
 //! (429, 5xx, timeouts, an unreachable broker) is [`ApiError::Unavailable`]
 //! (503: redelivered with backoff); one that never will (bad token, unknown
 //! chat, a refused message) is [`ApiError::Unprocessable`] (422: dead-lettered
@@ -18,6 +20,8 @@ use crate::envelope::Outbound;
 use crate::error::ApiError;
 use crate::host::Host;
 use crate::http::{Request, Response};
+use crate::keys;
+use crate::kv::{self, KeyValue};
 use crate::log::RequestLog;
 use crate::providers::{secret_error, secret_name};
 use crate::secrets::client::BrokerClient;
@@ -25,7 +29,7 @@ use crate::secrets::client::SecretsClient;
 use crate::subjects;
 use crate::tenant_config::ChannelConfig;
 use crate::tenant_config::TenantConfig;
-use crate::webchat_log::{Activity, ConversationId, ConversationLog, Participant, STORE_LABEL};
+use crate::webchat_log::{self, Activity, ConversationId, ConversationLog, Participant};
 
 pub const VAR_SLACK_API: &str = "slack_api_url";
 pub const VAR_TELEGRAM_API: &str = "telegram_api_url";
@@ -43,12 +47,15 @@ const SLACK_TRANSIENT: &[&str] = &[
     "request_timeout",
 ];
 
+/// The store egress keeps its sending progress in (see [`keys::egress_progress`]).
+pub const STORE_LABEL: &str = "egress";
+
 /// What was done with a reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {
     /// The provider accepted it.
     Delivered,
-    /// It was already in the web chat log (a redelivery).
+    /// An earlier delivery had already sent all of it (a redelivery).
     AlreadyDelivered,
 }
 
@@ -90,21 +97,79 @@ pub fn deliver(
     Ok(sent)
 }
 
-/// Sends `out` on its channel.
+/// Sends one text; set up once per message with the channel's credentials.
+type SendText<'a> = Box<dyn FnMut(&str) -> Result<(), ApiError> + 'a>;
+
+/// Sends `out` on its channel: the texts no earlier delivery of it got
+/// accepted, in order.
 pub fn send(
     host: &dyn Host,
     secrets: &dyn SecretsClient,
     channel: &ChannelConfig,
     out: &Outbound,
 ) -> Result<Sent, ApiError> {
-    match channel.config.provider.as_str() {
-        "messaging-slack" => slack(host, secrets, channel, out),
-        "messaging-telegram" => telegram(host, secrets, channel, out),
-        "messaging-teams" => teams(host, secrets, channel, out),
-        "messaging-webchat" => webchat(host, channel, out),
-        other => Err(ApiError::Unprocessable(format!(
-            "no egress for provider {other}"
-        ))),
+    if channel.config.provider == "messaging-webchat" {
+        return webchat(host, channel, out);
+    }
+    let progress = Progress::open(host, channel, out)?;
+    let already = progress.accepted()?.min(out.texts.len());
+    if already == out.texts.len() {
+        progress.done()?;
+        return Ok(Sent::AlreadyDelivered);
+    }
+    let mut send_text: SendText<'_> = match channel.config.provider.as_str() {
+        "messaging-slack" => slack(host, secrets, channel, out)?,
+        "messaging-telegram" => telegram(host, secrets, channel, out)?,
+        "messaging-teams" => teams(host, secrets, channel, out)?,
+        other => {
+            return Err(ApiError::Unprocessable(format!(
+                "no egress for provider {other}"
+            )));
+        }
+    };
+    for text in &out.texts[already..] {
+        match send_text(text) {
+            Ok(()) => progress.accept()?,
+            // Dead-lettered: no delivery of this message comes back for it.
+            Err(e @ ApiError::Unprocessable(_)) => {
+                progress.done()?;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    progress.done()?;
+    Ok(Sent::Delivered)
+}
+
+/// The count of texts of one outbound message that a provider accepted.
+/// A store failure is a 503 like any other: the bridge redelivers, and at
+/// worst a text whose acceptance could not be counted is sent again.
+struct Progress<'h> {
+    kv: Box<dyn KeyValue + 'h>,
+    key: String,
+}
+
+impl<'h> Progress<'h> {
+    fn open(host: &'h dyn Host, channel: &ChannelConfig, out: &Outbound) -> Result<Self, ApiError> {
+        Ok(Progress {
+            kv: host.open_store(STORE_LABEL)?,
+            key: keys::egress_progress(&channel.ctx, &channel.channel, &out.id),
+        })
+    }
+
+    fn accepted(&self) -> Result<usize, ApiError> {
+        let count = kv::read_counter(self.kv.as_ref(), &self.key)?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
+    fn accept(&self) -> Result<(), ApiError> {
+        self.kv.increment(&self.key, 1)?;
+        Ok(())
+    }
+
+    fn done(&self) -> Result<(), ApiError> {
+        Ok(self.kv.delete(&self.key)?)
     }
 }
 
@@ -158,15 +223,15 @@ fn reason(value: &Value) -> String {
     text.chars().take(200).collect()
 }
 
-fn slack(
-    host: &dyn Host,
+fn slack<'a>(
+    host: &'a dyn Host,
     secrets: &dyn SecretsClient,
     channel: &ChannelConfig,
-    out: &Outbound,
-) -> Result<Sent, ApiError> {
+    out: &'a Outbound,
+) -> Result<SendText<'a>, ApiError> {
     let token = resolve(secrets, channel, "bot_token")?;
     let base = base_url(host, VAR_SLACK_API, DEFAULT_SLACK_API);
-    for text in &out.texts {
+    Ok(Box::new(move |text| {
         let mut body = json!({ "channel": out.conversation.id, "text": text });
         if let Some(thread) = &out.conversation.thread {
             body["thread_ts"] = json!(thread);
@@ -178,24 +243,23 @@ fn slack(
         let response = call(host, "slack", &base, req)?;
         let answer = response.json_body();
         if response.status == 200 && answer["ok"] == true {
-            continue;
+            return Ok(());
         }
         let error = reason(&answer["error"]);
-        return Err(if SLACK_TRANSIENT.contains(&error.as_str()) {
+        Err(if SLACK_TRANSIENT.contains(&error.as_str()) {
             ApiError::Unavailable(format!("slack: {error}"))
         } else {
             ApiError::Unprocessable(format!("slack: {error}"))
-        });
-    }
-    Ok(Sent::Delivered)
+        })
+    }))
 }
 
-fn telegram(
-    host: &dyn Host,
+fn telegram<'a>(
+    host: &'a dyn Host,
     secrets: &dyn SecretsClient,
     channel: &ChannelConfig,
-    out: &Outbound,
-) -> Result<Sent, ApiError> {
+    out: &'a Outbound,
+) -> Result<SendText<'a>, ApiError> {
     let token = resolve(secrets, channel, "bot_token")?;
     let chat_id: i64 = out
         .conversation
@@ -208,7 +272,7 @@ fn telegram(
         .as_deref()
         .and_then(|t| t.parse::<i64>().ok());
     let base = base_url(host, VAR_TELEGRAM_API, DEFAULT_TELEGRAM_API);
-    for text in &out.texts {
+    Ok(Box::new(move |text| {
         let mut body = json!({ "chat_id": chat_id, "text": text });
         if let Some(thread) = thread {
             body["message_thread_id"] = json!(thread);
@@ -225,16 +289,16 @@ fn telegram(
                 reason(&answer["description"])
             )));
         }
-    }
-    Ok(Sent::Delivered)
+        Ok(())
+    }))
 }
 
-fn teams(
-    host: &dyn Host,
+fn teams<'a>(
+    host: &'a dyn Host,
     secrets: &dyn SecretsClient,
     channel: &ChannelConfig,
-    out: &Outbound,
-) -> Result<Sent, ApiError> {
+    out: &'a Outbound,
+) -> Result<SendText<'a>, ApiError> {
     let app_id = channel
         .setting("app_id")
         .ok_or_else(|| ApiError::NotConfigured("the Teams channel has no app_id".into()))?;
@@ -282,7 +346,7 @@ fn teams(
             percent_encoding::utf8_percent_encode(reply_to, percent_encoding::NON_ALPHANUMERIC);
         path.push_str(&format!("/{encoded}"));
     }
-    for text in &out.texts {
+    Ok(Box::new(move |text| {
         let mut activity = json!({ "type": "message", "text": text });
         if let Some(reply_to) = &out.reply.message_id {
             activity["replyToId"] = json!(reply_to);
@@ -299,8 +363,8 @@ fn teams(
                 reason(&response.json_body()["error"]["code"])
             )));
         }
-    }
-    Ok(Sent::Delivered)
+        Ok(())
+    }))
 }
 
 /// `https://host[:port]/path/` -> (`https://host[:port]`, `/path/`).
@@ -324,7 +388,7 @@ fn split_url(url: &str) -> Option<(String, String)> {
 fn webchat(host: &dyn Host, channel: &ChannelConfig, out: &Outbound) -> Result<Sent, ApiError> {
     let conversation = ConversationId::parse(&out.conversation.id)
         .map_err(|_| ApiError::Unprocessable("webchat: not a web chat conversation id".into()))?;
-    let kv = host.open_store(STORE_LABEL)?;
+    let kv = host.open_store(webchat_log::STORE_LABEL)?;
     let log = ConversationLog::new(kv.as_ref(), &channel.ctx, &channel.channel, &conversation);
     let mut appended = false;
     for (n, text) in out.texts.iter().enumerate() {

@@ -19,14 +19,17 @@
 //! | `index/{tenant}/{env}/teams/{team}/sessions/{slot}` | `{session}` at that slot |
 //! | `index/{tenant}/{env}/session-teams/{session}` | the team a session id belongs to |
 //! | `claim:{tenant}:{env}:{team}:{session}` | counter: who creates the session's memory |
-//! | `webchat/{tenant}/{env}/{team}/{channel}/{conversation}/seq` and `/{n}` | a web chat conversation's bot activities (webchat store) |
-//! | `webchat-sent/{tenant}/{env}/{team}/{channel}/{hash}` | an outbound message already in a web chat log (webchat store) |
+//! | `webchat/{tenant}/{env}/{team}/{digest}/seq` and `/{n}` | a web chat conversation's bot activities (webchat store; digest of channel and conversation) |
+//! | `webchat-sent/{tenant}/{env}/{team}/{digest}` | an outbound message already in a web chat log (webchat store; digest of channel and message id) |
+//! | `egress-sent/{tenant}/{env}/{team}/{digest}` | counter: texts of an outbound message a provider accepted so far, while it is being sent (egress store) |
 //! | `usage/{tenant}/{env}/{team\|*}/{day}/{counter}` | counter: messages in, replies out, errors per day (`*` = all teams) |
 //! | `secrets-index/{global,{tenant},{tenant}/teams/{team}}/seq` and `/{slot}` | secret names of a scope (secrets store) |
 //!
 //! `{team}` is the team id or `default`. The tenant `global` is reserved (see
-//! [`crate::tenant`]) so `secrets/global/` is never a tenant's folder. The longest
-//! key (three 63-byte ids and a 32-byte session id) stays under Spin's 256-byte limit.
+//! [`crate::tenant`]) so `secrets/global/` is never a tenant's folder. Every
+//! key stays under Spin's 256-byte limit with 63-byte ids (a test builds each
+//! one at its longest): keys that would need a fourth id, a conversation or a
+//! provider's message id carry a digest of those instead.
 
 use crate::secrets::SecretScope;
 use crate::session::SessionId;
@@ -85,8 +88,9 @@ pub fn usage(
     )
 }
 
-/// A web chat conversation's activity log: `webchat/{tenant}/{env}/{team}/{channel}/{conversation}`
-/// with `/seq` and one key per activity (the watermark is the slot number).
+/// A web chat conversation's activity log:
+/// `webchat/{tenant}/{env}/{team}/{digest of channel and conversation}` with
+/// `/seq` and one key per activity (the watermark is the slot number).
 pub fn webchat_log(
     ctx: &TenantCtx,
     channel: &ChannelId,
@@ -94,28 +98,52 @@ pub fn webchat_log(
 ) -> IndexKeys {
     IndexKeys {
         prefix: format!(
-            "webchat/{}/{}/{}/{}/{}",
+            "webchat/{}/{}/{}/{}",
             ctx.tenant_id(),
             ctx.env_id(),
             ctx.team_token(),
-            channel,
-            conversation.as_str()
+            digest(channel.as_str(), conversation.as_str())
         ),
     }
 }
 
 /// Marks an outbound message as already appended to a web chat log, so a
-/// redelivery does not show it twice: `webchat-sent/{tenant}/{env}/{team}/{channel}/{sha256 of id}`.
+/// redelivery does not show it twice:
+/// `webchat-sent/{tenant}/{env}/{team}/{digest of channel and message id}`.
 pub fn webchat_sent(ctx: &TenantCtx, channel: &ChannelId, message_id: &str) -> String {
-    use sha2::{Digest, Sha256};
+    per_message("webchat-sent", ctx, channel, message_id)
+}
+
+/// How many texts of an outbound message a provider has accepted, kept while
+/// the message is being sent so that a redelivery after a failure part-way
+/// sends only the rest:
+/// `egress-sent/{tenant}/{env}/{team}/{digest of channel and message id}`.
+pub fn egress_progress(ctx: &TenantCtx, channel: &ChannelId, message_id: &str) -> String {
+    per_message("egress-sent", ctx, channel, message_id)
+}
+
+fn per_message(kind: &str, ctx: &TenantCtx, channel: &ChannelId, message_id: &str) -> String {
     format!(
-        "webchat-sent/{}/{}/{}/{}/{}",
+        "{kind}/{}/{}/{}/{}",
         ctx.tenant_id(),
         ctx.env_id(),
         ctx.team_token(),
-        channel,
-        hex::encode(&Sha256::digest(message_id.as_bytes())[..16])
+        digest(channel.as_str(), message_id)
     )
+}
+
+/// 16 bytes of SHA-256 over `{channel}/{rest}`, in hex. A channel id holds no
+/// `/`, so no two pairs share an input; and a key with the three scope ids
+/// plus a digest stays under Spin's 256-byte limit, where one with a channel,
+/// a conversation or a provider's message id spelled out would not.
+fn digest(channel: &str, rest: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(channel)
+        .chain_update("/")
+        .chain_update(rest)
+        .finalize();
+    hex::encode(&digest[..16])
 }
 
 /// Which per-scope session index a key belongs to.
@@ -271,15 +299,25 @@ mod tests {
         let long = "a".repeat(63);
         let c = TenantCtx::new(&long, &long, Some(&long)).unwrap();
         let s = SessionId::parse(&"f".repeat(32)).unwrap().unwrap();
+        let channel = ChannelId::parse(&long).unwrap();
+        let conversation = crate::webchat_log::ConversationId::parse(&"c".repeat(64)).unwrap();
+        let message_id = "m".repeat(1000);
+        let day = crate::usage::Day::of(0);
+        let team = SecretScope::team_of(&c).unwrap();
         for key in [
             session_record(&c, &s),
             session_state(&c, &s),
+            session_memory_claim(&c, &s),
+            session_index(&c, SessionIndex::Team).seq(),
             session_index(&c, SessionIndex::Team).slot(u64::MAX),
+            session_index(&c, SessionIndex::Env).slot(u64::MAX),
             session_team_locator(&c, &s),
-            secret(
-                &SecretScope::team_of(&c).unwrap(),
-                &SecretName::parse(&long).unwrap(),
-            ),
+            secret(&team, &SecretName::parse(&long).unwrap()),
+            secret_index(&team).slot(u64::MAX),
+            usage(&c, Some(&long), &day, crate::usage::Counter::RepliesOut),
+            webchat_log(&c, &channel, &conversation).slot(u64::MAX),
+            webchat_sent(&c, &channel, &message_id),
+            egress_progress(&c, &channel, &message_id),
         ] {
             assert!(key.len() <= 256, "{} bytes: {key}", key.len());
         }
