@@ -200,3 +200,52 @@ fn the_messaging_components_answer_through_the_wasm_build() {
     }
     assert!(app.failures().is_empty(), "{:?}", app.failures());
 }
+
+/// The Spin releases the README claims, by the world their HTTP trigger gives
+/// a component: 3.0, 3.2 and 3.4 (later releases keep 3.4's world).
+const SPIN_WORLDS: &[&str] = &[
+    "fermyon:spin/http-trigger@3.0.0",
+    "spin:up/http-trigger@3.2.0",
+    "spin:up/http-trigger@3.4.0",
+];
+
+/// What `spin build` checks for `application.targets`, offline: each
+/// component of spin.toml, made a component as Spin makes it, can run where
+/// the HTTP trigger of every Spin release we claim puts it. Spin 2's world
+/// has no `wasi:keyvalue` (compare-and-swap), so the same check must refuse
+/// every component that keeps state there.
+#[test]
+fn every_component_fits_the_spin_releases_we_claim() {
+    use spin_test_host::environment::{GuestWorld, HostWorld, spin_sdk_wit_dir};
+    let wit = spin_sdk_wit_dir().unwrap();
+    let hosts: Vec<(&str, HostWorld)> = SPIN_WORLDS
+        .iter()
+        .map(|w| (*w, HostWorld::load(&wit, w).unwrap()))
+        .collect();
+    let spin2 = HostWorld::load(&wit, "fermyon:spin/http-trigger@2.0.0").unwrap();
+    let manifest = spin_test_host::manifest::Manifest::parse(
+        &std::fs::read_to_string(spin_test_host::workspace_dir().join("spin.toml")).unwrap(),
+    )
+    .unwrap();
+    assert!(manifest.component.len() >= 7);
+    let mut misfits = Vec::new();
+    for (id, component) in &manifest.component {
+        let wasm = spin_test_host::workspace_dir().join(&component.source);
+        let module = std::fs::read(&wasm)
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/build-components)", wasm.display()));
+        let guest = GuestWorld::of_module(&module).unwrap();
+        for (world, host) in &hosts {
+            if let Err(e) = host.fits(&guest) {
+                misfits.push(format!("{id} does not fit {world}: {e:#}"));
+            }
+        }
+        if !component.key_value_stores.is_empty() {
+            let why = format!(
+                "{:#}",
+                spin2.fits(&guest).expect_err("Spin 2 has no wasi:keyvalue")
+            );
+            assert!(why.contains("wasi:keyvalue"), "{id} on Spin 2: {why}");
+        }
+    }
+    assert!(misfits.is_empty(), "{}", misfits.join("\n"));
+}

@@ -96,16 +96,20 @@ pub(crate) fn compiled(wasm: &Path) -> anyhow::Result<ProxyPre<State>> {
 }
 
 fn compile(engine: &Engine, module: &[u8]) -> anyhow::Result<Component> {
-    // The reactor adapter: a Spin component exports a handler, not `_start`.
-    let component = wit_component::ComponentEncoder::default()
+    Ok(Component::new(engine, componentize(module)?)?)
+}
+
+/// The component Spin makes of a wasip1 module when it loads it: the module
+/// plus WASI's reactor adapter (a Spin component exports a handler, not `_start`).
+pub fn componentize(module: &[u8]) -> anyhow::Result<Vec<u8>> {
+    wit_component::ComponentEncoder::default()
         .module(module)?
         .adapter(
             wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
             wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
         )?
         .validate(true)
-        .encode()?;
-    Ok(Component::new(engine, &component)?)
+        .encode()
 }
 
 fn cache_file(wasm: &Path, module: &[u8], engine: &Engine) -> PathBuf {

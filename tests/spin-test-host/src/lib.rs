@@ -19,6 +19,7 @@
 //! ```
 
 mod compile;
+pub mod environment;
 mod instance;
 pub mod kv;
 pub mod manifest;
