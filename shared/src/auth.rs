@@ -157,11 +157,7 @@ impl AuthConfig {
     ) -> Result<Principal, ApiError> {
         let unauthorized = |why: &str| ApiError::Unauthorized(why.to_owned());
         let authorization = authorization.ok_or_else(|| unauthorized("missing bearer token"))?;
-        let token = authorization
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty())
+        let token = crate::http::bearer_token(authorization)
             .ok_or_else(|| unauthorized("authorization must be a Bearer token"))?;
         // `alg: none` and unknown algorithms fail right here: jsonwebtoken has no such variant.
         let header =

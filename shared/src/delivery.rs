@@ -72,7 +72,7 @@ pub fn authenticate<'r>(req: &'r Request, host: &dyn Host) -> Result<Delivery<'r
         .ok_or_else(|| ApiError::NotConfigured(format!("{VAR_DELIVERY_TOKEN} is not set")))?;
     let presented = req
         .header("authorization")?
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(crate::http::bearer_token)
         .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
     if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
         return Err(ApiError::Unauthorized(

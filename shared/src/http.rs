@@ -130,9 +130,31 @@ impl Response {
     }
 }
 
+/// The token of an `Authorization` header value of the `Bearer` scheme,
+/// or `None` for any other scheme or an empty token. The one parser every
+/// boundary uses (REST APIs, providers, bridge deliveries); the scheme is
+/// case-insensitive, as HTTP defines it (RFC 9110, 11.1).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    authorization
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_whatever_the_schemes_case() {
+        for ok in ["Bearer t0k", "bearer t0k", "BEARER  t0k "] {
+            assert_eq!(bearer_token(ok), Some("t0k"), "{ok}");
+        }
+        for bad in ["Basic t0k", "t0k", "Bearer ", "Bearer", "Bearert0k", ""] {
+            assert_eq!(bearer_token(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn duplicate_or_binary_headers_are_refused() {

@@ -147,12 +147,7 @@ pub fn json_body(req: &Request) -> Result<serde_json::Value, ApiError> {
 /// The value of `Authorization: Bearer <token>`, or 401.
 pub fn bearer(req: &Request) -> Result<&str, ApiError> {
     req.header("authorization")?
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .and_then(crate::http::bearer_token)
         .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))
 }
 
