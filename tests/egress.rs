@@ -156,6 +156,15 @@ impl Egress {
     fn deliver(&self, message: &Published) -> Response {
         egress::handle(&FakeBridge::delivery(message, 1), &self.host)
     }
+
+    /// The text of every Slack post, in order.
+    fn slack_texts(&self) -> Vec<String> {
+        self.slack
+            .calls()
+            .iter()
+            .map(|c| body(c)["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
 }
 
 fn conversation(id: &str, thread: Option<&str>) -> Conversation {
@@ -222,12 +231,14 @@ fn a_turns_replies_go_out_in_the_order_the_flow_wrote_them() {
 // The stores egress writes (its progress, the web chat log): on Redis as well.
 e2e_tests::on_every_store!(
     a_failure_part_way_resends_only_the_replies_not_yet_sent,
+    a_store_failure_after_a_send_repeats_that_text_and_loses_none,
     web_chat_replies_are_read_back_by_their_conversation_only,
 );
 
 /// Slack rate-limits the second of three replies: the redelivery sends the
-/// second and third, never the first again, and nothing is left in the store
-/// once the message is done (sent, or refused for good).
+/// second and third, never the first again; a redelivery after success sends
+/// nothing; the same message id with other texts (its flow run again) is
+/// sent in full.
 fn a_failure_part_way_resends_only_the_replies_not_yet_sent(stores: Stores) {
     let e = Egress::on(stores);
     let m = e.reply(
@@ -241,14 +252,6 @@ fn a_failure_part_way_resends_only_the_replies_not_yet_sent(stores: Stores) {
     let mut out = Outbound::from_json(&m.payload).unwrap();
     out.texts = vec!["first".into(), "second".into(), "third".into()];
     let m = Published::reply(&out);
-    let texts = |e: &Egress| -> Vec<Value> {
-        e.slack
-            .calls()
-            .iter()
-            .map(|c| body(c)["text"].clone())
-            .collect()
-    };
-    let progress = || e.host.store(greentic::egress::STORE_LABEL).snapshot();
 
     e.slack
         .then(Response::json(200, &json!({ "ok": true, "ts": "1.1" })));
@@ -257,38 +260,50 @@ fn a_failure_part_way_resends_only_the_replies_not_yet_sent(stores: Stores) {
         &json!({ "ok": false, "error": "ratelimited" }),
     ));
     assert_problem(&e.deliver(&m), 503, "unavailable");
-    assert_eq!(texts(&e), [json!("first"), json!("second")]);
-    assert_eq!(progress().len(), 1, "the accepted first text is counted");
+    assert_eq!(e.slack_texts(), ["first", "second"]);
 
     let r = e.deliver(&m);
     assert_eq!(r.status, 200, "{}", r.json_body());
     assert_eq!(
-        texts(&e),
-        [
-            json!("first"),
-            json!("second"),
-            json!("second"),
-            json!("third")
-        ],
+        e.slack_texts(),
+        ["first", "second", "second", "third"],
         "only the texts Slack had not accepted are sent again"
     );
-    assert!(progress().is_empty(), "{:?}", progress());
 
-    // A refusal for good part-way is dead-lettered and leaves nothing either.
-    let mut refused = out.clone();
-    refused.id = format!("{}-refused", out.id);
-    e.slack
-        .then(Response::json(200, &json!({ "ok": true, "ts": "1.2" })));
-    e.slack.then(Response::json(
-        200,
-        &json!({ "ok": false, "error": "channel_not_found" }),
-    ));
-    assert_problem(
-        &e.deliver(&Published::reply(&refused)),
-        422,
-        "unprocessable",
+    // The bridge did not see the 200 and delivers again: nothing is resent.
+    let r = e.deliver(&m);
+    assert_eq!((r.status, &r.json_body()["repeat"]), (200, &json!(true)));
+    assert_eq!(e.slack_texts().len(), 4);
+
+    // The same id with other texts is another message: sent in full.
+    out.texts = vec!["other".into()];
+    assert_eq!(e.deliver(&Published::reply(&out)).status, 200);
+    assert_eq!(e.slack_texts()[4..], ["other"]);
+}
+
+/// When the store fails after Slack accepted a text, the answer is 503 and
+/// the redelivery sends that text again: a repeat, never a loss.
+fn a_store_failure_after_a_send_repeats_that_text_and_loses_none(stores: Stores) {
+    let e = Egress::on(stores);
+    let m = e.reply(
+        "acme",
+        "support",
+        "slack",
+        conversation("C1", None),
+        ReplyAddress::default(),
+        "x",
     );
-    assert!(progress().is_empty(), "{:?}", progress());
+    let mut out = Outbound::from_json(&m.payload).unwrap();
+    out.texts = vec!["first".into(), "second".into(), "third".into()];
+    let m = Published::reply(&out);
+    let progress = e.host.store(greentic::egress::STORE_LABEL);
+    // The read and the first record succeed; recording the second fails.
+    progress.fail_after(2);
+    assert_problem(&e.deliver(&m), 503, "unavailable");
+    assert_eq!(e.slack_texts(), ["first", "second"]);
+    progress.recover();
+    assert_eq!(e.deliver(&m).status, 200);
+    assert_eq!(e.slack_texts(), ["first", "second", "second", "third"]);
 }
 
 #[test]
@@ -355,6 +370,16 @@ fn telegram_replies_go_to_the_chat_with_the_channels_bot() {
         json!({ "chat_id": -1001234567890_i64, "text": "Hello" })
     );
 
+    // Another message (a delivered one is never sent again).
+    let m = e.reply(
+        "acme",
+        "support",
+        "telegram",
+        conversation("-1001234567890", None),
+        ReplyAddress::default(),
+        "Hello again",
+    );
+
     e.telegram.then(Response::json(403, &json!({ "ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user" })));
     let r = e.deliver(&m);
     assert_problem(&r, 422, "unprocessable");
@@ -388,7 +413,7 @@ fn teams_replies_fetch_a_bot_token_and_answer_the_activity() {
         "sales",
         "teams",
         conversation("19:abc@thread.tacv2;messageid=1", None),
-        reply,
+        reply.clone(),
         "On it",
     );
     let r = e.deliver(&m);
@@ -412,6 +437,15 @@ fn teams_replies_fetch_a_bot_token_and_answer_the_activity() {
     );
     assert_eq!(body(sent)["text"], "On it");
 
+    // Another message (a delivered one is never sent again).
+    let m = e.reply(
+        "acme",
+        "sales",
+        "teams",
+        conversation("19:abc@thread.tacv2;messageid=1", None),
+        reply,
+        "On it, again",
+    );
     e.service.then(Response::json(
         404,
         &json!({ "error": { "code": "ConversationNotFound" } }),

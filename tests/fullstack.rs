@@ -270,7 +270,11 @@ fn route(req: &Request, host: &MemoryHost) -> Response {
         Some(egress::COMPONENT) => egress::handle(req, host),
         Some(session_api::COMPONENT) => session_api::handle(req, host),
         Some(webchat::COMPONENT) => webchat::handle(req, host),
-        Some(other) => panic!("the full-stack test does not serve {other}"),
+        // A panic here would surface as a dropped connection; say why instead.
+        Some(other) => Response::json(
+            500,
+            &json!({ "detail": format!("the full-stack test does not serve {other}") }),
+        ),
         None => Response {
             status: 404,
             headers: Vec::new(),

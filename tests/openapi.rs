@@ -57,7 +57,7 @@ impl Operation {
     }
 
     /// A request without any credential: required headers and query
-    /// parameters set to their examples, an empty body of the documented type.
+    /// parameters set to their examples, the request body's example.
     fn request_without_credentials(&self, document: &Value) -> Request {
         let mut query = form_urlencoded::Serializer::new(String::new());
         let mut headers = Vec::new();
@@ -88,10 +88,22 @@ impl Operation {
             req = req.with_header(&name, value);
         }
         if let Some(content) = self.spec["requestBody"]["content"].as_object() {
-            let content_type = content.keys().next().unwrap();
-            req = req.with_header("content-type", content_type.clone());
+            let (content_type, media) = content.iter().next().unwrap();
+            let example = media
+                .get("example")
+                .unwrap_or_else(|| panic!("{}: the request body has no example", self.id()));
+            req = req
+                .with_header("content-type", content_type.clone())
+                .with_body(example.to_string());
         }
         req
+    }
+
+    /// Whether the operation needs a credential (`security` not empty).
+    fn is_secured(&self) -> bool {
+        self.spec["security"]
+            .as_array()
+            .is_none_or(|requirements| !requirements.is_empty())
     }
 
     /// The documented response for `status` (exact, then `4XX`-style, then `default`).
@@ -302,12 +314,43 @@ fn every_public_route_is_documented_and_every_path_reaches_its_component() {
     );
 }
 
+/// The application as deployed: the bridge's delivery token set, so the
+/// delivery routes check credentials rather than answer 503 not-configured.
+fn deployed_app() -> spin_test_host::SpinApp {
+    wasm::builder()
+        .variable(
+            greentic::bridge::VAR_DELIVERY_TOKEN,
+            greentic::testing::TEST_DELIVERY_TOKEN,
+        )
+        .build()
+        .unwrap()
+}
+
+/// Every secured operation, sent its examples without a credential, is 401
+/// (so the path, parameters and body reach the credential check); every
+/// open one succeeds; and the status and content type are documented.
 #[test]
 fn each_operation_answers_a_request_without_credentials_as_documented() {
     let document = document();
-    let app = wasm::app();
+    let app = deployed_app();
     for operation in operations(&document) {
         let response = app.send(operation.request_without_credentials(&document));
+        if operation.is_secured() {
+            assert_eq!(
+                response.status,
+                401,
+                "{}: {}",
+                operation.id(),
+                String::from_utf8_lossy(&response.body)
+            );
+        } else {
+            assert!(
+                (200..300).contains(&response.status),
+                "{}: {}",
+                operation.id(),
+                response.status
+            );
+        }
         let documented = operation
             .response(&document, response.status)
             .unwrap_or_else(|| {
@@ -344,7 +387,7 @@ fn each_operation_answers_a_request_without_credentials_as_documented() {
 #[test]
 fn undocumented_methods_are_405_and_allow_the_documented_ones() {
     let document = document();
-    let app = wasm::app();
+    let app = deployed_app();
     let mut by_path: BTreeMap<String, Vec<Operation>> = BTreeMap::new();
     for operation in operations(&document) {
         by_path

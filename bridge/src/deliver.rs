@@ -10,7 +10,9 @@
 //! - 2xx: ack.
 //! - 4xx: the receiver refuses this message for good (bad envelope, unknown
 //!   scope): dead-letter at once, then ack. Except 408 and 429, which say
-//!   "later", not "never", and are retried like a 5xx.
+//!   "later", not "never", and are retried like a 5xx; and 401/403, which
+//!   refuse the bridge's token, not the message: held (nak with backoff) for
+//!   as long as that lasts, whatever `max_attempts`, never dead-lettered.
 //! - 5xx, timeout, connection error: nak with the next backoff delay; at
 //!   `max_attempts` dead-letter with the last reason, then ack.
 //!
@@ -68,6 +70,10 @@ enum Outcome {
     Rejected(Failure),
     /// Worth retrying until `max_attempts`.
     Failed(Failure),
+    /// The endpoint refused the bridge itself (401/403: a delivery token that
+    /// differs from the components', as mid-rotation), not the message: retried
+    /// for as long as that lasts, never dead-lettered.
+    Refused(Failure),
 }
 
 enum Next {
@@ -318,6 +324,19 @@ impl Delivery {
                 self.dead_letter(&message, &subject, &msg_id, attempt, seq, failure, &span)
                     .await
             }
+            Outcome::Refused(failure) => {
+                let delay = self.cfg.backoff_after(attempt);
+                self.metrics.retried(&self.cfg.name);
+                if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
+                    tracing::warn!(parent: &span, error = %e, "nak failed; redelivery after ack_wait");
+                }
+                tracing::error!(
+                    parent: &span,
+                    status = failure.status,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "the endpoint refuses the bridge's delivery token; held until it accepts it"
+                );
+            }
             Outcome::Failed(failure) => {
                 let delay = self.cfg.backoff_after(attempt);
                 self.metrics.retried(&self.cfg.name);
@@ -363,7 +382,9 @@ impl Delivery {
                     status: status.as_u16().to_string(),
                     reason,
                 };
-                if permanent(status) {
+                if refuses_bridge(status) {
+                    Outcome::Refused(failure)
+                } else if permanent(status) {
                     Outcome::Rejected(failure)
                 } else {
                     Outcome::Failed(failure)
@@ -484,17 +505,19 @@ impl Delivery {
 }
 
 /// 4xx means "never" except 408 (Request Timeout) and 429 (Too Many Requests),
-/// which mean "later", and 401/403: the endpoint refused *the bridge*, not
-/// the message (a delivery token that differs from the components', as while
-/// it is being rotated), so every message would be dead-lettered until an
-/// operator fixes it; they wait with backoff instead. Other non-2xx (3xx,
-/// 1xx) are misconfigurations that a retry will not fix.
+/// which mean "later". Other non-2xx (3xx, 1xx) are misconfigurations that a
+/// retry will not fix. (401 and 403 are [`refuses_bridge`], checked first.)
 fn permanent(status: StatusCode) -> bool {
     !(status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::UNAUTHORIZED
-        || status == StatusCode::FORBIDDEN)
+        || status == StatusCode::TOO_MANY_REQUESTS)
+}
+
+/// 401/403: the endpoint refused the bridge's credentials, which says nothing
+/// about the message; dead-lettering would empty the stream into the
+/// dead-letter queue until an operator fixed the token.
+fn refuses_bridge(status: StatusCode) -> bool {
+    status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN
 }
 
 /// Header-safe (no control characters), without any of `redact`, at most
@@ -539,7 +562,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_5xx_408_429_and_a_refused_bridge_are_retried() {
+    fn only_5xx_408_and_429_are_retried_and_401_403_held() {
+        for code in [401, 403] {
+            assert!(refuses_bridge(StatusCode::from_u16(code).unwrap()));
+        }
+        for code in [200, 400, 404, 422, 500] {
+            assert!(!refuses_bridge(StatusCode::from_u16(code).unwrap()));
+        }
         for (code, retried) in [
             (500, true),
             (502, true),
@@ -547,8 +576,6 @@ mod tests {
             (408, true),
             (429, true),
             (400, false),
-            (401, true),
-            (403, true),
             (404, false),
             (409, false),
             (422, false),

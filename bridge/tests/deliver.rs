@@ -113,13 +113,14 @@ async fn a_500_then_200_is_retried_then_delivered() {
 }
 
 /// A component that refuses the bridge's token (mid-rotation) must not cost
-/// the message: it waits for the token to be fixed, as for a 5xx.
+/// the message: it is held past `max_attempts` until the token is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_delivery_token_is_retried_not_dead_lettered() {
     let nats = NatsServer::start();
+    // Refused past the test config's max_attempts (3), then accepted.
     let receiver = Receiver::start(Duration::ZERO, |r| match r.attempt {
-        1 => (401, problem_body(401, "bad delivery token")),
-        2 => (403, problem_body(403, "not the bridge")),
+        1 | 3 => (401, problem_body(401, "bad delivery token")),
+        2 | 4 => (403, problem_body(403, "not the bridge")),
         _ => (200, String::new()),
     })
     .await;
@@ -131,14 +132,14 @@ async fn a_refused_delivery_token_is_retried_not_dead_lettered() {
     let js = js(&nats).await;
 
     bridge.publish(INGRESS_SUBJECT, "rotating-1", "{}").await;
-    eventually("third attempt", || async { receiver.seen().len() >= 3 }).await;
+    eventually("fifth attempt", || async { receiver.seen().len() >= 5 }).await;
     wait_settled(&js, "GREENTIC_INGRESS", "ingress").await;
 
     let attempts: Vec<u32> = receiver.seen().iter().map(|r| r.attempt).collect();
-    assert_eq!(attempts, [1, 2, 3]);
+    assert_eq!(attempts, [1, 2, 3, 4, 5]);
     assert_eq!(
         bridge.running.metrics().delivery_counts("ingress"),
-        (1, 2, 0)
+        (1, 4, 0)
     );
     assert_eq!(stream_len(&js, "GREENTIC_DLQ").await, 0);
 }

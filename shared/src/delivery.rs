@@ -18,7 +18,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// A component's whole delivery route: `POST route` with the bridge's token,
 /// then `apply`. 2xx acknowledges; 4xx is dead-lettered with the problem's
-/// detail as the reason; 5xx is redelivered with backoff.
+/// detail as the reason, except the 401 for a wrong token, which the bridge
+/// holds until the tokens agree; 5xx is redelivered with backoff.
 pub fn handle(
     req: &Request,
     host: &dyn Host,

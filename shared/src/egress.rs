@@ -1,12 +1,12 @@
 //! Sending a reply with the provider's own API and the tenant's own
 //! credentials, resolved through the broker for the reply's tenant/team.
 //!
-//! A message's replies go out one after the other, in order. Egress counts,
-//! in its own store, the texts a provider has accepted while a message is
-//! being sent, so when one fails part-way the redelivery sends only the rest
-//! (web chat needs no count: its log skips ids it has). The count is deleted
-//! once the message is done, sent or refused for good. Outcomes map onto what
-//! the bridge does next: a send that may work later
+//! A message's replies go out one after the other, in order. Egress records,
+//! in its own store, how many texts of a session's latest message the
+//! provider has accepted, so when one fails part-way the redelivery sends
+//! only the rest, and a redelivery after success sends nothing (web chat
+//! needs no record: its log skips ids it has). Outcomes map onto what the
+//! bridge does next: a send that may work later
 //! (429, 5xx, timeouts, an unreachable broker) is [`ApiError::Unavailable`]
 //! (503: redelivered with backoff); one that never will (bad token, unknown
 //! chat, a refused message) is [`ApiError::Unprocessable`] (422: dead-lettered
@@ -14,6 +14,7 @@
 //! description only, never a token, a URL holding one, or the message.
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::delivery::Delivery;
 use crate::envelope::Outbound;
@@ -21,7 +22,7 @@ use crate::error::ApiError;
 use crate::host::Host;
 use crate::http::{Request, Response};
 use crate::keys;
-use crate::kv::{self, KeyValue};
+use crate::kv::KeyValue;
 use crate::log::RequestLog;
 use crate::providers::{secret_error, secret_name};
 use crate::secrets::client::BrokerClient;
@@ -112,9 +113,8 @@ pub fn send(
         return webchat(host, channel, out);
     }
     let progress = Progress::open(host, channel, out)?;
-    let already = progress.accepted()?.min(out.texts.len());
+    let already = progress.accepted()?;
     if already == out.texts.len() {
-        progress.done()?;
         return Ok(Sent::AlreadyDelivered);
     }
     let mut send_text: SendText<'_> = match channel.config.provider.as_str() {
@@ -127,49 +127,72 @@ pub fn send(
             )));
         }
     };
-    for text in &out.texts[already..] {
-        match send_text(text) {
-            Ok(()) => progress.accept()?,
-            // Dead-lettered: no delivery of this message comes back for it.
-            Err(e @ ApiError::Unprocessable(_)) => {
-                progress.done()?;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        }
+    for (n, text) in out.texts.iter().enumerate().skip(already) {
+        send_text(text)?;
+        progress.record(n + 1)?;
     }
-    progress.done()?;
     Ok(Sent::Delivered)
 }
 
-/// The count of texts of one outbound message that a provider accepted.
+/// How far the sending of one session's latest outbound message got: its id,
+/// a digest of its texts (a flow run again may write other texts under the
+/// same id), and how many of them the provider accepted. One record per
+/// session, overwritten by the next message, so the store grows with
+/// sessions, not with messages, and a redelivery after success sends nothing.
+///
 /// A store failure is a 503 like any other: the bridge redelivers, and at
-/// worst a text whose acceptance could not be counted is sent again.
+/// worst a text whose acceptance could not be recorded (or whose answer was
+/// lost in transit) is sent again. Two messages of one session in flight at
+/// once share the record; the later one wins and the other may repeat.
 struct Progress<'h> {
     kv: Box<dyn KeyValue + 'h>,
     key: String,
+    message: String,
+    texts: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProgressRecord {
+    message: String,
+    texts: String,
+    sent: usize,
 }
 
 impl<'h> Progress<'h> {
     fn open(host: &'h dyn Host, channel: &ChannelConfig, out: &Outbound) -> Result<Self, ApiError> {
+        let mut digest = Sha256::new();
+        for text in &out.texts {
+            digest.update((text.len() as u64).to_be_bytes());
+            digest.update(text.as_bytes());
+        }
         Ok(Progress {
             kv: host.open_store(STORE_LABEL)?,
-            key: keys::egress_progress(&channel.ctx, &channel.channel, &out.id),
+            key: keys::egress_progress(&channel.ctx, &out.session_id),
+            message: out.id.clone(),
+            texts: hex::encode(&digest.finalize()[..16]),
         })
     }
 
+    /// Texts of this message already accepted: 0 unless the record is this
+    /// message's, with these texts.
     fn accepted(&self) -> Result<usize, ApiError> {
-        let count = kv::read_counter(self.kv.as_ref(), &self.key)?;
-        Ok(usize::try_from(count).unwrap_or(0))
+        let Some(bytes) = self.kv.get(&self.key)? else {
+            return Ok(0);
+        };
+        Ok(match serde_json::from_slice::<ProgressRecord>(&bytes) {
+            Ok(r) if r.message == self.message && r.texts == self.texts => r.sent,
+            _ => 0,
+        })
     }
 
-    fn accept(&self) -> Result<(), ApiError> {
-        self.kv.increment(&self.key, 1)?;
-        Ok(())
-    }
-
-    fn done(&self) -> Result<(), ApiError> {
-        Ok(self.kv.delete(&self.key)?)
+    fn record(&self, sent: usize) -> Result<(), ApiError> {
+        let record = ProgressRecord {
+            message: self.message.clone(),
+            texts: self.texts.clone(),
+            sent,
+        };
+        let bytes = serde_json::to_vec(&record).expect("a progress record serialises");
+        Ok(self.kv.set(&self.key, &bytes)?)
     }
 }
 

@@ -21,7 +21,7 @@
 //! | `claim:{tenant}:{env}:{team}:{session}` | counter: who creates the session's memory |
 //! | `webchat/{tenant}/{env}/{team}/{digest}/seq` and `/{n}` | a web chat conversation's bot activities (webchat store; digest of channel and conversation) |
 //! | `webchat-sent/{tenant}/{env}/{team}/{digest}` | an outbound message already in a web chat log (webchat store; digest of channel and message id) |
-//! | `egress-sent/{tenant}/{env}/{team}/{digest}` | counter: texts of an outbound message a provider accepted so far, while it is being sent (egress store) |
+//! | `egress-progress/{tenant}/{env}/{team}/{session}` | the session's latest outbound message: its id, a digest of its texts, how many a provider accepted (egress store) |
 //! | `usage/{tenant}/{env}/{team\|*}/{day}/{counter}` | counter: messages in, replies out, errors per day (`*` = all teams) |
 //! | `secrets-index/{global,{tenant},{tenant}/teams/{team}}/seq` and `/{slot}` | secret names of a scope (secrets store) |
 //!
@@ -111,24 +111,24 @@ pub fn webchat_log(
 /// redelivery does not show it twice:
 /// `webchat-sent/{tenant}/{env}/{team}/{digest of channel and message id}`.
 pub fn webchat_sent(ctx: &TenantCtx, channel: &ChannelId, message_id: &str) -> String {
-    per_message("webchat-sent", ctx, channel, message_id)
-}
-
-/// How many texts of an outbound message a provider has accepted, kept while
-/// the message is being sent so that a redelivery after a failure part-way
-/// sends only the rest:
-/// `egress-sent/{tenant}/{env}/{team}/{digest of channel and message id}`.
-pub fn egress_progress(ctx: &TenantCtx, channel: &ChannelId, message_id: &str) -> String {
-    per_message("egress-sent", ctx, channel, message_id)
-}
-
-fn per_message(kind: &str, ctx: &TenantCtx, channel: &ChannelId, message_id: &str) -> String {
     format!(
-        "{kind}/{}/{}/{}/{}",
+        "webchat-sent/{}/{}/{}/{}",
         ctx.tenant_id(),
         ctx.env_id(),
         ctx.team_token(),
         digest(channel.as_str(), message_id)
+    )
+}
+
+/// How far egress got in sending a session's latest outbound message (egress
+/// store): `egress-progress/{tenant}/{env}/{team}/{session}`.
+pub fn egress_progress(ctx: &TenantCtx, session: &SessionId) -> String {
+    format!(
+        "egress-progress/{}/{}/{}/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        session.as_str()
     )
 }
 
@@ -317,7 +317,7 @@ mod tests {
             usage(&c, Some(&long), &day, crate::usage::Counter::RepliesOut),
             webchat_log(&c, &channel, &conversation).slot(u64::MAX),
             webchat_sent(&c, &channel, &message_id),
-            egress_progress(&c, &channel, &message_id),
+            egress_progress(&c, &s),
         ] {
             assert!(key.len() <= 256, "{} bytes: {key}", key.len());
         }

@@ -150,7 +150,7 @@ impl Platform {
         Platform {
             backend: match target {
                 Target::Native => Backend::Native(MemoryHost::new(&[session_api::STORE_LABEL])),
-                wasm => Backend::Wasm(Box::new(wasm::app_on(wasm))),
+                target => Backend::Wasm(Box::new(wasm::app_on(target))),
             },
             now_ms: NOW_SECS as i64 * 1000,
             sessions: Vec::new(),
@@ -370,7 +370,7 @@ impl Broker {
                 host.set_variable(secrets_broker::api::VAR_SHARED_GLOBAL, "signing_key");
                 Backend::Native(Arc::new(host))
             }
-            wasm => Backend::Wasm(Box::new(wasm::app_on(wasm))),
+            target => Backend::Wasm(Box::new(wasm::app_on(target))),
         };
         Broker { backend }
     }

@@ -38,28 +38,33 @@ impl RedisServer {
             .local_addr()
             .unwrap()
             .port();
-        let script = r#""$0" --bind 127.0.0.1 --port "$1" --databases "$2" --save "" --appendonly no >/dev/null 2>&1 &
+        let output = spin_test_host::workspace_dir().join("target/test-output");
+        std::fs::create_dir_all(&output).unwrap();
+        let log = output.join(format!("redis-{port}.log"));
+        let script = r#""$0" --bind 127.0.0.1 --port "$1" --databases "$2" --save "" --appendonly no >"$3" 2>&1 &
 server=$!
 read _ignored
 kill "$server""#;
         let mut child = Command::new("sh")
-            .args([
-                "-c",
-                script,
-                &bin,
-                &port.to_string(),
-                &DATABASES.to_string(),
-            ])
+            .arg("-c")
+            .arg(script)
+            .arg(&bin)
+            .arg(port.to_string())
+            .arg(DATABASES.to_string())
+            .arg(&log)
             .stdin(Stdio::piped())
             .spawn()
             .expect("cannot run sh");
         let stdin = child.stdin.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "{bin} did not start: install Debian's redis-server or set REDIS_SERVER_BIN"
-            );
+            if Instant::now() > deadline {
+                panic!(
+                    "{bin} did not start (install Debian's redis-server or set \
+                     REDIS_SERVER_BIN); its output:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
         RedisServer {

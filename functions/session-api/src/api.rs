@@ -43,7 +43,7 @@ type SessionLookup = Option<SessionId>;
 
 pub fn handle(req: &Request, host: &dyn Host) -> Response {
     service::serve(req, host, COMPONENT, DEFAULT_BODY_LIMIT, |req, log| {
-        let (route, operation) = match parse(req) {
+        let (route, operation) = match parse(req, &Day::of(host.now_ms())) {
             Ok(parsed) => parsed,
             Err((route, e)) => return (route, Err(e)),
         };
@@ -56,10 +56,13 @@ pub fn handle(req: &Request, host: &dyn Host) -> Response {
 }
 
 /// Route, method and every id and parameter, before any credential is looked at.
-fn parse(req: &Request) -> Result<(&'static str, Operation), (&'static str, ApiError)> {
+fn parse(
+    req: &Request,
+    today: &Day,
+) -> Result<(&'static str, Operation), (&'static str, ApiError)> {
     if req.path == USAGE {
         return match req.method.as_str() {
-            "GET" => parse_usage_query(req)
+            "GET" => parse_usage_query(req, today)
                 .map(|days| (USAGE, Operation::Usage(days)))
                 .map_err(|e| (USAGE, e)),
             _ => Err((USAGE, ApiError::MethodNotAllowed { allow: "GET" })),
@@ -103,8 +106,10 @@ fn parse_session_id(segment: &str) -> Result<SessionLookup, ApiError> {
     Ok(SessionId::parse(&decoded)?)
 }
 
-/// `from` and `to` (inclusive, `YYYY-MM-DD`, UTC); both default to today.
-fn parse_usage_query(req: &Request) -> Result<Vec<Day>, ApiError> {
+/// The days from `from` to `to` (inclusive, `YYYY-MM-DD`, UTC): `to`
+/// defaults to today and `from` to `to`, so no dates is today, `from` alone
+/// runs to today, and `to` alone is that one day.
+fn parse_usage_query(req: &Request, today: &Day) -> Result<Vec<Day>, ApiError> {
     let (mut from, mut to) = (None, None);
     for (name, value) in req.query_params(&["from", "to"])? {
         let day = Day::parse(&value).ok_or_else(|| {
@@ -116,17 +121,13 @@ fn parse_usage_query(req: &Request) -> Result<Vec<Day>, ApiError> {
             to = Some(day);
         }
     }
-    // Without a date the range is resolved later, against the host's clock.
-    match (from, to) {
-        (None, None) => Ok(Vec::new()),
-        (Some(from), None) => Ok(vec![from]),
-        (None, Some(to)) => Ok(vec![to]),
-        (Some(from), Some(to)) => Day::range(&from, &to).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "from must not be after to, and a range covers at most {MAX_DAYS} days"
-            ))
-        }),
-    }
+    let to = to.unwrap_or_else(|| today.clone());
+    let from = from.unwrap_or_else(|| to.clone());
+    Day::range(&from, &to).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "from must not be after to (default today), and a range covers at most {MAX_DAYS} days"
+        ))
+    })
 }
 
 fn parse_list_query(req: &Request) -> Result<ListQuery, ApiError> {
@@ -186,10 +187,7 @@ fn apply(
     let kv = host.open_store(STORE_LABEL)?;
     let store = SessionStore::new(kv.as_ref());
     match operation {
-        Operation::Usage(mut days) => {
-            if days.is_empty() {
-                days.push(Day::of(host.now_ms()));
-            }
+        Operation::Usage(days) => {
             let teams = if access.team_given {
                 Teams::Only(vec![access.ctx.team_token().to_owned()])
             } else {

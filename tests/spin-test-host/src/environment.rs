@@ -1,7 +1,9 @@
 //! What `spin build` checks for `application.targets`, offline: whether a
-//! component, made from its wasip1 module as Spin makes it, can run in a Spin
-//! release, judged by the world that release's HTTP trigger gives a component
-//! (e.g. `spin:up/http-trigger@3.2.0`).
+//! component can run in a Spin release, judged by the world that release's
+//! HTTP trigger gives a component (e.g. `spin:up/http-trigger@3.2.0`). The
+//! component is made from the wasip1 module as this harness makes it, with
+//! its wasmtime's WASI adapter (Spin uses the adapter of its own wasmtime;
+//! the imports it adds are WASI's own, which every world here provides).
 //!
 //! The check is the one a runtime linker makes: every interface the component
 //! imports is one the world provides (matched by semver-compatible name, as
@@ -117,7 +119,7 @@ fn interface(item: &WorldItem) -> Option<InterfaceId> {
 
 /// The interface among `items` (of `resolve`) that a linker would use for
 /// `wanted` (of `from`): same namespace, package and name, and a version of
-/// the same semver line (for 0.x, the same minor).
+/// the same semver line (for 0.x, the same minor); the newest such.
 fn compatible(
     resolve: &Resolve,
     items: &indexmap::IndexMap<WorldKey, WorldItem>,
@@ -126,16 +128,20 @@ fn compatible(
 ) -> Option<InterfaceId> {
     let wanted_iface = &from.interfaces[wanted];
     let wanted_pkg = &from.packages[wanted_iface.package?].name;
-    items.values().filter_map(interface).find(|&id| {
-        let iface = &resolve.interfaces[id];
-        let Some(pkg) = iface.package.map(|p| &resolve.packages[p].name) else {
-            return false;
-        };
-        iface.name == wanted_iface.name
-            && pkg.namespace == wanted_pkg.namespace
-            && pkg.name == wanted_pkg.name
-            && same_line(pkg.version.as_ref(), wanted_pkg.version.as_ref())
-    })
+    items
+        .values()
+        .filter_map(interface)
+        .filter_map(|id| {
+            let iface = &resolve.interfaces[id];
+            let pkg = &resolve.packages[iface.package?].name;
+            (iface.name == wanted_iface.name
+                && pkg.namespace == wanted_pkg.namespace
+                && pkg.name == wanted_pkg.name
+                && same_line(pkg.version.as_ref(), wanted_pkg.version.as_ref()))
+            .then_some((pkg.version.clone(), id))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, id)| id)
 }
 
 fn same_line(a: Option<&semver::Version>, b: Option<&semver::Version>) -> bool {
