@@ -343,4 +343,39 @@ fn usage_is_counted_per_team_and_read_within_the_callers_scope(stores: Stores) {
         &p.host,
     );
     assert_problem(&bad, 400, "bad-request");
+
+    // `to` defaults to today and `from` to `to`.
+    let day = |offset_days: i64| {
+        let ms = e2e_tests::NOW_SECS as i64 * 1000 + offset_days * 86_400_000;
+        greentic::usage::Day::of(ms).as_str().to_owned()
+    };
+    let days = |query: &str| {
+        let path = format!("/api/v1/usage{query}");
+        let r = session_api::handle(&acme_support().request("GET", &path), &p.host);
+        assert_eq!(r.status, 200, "{query}: {}", r.json_body());
+        let body = r.json_body();
+        let dates: Vec<String> = body["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["date"].as_str().unwrap().to_owned())
+            .collect();
+        (dates, body["totals"]["messages_in"].clone())
+    };
+    assert_eq!(days(""), (vec![day(0)], json!(2)));
+    assert_eq!(
+        days(&format!("?from={}", day(-1))),
+        (vec![day(-1), day(0)], json!(2)),
+        "from alone runs to today"
+    );
+    assert_eq!(
+        days(&format!("?to={}", day(-1))),
+        (vec![day(-1)], json!(0)),
+        "to alone is that day"
+    );
+    let future = session_api::handle(
+        &acme_support().request("GET", &format!("/api/v1/usage?from={}", day(1))),
+        &p.host,
+    );
+    assert_problem(&future, 400, "bad-request");
 }
