@@ -9,6 +9,7 @@ use std::sync::Arc;
 use e2e_tests::{Call, Stores, assert_problem, token};
 use greentic::envelope::{Envelope, Outbound};
 use greentic::http::Response;
+use greentic::session_store::SessionStore;
 use greentic::testing::{
     FakeBridge, MemoryHost, Published, TEST_DELIVERY_TOKEN, envelope_on, message,
 };
@@ -17,7 +18,7 @@ use serde_json::json;
 /// One host standing for the executor and the session API, which share the
 /// `sessions` store under Spin, and a bridge in memory.
 struct Platform {
-    host: MemoryHost,
+    host: Arc<MemoryHost>,
     bridge: Arc<FakeBridge>,
 }
 
@@ -25,7 +26,10 @@ impl Platform {
     fn on(stores: Stores) -> Self {
         let host = stores.host(&[greentic::executor::STORE_LABEL]);
         let bridge = FakeBridge::serve(&host);
-        Platform { host, bridge }
+        Platform {
+            host: Arc::new(host),
+            bridge,
+        }
     }
 
     /// An inbound message as ingress would have published it.
@@ -38,12 +42,18 @@ impl Platform {
         id: &str,
         text: &str,
     ) -> Published {
-        let envelope = envelope_on(&self.host, tenant, team, channel, message(id, user, text));
+        let envelope = envelope_on(
+            self.host.as_ref(),
+            tenant,
+            team,
+            channel,
+            message(id, user, text),
+        );
         Published::inbound(&envelope)
     }
 
     fn deliver(&self, message: &Published) -> Response {
-        flow_executor::handle(&FakeBridge::delivery(message, 1), &self.host)
+        flow_executor::handle(&FakeBridge::delivery(message, 1), self.host.as_ref())
     }
 
     /// Delivers and returns the replies it published.
@@ -68,11 +78,12 @@ impl Platform {
     }
 
     fn sessions_api(&self, call: &Call, path: &str) -> Response {
-        session_api::handle(&call.request("GET", path), &self.host)
+        session_api::handle(&call.request("GET", path), self.host.as_ref())
     }
 }
 
 e2e_tests::on_every_store!(
+    a_session_deleted_during_its_turn_completes_the_delivery,
     a_conversation_runs_acmes_flow_over_several_deliveries,
     the_same_text_for_bigcorp_runs_bigcorps_flow,
     a_redelivered_message_is_applied_once_and_its_replies_are_not_sent_twice,
@@ -81,6 +92,39 @@ e2e_tests::on_every_store!(
     only_the_bridge_can_deliver,
     usage_is_counted_per_team_and_read_within_the_callers_scope,
 );
+
+/// An operator deletes the session while its turn runs, after the memory is
+/// committed and the replies are published: the message was applied, so the
+/// delivery is done (200), not a 404 the bridge would dead-letter.
+fn a_session_deleted_during_its_turn_completes_the_delivery(stores: Stores) {
+    let p = Platform::on(stores);
+    p.say(&p.message("acme", "support", "slack", "U1", "E1", "hi"));
+    let session = p.replies()[0].session_id.clone();
+    let ctx = greentic::TenantCtx::new("acme", "prod", Some("support")).unwrap();
+    // The next publish (the turn's replies) first deletes the session.
+    let host = Arc::downgrade(&p.host);
+    let bridge = p.bridge.clone();
+    p.host.serve_url(
+        greentic::testing::TEST_BRIDGE_URL,
+        Arc::new(move |req| {
+            let host = host.upgrade().expect("the platform is alive");
+            let kv = host.store(greentic::executor::STORE_LABEL);
+            assert!(SessionStore::new(kv).delete(&ctx, &session).unwrap());
+            bridge.publish(req)
+        }),
+    );
+    let r = p.deliver(&p.message("acme", "support", "slack", "U1", "E2", "Dana"));
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    assert_eq!(
+        p.texts().last().unwrap(),
+        "Thanks Dana! What is your order number?"
+    );
+    let gone = p.sessions_api(
+        &acme_support(),
+        &format!("/api/v1/sessions/{}", p.replies()[0].session_id.as_str()),
+    );
+    assert_problem(&gone, 404, "not-found");
+}
 
 fn acme_support() -> Call {
     Call::with(&token("acme", "prod")).team("support")
@@ -285,14 +329,18 @@ fn only_the_bridge_can_deliver(stores: Stores) {
     let hi = p.message("acme", "support", "slack", "U1", "E1", "hi");
     let mut forged = FakeBridge::delivery(&hi, 1);
     forged.headers.retain(|(n, _)| n != "authorization");
-    let unsigned = flow_executor::handle(&forged, &p.host);
+    let unsigned = flow_executor::handle(&forged, p.host.as_ref());
     assert_problem(&unsigned, 401, "unauthorized");
     let wrong = forged
         .clone()
         .with_header("authorization", "Bearer not-the-token");
-    assert_problem(&flow_executor::handle(&wrong, &p.host), 401, "unauthorized");
+    assert_problem(
+        &flow_executor::handle(&wrong, p.host.as_ref()),
+        401,
+        "unauthorized",
+    );
     p.host.set_variable("bridge_delivery_token", "");
-    let unconfigured = flow_executor::handle(&FakeBridge::delivery(&hi, 1), &p.host);
+    let unconfigured = flow_executor::handle(&FakeBridge::delivery(&hi, 1), p.host.as_ref());
     assert_problem(&unconfigured, 503, "not-configured");
     p.host
         .set_variable("bridge_delivery_token", TEST_DELIVERY_TOKEN);
@@ -301,7 +349,7 @@ fn only_the_bridge_can_deliver(stores: Stores) {
         .headers
         .retain(|(n, _)| n != "x-greentic-subject");
     assert_problem(
-        &flow_executor::handle(&no_subject, &p.host),
+        &flow_executor::handle(&no_subject, p.host.as_ref()),
         400,
         "bad-request",
     );
@@ -314,7 +362,7 @@ fn usage_is_counted_per_team_and_read_within_the_callers_scope(stores: Stores) {
     p.say(&p.message("acme", "support", "slack", "U1", "E2", "Dana"));
     p.say(&p.message("bigcorp", "helpdesk", "webchat", "u-1", "a1", "hi"));
     let usage = |call: &Call| {
-        let r = session_api::handle(&call.request("GET", "/api/v1/usage"), &p.host);
+        let r = session_api::handle(&call.request("GET", "/api/v1/usage"), p.host.as_ref());
         assert_eq!(r.status, 200, "{}", r.json_body());
         r.json_body()["totals"].clone()
     };
@@ -336,11 +384,11 @@ fn usage_is_counted_per_team_and_read_within_the_callers_scope(stores: Stores) {
         json!({ "messages_in": 1, "replies_out": 1, "errors": 0 })
     );
     let cross = Call::with(&token("acme", "prod")).tenant("bigcorp");
-    let r = session_api::handle(&cross.request("GET", "/api/v1/usage"), &p.host);
+    let r = session_api::handle(&cross.request("GET", "/api/v1/usage"), p.host.as_ref());
     assert_problem(&r, 403, "forbidden");
     let bad = session_api::handle(
         &acme_support().request("GET", "/api/v1/usage?from=2026-13-01"),
-        &p.host,
+        p.host.as_ref(),
     );
     assert_problem(&bad, 400, "bad-request");
 
@@ -351,7 +399,7 @@ fn usage_is_counted_per_team_and_read_within_the_callers_scope(stores: Stores) {
     };
     let days = |query: &str| {
         let path = format!("/api/v1/usage{query}");
-        let r = session_api::handle(&acme_support().request("GET", &path), &p.host);
+        let r = session_api::handle(&acme_support().request("GET", &path), p.host.as_ref());
         assert_eq!(r.status, 200, "{query}: {}", r.json_body());
         let body = r.json_body();
         let dates: Vec<String> = body["days"]
@@ -375,7 +423,7 @@ fn usage_is_counted_per_team_and_read_within_the_callers_scope(stores: Stores) {
     );
     let future = session_api::handle(
         &acme_support().request("GET", &format!("/api/v1/usage?from={}", day(1))),
-        &p.host,
+        p.host.as_ref(),
     );
     assert_problem(&future, 400, "bad-request");
 }

@@ -193,7 +193,7 @@ pub fn deliver_ingress(
     if let Some(memory) = fresh {
         // The record is the session's face (API, listings); the memory above is
         // already committed, so the record only follows it.
-        store.update(&ctx, id, now, |record| {
+        let followed = store.update(&ctx, id, now, |record| {
             record.record_message(Direction::Inbound, &envelope.text, now);
             for reply in &replies {
                 record.record_message(Direction::Outbound, reply, now);
@@ -213,7 +213,18 @@ pub fn deliver_ingress(
                     version: flow.version.clone(),
                 });
             }
-        })?;
+        });
+        match followed {
+            Ok(_) => {}
+            // Deleted by an operator while this turn ran: the turn is applied
+            // and its replies are out, so the delivery is done, not a 404 the
+            // bridge would dead-letter; there is just no record left to follow.
+            Err(StoreError::NotFound) => log.info(
+                "session.deleted_during_turn",
+                json!({ "msg_id": envelope.id, "session": id.as_str() }),
+            ),
+            Err(e) => return Err(e.into()),
+        }
         usage::record(kv.as_ref(), &ctx, Counter::MessagesIn, 1, now)?;
         usage::record(
             kv.as_ref(),
