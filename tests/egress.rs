@@ -157,6 +157,21 @@ impl Egress {
         egress::handle(&FakeBridge::delivery(message, 1), &self.host)
     }
 
+    /// A turn's three replies ("first", "second", "third") to a Slack message.
+    fn three_slack_replies(&self) -> Outbound {
+        let m = self.reply(
+            "acme",
+            "support",
+            "slack",
+            conversation("C1", None),
+            ReplyAddress::default(),
+            "x",
+        );
+        let mut out = Outbound::from_json(&m.payload).unwrap();
+        out.texts = vec!["first".into(), "second".into(), "third".into()];
+        out
+    }
+
     /// The text of every Slack post, in order.
     fn slack_texts(&self) -> Vec<String> {
         self.slack
@@ -208,24 +223,9 @@ fn slack_replies_use_the_teams_bot_token_and_stay_in_the_thread() {
 #[test]
 fn a_turns_replies_go_out_in_the_order_the_flow_wrote_them() {
     let e = Egress::new();
-    let m = e.reply(
-        "acme",
-        "support",
-        "slack",
-        conversation("C1", None),
-        ReplyAddress::default(),
-        "x",
-    );
-    let mut out = Outbound::from_json(&m.payload).unwrap();
-    out.texts = vec!["first".into(), "second".into(), "third".into()];
+    let out = e.three_slack_replies();
     assert_eq!(e.deliver(&Published::reply(&out)).status, 200);
-    let texts: Vec<Value> = e
-        .slack
-        .calls()
-        .iter()
-        .map(|c| body(c)["text"].clone())
-        .collect();
-    assert_eq!(texts, [json!("first"), json!("second"), json!("third")]);
+    assert_eq!(e.slack_texts(), ["first", "second", "third"]);
 }
 
 // The stores egress writes (its progress, the web chat log): on Redis as well.
@@ -241,16 +241,7 @@ e2e_tests::on_every_store!(
 /// sent in full.
 fn a_failure_part_way_resends_only_the_replies_not_yet_sent(stores: Stores) {
     let e = Egress::on(stores);
-    let m = e.reply(
-        "acme",
-        "support",
-        "slack",
-        conversation("C1", None),
-        ReplyAddress::default(),
-        "x",
-    );
-    let mut out = Outbound::from_json(&m.payload).unwrap();
-    out.texts = vec!["first".into(), "second".into(), "third".into()];
+    let mut out = e.three_slack_replies();
     let m = Published::reply(&out);
 
     e.slack
@@ -285,17 +276,7 @@ fn a_failure_part_way_resends_only_the_replies_not_yet_sent(stores: Stores) {
 /// the redelivery sends that text again: a repeat, never a loss.
 fn a_store_failure_after_a_send_repeats_that_text_and_loses_none(stores: Stores) {
     let e = Egress::on(stores);
-    let m = e.reply(
-        "acme",
-        "support",
-        "slack",
-        conversation("C1", None),
-        ReplyAddress::default(),
-        "x",
-    );
-    let mut out = Outbound::from_json(&m.payload).unwrap();
-    out.texts = vec!["first".into(), "second".into(), "third".into()];
-    let m = Published::reply(&out);
+    let m = Published::reply(&e.three_slack_replies());
     let progress = e.host.store(greentic::egress::STORE_LABEL);
     // The read and the first record succeed; recording the second fails.
     progress.fail_after(2);

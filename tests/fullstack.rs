@@ -17,7 +17,6 @@ use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use spin_test_host::manifest::Manifest;
 use spin_test_host::router::Router;
-use spin_test_host::workspace_dir;
 
 const SLACK_SECRET: &str = "fullstack-slack-signing-secret";
 const WEBCHAT_SECRET: &str = "fullstack-webchat-secret-0123456789";
@@ -259,10 +258,7 @@ async fn serve_components(host: Arc<MemoryHost>) -> SocketAddr {
 /// chosen component's native handler. The broker is served by chaining only.
 fn route(req: &Request, host: &MemoryHost) -> Response {
     static ROUTER: std::sync::OnceLock<Router> = std::sync::OnceLock::new();
-    let router = ROUTER.get_or_init(|| {
-        let manifest = std::fs::read_to_string(workspace_dir().join("spin.toml")).unwrap();
-        Router::new(&Manifest::parse(&manifest).unwrap()).unwrap()
-    });
+    let router = ROUTER.get_or_init(|| Router::new(&Manifest::of_workspace()).unwrap());
     let component = router.route(&req.path).map(|m| m.component);
     match component.as_deref() {
         Some(ingress::COMPONENT) => ingress::handle(req, host),

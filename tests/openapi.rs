@@ -27,10 +27,6 @@ fn document() -> Value {
     serde_saphyr::from_str(&yaml).expect("api/openapi.yaml parses")
 }
 
-fn manifest() -> Manifest {
-    Manifest::parse(&std::fs::read_to_string(workspace_dir().join("spin.toml")).unwrap()).unwrap()
-}
-
 /// One documented operation, with its path filled from the parameters' examples.
 struct Operation {
     method: String,
@@ -284,7 +280,7 @@ fn operation_ids_are_unique_and_errors_are_problems() {
 #[test]
 fn every_public_route_is_documented_and_every_path_reaches_its_component() {
     let document = document();
-    let manifest = manifest();
+    let manifest = Manifest::of_workspace();
     let router = Router::new(&manifest).unwrap();
     let mut documented_routes = BTreeSet::new();
     for operation in operations(&document) {

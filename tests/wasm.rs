@@ -224,10 +224,7 @@ fn every_component_fits_the_spin_releases_we_claim() {
         .map(|w| (*w, HostWorld::load(&wit, w).unwrap()))
         .collect();
     let spin2 = HostWorld::load(&wit, "fermyon:spin/http-trigger@2.0.0").unwrap();
-    let manifest = spin_test_host::manifest::Manifest::parse(
-        &std::fs::read_to_string(spin_test_host::workspace_dir().join("spin.toml")).unwrap(),
-    )
-    .unwrap();
+    let manifest = spin_test_host::manifest::Manifest::of_workspace();
     assert!(manifest.component.len() >= 7);
     let mut misfits = Vec::new();
     for (id, component) in &manifest.component {

@@ -67,22 +67,28 @@ impl Target {
 #[macro_export]
 macro_rules! on_every_target {
     ($($test:ident),+ $(,)?) => {
-        mod native {
+        $crate::one_test_per_case!(
+            native => $crate::Target::Native,
+            wasm => $crate::Target::Wasm,
+            wasm_on_redis => $crate::Target::WasmOnRedis;
+            [$($test),+]
+        );
+    };
+}
+
+/// What [`on_every_target!`] and [`on_every_store!`] expand to: a module per
+/// case, in it a `#[test]` per body calling the body with that case.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! one_test_per_case {
+    ($($module:ident => $case:expr),+ ; $tests:tt) => {
+        $($crate::one_test_per_case!(@module $module, $case, $tests);)+
+    };
+    (@module $module:ident, $case:expr, [$($test:ident),+]) => {
+        mod $module {
             $(#[test]
             fn $test() {
-                super::$test($crate::Target::Native)
-            })+
-        }
-        mod wasm {
-            $(#[test]
-            fn $test() {
-                super::$test($crate::Target::Wasm)
-            })+
-        }
-        mod wasm_on_redis {
-            $(#[test]
-            fn $test() {
-                super::$test($crate::Target::WasmOnRedis)
+                super::$test($case)
             })+
         }
     };
@@ -116,18 +122,11 @@ impl Stores {
 #[macro_export]
 macro_rules! on_every_store {
     ($($test:ident),+ $(,)?) => {
-        mod in_memory {
-            $(#[test]
-            fn $test() {
-                super::$test($crate::Stores::Memory)
-            })+
-        }
-        mod on_redis {
-            $(#[test]
-            fn $test() {
-                super::$test($crate::Stores::Redis)
-            })+
-        }
+        $crate::one_test_per_case!(
+            in_memory => $crate::Stores::Memory,
+            on_redis => $crate::Stores::Redis;
+            [$($test),+]
+        );
     };
 }
 

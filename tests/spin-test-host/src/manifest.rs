@@ -113,6 +113,15 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The workspace's own `spin.toml`, as tests read it to compare other
+    /// things (docs, routes, builds) against it. Panics if it is unreadable.
+    pub fn of_workspace() -> Self {
+        let path = crate::workspace_dir().join("spin.toml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        Manifest::parse(&text).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
+    }
+
     pub fn http_triggers(&self) -> &[HttpTrigger] {
         &self.trigger.http
     }
