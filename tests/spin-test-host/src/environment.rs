@@ -157,26 +157,37 @@ fn same_line(a: Option<&semver::Version>, b: Option<&semver::Version>) -> bool {
     }
 }
 
-/// The `wit/` folder of the spin-sdk crate this workspace builds with, as
-/// `cargo metadata` locates it in the registry checkout.
+/// The `wit/` folder of the spin-sdk crate this workspace builds with: the
+/// version Cargo.lock pins, in the registry sources Cargo unpacked to build
+/// the components (scripts/build-components runs first).
+///
+/// Not `cargo metadata`: it needs every package of every platform in the
+/// lock file, which a machine that only built for Linux and wasm32 lacks.
 pub fn spin_sdk_wit_dir() -> anyhow::Result<PathBuf> {
-    let output = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
-        .current_dir(crate::workspace_dir())
-        .output()
-        .context("cannot run cargo metadata")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "cargo metadata failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let manifest = metadata["packages"]
+    let lock = std::fs::read_to_string(crate::workspace_dir().join("Cargo.lock"))
+        .context("reading Cargo.lock")?;
+    let lock: toml::Table = lock.parse().context("parsing Cargo.lock")?;
+    let version = lock["package"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|p| p["name"] == "spin-sdk")
-        .and_then(|p| p["manifest_path"].as_str())
-        .ok_or_else(|| anyhow!("spin-sdk is not a dependency of the workspace"))?;
-    Ok(Path::new(manifest).with_file_name("wit"))
+        .find(|p| p["name"].as_str() == Some("spin-sdk"))
+        .and_then(|p| p["version"].as_str())
+        .ok_or_else(|| anyhow!("spin-sdk is not in Cargo.lock"))?;
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .ok_or_else(|| anyhow!("neither CARGO_HOME nor HOME is set"))?;
+    let sources = cargo_home.join("registry/src");
+    let found = std::fs::read_dir(&sources)
+        .with_context(|| format!("reading {}", sources.display()))?
+        .filter_map(Result::ok)
+        .map(|registry| registry.path().join(format!("spin-sdk-{version}/wit")))
+        .find(|wit| wit.is_dir());
+    found.ok_or_else(|| {
+        anyhow!(
+            "spin-sdk {version} is not unpacked under {}: run scripts/build-components first",
+            sources.display()
+        )
+    })
 }
