@@ -379,38 +379,3 @@ fn a_reply_slack_refuses_is_dead_lettered_and_nats_down_is_503_for_the_provider(
         "the provider's retry gets through"
     );
 }
-
-#[test]
-fn a_person_talks_to_bigcorps_flow_in_the_web_chat_page() {
-    let stack = Stack::start();
-    let browser = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        browser.join("node_modules/playwright-core").is_dir(),
-        "the browser test needs playwright-core: (cd tests/browser && npm ci)"
-    );
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "the browser test needs Debian's Chromium: apt-get install chromium (or set CHROMIUM)"
-    );
-    let out_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-output");
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let screenshot = out_dir.join("webchat.png");
-    let run = std::process::Command::new("node")
-        .arg(browser.join("webchat.mjs"))
-        .env("GREENTIC_URL", format!("http://{}", stack.front))
-        .env("WEBCHAT_SECRET", WEBCHAT_SECRET)
-        .env("SCREENSHOT", &screenshot)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("node runs");
-    assert!(
-        run.status.success(),
-        "browser test failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
-    assert_eq!(report["ok"], true);
-    assert!(screenshot.is_file());
-}

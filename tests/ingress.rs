@@ -4,20 +4,17 @@
 
 use std::sync::Arc;
 
-use e2e_tests::{Broker, Call, assert_problem};
+use e2e_tests::{Broker, Call, assert_problem, providers};
 use greentic::envelope::Envelope;
 use greentic::host::Host;
 use greentic::http::{Request, Response};
 use greentic::testing::{FakeBridge, MemoryHost, NOW_SECS, Published, UNSAFE_IDS, keys, token};
-use hmac::{KeyInit, Mac};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const TELEGRAM_SECRET: &str = "tg-webhook-secret-1";
 const WEBCHAT_SECRET: &str = "webchat-site-secret-0123456789";
-const TEAMS_APP_ID: &str = "5f0b3a4e-2d1c-4b8a-9e7f-0a1b2c3d4e5f";
-const SERVICE_URL: &str = "https://smba.trafficmanager.net/amer/";
+const SERVICE_URL: &str = providers::teams::SERVICE_URL;
 
 /// Ingress on a memory host that reaches the real broker and a fake bridge,
 /// with the demo channels' secrets stored.
@@ -50,7 +47,7 @@ impl Ingress {
         );
         let host = broker.component_host(&[]);
         let bridge = FakeBridge::serve(&host);
-        host.set_variable("teams_jwks", &teams_jwks().to_string());
+        host.set_variable("teams_jwks", &providers::teams::jwks().to_string());
         Ingress {
             host,
             bridge,
@@ -76,7 +73,7 @@ impl Ingress {
 
     fn slack_signed(&self, body: &Value, timestamp: i64, secret: &str) -> Response {
         let raw = body.to_string();
-        let signature = slack_signature(secret, timestamp, raw.as_bytes());
+        let signature = providers::slack::signature(secret, timestamp, raw.as_bytes());
         self.post(
             "/webhooks/prod/acme/support/slack",
             &[
@@ -117,91 +114,33 @@ fn envelope(published: &Published) -> Envelope {
     Envelope::from_json(&published.payload).expect("ingress publishes envelopes")
 }
 
-fn slack_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("v0:{timestamp}:").as_bytes());
-    mac.update(body);
-    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// An `event_callback` carrying a channel message, as the Events API sends it.
+/// A channel message from the Events API (the demo's workspace and channel).
 fn slack_message(event_id: &str, text: &str) -> Value {
-    json!({
-        "token": "XXYYZZ",
-        "team_id": "T123456",
-        "api_app_id": "A0KRD7HC3",
-        "event": {
-            "type": "message",
-            "channel": "C789012",
-            "user": "U2147483697",
-            "text": text,
-            "ts": "1355517523.000005",
-            "event_ts": "1355517523.000005",
-            "channel_type": "channel"
-        },
-        "type": "event_callback",
-        "authorizations": [{"enterprise_id": null, "team_id": "T123456", "user_id": "U0BOT", "is_bot": true}],
-        "event_id": event_id,
-        "event_time": 1355517523
-    })
+    providers::slack::message_event(event_id, "U2147483697", text, None)
 }
 
+/// A Telegram update with a text message from user 1111111, as raw bytes.
 fn telegram_update(update_id: i64, text: &str) -> Vec<u8> {
-    json!({
-        "update_id": update_id,
-        "message": {
-            "message_id": 1365,
-            "from": {"id": 1111111, "is_bot": false, "first_name": "Test", "last_name": "User", "username": "testuser", "language_code": "en"},
-            "chat": {"id": -1001234567890_i64, "title": "ACME Support", "type": "supergroup"},
-            "date": 1441645532,
-            "text": text
-        }
-    })
-    .to_string()
-    .into_bytes()
+    providers::telegram::update(update_id, 1111111, text, None)
+        .to_string()
+        .into_bytes()
 }
 
 fn teams_activity(id: &str) -> Value {
-    json!({
-        "type": "message",
-        "id": id,
-        "timestamp": "2026-11-29T10:00:00.123Z",
-        "serviceUrl": SERVICE_URL,
-        "channelId": "msteams",
-        "from": {"id": "29:1XJKJMvc5GBtc2JwZq0oj8tHZmzrQgFmB25ATiQWA85g", "name": "Megan Bowen", "aadObjectId": "c7b8a9d0-0000-4000-8000-000000000001"},
-        "conversation": {"isGroup": true, "conversationType": "channel", "tenantId": "72f988bf-0000-4000-8000-000000000000", "id": "19:abc@thread.tacv2;messageid=1485983408511"},
-        "recipient": {"id": format!("28:{TEAMS_APP_ID}"), "name": "Greentic"},
-        "textFormat": "plain",
-        "text": "<at>Greentic</at> where is my order?",
-        "attachments": [],
-        "entities": [],
-        "channelData": {"tenant": {"id": "72f988bf-0000-4000-8000-000000000000"}}
-    })
+    providers::teams::message_activity(
+        id,
+        "29:1XJKJMvc5GBtc2JwZq0oj8tHZmzrQgFmB25ATiQWA85g",
+        "19:abc@thread.tacv2;messageid=1485983408511",
+        "where is my order?",
+    )
 }
 
-fn teams_jwks() -> Value {
-    let key = EncodingKey::from_rsa_pem(keys::RSA_PRIVATE.as_bytes()).unwrap();
-    let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
-    jwk.common.key_id = Some("bf-test-key".into());
-    let mut jwk = serde_json::to_value(jwk).unwrap();
-    jwk["endorsements"] = json!(["msteams", "webchat"]);
-    json!({ "keys": [jwk] })
-}
-
-/// A Bot Framework connector token; `tweak` edits the claims before signing.
+/// A Bot Framework connector token at the test clock; `tweak` edits the
+/// claims before signing.
 fn teams_token(key_pem: &str, tweak: impl FnOnce(&mut Value)) -> String {
-    let mut claims = json!({
-        "iss": "https://api.botframework.com",
-        "aud": TEAMS_APP_ID,
-        "serviceUrl": SERVICE_URL,
-        "nbf": NOW_SECS as i64 - 60,
-        "exp": NOW_SECS as i64 + 3600,
-    });
+    let mut claims = providers::teams::connector_claims(NOW_SECS as i64);
     tweak(&mut claims);
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("bf-test-key".into());
-    let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).unwrap();
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    providers::teams::sign(&claims, key_pem)
 }
 
 #[test]
@@ -280,7 +219,7 @@ fn slack_refusals_publish_nothing() {
     );
     assert_problem(&unsigned, 401, "unauthorized");
     // A signature over one body does not cover another.
-    let signature = slack_signature(SLACK_SECRET, now, b"{}");
+    let signature = providers::slack::signature(SLACK_SECRET, now, b"{}");
     let swapped = ingress.post(
         "/webhooks/prod/acme/support/slack",
         &[
@@ -298,7 +237,7 @@ fn slack_refusals_publish_nothing() {
             ("x-slack-request-timestamp", &now.to_string()),
             (
                 "x-slack-signature",
-                &slack_signature(SLACK_SECRET, now, raw),
+                &providers::slack::signature(SLACK_SECRET, now, raw),
             ),
         ],
         raw,
@@ -465,7 +404,13 @@ fn teams_activities_are_verified_against_the_jwks_audience_and_service_url() {
             c["iss"] = json!("https://evil.example")
         }),
         teams_token(keys::RSA_PRIVATE, |c| {
-            c["serviceUrl"] = json!("https://evil.example/")
+            c["serviceurl"] = json!("https://evil.example/")
+        }),
+        // The claim is `serviceurl`: without it the token vouches for no
+        // service URL, whatever else it carries.
+        teams_token(keys::RSA_PRIVATE, |c| {
+            let url = c.as_object_mut().unwrap().remove("serviceurl").unwrap();
+            c["serviceUrl"] = url;
         }),
         teams_token(keys::RSA_OTHER_PRIVATE, |_| {}),
         "not-a-jwt".to_owned(),
@@ -703,7 +648,7 @@ impl Ingress {
                 ("x-slack-request-timestamp", &now.to_string()),
                 (
                     "x-slack-signature",
-                    &slack_signature(SLACK_SECRET, now, raw.as_bytes()),
+                    &providers::slack::signature(SLACK_SECRET, now, raw.as_bytes()),
                 ),
             ],
             raw.as_bytes(),

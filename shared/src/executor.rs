@@ -20,7 +20,7 @@ use crate::envelope::{Envelope, Outbound};
 use crate::error::ApiError;
 use crate::host::Host;
 use crate::log::RequestLog;
-use crate::session::{Direction, FlowRef, NewSession, SessionId, SessionMemory, SessionStatus};
+use crate::session::{FlowRef, Followed, NewSession, SessionId, SessionMemory};
 use crate::session_store::{SessionStore, StoreError};
 use crate::subjects;
 use crate::tenant_config::TenantConfig;
@@ -138,7 +138,7 @@ pub fn deliver_ingress(
         if let Some((_, memory)) = &current
             && let Some(done) = memory.processed(&envelope.id)
         {
-            applied = Some((done.replies.clone(), None));
+            applied = Some((done.replies.clone(), memory.clone(), true));
             break;
         }
         if current.is_none() && !store.claim_memory(&ctx, id)? && delivery.attempt < CLAIM_PATIENCE
@@ -170,67 +170,71 @@ pub fn deliver_ingress(
             };
         memory.waiting_at = turn.waiting_at.clone();
         memory.closed = turn.closed;
-        memory.remember(&envelope.id, turn.replies.clone());
-        memory.revision += 1;
-        if store.swap_memory(&ctx, id, raw.as_deref(), &memory)? {
-            applied = Some((turn.replies, Some(memory)));
+        memory.remember(&envelope.id, &envelope.text, now, turn.replies.clone());
+        if store.swap_memory(&ctx, id, raw.as_deref(), &mut memory)? {
+            applied = Some((turn.replies, memory, false));
             break;
         }
     }
-    let Some((replies, fresh)) = applied else {
+    let Some((replies, memory, duplicate)) = applied else {
         return Err(ApiError::Unavailable(
             "the session kept changing; retry".into(),
         ));
     };
 
+    // Everything after the commit is idempotent, so a redelivery of a
+    // message applied before (duplicate) completes whatever a failure left
+    // undone: the replies go out again under the same `Nats-Msg-Id`s (JetStream
+    // drops the copies), and the record catches up with the memory.
     if !replies.is_empty() {
         let outbound = Outbound::reply_to(&envelope, replies.clone());
         let egress = subjects::egress(&ctx, &envelope.channel);
         BridgeClient::new(host).publish(&egress, &outbound.id, outbound.to_json())?;
     }
 
-    let duplicate = fresh.is_none();
-    if let Some(memory) = fresh {
-        // The record is the session's face (API, listings); the memory above is
-        // already committed, so the record only follows it.
-        let followed = store.update(&ctx, id, now, |record| {
-            record.record_message(Direction::Inbound, &envelope.text, now);
-            for reply in &replies {
-                record.record_message(Direction::Outbound, reply, now);
-            }
-            if memory.revision >= record.memory_revision {
-                record.memory_revision = memory.revision;
-                record.cursor_node = memory.waiting_at.clone();
-                record.status = if memory.closed {
-                    SessionStatus::Ended
-                } else if memory.waiting_at.is_some() {
-                    SessionStatus::Waiting
-                } else {
-                    SessionStatus::Active
-                };
-                record.flow = Some(FlowRef {
-                    name: flow.name.clone(),
-                    version: flow.version.clone(),
-                });
-            }
-        });
-        match followed {
-            Ok(_) => {}
-            // Deleted by an operator while this turn ran: the turn is applied
-            // and its replies are out, so the delivery is done, not a 404 the
-            // bridge would dead-letter; there is just no record left to follow.
-            Err(StoreError::NotFound) => log.info(
+    // The record is the session's face (API, listings): it follows the
+    // committed memory, taking in every message the memory applied since the
+    // revision it shows, in order. Usage counts what the stored follow-up
+    // took in, after it is stored: a store failure in between leaves that
+    // message uncounted rather than counting it twice on the retry.
+    let flow_ref = FlowRef {
+        name: flow.name.clone(),
+        version: flow.version.clone(),
+    };
+    let mut took_in = Followed::default();
+    let followed = store.update_if(&ctx, id, now, |record| {
+        took_in = record.follow(&memory, &flow_ref);
+        took_in.messages > 0 || took_in.moved
+    });
+    match followed {
+        Ok(_) => {}
+        // Deleted by an operator while this turn ran: the turn is applied
+        // and its replies are out, so the delivery is done, not a 404 the
+        // bridge would dead-letter; there is just no record left to follow.
+        Err(StoreError::NotFound) => {
+            took_in = Followed::default();
+            log.info(
                 "session.deleted_during_turn",
                 json!({ "msg_id": envelope.id, "session": id.as_str() }),
-            ),
-            Err(e) => return Err(e.into()),
+            )
         }
-        usage::record(kv.as_ref(), &ctx, Counter::MessagesIn, 1, now)?;
+        Err(e) => return Err(e.into()),
+    }
+    if took_in.messages > 0 {
+        usage::record(
+            kv.as_ref(),
+            &ctx,
+            Counter::MessagesIn,
+            took_in.messages as i64,
+            now,
+        )?;
+    }
+    if took_in.replies > 0 {
         usage::record(
             kv.as_ref(),
             &ctx,
             Counter::RepliesOut,
-            replies.len() as i64,
+            took_in.replies as i64,
             now,
         )?;
     }

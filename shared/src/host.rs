@@ -57,12 +57,12 @@ impl<T: KeyValue + ?Sized> KeyValue for &T {
     fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         (**self).increment(key, delta)
     }
-    fn compare_and_swap(
+    fn swap_reported(
         &self,
         key: &str,
         expected: &[u8],
         new: &[u8],
-    ) -> Result<crate::kv::Cas, KvError> {
-        (**self).compare_and_swap(key, expected, new)
+    ) -> Result<crate::kv::Swap, KvError> {
+        (**self).swap_reported(key, expected, new)
     }
 }

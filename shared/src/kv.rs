@@ -2,10 +2,16 @@
 //!
 //! It mirrors Spin's key-value semantics rather than an idealised store:
 //! `get_keys` returns every key of the store (Spin has no prefix query), and
-//! atomics are `increment` plus compare-and-swap (`wasi:keyvalue/atomics`). On
-//! Spin's SQLite backend a compare-and-swap of a key that does not exist yet is a
-//! plain upsert, so nothing here relies on CAS to *create* a key: new keys get
-//! their uniqueness from `increment` (see [`crate::session_store`]).
+//! atomics are `increment` plus compare-and-swap (`wasi:keyvalue/atomics`),
+//! with the real backends' quirks (`../shared/spin-notes.md`, tests/README.md):
+//! - On Spin's SQLite backend a compare-and-swap of a key that does not exist
+//!   yet is a plain upsert, so nothing here relies on CAS to *create* a key:
+//!   new keys get their uniqueness from `increment` (see [`crate::session_store`]).
+//! - Spin's Redis backend reports `cas-failed` for every swap, also one that
+//!   wrote (its closing `UNWATCH <key>` is refused by Redis). So a backend may
+//!   answer [`Swap::Unsure`], and [`KeyValue::compare_and_swap`] settles it by
+//!   reading the key back: every value written by compare-and-swap carries a
+//!   random [`write_id`], so finding exactly the bytes written means they landed.
 //!
 //! The Spin implementation lives in each component (`spin-sdk` stays out of
 //! `shared/`); [`TestKv`] is the one for tests and benchmarks.
@@ -29,8 +35,30 @@ pub enum KvError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cas {
     Swapped,
-    /// The value was not the expected one; nothing was written.
+    /// The value was not the expected one, or was replaced again before it
+    /// could be read back. Either way the caller re-reads and re-checks; it
+    /// must recognise a change of its own already in the value (see
+    /// [`KeyValue::compare_and_swap`]).
     Conflict,
+}
+
+/// What a backend reports of a compare-and-swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swap {
+    Swapped,
+    /// Nothing was written: the key did not hold the expected value.
+    Conflict,
+    /// The backend cannot tell whether it wrote (Spin's Redis store says
+    /// `cas-failed` after its swaps, successful or not).
+    Unsure,
+}
+
+/// Random bytes to make a written value unique to its writer, so that reading
+/// a key back tells whether one's own compare-and-swap landed.
+pub fn write_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the platform provides random bytes");
+    u64::from_le_bytes(bytes)
 }
 
 pub trait KeyValue {
@@ -45,9 +73,27 @@ pub trait KeyValue {
     /// the new value. Keep counters in keys of their own: Spin's SQLite backend
     /// stores them as 8-byte little-endian integers and fails on anything else.
     fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError>;
+    /// The backend's own compare-and-swap, with what it reports. Callers use
+    /// [`KeyValue::compare_and_swap`], which settles [`Swap::Unsure`].
+    fn swap_reported(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Swap, KvError>;
+
     /// Writes `new` only if the key currently holds exactly `expected`. Atomic
     /// for an existing key on every Spin backend; see the module doc for absent keys.
-    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError>;
+    ///
+    /// `new` must be unique to this write (carry a [`write_id`]): when the
+    /// backend cannot tell whether it swapped, the key is read back, and
+    /// holding exactly `new` means the swap landed. A [`Cas::Conflict`] may
+    /// also mean the swap landed and another writer replaced the value before
+    /// the read-back, so a caller that retries must first check whether its
+    /// change is already in what it re-reads.
+    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError> {
+        Ok(match self.swap_reported(key, expected, new)? {
+            Swap::Swapped => Cas::Swapped,
+            Swap::Conflict => Cas::Conflict,
+            Swap::Unsure if self.get(key)?.as_deref() == Some(new) => Cas::Swapped,
+            Swap::Unsure => Cas::Conflict,
+        })
+    }
 }
 
 /// The value of the counter at `key` (0 when absent), read the way every
@@ -169,8 +215,8 @@ impl KeyValue for TestKv {
         self.begin()?.increment(key, delta)
     }
 
-    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError> {
-        self.begin()?.compare_and_swap(key, expected, new)
+    fn swap_reported(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Swap, KvError> {
+        self.begin()?.swap_reported(key, expected, new)
     }
 }
 
@@ -178,9 +224,19 @@ impl KeyValue for TestKv {
 #[derive(Default)]
 pub struct MemoryKv {
     entries: Mutex<BTreeMap<String, Vec<u8>>>,
+    misreport: bool,
 }
 
 impl MemoryKv {
+    /// A map whose compare-and-swap answers [`Swap::Unsure`] whatever it did,
+    /// as Spin's Redis backend does: the fast tests of code that must cope.
+    pub fn misreporting_swaps() -> Self {
+        MemoryKv {
+            misreport: true,
+            ..MemoryKv::default()
+        }
+    }
+
     fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
         self.entries.lock().unwrap()
     }
@@ -222,15 +278,20 @@ impl KeyValue for MemoryKv {
         Ok(next)
     }
 
-    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError> {
+    fn swap_reported(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Swap, KvError> {
         let mut entries = self.entries();
-        match entries.get_mut(key) {
+        let swapped = match entries.get_mut(key) {
             Some(current) if current.as_slice() == expected => {
                 *current = new.to_vec();
-                Ok(Cas::Swapped)
+                true
             }
-            _ => Ok(Cas::Conflict),
-        }
+            _ => false,
+        };
+        Ok(match (swapped, self.misreport) {
+            (_, true) => Swap::Unsure,
+            (true, false) => Swap::Swapped,
+            (false, false) => Swap::Conflict,
+        })
     }
 }
 
@@ -264,6 +325,18 @@ mod tests {
             Cas::Conflict
         );
         assert_eq!(kv.get("a").unwrap().as_deref(), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn an_unsure_swap_is_settled_by_reading_the_key_back() {
+        let kv = TestKv::over(MemoryKv::misreporting_swaps());
+        kv.set("a", b"1").unwrap();
+        assert_eq!(kv.swap_reported("a", b"1", b"2").unwrap(), Swap::Unsure);
+        assert_eq!(kv.swap_reported("a", b"1", b"3").unwrap(), Swap::Unsure);
+        assert_eq!(kv.get("a").unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(kv.compare_and_swap("a", b"2", b"4").unwrap(), Cas::Swapped);
+        assert_eq!(kv.compare_and_swap("a", b"2", b"5").unwrap(), Cas::Conflict);
+        assert_eq!(kv.get("a").unwrap().as_deref(), Some(&b"4"[..]));
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub const TRANSCRIPT_LIMIT: usize = 20;
 /// Longest text kept per transcript entry, in bytes (cut at a char boundary).
 pub const TRANSCRIPT_TEXT_LIMIT: usize = 2048;
 
+/// Update ids a record remembers: far more than writers of one session can
+/// land between one writer's swap and its read-back.
+const RECENT_WRITES: usize = 8;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SessionId(String);
@@ -143,6 +147,17 @@ impl IndexSlots {
     }
 }
 
+/// What [`SessionRecord::follow`] took in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Followed {
+    /// Inbound messages added to the transcript.
+    pub messages: u64,
+    /// Replies added to the transcript.
+    pub replies: u64,
+    /// The record moved to a newer memory revision.
+    pub moved: bool,
+}
+
 /// What a caller knows when a session is first seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession {
@@ -174,10 +189,16 @@ pub struct SessionRecord {
     /// Bumped on every write; what compare-and-swap updates are checked against.
     pub revision: u64,
     pub index: IndexSlots,
-    /// The revision of the session memory that `cursor_node` and `status`
-    /// reflect, so a late update never puts an older flow position back.
+    /// The revision of the session memory that `cursor_node`, `status` and
+    /// the transcript reflect: the record follows the memory (the executor's
+    /// commit point) and never moves back to an older revision of it.
     #[serde(default)]
     pub memory_revision: u64,
+    /// Random ids of the latest updates written, newest last. An update that
+    /// finds its own id here has landed already, however its compare-and-swap
+    /// was reported (see `crate::kv`), so it is never applied twice.
+    #[serde(default)]
+    pub recent_writes: Vec<u64>,
 }
 
 impl SessionRecord {
@@ -201,24 +222,59 @@ impl SessionRecord {
             revision: 1,
             index,
             memory_revision: 0,
+            recent_writes: Vec::new(),
         }
+    }
+
+    /// Notes `write` as the update this version of the record comes from.
+    pub fn note_write(&mut self, write: u64) {
+        self.recent_writes.push(write);
+        let excess = self.recent_writes.len().saturating_sub(RECENT_WRITES);
+        self.recent_writes.drain(..excess);
     }
 
     /// Appends a message to the bounded transcript and counts it.
     pub fn record_message(&mut self, direction: Direction, text: &str, at_ms: i64) {
-        let mut cut = text.len().min(TRANSCRIPT_TEXT_LIMIT);
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
         self.transcript.push(TranscriptEntry {
             at_ms,
             direction,
-            text: text[..cut].to_owned(),
+            text: transcript_text(text).to_owned(),
         });
         let excess = self.transcript.len().saturating_sub(TRANSCRIPT_LIMIT);
         self.transcript.drain(..excess);
         self.message_count += 1;
         self.updated_at_ms = self.updated_at_ms.max(at_ms);
+    }
+
+    /// Takes in what `memory` applied since the revision this record shows:
+    /// each message and its replies, in the order applied, and the flow's
+    /// position. Never moves back to an older revision.
+    pub fn follow(&mut self, memory: &SessionMemory, flow: &FlowRef) -> Followed {
+        let mut took_in = Followed::default();
+        if memory.revision <= self.memory_revision {
+            return took_in;
+        }
+        let since = self.memory_revision;
+        for done in memory.processed.iter().filter(|p| p.revision > since) {
+            self.record_message(Direction::Inbound, &done.text, done.at_ms);
+            for reply in &done.replies {
+                self.record_message(Direction::Outbound, reply, done.at_ms);
+            }
+            took_in.messages += 1;
+            took_in.replies += done.replies.len() as u64;
+        }
+        self.memory_revision = memory.revision;
+        self.cursor_node = memory.waiting_at.clone();
+        self.status = if memory.closed {
+            SessionStatus::Ended
+        } else if memory.waiting_at.is_some() {
+            SessionStatus::Waiting
+        } else {
+            SessionStatus::Active
+        };
+        self.flow = Some(flow.clone());
+        took_in.moved = true;
+        took_in
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -245,6 +301,16 @@ impl SessionRecord {
             .deserialized()
             .map_err(|e| RecordError::Corrupt(e.to_string()))
     }
+}
+
+/// The part of `text` a transcript keeps: at most [`TRANSCRIPT_TEXT_LIMIT`]
+/// bytes, cut at a char boundary.
+pub fn transcript_text(text: &str) -> &str {
+    let mut cut = text.len().min(TRANSCRIPT_TEXT_LIMIT);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
 }
 
 /// Why a stored record could not be read.
@@ -283,12 +349,27 @@ pub struct SessionMemory {
     pub processed: Vec<Processed>,
     /// Bumped on every write.
     pub revision: u64,
+    /// Random, new on every write, so two writers never write the same bytes
+    /// (see `crate::kv`).
+    #[serde(default)]
+    pub write_id: u64,
 }
 
+/// A message the memory has applied: enough for the session record to
+/// follow it later (the transcript entry, the replies) if the executor
+/// stopped between committing the memory and updating the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Processed {
     pub id: String,
     pub replies: Vec<String>,
+    /// The memory revision that applied it.
+    #[serde(default)]
+    pub revision: u64,
+    /// The message's text as the transcript keeps it.
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub at_ms: i64,
 }
 
 impl SessionMemory {
@@ -304,11 +385,16 @@ impl SessionMemory {
         self.processed.iter().find(|p| p.id == message_id)
     }
 
-    /// Records `message_id` as applied, forgetting the oldest beyond the bound.
-    pub fn remember(&mut self, message_id: &str, replies: Vec<String>) {
+    /// Records `message_id` as applied by the next revision, forgetting the
+    /// oldest beyond the bound, and moves to that revision.
+    pub fn remember(&mut self, message_id: &str, text: &str, at_ms: i64, replies: Vec<String>) {
+        self.revision += 1;
         self.processed.push(Processed {
             id: message_id.to_owned(),
             replies,
+            revision: self.revision,
+            text: transcript_text(text).to_owned(),
+            at_ms,
         });
         let excess = self.processed.len().saturating_sub(REMEMBERED_MESSAGES);
         self.processed.drain(..excess);
@@ -503,12 +589,14 @@ mod tests {
         );
         memory.waiting_at = Some("ask_order".into());
         for i in 0..REMEMBERED_MESSAGES + 3 {
-            memory.remember(&format!("m{i}"), vec![format!("reply {i}")]);
+            memory.remember(&format!("m{i}"), "hi", i as i64, vec![format!("reply {i}")]);
         }
         assert_eq!(SessionMemory::decode(&memory.encode()).unwrap(), memory);
         assert_eq!(memory.processed.len(), REMEMBERED_MESSAGES);
         assert!(memory.processed("m0").is_none());
         assert_eq!(memory.processed("m34").unwrap().replies, ["reply 34"]);
+        assert_eq!(memory.processed("m34").unwrap().revision, 35);
+        assert_eq!(memory.revision, (REMEMBERED_MESSAGES + 3) as u64);
         assert!(SessionMemory::decode(b"\xa1").is_err());
         let mut future = memory.clone();
         future.v = 9;

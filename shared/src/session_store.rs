@@ -7,7 +7,7 @@
 
 use crate::index::{InvalidCursor, SlotIndex};
 use crate::keys::{self, SessionIndex};
-use crate::kv::{Cas, KeyValue, KvError};
+use crate::kv::{self, Cas, KeyValue, KvError};
 use crate::session::{
     IndexSlots, NewSession, RecordError, SessionId, SessionMemory, SessionRecord, SessionState,
     SessionStatus,
@@ -168,12 +168,37 @@ impl<'a> SessionStore<'a> {
         now_ms: i64,
         mut change: impl FnMut(&mut SessionRecord),
     ) -> Result<SessionRecord, StoreError> {
+        self.update_if(ctx, id, now_ms, |record| {
+            change(record);
+            true
+        })
+    }
+
+    /// Like [`Self::update`], but `change` answers whether it changed
+    /// anything; when it did not, nothing is written and the record is
+    /// returned as stored.
+    ///
+    /// Each call is applied once: the record notes the update's random id, so
+    /// a retry after a swap that landed but was reported as a conflict (Spin's
+    /// Redis backend, see `crate::kv`) finds it there and stops. The last call
+    /// of `change` is the one whose result was stored.
+    pub fn update_if(
+        &self,
+        ctx: &TenantCtx,
+        id: &SessionId,
+        now_ms: i64,
+        mut change: impl FnMut(&mut SessionRecord) -> bool,
+    ) -> Result<SessionRecord, StoreError> {
         let key = keys::session_record(ctx, id);
+        let write = kv::write_id();
         for _ in 0..MAX_UPDATE_ATTEMPTS {
             let (stored, mut record) = self.read(ctx, id)?.ok_or(StoreError::NotFound)?;
-            change(&mut record);
+            if record.recent_writes.contains(&write) || !change(&mut record) {
+                return Ok(record);
+            }
             record.revision += 1;
             record.updated_at_ms = record.updated_at_ms.max(now_ms);
+            record.note_write(write);
             if self.kv.compare_and_swap(&key, &stored, &record.encode())? == Cas::Swapped {
                 return Ok(record);
             }
@@ -242,7 +267,10 @@ impl<'a> SessionStore<'a> {
     }
 
     /// Writes `next` only if the memory is still `current` (raw bytes as read);
-    /// `Ok(false)` when another writer got there first.
+    /// `Ok(false)` when another writer got there first, or when the swap
+    /// cannot be told from one (see `crate::kv`): the caller re-reads, and
+    /// finds its message among the processed ones if it landed after all.
+    /// Gives `next` a fresh write id, so no other writer writes its bytes.
     ///
     /// Writing the first memory of a session needs a claim: on Spin's SQLite
     /// backend a swap of an absent key is a plain upsert, so two creators
@@ -252,9 +280,10 @@ impl<'a> SessionStore<'a> {
         ctx: &TenantCtx,
         id: &SessionId,
         current: Option<&[u8]>,
-        next: &SessionMemory,
+        next: &mut SessionMemory,
     ) -> Result<bool, StoreError> {
         let key = keys::session_state(ctx, id);
+        next.write_id = kv::write_id();
         match current {
             Some(current) => {
                 Ok(self.kv.compare_and_swap(&key, current, &next.encode())? == Cas::Swapped)
@@ -355,7 +384,7 @@ impl<'a> SessionStore<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::TestKv;
+    use crate::kv::{MemoryKv, TestKv};
     use crate::session::Direction;
     use crate::testing::new_session;
     use std::collections::BTreeSet;
@@ -508,6 +537,105 @@ mod tests {
         let listed = list_all(&store, &ListScope::Team(c.clone()), query(200));
         assert_eq!(listed.len(), 800);
         assert_eq!(listed.into_iter().collect::<BTreeSet<_>>(), created);
+    }
+
+    #[test]
+    fn updates_apply_once_when_every_swap_is_reported_as_failed() {
+        // Spin's Redis backend: `cas-failed` whether the swap wrote or not.
+        let kv = TestKv::over(MemoryKv::misreporting_swaps());
+        let c = ctx("acme", Some("support"));
+        let id = SessionStore::new(&kv)
+            .create(&c, new_session("slack", "U1"), 1)
+            .unwrap()
+            .id;
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (kv, c, id) = (&kv, &c, &id);
+                s.spawn(move || {
+                    for i in 0..10 {
+                        loop {
+                            match SessionStore::new(kv).update(c, id, 2, |r| {
+                                r.record_message(Direction::Inbound, &format!("{t}-{i}"), 2)
+                            }) {
+                                Ok(_) => break,
+                                Err(StoreError::Conflict) => std::thread::yield_now(),
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let record = SessionStore::new(&kv).get(&c, &id).unwrap().unwrap();
+        assert_eq!((record.message_count, record.revision), (40, 41));
+        let texts: BTreeSet<_> = record.transcript.iter().map(|e| &e.text).collect();
+        assert_eq!(texts.len(), record.transcript.len(), "no message twice");
+    }
+
+    /// A store whose first compare-and-swap lands, is overwritten by another
+    /// writer before its writer can read it back, and is reported as unsure.
+    struct OvertakenOnce<'a> {
+        inner: &'a TestKv,
+        overtaken: std::sync::atomic::AtomicBool,
+        other_writer: &'a (dyn Fn(&TestKv) + Sync),
+    }
+
+    impl KeyValue for OvertakenOnce<'_> {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+            self.inner.set(key, value)
+        }
+        fn delete(&self, key: &str) -> Result<(), KvError> {
+            self.inner.delete(key)
+        }
+        fn exists(&self, key: &str) -> Result<bool, KvError> {
+            self.inner.exists(key)
+        }
+        fn get_keys(&self) -> Result<Vec<String>, KvError> {
+            self.inner.get_keys()
+        }
+        fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+            self.inner.increment(key, delta)
+        }
+        fn swap_reported(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<kv::Swap, KvError> {
+            let reported = self.inner.swap_reported(key, expected, new)?;
+            if reported == kv::Swap::Swapped
+                && !self.overtaken.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                (self.other_writer)(self.inner);
+                return Ok(kv::Swap::Unsure);
+            }
+            Ok(reported)
+        }
+    }
+
+    #[test]
+    fn an_update_overwritten_before_its_read_back_is_not_applied_again() {
+        let kv = TestKv::new();
+        let c = ctx("acme", Some("support"));
+        let id = SessionStore::new(&kv)
+            .create(&c, new_session("slack", "U1"), 1)
+            .unwrap()
+            .id;
+        let other = |inner: &TestKv| {
+            SessionStore::new(inner)
+                .update(&c, &id, 3, |r| r.record_message(Direction::Inbound, "theirs", 3))
+                .unwrap();
+        };
+        let overtaken = OvertakenOnce {
+            inner: &kv,
+            overtaken: Default::default(),
+            other_writer: &other,
+        };
+        SessionStore::new(&overtaken)
+            .update(&c, &id, 2, |r| r.record_message(Direction::Inbound, "mine", 2))
+            .unwrap();
+        let record = SessionStore::new(&kv).get(&c, &id).unwrap().unwrap();
+        let texts: Vec<_> = record.transcript.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(texts, ["mine", "theirs"]);
+        assert_eq!(record.message_count, 2);
     }
 
     #[test]

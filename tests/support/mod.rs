@@ -3,7 +3,11 @@
 //! each on either [`Target`]: the handlers natively, or the release wasm
 //! build under spin-test-host (see [`wasm`]).
 
+pub mod browser;
+pub mod process;
+pub mod providers;
 pub mod redis;
+pub mod spin_up;
 pub mod wasm;
 
 use std::borrow::Borrow;

@@ -1,28 +1,30 @@
 //! The stores on a real redis-server, as SpinKube runs them
 //! (deploy/runtime-config.redis.toml): [`RedisKv`] speaks the key-value
 //! contract with the commands Spin's Redis backend uses (INCRBY for
-//! increment, WATCH/MULTI/EXEC for compare-and-swap), and [`fresh_store`]
+//! increment, WATCH/MULTI/EXEC for compare-and-swap, reported as Spin
+//! reports it), and [`fresh_store`]
 //! gives each test store a Redis database of its own, as the deployment gives
 //! each label its own. Needs `redis-server` (Debian's package) on the PATH or
 //! in `REDIS_SERVER_BIN`.
 
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use greentic::kv::{Cas, KeyValue, KvError, TestKv};
+use crate::process::{Tied, spawn_tied};
+
+use greentic::kv::{KeyValue, KvError, Swap, TestKv};
 
 /// Databases the test server offers: one per store a test process opens.
 const DATABASES: u32 = 8192;
 
-/// One redis-server per test process, without persistence. It lives as long
-/// as the process: a shell holds it and stops it when our end of its stdin
-/// closes, which happens however the test process ends.
+/// One redis-server per test process, without persistence, stopped when the
+/// process ends (see [`crate::process`]).
 struct RedisServer {
     port: u16,
     next_db: AtomicU32,
-    _guard: Mutex<(Child, ChildStdin)>,
+    _server: Tied,
 }
 
 fn server() -> &'static RedisServer {
@@ -33,6 +35,12 @@ fn server() -> &'static RedisServer {
 impl RedisServer {
     fn start() -> RedisServer {
         let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+        let bin = find_program(&bin).unwrap_or_else(|| {
+            panic!(
+                "{bin} not found: install Debian's redis-server (scripts/setup test does) \
+                 or set REDIS_SERVER_BIN"
+            )
+        });
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -41,46 +49,53 @@ impl RedisServer {
         let output = spin_test_host::workspace_dir().join("target/test-output");
         std::fs::create_dir_all(&output).unwrap();
         let log = output.join(format!("redis-{port}.log"));
-        let script = r#""$0" --bind 127.0.0.1 --port "$1" --databases "$2" --save "" --appendonly no >"$3" 2>&1 &
-server=$!
-read _ignored
-kill "$server""#;
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(&bin)
-            .arg(port.to_string())
-            .arg(DATABASES.to_string())
-            .arg(&log)
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("cannot run sh");
-        let stdin = child.stdin.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                panic!(
-                    "{bin} did not start (install Debian's redis-server or set \
-                     REDIS_SERVER_BIN); its output:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let args = [
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--databases",
+            &DATABASES.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .map(str::to_owned);
+        let server = spawn_tied(&bin, &args, &[], &log, None);
+        server.wait_until("redis-server", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
         RedisServer {
             port,
             next_db: AtomicU32::new(0),
-            _guard: Mutex::new((child, stdin)),
+            _server: server,
         }
     }
 }
 
-/// A store in a database no other store of this process uses.
-pub fn fresh_kv() -> RedisKv {
+/// `name` if it is a path to a file, else the first `name` on `PATH`.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let direct = PathBuf::from(name);
+    if name.contains('/') {
+        return direct.is_file().then_some(direct);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The URL of a database no other store of this process uses.
+pub fn fresh_url() -> String {
     let server = server();
     let db = server.next_db.fetch_add(1, Ordering::Relaxed);
     assert!(db < DATABASES, "more than {DATABASES} Redis test stores");
-    RedisKv::open(&format!("redis://127.0.0.1:{}/{db}", server.port))
+    format!("redis://127.0.0.1:{}/{db}", server.port)
+}
+
+/// A store in a database no other store of this process uses.
+pub fn fresh_kv() -> RedisKv {
+    RedisKv::open(&fresh_url())
 }
 
 /// [`fresh_kv`] behind the tests' instrumentation, for any label.
@@ -150,13 +165,19 @@ impl KeyValue for RedisKv {
         self.with(|c| redis::cmd("INCRBY").arg(key).arg(delta).query(c))
     }
 
-    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError> {
+    /// As Spin's Redis backend does it (spin 4.1, `key-value-redis`): WATCH
+    /// and GET for `current`, then MULTI/SET/EXEC, then `UNWATCH <key>`, which
+    /// Redis refuses, so Spin reports `cas-failed` whether EXEC wrote or not:
+    /// [`Swap::Unsure`]. With `GREENTIC_REDIS_CAS_FIXED=1` it reports what
+    /// EXEC did instead, as a fixed Spin would.
+    fn swap_reported(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Swap, KvError> {
+        let fixed = std::env::var("GREENTIC_REDIS_CAS_FIXED").is_ok_and(|v| v == "1");
         self.with(|c| {
             redis::cmd("WATCH").arg(key).query::<()>(c)?;
             let current: Option<Vec<u8>> = redis::cmd("GET").arg(key).query(c)?;
             if current.as_deref() != Some(expected) {
                 redis::cmd("UNWATCH").query::<()>(c)?;
-                return Ok(Cas::Conflict);
+                return Ok(Swap::Conflict);
             }
             // EXEC answers nil when the watched key changed in between.
             let done: Option<()> = redis::pipe()
@@ -166,10 +187,10 @@ impl KeyValue for RedisKv {
                 .arg(new)
                 .ignore()
                 .query(c)?;
-            Ok(if done.is_some() {
-                Cas::Swapped
-            } else {
-                Cas::Conflict
+            Ok(match (fixed, done.is_some()) {
+                (false, _) => Swap::Unsure,
+                (true, true) => Swap::Swapped,
+                (true, false) => Swap::Conflict,
             })
         })
     }

@@ -3,7 +3,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use greentic::host::{Host, OutboundError};
 use greentic::http::{Request, Response};
-use greentic::kv::{Cas, KeyValue, KvError};
+use greentic::kv::{KeyValue, KvError, Swap};
 use spin_sdk::http::IncomingRequest;
 use spin_sdk::key_value::{Error as SpinKvError, Store};
 use spin_sdk::wit::wasi::keyvalue::{atomics, store as wasi_store};
@@ -131,7 +131,9 @@ impl KeyValue for SpinStore {
         atomics::increment(&bucket, key, delta).map_err(|e| wasi_error(&self.label, e))
     }
 
-    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Cas, KvError> {
+    /// `cas-failed` is [`Swap::Unsure`]: Spin's Redis backend reports it after
+    /// swaps that wrote as well (spin-notes.md); the caller reads back.
+    fn swap_reported(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<Swap, KvError> {
         let bucket = self.bucket()?;
         let cas = atomics::Cas::new(&bucket, key).map_err(|e| wasi_error(&self.label, e))?;
         if cas
@@ -140,11 +142,11 @@ impl KeyValue for SpinStore {
             .as_deref()
             != Some(expected)
         {
-            return Ok(Cas::Conflict);
+            return Ok(Swap::Conflict);
         }
         match atomics::swap(cas, new) {
-            Ok(()) => Ok(Cas::Swapped),
-            Err(atomics::CasError::CasFailed(_)) => Ok(Cas::Conflict),
+            Ok(()) => Ok(Swap::Swapped),
+            Err(atomics::CasError::CasFailed(_)) => Ok(Swap::Unsure),
             Err(atomics::CasError::StoreError(e)) => Err(wasi_error(&self.label, e)),
         }
     }

@@ -5,8 +5,17 @@
 //! configured JWKS (`teams_jwks`, the JSON of Bot Framework's OpenID keys
 //! document), issued by `teams_issuer` (default `https://api.botframework.com`),
 //! for the audience of the channel's `app_id`, unexpired (five minutes' leeway
-//! for clock skew), its `serviceUrl` claim equal to the activity's, and, when
-//! the key lists endorsements, endorsed for the activity's `channelId`.
+//! for clock skew), its `serviceurl` claim equal to the activity's
+//! `serviceUrl`, and its key endorsed for the activity's `channelId`, which
+//! must be `msteams`.
+//!
+//! Claim names are case-sensitive: the service URL claim is `serviceurl`, all
+//! lower case (`AuthenticationConstants.ServiceUrlClaim` in botbuilder-dotnet,
+//! -js and -python), although Microsoft's article writes it `serviceUrl`. A
+//! token without it is refused, as botbuilder-dotnet refuses it. A key without
+//! endorsements is refused too (as botbuilder-dotnet does; -js and -python
+//! skip the check then), and so is an empty `channelId`, which all three let
+//! through.
 //!
 //! Only `message` activities from people are published; the bot's own
 //! activities and other types (conversationUpdate, typing...) are dropped.
@@ -27,9 +36,12 @@ const LEEWAY_SECS: u64 = 300;
 
 #[derive(Deserialize)]
 struct ConnectorClaims {
-    #[serde(rename = "serviceUrl")]
+    #[serde(rename = "serviceurl")]
     service_url: Option<String>,
 }
+
+/// The Bot Framework channel id of Microsoft Teams.
+const TEAMS_CHANNEL: &str = "msteams";
 
 pub fn receive(hook: &Webhook<'_>) -> Result<Inbound, ApiError> {
     let token = bearer(hook.req)?;
@@ -135,13 +147,19 @@ fn verify(hook: &Webhook<'_>, token: &str, activity: &Value) -> Result<(), ApiEr
         .flatten()
         .find(|k| k["kid"].as_str() == Some(kid.as_str()))
         .ok_or_else(|| unauthorized("token signed by a key not in the JWKS".into()))?;
-    if let Some(endorsements) = key["endorsements"].as_array() {
-        let channel = activity["channelId"].as_str().unwrap_or_default();
-        if !endorsements.iter().any(|e| e.as_str() == Some(channel)) {
-            return Err(unauthorized(format!(
-                "the signing key is not endorsed for channel `{channel}`"
-            )));
-        }
+    let channel = activity["channelId"].as_str().unwrap_or_default();
+    if channel != TEAMS_CHANNEL {
+        return Err(unauthorized(format!(
+            "the activity's channel is `{channel}`, not `{TEAMS_CHANNEL}`"
+        )));
+    }
+    let endorsed = key["endorsements"]
+        .as_array()
+        .is_some_and(|e| e.iter().any(|e| e.as_str() == Some(channel)));
+    if !endorsed {
+        return Err(unauthorized(format!(
+            "the signing key is not endorsed for channel `{channel}`"
+        )));
     }
     let jwk: Jwk = serde_json::from_value(key.clone())
         .map_err(|e| ApiError::NotConfigured(format!("{VAR_JWKS} key {kid}: {e}")))?;
@@ -172,7 +190,7 @@ fn verify(hook: &Webhook<'_>, token: &str, activity: &Value) -> Result<(), ApiEr
     match (claims.service_url, activity["serviceUrl"].as_str()) {
         (Some(claimed), Some(actual)) if claimed == actual => Ok(()),
         _ => Err(unauthorized(
-            "the token's serviceUrl does not match the activity's".into(),
+            "the token's serviceurl claim is missing or not the activity's serviceUrl".into(),
         )),
     }
 }

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use greentic::kv::{Cas, KeyValue, KvError, TestKv};
+use greentic::kv::{KeyValue, KvError, Swap, TestKv};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::bindings::fermyon::spin::key_value as spin_kv;
@@ -227,8 +227,10 @@ impl atomics::Host for KvHost<'_> {
             .map_err(wasi_error))
     }
 
-    /// Swaps if the key still holds what `current` returned. As on Spin's
-    /// SQLite backend, a swap after `current` saw no value (or without
+    /// Swaps if the key still holds what `current` returned, and reports it
+    /// as the store's backend does: a store over Redis answers `cas-failed`
+    /// whatever it did, as Spin's Redis backend does (spin-notes.md). As on
+    /// Spin's SQLite backend, a swap after `current` saw no value (or without
     /// `current`) is a plain upsert, not an atomic create.
     fn swap(
         &mut self,
@@ -237,15 +239,15 @@ impl atomics::Host for KvHost<'_> {
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let handle = self.table.get(&cas)?;
         let outcome = match &handle.seen {
-            Some(seen) => handle.kv.compare_and_swap(&handle.key, seen, &value),
-            None => handle.kv.set(&handle.key, &value).map(|()| Cas::Swapped),
+            Some(seen) => handle.kv.swap_reported(&handle.key, seen, &value),
+            None => handle.kv.set(&handle.key, &value).map(|()| Swap::Swapped),
         };
         Ok(match outcome {
-            Ok(Cas::Swapped) => {
+            Ok(Swap::Swapped) => {
                 self.table.delete(cas)?;
                 Ok(())
             }
-            Ok(Cas::Conflict) => Err(atomics::CasError::CasFailed(cas)),
+            Ok(Swap::Conflict | Swap::Unsure) => Err(atomics::CasError::CasFailed(cas)),
             Err(e) => {
                 self.table.delete(cas)?;
                 Err(atomics::CasError::StoreError(wasi_error(e)))

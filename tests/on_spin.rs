@@ -1,0 +1,512 @@
+//! The product under the real Spin (`spin build` + `spin up` of spin.toml),
+//! with nats-server, the bridge and fake provider APIs, once with the stores
+//! in SQLite files and once on redis-server (SpinKube's configuration): what
+//! the wasmtime test host cannot prove, because it is our own model of Spin.
+//! tests/README.md lists where the two differ and which test here covers it.
+
+use e2e_tests::on_real_spin;
+use e2e_tests::spin_up::{
+    Kv, RealPlatform, SLACK_BOT_TOKEN, TELEGRAM_BOT_TOKEN, WEBCHAT_TOKEN_SECRET, platform, unique,
+};
+use greentic::TenantCtx;
+use greentic::session::{Conversation, SessionId};
+use greentic::tenant::ChannelId;
+use greentic_bridge::testing::DELIVERY_TOKEN;
+use serde_json::{Value, json};
+
+on_real_spin!(
+        every_provider_webhook_reaches_its_flow_and_its_reply_goes_out,
+        twenty_turns_of_one_conversation_are_exact_after_every_turn,
+        a_telegram_conversation_is_exact_after_every_turn,
+        a_redelivered_message_is_applied_once,
+        two_messages_to_one_session_at_once_both_land,
+        one_tenant_cannot_reach_anothers_sessions,
+        secrets_are_put_read_and_listed_without_values,
+        a_person_talks_to_bigcorps_flow_in_the_web_chat_page,
+);
+
+// ---- the ACME support flow (bundles/flows/acme_support_flow.yaml) ----------
+
+/// What the ACME flow answers to each message of a conversation that says
+/// hi, a name, an order number and a topic, over and over.
+fn acme_turn(turn: usize) -> (&'static str, Vec<&'static str>) {
+    match turn % 4 {
+        0 => (
+            "hi",
+            vec![
+                "Welcome to ACME Support! How can I help?",
+                "May I have your name?",
+            ],
+        ),
+        1 => ("Dana", vec!["Thanks Dana! What is your order number?"]),
+        2 => (
+            "12345",
+            vec!["Got it, order 12345. Is it about a refund, a delivery, or something else?"],
+        ),
+        _ => (
+            "where is my delivery?",
+            vec![
+                "Dana, order 12345 is with the carrier. I have asked them for an update and will message you here.",
+            ],
+        ),
+    }
+}
+
+fn acme_status(turn: usize) -> &'static str {
+    if turn % 4 == 3 { "active" } else { "waiting" }
+}
+
+fn ctx(tenant: &str, env: &str, team: &str) -> TenantCtx {
+    TenantCtx::new(tenant, env, Some(team)).unwrap()
+}
+
+fn session_id(ctx: &TenantCtx, channel: &str, conversation: &str, thread: Option<&str>, user: &str) -> SessionId {
+    SessionId::derive(
+        ctx,
+        &ChannelId::parse(channel).unwrap(),
+        &Conversation {
+            id: conversation.into(),
+            thread: thread.map(str::to_owned),
+        },
+        user,
+    )
+}
+
+/// The session as the session API shows it (`None` while it does not exist).
+fn session(p: &RealPlatform, ctx: &TenantCtx, id: &SessionId) -> Option<Value> {
+    let token = p.token(ctx.tenant_id(), ctx.env_id());
+    let (status, body) = p.call(
+        "GET",
+        &format!("/api/v1/sessions/{id}"),
+        &[
+            ("authorization", &token.bearer()),
+            ("x-tenant-id", ctx.tenant_id()),
+            ("x-env-id", ctx.env_id()),
+            ("x-team-id", ctx.team_id().unwrap_or("default")),
+        ],
+        None,
+    );
+    match status {
+        200 => Some(body),
+        404 => None,
+        other => panic!("GET session: {other} {body}"),
+    }
+}
+
+/// Waits until the session shows `count` messages, then returns it.
+fn session_at(p: &RealPlatform, ctx: &TenantCtx, id: &SessionId, count: u64) -> Value {
+    let mut seen = None;
+    p.eventually(&format!("the session reaches {count} messages"), || {
+        seen = session(p, ctx, id);
+        seen.as_ref()
+            .is_some_and(|s| s["message_count"].as_u64() >= Some(count))
+    });
+    let seen = seen.unwrap();
+    assert_eq!(seen["message_count"], count, "{seen}");
+    seen
+}
+
+fn transcript(session: &Value) -> Vec<(String, String)> {
+    session["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["direction"].as_str().unwrap().to_owned(),
+                e["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The transcript a conversation of `turns` ACME turns must show: its
+/// latest 20 entries, in order.
+fn expected_transcript(turns: usize) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    for turn in 0..turns {
+        let (text, replies) = acme_turn(turn);
+        all.push(("inbound".to_owned(), text.to_owned()));
+        all.extend(replies.iter().map(|r| ("outbound".to_owned(), r.to_string())));
+    }
+    all[all.len().saturating_sub(20)..].to_vec()
+}
+
+fn usage(p: &RealPlatform, ctx: &TenantCtx) -> Value {
+    let token = p.token(ctx.tenant_id(), ctx.env_id());
+    let (status, body) = p.call(
+        "GET",
+        "/api/v1/usage",
+        &[
+            ("authorization", &token.bearer()),
+            ("x-tenant-id", ctx.tenant_id()),
+            ("x-env-id", ctx.env_id()),
+            ("x-team-id", ctx.team_id().unwrap_or("default")),
+        ],
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    body["totals"].clone()
+}
+
+// ---- tests ------------------------------------------------------------------
+
+fn every_provider_webhook_reaches_its_flow_and_its_reply_goes_out(kv: Kv) {
+    let p = platform(kv);
+
+    // Slack, in a thread of its own: the greeting goes back to that thread.
+    let thread = unique_thread();
+    let (status, body) = p.slack(&unique("Ev"), &unique("U"), "hi", &thread);
+    assert_eq!((status, &body["status"]), (200, &json!("published")), "{body}");
+    p.eventually("Slack gets the two greeting replies", || {
+        slack_posts(p, &thread).len() == 2
+    });
+    let posts = slack_posts(p, &thread);
+    assert_eq!(posts[0].0, format!("Bearer {SLACK_BOT_TOKEN}"));
+    assert_eq!(posts[0].1, "Welcome to ACME Support! How can I help?");
+    assert_eq!(posts[1].1, "May I have your name?");
+
+    // Telegram, in a forum topic of its own.
+    let topic = unique_number();
+    let (status, body) = p.telegram(unique_number(), unique_number(), "hi", topic);
+    assert_eq!((status, &body["status"]), (200, &json!("published")), "{body}");
+    p.eventually("Telegram gets the two greeting replies", || {
+        telegram_sends(p, topic).len() == 2
+    });
+
+    // Teams: verified with the connector token; the flow's replies are in
+    // the session (the reply itself goes to a Bot Framework service URL,
+    // which only https://*.botframework.com and trafficmanager hosts are).
+    let (conversation, from) = (unique("19:conv"), unique("29:user"));
+    let (status, body) = p.teams(&unique("act"), &from, &conversation, "hi");
+    assert_eq!((status, &body["status"]), (200, &json!("published")), "{body}");
+    let sales = ctx("acme", "prod", "sales");
+    let id = session_id(&sales, "teams", &conversation, None, &from);
+    let shown = session_at(p, &sales, &id, 3);
+    assert_eq!(transcript(&shown), expected_transcript(1));
+
+    // Web chat: a token from the site's secret, a message, the reply in the log.
+    let (status, chat) = p.call(
+        "POST",
+        "/webhooks/prod/bigcorp/helpdesk/webchat/tokens",
+        &[("authorization", &format!("Bearer {WEBCHAT_TOKEN_SECRET}"))],
+        Some(br#"{"user_name":"Dana"}"#.to_vec()),
+    );
+    assert_eq!(status, 200, "{chat}");
+    let bearer = format!("Bearer {}", chat["token"].as_str().unwrap());
+    let (status, body) = p.call(
+        "POST",
+        "/webhooks/prod/bigcorp/helpdesk/webchat",
+        &[("authorization", &bearer)],
+        Some(json!({"type": "message", "id": "m1", "text": "hi"}).to_string().into_bytes()),
+    );
+    assert_eq!((status, &body["status"]), (200, &json!("published")), "{body}");
+    p.eventually("the web chat log holds the bot's greeting", || {
+        let (status, log) = p.call(
+            "GET",
+            "/webchat/v1/prod/bigcorp/helpdesk/webchat/activities",
+            &[("authorization", &bearer)],
+            None,
+        );
+        status == 200
+            && log["activities"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|m| m["text"] == "BigCorp Helpdesk here. What's your issue?")
+            })
+    });
+}
+
+fn twenty_turns_of_one_conversation_are_exact_after_every_turn(kv: Kv) {
+    let p = platform(kv);
+    // acme/staging is this test's alone, so its usage counts are exact.
+    let staging = ctx("acme", "staging", "support");
+    let before = usage(p, &staging);
+    let (user, thread) = (unique("U"), unique_thread());
+    let id = session_id(&staging, "slack", "C789012", Some(&thread), &user);
+    let mut count = 0;
+    let mut replies = 0;
+    for turn in 0..20 {
+        let (text, answers) = acme_turn(turn);
+        let body = e2e_tests::providers::slack::message_event(&unique("Ev"), &user, text, Some(&thread))
+            .to_string();
+        let headers = e2e_tests::providers::slack::signed_headers(
+            e2e_tests::spin_up::SLACK_SIGNING_SECRET,
+            p.now_secs(),
+            body.as_bytes(),
+        );
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let (status, answer) = p.call(
+            "POST",
+            "/webhooks/staging/acme/support/slack",
+            &headers,
+            Some(body.into_bytes()),
+        );
+        assert_eq!(status, 200, "turn {turn}: {answer}");
+        count += 1 + answers.len() as u64;
+        replies += answers.len() as u64;
+        let shown = session_at(p, &staging, &id, count);
+        assert_eq!(transcript(&shown), expected_transcript(turn + 1), "after turn {turn}");
+        assert_eq!(shown["status"], acme_status(turn), "after turn {turn}");
+        assert_eq!(shown["state"]["name"], if turn >= 1 { json!("Dana") } else { Value::Null });
+        // Replies of consecutive turns may be delivered to egress in either
+        // order (tests/README.md); this test checks each turn's, so it waits.
+        p.eventually("the turn's replies reach Slack", || {
+            slack_posts(p, &thread).len() as u64 == replies
+        });
+    }
+    assert_eq!(count, 45);
+    let sent: Vec<String> = slack_posts(p, &thread).into_iter().map(|(_, t)| t).collect();
+    let expected: Vec<String> = (0..20)
+        .flat_map(|t| acme_turn(t).1.into_iter().map(str::to_owned))
+        .collect();
+    assert_eq!(sent, expected, "each reply once, in order");
+    let after = usage(p, &staging);
+    assert_eq!(
+        after["messages_in"].as_i64().unwrap() - before["messages_in"].as_i64().unwrap(),
+        20
+    );
+    assert_eq!(
+        after["replies_out"].as_i64().unwrap() - before["replies_out"].as_i64().unwrap(),
+        replies as i64
+    );
+    let failed: Vec<Value> = p
+        .component_log("flow-executor")
+        .into_iter()
+        .filter(|l| l["event"] == "request" && l["status"] != 200 && l["tenant"] == "acme" && l["env"] == "staging")
+        .collect();
+    assert!(failed.is_empty(), "the executor refused a delivery: {failed:?}");
+}
+
+fn a_telegram_conversation_is_exact_after_every_turn(kv: Kv) {
+    let p = platform(kv);
+    let support = ctx("acme", "prod", "support");
+    let (from, topic) = (unique_number(), unique_number());
+    let id = session_id(
+        &support,
+        "telegram",
+        &telegram_chat(),
+        Some(&topic.to_string()),
+        &from.to_string(),
+    );
+    let mut count = 0;
+    for turn in 0..5 {
+        let (text, answers) = acme_turn(turn);
+        let (status, body) = p.telegram(unique_number(), from, text, topic);
+        assert_eq!(status, 200, "{body}");
+        count += 1 + answers.len() as u64;
+        let shown = session_at(p, &support, &id, count);
+        assert_eq!(transcript(&shown), expected_transcript(turn + 1));
+    }
+    let shown = session(p, &support, &id).unwrap();
+    assert_eq!(shown["state"]["order"], "12345");
+    assert_eq!(shown["state"]["topic"], "where is my delivery?");
+    let replies: usize = (0..5).map(|t| acme_turn(t).1.len()).sum();
+    p.eventually("every reply reached Telegram", || {
+        telegram_sends(p, topic).len() == replies
+    });
+    let sends = telegram_sends(p, topic);
+    assert!(sends.iter().all(|s| s.0 == format!("/bot{TELEGRAM_BOT_TOKEN}/sendMessage")));
+}
+
+/// An inbound envelope for a delivery straight to the executor, as the
+/// bridge pushes it.
+fn delivery(p: &RealPlatform, envelope: &greentic::envelope::Envelope, attempt: u32) -> (u16, Value) {
+    let subject = greentic::subjects::ingress(&envelope.tenant, &envelope.channel).to_string();
+    p.call(
+        "POST",
+        "/internal/v1/deliveries/ingress",
+        &[
+            ("authorization", &format!("Bearer {DELIVERY_TOKEN}")),
+            ("content-type", "application/json"),
+            (greentic::delivery::SUBJECT_HEADER, &subject),
+            (greentic::delivery::MSG_ID_HEADER, &envelope.id),
+            (greentic::delivery::ATTEMPT_HEADER, &attempt.to_string()),
+        ],
+        Some(envelope.to_json()),
+    )
+}
+
+fn envelope(provider_id: &str, user: &str, text: &str) -> greentic::envelope::Envelope {
+    let host = greentic::testing::MemoryHost::new(&[]);
+    let mut message = greentic::testing::message(provider_id, user, text);
+    message.conversation.id = "C789012".into();
+    greentic::testing::envelope_on(&host, "acme", "support", "slack", message)
+}
+
+fn a_redelivered_message_is_applied_once(kv: Kv) {
+    let p = platform(kv);
+    let user = unique("U");
+    let first = envelope(&unique("Ev"), &user, "hi");
+    let support = ctx("acme", "prod", "support");
+    for attempt in 1..=3 {
+        let (status, body) = delivery(p, &first, attempt);
+        assert_eq!(status, 200, "attempt {attempt}: {body}");
+        assert_eq!(body["duplicate"], attempt > 1, "{body}");
+    }
+    let shown = session_at(p, &support, &first.session_id, 3);
+    assert_eq!(transcript(&shown), expected_transcript(1));
+}
+
+fn two_messages_to_one_session_at_once_both_land(kv: Kv) {
+    let p = platform(kv);
+    let support = ctx("acme", "prod", "support");
+    let user = unique("U");
+    let opening = envelope(&unique("Ev"), &user, "hi");
+    assert_eq!(delivery(p, &opening, 1).0, 200);
+    let mut expected = 3;
+    for round in 0..5 {
+        let pair = [
+            envelope(&unique("Ev"), &user, &format!("a{round}")),
+            envelope(&unique("Ev"), &user, &format!("b{round}")),
+        ];
+        std::thread::scope(|s| {
+            for e in &pair {
+                s.spawn(move || {
+                    // A loser may be told to retry, as the bridge would.
+                    for attempt in 1..=10 {
+                        let (status, body) = delivery(p, e, attempt);
+                        match status {
+                            200 => return,
+                            503 => std::thread::sleep(std::time::Duration::from_millis(50)),
+                            _ => panic!("{status} {body}"),
+                        }
+                    }
+                    panic!("never applied");
+                });
+            }
+        });
+        // Each message asks for the next question: one reply each.
+        expected += 4;
+        let shown = session_at(p, &support, &opening.session_id, expected);
+        let texts: Vec<String> = transcript(&shown).into_iter().map(|(_, t)| t).collect();
+        for e in &pair {
+            assert_eq!(texts.iter().filter(|t| **t == e.text).count(), 1, "{texts:?}");
+        }
+    }
+}
+
+fn one_tenant_cannot_reach_anothers_sessions(kv: Kv) {
+    let p = platform(kv);
+    let user = unique("U");
+    let acme_message = envelope(&unique("Ev"), &user, "hi");
+    assert_eq!(delivery(p, &acme_message, 1).0, 200);
+    let support = ctx("acme", "prod", "support");
+    session_at(p, &support, &acme_message.session_id, 3);
+    let path = format!("/api/v1/sessions/{}", acme_message.session_id);
+
+    let ask = |token: &greentic::testing::TokenBuilder, tenant: &str, env: Option<&str>, team: Option<&str>| {
+        let bearer = token.bearer();
+        let mut headers = vec![("authorization", bearer.as_str()), ("x-tenant-id", tenant)];
+        if let Some(env) = env {
+            headers.push(("x-env-id", env));
+        }
+        if let Some(team) = team {
+            headers.push(("x-team-id", team));
+        }
+        p.call("GET", &path, &headers, None).0
+    };
+    // The owner sees it; every other scope gets 404, a token for another
+    // tenant or env used with acme's headers gets 403.
+    assert_eq!(ask(&p.token("acme", "prod"), "acme", None, Some("support")), 200);
+    assert_eq!(ask(&p.token("bigcorp", "prod"), "bigcorp", None, None), 404);
+    assert_eq!(ask(&p.token("bigcorp", "prod"), "acme", None, None), 403);
+    assert_eq!(ask(&p.token("acme", "staging"), "acme", None, Some("support")), 404);
+    assert_eq!(ask(&p.token("acme", "staging"), "acme", Some("prod"), None), 403);
+    assert_eq!(ask(&p.token("acme", "prod"), "acme", None, Some("sales")), 404);
+    assert_eq!(ask(&p.token("acme", "prod").teams(&["sales"]), "acme", None, Some("support")), 403);
+    assert_eq!(ask(&p.token("acme", "prod").teams(&["sales"]), "acme", None, None), 404);
+
+    // BigCorp's listing holds nothing of ACME's.
+    let bigcorp = p.token("bigcorp", "prod");
+    let (status, list) = p.call(
+        "GET",
+        "/api/v1/sessions?limit=200",
+        &[("authorization", &bigcorp.bearer()), ("x-tenant-id", "bigcorp")],
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(list["sessions"].as_array().unwrap().iter().all(|s| s["tenant"] == "bigcorp"), "{list}");
+    // Nor can BigCorp delete it.
+    let (status, _) = p.call(
+        "DELETE",
+        &path,
+        &[("authorization", &bigcorp.roles(&["admin"]).bearer()), ("x-tenant-id", "bigcorp")],
+        None,
+    );
+    assert_eq!(status, 404);
+    assert!(session(p, &support, &acme_message.session_id).is_some());
+}
+
+fn secrets_are_put_read_and_listed_without_values(kv: Kv) {
+    let p = platform(kv);
+    let name = unique("note");
+    let admin = p.token("acme", "prod").roles(&["admin", "secrets-reader"]);
+    let headers = |t: &greentic::testing::TokenBuilder, tenant: &'static str| {
+        (t.bearer(), tenant)
+    };
+    let (bearer, tenant) = headers(&admin, "acme");
+    let h = [("authorization", bearer.as_str()), ("x-tenant-id", tenant), ("x-team-id", "support")];
+    let put = |value: &str| p.call("PUT", &format!("/api/v1/secrets/{name}"), &h, Some(json!({"value": value}).to_string().into_bytes()));
+    assert_eq!(put("first value").0, 201);
+    assert_eq!(put("second value").0, 200);
+    let (status, read) = p.call("GET", &format!("/api/v1/secrets/{name}/value"), &h, None);
+    assert_eq!((status, &read["value"]), (200, &json!("second value")), "{read}");
+    let (status, list) = p.call("GET", "/api/v1/secrets?limit=200", &h, None);
+    assert_eq!(status, 200);
+    let listed = list["secrets"].as_array().unwrap();
+    assert!(listed.iter().any(|s| s["name"] == name.as_str()));
+    assert!(!list.to_string().contains("second value"), "a listing shows no value");
+    // Another tenant's admin does not find it.
+    let other = p.token("bigcorp", "prod").roles(&["admin", "secrets-reader"]);
+    let (bearer, tenant) = headers(&other, "bigcorp");
+    let (status, _) = p.call(
+        "GET",
+        &format!("/api/v1/secrets/{name}/value"),
+        &[("authorization", bearer.as_str()), ("x-tenant-id", tenant)],
+        None,
+    );
+    assert_eq!(status, 404);
+}
+
+fn a_person_talks_to_bigcorps_flow_in_the_web_chat_page(kv: Kv) {
+    let p = platform(kv);
+    let report = e2e_tests::browser::chat_in_the_web_chat_page(
+        &p.url,
+        WEBCHAT_TOKEN_SECRET,
+        &format!("webchat-{kv:?}.png").to_lowercase(),
+    );
+    assert_eq!(report["ok"], true, "{report}");
+}
+
+// ---- provider-side views ------------------------------------------------------
+
+/// What Slack was asked to post in `thread`: (authorization, text).
+fn slack_posts(p: &RealPlatform, thread: &str) -> Vec<(String, String)> {
+    p.provider_calls()
+        .into_iter()
+        .filter(|c| c.path == "/api/chat.postMessage" && c.body["thread_ts"] == thread)
+        .map(|c| (c.authorization.unwrap_or_default(), c.body["text"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+/// What Telegram was asked to send in forum topic `topic`: (path, text).
+fn telegram_sends(p: &RealPlatform, topic: i64) -> Vec<(String, String)> {
+    p.provider_calls()
+        .into_iter()
+        .filter(|c| c.path.ends_with("/sendMessage") && c.body["message_thread_id"] == topic)
+        .map(|c| (c.path, c.body["text"].as_str().unwrap_or_default().to_owned()))
+        .collect()
+}
+
+fn telegram_chat() -> String {
+    e2e_tests::providers::telegram::CHAT_ID.to_string()
+}
+
+fn unique_number() -> i64 {
+    e2e_tests::spin_up::unique_number()
+}
+
+/// A Slack thread timestamp no other test uses.
+fn unique_thread() -> String {
+    format!("{}.000100", unique_number())
+}

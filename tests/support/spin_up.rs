@@ -1,0 +1,476 @@
+//! The product as users run it: the real Spin CLI (`spin build`, then `spin
+//! up` of the repository's own spin.toml and the release wasm), a real
+//! nats-server with JetStream and the bridge, and fakes of the providers'
+//! APIs that egress calls. The stores are SQLite files (runtime-config.toml's
+//! `type = "spin"`) or databases of a real redis-server (as SpinKube runs them).
+//!
+//! One platform per backend per test process, started on first use and
+//! shared by every test of the process: tests keep apart by using people,
+//! threads and ids of their own. Spin is found as scripts/find-spin finds it;
+//! without it the tests fail with the install link, never skip.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use greentic::testing::{TEST_HS256_SECRET, TEST_MASTER_KEY, TokenBuilder};
+use greentic_bridge::testing::{
+    DELIVERY_TOKEN, DeliverySpec, PUBLISH_TOKEN, config, free_port, nats_server_bin,
+};
+use serde_json::{Value, json};
+use spin_test_host::workspace_dir;
+
+use crate::process::{Tied, spawn_tied};
+use crate::providers::{slack, teams, telegram};
+
+/// Where `spin up` keeps the key-value stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kv {
+    /// SQLite files, as runtime-config.toml has it.
+    Sqlite,
+    /// A redis-server database per store, as deploy/runtime-config.redis.toml.
+    Redis,
+}
+
+/// Defines one `#[test]` per [`Kv`] for each test body (a `fn(Kv)`):
+/// `on_sqlite::name` and `on_redis::name`.
+#[macro_export]
+macro_rules! on_real_spin {
+    ($($test:ident),+ $(,)?) => {
+        $crate::one_test_per_case!(
+            on_sqlite => $crate::spin_up::Kv::Sqlite,
+            on_redis => $crate::spin_up::Kv::Redis;
+            [$($test),+]
+        );
+    };
+}
+
+/// The labels spin.toml declares (runtime-config.toml defines each).
+const STORES: &[&str] = &["sessions", "secrets", "webchat", "egress"];
+
+/// The secrets the platform's demo channels are given by [`RealPlatform::start`].
+pub const SLACK_SIGNING_SECRET: &str = "on-spin-slack-signing-secret-0123";
+pub const TELEGRAM_WEBHOOK_SECRET: &str = "on-spin-telegram-webhook-secret";
+pub const WEBCHAT_TOKEN_SECRET: &str = "on-spin-webchat-token-secret-0123456789";
+pub const SLACK_BOT_TOKEN: &str = "xoxb-on-spin-acme-support";
+pub const TELEGRAM_BOT_TOKEN: &str = "123456:ON-SPIN-TG";
+
+/// What a fake provider API was asked to do.
+#[derive(Debug, Clone)]
+pub struct ProviderCall {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: Value,
+}
+
+/// nats-server, the bridge and `spin up`, with the providers faked.
+pub struct RealPlatform {
+    pub kv: Kv,
+    pub url: String,
+    runtime: tokio::runtime::Runtime,
+    spin: Tied,
+    _nats: Tied,
+    _bridge: greentic_bridge::Running,
+    calls: Arc<Mutex<Vec<ProviderCall>>>,
+    logs: PathBuf,
+    /// Each store's location: a SQLite file or a Redis URL.
+    pub stores: Vec<(String, String)>,
+}
+
+/// The platform of `kv` for this test process, started on first use.
+pub fn platform(kv: Kv) -> &'static RealPlatform {
+    static SQLITE: OnceLock<RealPlatform> = OnceLock::new();
+    static REDIS: OnceLock<RealPlatform> = OnceLock::new();
+    match kv {
+        Kv::Sqlite => SQLITE.get_or_init(|| RealPlatform::start(kv)),
+        Kv::Redis => REDIS.get_or_init(|| RealPlatform::start(kv)),
+    }
+}
+
+/// The Spin CLI: scripts/find-spin's answer (`SPIN_BIN`, `PATH`, ...).
+pub fn spin_bin() -> PathBuf {
+    let out = std::process::Command::new(workspace_dir().join("scripts/find-spin"))
+        .output()
+        .expect("scripts/find-spin runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// `spin build` of the repository's spin.toml, once per test process: the
+/// very build users run (scripts/build-components ran the same commands, so
+/// this only checks they are up to date).
+fn spin_build() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = std::process::Command::new(spin_bin())
+            .arg("build")
+            .current_dir(workspace_dir())
+            .output()
+            .expect("spin build runs");
+        assert!(
+            out.status.success(),
+            "spin build failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+impl RealPlatform {
+    pub fn start(kv: Kv) -> RealPlatform {
+        spin_build();
+        let scratch = workspace_dir().join(format!(
+            "target/test-output/on-spin/{kv:?}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&scratch).unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+
+        let nats_port = free_port();
+        let nats = spawn_tied(
+            &nats_server_bin(),
+            &[
+                "-js".into(),
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                nats_port.to_string(),
+                "-sd".into(),
+                scratch.join("nats").display().to_string(),
+            ],
+            &[],
+            &scratch.join("nats.log"),
+            None,
+        );
+        nats.wait_until("nats-server", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", nats_port)).is_ok()
+        });
+
+        let calls: Arc<Mutex<Vec<ProviderCall>>> = Arc::default();
+        let providers = runtime.block_on(serve_providers(calls.clone()));
+
+        let spin_port = free_port();
+        let url = format!("http://127.0.0.1:{spin_port}");
+        let deliveries = [
+            DeliverySpec::ingress(format!("{url}/internal/v1/deliveries/ingress")),
+            DeliverySpec::egress(format!("{url}/internal/v1/deliveries/egress")),
+        ]
+        .map(|mut d| {
+            // Generous: a first request compiles nothing under Spin, but a
+            // loaded 2-core CI machine is slow.
+            d.timeout = "10s";
+            d.max_attempts = 6;
+            d.backoff = r#"["100ms", "500ms", "1s"]"#;
+            d
+        });
+        let bridge = runtime
+            .block_on(greentic_bridge::start(config(
+                &format!("nats://127.0.0.1:{nats_port}"),
+                &deliveries,
+            )))
+            .expect("the bridge starts");
+        let bridge_url = format!("http://{}", bridge.local_addr());
+
+        let stores: Vec<(String, String)> = STORES
+            .iter()
+            .map(|label| {
+                let place = match kv {
+                    Kv::Sqlite => scratch.join(format!("{label}.db")).display().to_string(),
+                    Kv::Redis => crate::redis::fresh_url(),
+                };
+                (label.to_string(), place)
+            })
+            .collect();
+        let runtime_config: String = stores
+            .iter()
+            .map(|(label, place)| match kv {
+                Kv::Sqlite => {
+                    format!("[key_value_store.{label}]\ntype = \"spin\"\npath = \"{place}\"\n\n")
+                }
+                Kv::Redis => {
+                    format!("[key_value_store.{label}]\ntype = \"redis\"\nurl = \"{place}\"\n\n")
+                }
+            })
+            .collect();
+        let runtime_config_file = scratch.join("runtime-config.toml");
+        std::fs::write(&runtime_config_file, runtime_config).unwrap();
+
+        let logs = scratch.join("logs");
+        let variables = [
+            ("AUTH_HS256_SECRET", TEST_HS256_SECRET.to_owned()),
+            ("SECRETS_MASTER_KEY", TEST_MASTER_KEY.to_owned()),
+            ("BRIDGE_URL", bridge_url),
+            ("BRIDGE_PUBLISH_TOKEN", PUBLISH_TOKEN.to_owned()),
+            ("BRIDGE_DELIVERY_TOKEN", DELIVERY_TOKEN.to_owned()),
+            ("SLACK_API_URL", providers.clone()),
+            ("TELEGRAM_API_URL", providers.clone()),
+            ("TEAMS_LOGIN_URL", providers),
+            ("TEAMS_JWKS", teams::jwks().to_string()),
+        ];
+        let env: Vec<(String, String)> = variables
+            .into_iter()
+            .map(|(name, value)| (format!("SPIN_VARIABLE_{name}"), value))
+            .collect();
+        let spin = spawn_tied(
+            &spin_bin(),
+            &[
+                "up".into(),
+                "--from".into(),
+                workspace_dir().join("spin.toml").display().to_string(),
+                "--runtime-config-file".into(),
+                runtime_config_file.display().to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{spin_port}"),
+                "--state-dir".into(),
+                scratch.join("state").display().to_string(),
+                "--log-dir".into(),
+                logs.display().to_string(),
+            ],
+            &env,
+            &scratch.join("spin.log"),
+            Some(&scratch),
+        );
+        let docs = format!("{url}/api/openapi.yaml");
+        spin.wait_until("spin up", Duration::from_secs(300), || {
+            ureq::get(&docs).call().is_ok()
+        });
+        let platform = RealPlatform {
+            kv,
+            url,
+            runtime,
+            spin,
+            _nats: nats,
+            _bridge: bridge,
+            calls,
+            logs,
+            stores,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !platform._bridge.ready() {
+            assert!(Instant::now() < deadline, "the bridge never reached NATS");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        platform.seed_demo_secrets();
+        platform
+    }
+
+    fn seed_demo_secrets(&self) {
+        for (tenant, team, name, value) in [
+            ("acme", "support", "slack_signing_secret", SLACK_SIGNING_SECRET),
+            ("acme", "support", "slack_bot_token", SLACK_BOT_TOKEN),
+            ("acme", "support", "telegram_webhook_secret", TELEGRAM_WEBHOOK_SECRET),
+            ("acme", "support", "telegram_bot_token", TELEGRAM_BOT_TOKEN),
+            ("acme", "sales", "teams_app_password", "on-spin-teams-password"),
+            ("bigcorp", "helpdesk", "webchat_token_secret", WEBCHAT_TOKEN_SECRET),
+        ] {
+            let admin = self.token(tenant, "prod").roles(&["admin"]);
+            let (status, body) = self.call(
+                "PUT",
+                &format!("/api/v1/secrets/{name}"),
+                &[
+                    ("authorization", &admin.bearer()),
+                    ("x-tenant-id", tenant),
+                    ("x-team-id", team),
+                ],
+                Some(json!({ "value": value }).to_string().into_bytes()),
+            );
+            assert!(matches!(status, 200 | 201), "{name}: {status} {body}");
+        }
+    }
+
+    /// Now, by the machine's clock (the one Spin's components read).
+    pub fn now_secs(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    /// A token for the session and secrets APIs, valid now.
+    pub fn token(&self, tenant: &str, env: &str) -> TokenBuilder {
+        let mut token = greentic::testing::token(tenant, env);
+        token.claims.iat = Some(self.now_secs() as u64);
+        token.claims.exp = self.now_secs() as u64 + 3600;
+        token
+    }
+
+    /// One HTTP exchange with the platform: status and JSON body (`Null`
+    /// when the body is not JSON).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
+        let (status, bytes) = self.call_raw(method, path, headers, body);
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    pub fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> (u16, Vec<u8>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let response = agent
+            .run(req.body(body.unwrap_or_default()).unwrap())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.spin.output()));
+        let status = response.status().as_u16();
+        (status, response.into_body().read_to_vec().unwrap_or_default())
+    }
+
+    /// A Slack message event, signed as Slack signs it, to the demo's channel.
+    pub fn slack(&self, event_id: &str, user: &str, text: &str, thread: &str) -> (u16, Value) {
+        let body = slack::message_event(event_id, user, text, Some(thread)).to_string();
+        let headers = slack::signed_headers(SLACK_SIGNING_SECRET, self.now_secs(), body.as_bytes());
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        self.call(
+            "POST",
+            "/webhooks/prod/acme/support/slack",
+            &headers,
+            Some(body.into_bytes()),
+        )
+    }
+
+    /// A Telegram update with the channel's webhook secret, in forum topic `topic`.
+    pub fn telegram(&self, update_id: i64, from: i64, text: &str, topic: i64) -> (u16, Value) {
+        let body = telegram::update(update_id, from, text, Some(topic)).to_string();
+        self.call(
+            "POST",
+            "/webhooks/prod/acme/support/telegram",
+            &[(telegram::SECRET_HEADER, TELEGRAM_WEBHOOK_SECRET)],
+            Some(body.into_bytes()),
+        )
+    }
+
+    /// A Teams message activity with a connector token valid now.
+    pub fn teams(&self, id: &str, from: &str, conversation: &str, text: &str) -> (u16, Value) {
+        let body = teams::message_activity(id, from, conversation, text).to_string();
+        let bearer = format!("Bearer {}", teams::connector_token(self.now_secs()));
+        self.call(
+            "POST",
+            "/webhooks/prod/acme/sales/teams",
+            &[("authorization", &bearer)],
+            Some(body.into_bytes()),
+        )
+    }
+
+    /// What the fake provider APIs received so far, oldest first.
+    pub fn provider_calls(&self) -> Vec<ProviderCall> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 30 s) until `done` holds.
+    pub fn eventually(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for: {what} ({:?}); spin's output:\n{}",
+                self.kv,
+                tail(&self.spin.output(), 40)
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The JSON log lines a component wrote to its stderr so far.
+    pub fn component_log(&self, component: &str) -> Vec<Value> {
+        let file = self.logs.join(format!("{component}_stderr.txt"));
+        std::fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn spin_output(&self) -> String {
+        self.spin.output()
+    }
+
+    /// Runs a future on the platform's runtime (the bridge's), for NATS checks.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Slack, Telegram and Bot Framework login, answering as the real APIs do
+/// on success, and recording each call. Returns the base URL.
+async fn serve_providers(calls: Arc<Mutex<Vec<ProviderCall>>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let calls = calls.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+            let path = parts.uri.path().to_owned();
+            let authorization = parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let parsed = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+            let answer = if path == "/api/chat.postMessage" {
+                json!({ "ok": true, "channel": parsed["channel"], "ts": "1700000000.000200" })
+            } else if path.ends_with("/sendMessage") {
+                json!({ "ok": true, "result": { "message_id": 1, "date": 1700000000, "chat": { "id": parsed["chat_id"], "type": "supergroup" }, "text": parsed["text"] } })
+            } else if path.ends_with("/oauth2/v2.0/token") {
+                json!({ "token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "on-spin-bf-access-token" })
+            } else {
+                json!({ "ok": false, "error": "unknown_method" })
+            };
+            calls.lock().unwrap().push(ProviderCall {
+                path,
+                authorization,
+                body: parsed,
+            });
+            axum::Json(answer)
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// A number no other call in this test process returns (and, with the
+/// process id in it, no earlier run of the tests against the same stores).
+pub fn unique_number() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static NEXT: AtomicI64 = AtomicI64::new(1);
+    i64::from(std::process::id()) * 1_000_000 + NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A fresh id for a test's people, threads and messages.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", unique_number())
+}
