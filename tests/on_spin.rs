@@ -15,14 +15,15 @@ use greentic_bridge::testing::DELIVERY_TOKEN;
 use serde_json::{Value, json};
 
 on_real_spin!(
-        every_provider_webhook_reaches_its_flow_and_its_reply_goes_out,
-        twenty_turns_of_one_conversation_are_exact_after_every_turn,
-        a_telegram_conversation_is_exact_after_every_turn,
-        a_redelivered_message_is_applied_once,
-        two_messages_to_one_session_at_once_both_land,
-        one_tenant_cannot_reach_anothers_sessions,
-        secrets_are_put_read_and_listed_without_values,
-        a_person_talks_to_bigcorps_flow_in_the_web_chat_page,
+    every_provider_webhook_reaches_its_flow_and_its_reply_goes_out,
+    twenty_turns_of_one_conversation_are_exact_after_every_turn,
+    a_telegram_conversation_is_exact_after_every_turn,
+    a_redelivered_message_is_applied_once,
+    two_messages_to_one_session_at_once_both_land,
+    one_tenant_cannot_reach_anothers_sessions,
+    secrets_are_put_read_and_listed_without_values,
+    a_person_talks_to_bigcorps_flow_in_the_web_chat_page,
+    a_header_that_is_not_utf8_is_answered_by_spin_itself,
 );
 
 // ---- the ACME support flow (bundles/flows/acme_support_flow.yaml) ----------
@@ -60,7 +61,13 @@ fn ctx(tenant: &str, env: &str, team: &str) -> TenantCtx {
     TenantCtx::new(tenant, env, Some(team)).unwrap()
 }
 
-fn session_id(ctx: &TenantCtx, channel: &str, conversation: &str, thread: Option<&str>, user: &str) -> SessionId {
+fn session_id(
+    ctx: &TenantCtx,
+    channel: &str,
+    conversation: &str,
+    thread: Option<&str>,
+    user: &str,
+) -> SessionId {
     SessionId::derive(
         ctx,
         &ChannelId::parse(channel).unwrap(),
@@ -127,7 +134,11 @@ fn expected_transcript(turns: usize) -> Vec<(String, String)> {
     for turn in 0..turns {
         let (text, replies) = acme_turn(turn);
         all.push(("inbound".to_owned(), text.to_owned()));
-        all.extend(replies.iter().map(|r| ("outbound".to_owned(), r.to_string())));
+        all.extend(
+            replies
+                .iter()
+                .map(|r| ("outbound".to_owned(), r.to_string())),
+        );
     }
     all[all.len().saturating_sub(20)..].to_vec()
 }
@@ -157,7 +168,11 @@ fn every_provider_webhook_reaches_its_flow_and_its_reply_goes_out(kv: Kv) {
     // Slack, in a thread of its own: the greeting goes back to that thread.
     let thread = unique_thread();
     let (status, body) = p.slack(&unique("Ev"), &unique("U"), "hi", &thread);
-    assert_eq!((status, &body["status"]), (200, &json!("published")), "{body}");
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("published")),
+        "{body}"
+    );
     p.eventually("Slack gets the two greeting replies", || {
         slack_posts(p, &thread).len() == 2
     });
@@ -169,7 +184,11 @@ fn every_provider_webhook_reaches_its_flow_and_its_reply_goes_out(kv: Kv) {
     // Telegram, in a forum topic of its own.
     let topic = unique_number();
     let (status, body) = p.telegram(unique_number(), unique_number(), "hi", topic);
-    assert_eq!((status, &body["status"]), (200, &json!("published")), "{body}");
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("published")),
+        "{body}"
+    );
     p.eventually("Telegram gets the two greeting replies", || {
         telegram_sends(p, topic).len() == 2
     });
@@ -179,7 +198,11 @@ fn every_provider_webhook_reaches_its_flow_and_its_reply_goes_out(kv: Kv) {
     // which only https://*.botframework.com and trafficmanager hosts are).
     let (conversation, from) = (unique("19:conv"), unique("29:user"));
     let (status, body) = p.teams(&unique("act"), &from, &conversation, "hi");
-    assert_eq!((status, &body["status"]), (200, &json!("published")), "{body}");
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("published")),
+        "{body}"
+    );
     let sales = ctx("acme", "prod", "sales");
     let id = session_id(&sales, "teams", &conversation, None, &from);
     let shown = session_at(p, &sales, &id, 3);
@@ -198,9 +221,17 @@ fn every_provider_webhook_reaches_its_flow_and_its_reply_goes_out(kv: Kv) {
         "POST",
         "/webhooks/prod/bigcorp/helpdesk/webchat",
         &[("authorization", &bearer)],
-        Some(json!({"type": "message", "id": "m1", "text": "hi"}).to_string().into_bytes()),
+        Some(
+            json!({"type": "message", "id": "m1", "text": "hi"})
+                .to_string()
+                .into_bytes(),
+        ),
     );
-    assert_eq!((status, &body["status"]), (200, &json!("published")), "{body}");
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("published")),
+        "{body}"
+    );
     p.eventually("the web chat log holds the bot's greeting", || {
         let (status, log) = p.call(
             "GET",
@@ -227,14 +258,18 @@ fn twenty_turns_of_one_conversation_are_exact_after_every_turn(kv: Kv) {
     let mut replies = 0;
     for turn in 0..20 {
         let (text, answers) = acme_turn(turn);
-        let body = e2e_tests::providers::slack::message_event(&unique("Ev"), &user, text, Some(&thread))
-            .to_string();
+        let body =
+            e2e_tests::providers::slack::message_event(&unique("Ev"), &user, text, Some(&thread))
+                .to_string();
         let headers = e2e_tests::providers::slack::signed_headers(
             e2e_tests::spin_up::SLACK_SIGNING_SECRET,
             p.now_secs(),
             body.as_bytes(),
         );
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         let (status, answer) = p.call(
             "POST",
             "/webhooks/staging/acme/support/slack",
@@ -245,9 +280,20 @@ fn twenty_turns_of_one_conversation_are_exact_after_every_turn(kv: Kv) {
         count += 1 + answers.len() as u64;
         replies += answers.len() as u64;
         let shown = session_at(p, &staging, &id, count);
-        assert_eq!(transcript(&shown), expected_transcript(turn + 1), "after turn {turn}");
+        assert_eq!(
+            transcript(&shown),
+            expected_transcript(turn + 1),
+            "after turn {turn}"
+        );
         assert_eq!(shown["status"], acme_status(turn), "after turn {turn}");
-        assert_eq!(shown["state"]["name"], if turn >= 1 { json!("Dana") } else { Value::Null });
+        assert_eq!(
+            shown["state"]["name"],
+            if turn >= 1 {
+                json!("Dana")
+            } else {
+                Value::Null
+            }
+        );
         // Replies of consecutive turns may be delivered to egress in either
         // order (tests/README.md); this test checks each turn's, so it waits.
         p.eventually("the turn's replies reach Slack", || {
@@ -255,7 +301,10 @@ fn twenty_turns_of_one_conversation_are_exact_after_every_turn(kv: Kv) {
         });
     }
     assert_eq!(count, 45);
-    let sent: Vec<String> = slack_posts(p, &thread).into_iter().map(|(_, t)| t).collect();
+    let sent: Vec<String> = slack_posts(p, &thread)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
     let expected: Vec<String> = (0..20)
         .flat_map(|t| acme_turn(t).1.into_iter().map(str::to_owned))
         .collect();
@@ -272,9 +321,17 @@ fn twenty_turns_of_one_conversation_are_exact_after_every_turn(kv: Kv) {
     let failed: Vec<Value> = p
         .component_log("flow-executor")
         .into_iter()
-        .filter(|l| l["event"] == "request" && l["status"] != 200 && l["tenant"] == "acme" && l["env"] == "staging")
+        .filter(|l| {
+            l["event"] == "request"
+                && l["status"] != 200
+                && l["tenant"] == "acme"
+                && l["env"] == "staging"
+        })
         .collect();
-    assert!(failed.is_empty(), "the executor refused a delivery: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "the executor refused a delivery: {failed:?}"
+    );
 }
 
 fn a_telegram_conversation_is_exact_after_every_turn(kv: Kv) {
@@ -305,12 +362,20 @@ fn a_telegram_conversation_is_exact_after_every_turn(kv: Kv) {
         telegram_sends(p, topic).len() == replies
     });
     let sends = telegram_sends(p, topic);
-    assert!(sends.iter().all(|s| s.0 == format!("/bot{TELEGRAM_BOT_TOKEN}/sendMessage")));
+    assert!(
+        sends
+            .iter()
+            .all(|s| s.0 == format!("/bot{TELEGRAM_BOT_TOKEN}/sendMessage"))
+    );
 }
 
 /// An inbound envelope for a delivery straight to the executor, as the
 /// bridge pushes it.
-fn delivery(p: &RealPlatform, envelope: &greentic::envelope::Envelope, attempt: u32) -> (u16, Value) {
+fn delivery(
+    p: &RealPlatform,
+    envelope: &greentic::envelope::Envelope,
+    attempt: u32,
+) -> (u16, Value) {
     let subject = greentic::subjects::ingress(&envelope.tenant, &envelope.channel).to_string();
     p.call(
         "POST",
@@ -380,7 +445,11 @@ fn two_messages_to_one_session_at_once_both_land(kv: Kv) {
         let shown = session_at(p, &support, &opening.session_id, expected);
         let texts: Vec<String> = transcript(&shown).into_iter().map(|(_, t)| t).collect();
         for e in &pair {
-            assert_eq!(texts.iter().filter(|t| **t == e.text).count(), 1, "{texts:?}");
+            assert_eq!(
+                texts.iter().filter(|t| **t == e.text).count(),
+                1,
+                "{texts:?}"
+            );
         }
     }
 }
@@ -394,7 +463,10 @@ fn one_tenant_cannot_reach_anothers_sessions(kv: Kv) {
     session_at(p, &support, &acme_message.session_id, 3);
     let path = format!("/api/v1/sessions/{}", acme_message.session_id);
 
-    let ask = |token: &greentic::testing::TokenBuilder, tenant: &str, env: Option<&str>, team: Option<&str>| {
+    let ask = |token: &greentic::testing::TokenBuilder,
+               tenant: &str,
+               env: Option<&str>,
+               team: Option<&str>| {
         let bearer = token.bearer();
         let mut headers = vec![("authorization", bearer.as_str()), ("x-tenant-id", tenant)];
         if let Some(env) = env {
@@ -407,30 +479,71 @@ fn one_tenant_cannot_reach_anothers_sessions(kv: Kv) {
     };
     // The owner sees it; every other scope gets 404, a token for another
     // tenant or env used with acme's headers gets 403.
-    assert_eq!(ask(&p.token("acme", "prod"), "acme", None, Some("support")), 200);
+    assert_eq!(
+        ask(&p.token("acme", "prod"), "acme", None, Some("support")),
+        200
+    );
     assert_eq!(ask(&p.token("bigcorp", "prod"), "bigcorp", None, None), 404);
     assert_eq!(ask(&p.token("bigcorp", "prod"), "acme", None, None), 403);
-    assert_eq!(ask(&p.token("acme", "staging"), "acme", None, Some("support")), 404);
-    assert_eq!(ask(&p.token("acme", "staging"), "acme", Some("prod"), None), 403);
-    assert_eq!(ask(&p.token("acme", "prod"), "acme", None, Some("sales")), 404);
-    assert_eq!(ask(&p.token("acme", "prod").teams(&["sales"]), "acme", None, Some("support")), 403);
-    assert_eq!(ask(&p.token("acme", "prod").teams(&["sales"]), "acme", None, None), 404);
+    assert_eq!(
+        ask(&p.token("acme", "staging"), "acme", None, Some("support")),
+        404
+    );
+    assert_eq!(
+        ask(&p.token("acme", "staging"), "acme", Some("prod"), None),
+        403
+    );
+    assert_eq!(
+        ask(&p.token("acme", "prod"), "acme", None, Some("sales")),
+        404
+    );
+    assert_eq!(
+        ask(
+            &p.token("acme", "prod").teams(&["sales"]),
+            "acme",
+            None,
+            Some("support")
+        ),
+        403
+    );
+    assert_eq!(
+        ask(
+            &p.token("acme", "prod").teams(&["sales"]),
+            "acme",
+            None,
+            None
+        ),
+        404
+    );
 
     // BigCorp's listing holds nothing of ACME's.
     let bigcorp = p.token("bigcorp", "prod");
     let (status, list) = p.call(
         "GET",
         "/api/v1/sessions?limit=200",
-        &[("authorization", &bigcorp.bearer()), ("x-tenant-id", "bigcorp")],
+        &[
+            ("authorization", &bigcorp.bearer()),
+            ("x-tenant-id", "bigcorp"),
+        ],
         None,
     );
     assert_eq!(status, 200);
-    assert!(list["sessions"].as_array().unwrap().iter().all(|s| s["tenant"] == "bigcorp"), "{list}");
+    assert!(
+        list["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["tenant"] == "bigcorp"),
+        "{list}"
+    );
     // Nor can BigCorp delete it.
     let (status, _) = p.call(
         "DELETE",
         &path,
-        &[("authorization", &bigcorp.roles(&["admin"]).bearer()), ("x-tenant-id", "bigcorp")],
+        &[
+            ("authorization", &bigcorp.roles(&["admin"]).bearer()),
+            ("x-tenant-id", "bigcorp"),
+        ],
         None,
     );
     assert_eq!(status, 404);
@@ -441,23 +554,41 @@ fn secrets_are_put_read_and_listed_without_values(kv: Kv) {
     let p = platform(kv);
     let name = unique("note");
     let admin = p.token("acme", "prod").roles(&["admin", "secrets-reader"]);
-    let headers = |t: &greentic::testing::TokenBuilder, tenant: &'static str| {
-        (t.bearer(), tenant)
-    };
+    let headers = |t: &greentic::testing::TokenBuilder, tenant: &'static str| (t.bearer(), tenant);
     let (bearer, tenant) = headers(&admin, "acme");
-    let h = [("authorization", bearer.as_str()), ("x-tenant-id", tenant), ("x-team-id", "support")];
-    let put = |value: &str| p.call("PUT", &format!("/api/v1/secrets/{name}"), &h, Some(json!({"value": value}).to_string().into_bytes()));
+    let h = [
+        ("authorization", bearer.as_str()),
+        ("x-tenant-id", tenant),
+        ("x-team-id", "support"),
+    ];
+    let put = |value: &str| {
+        p.call(
+            "PUT",
+            &format!("/api/v1/secrets/{name}"),
+            &h,
+            Some(json!({"value": value}).to_string().into_bytes()),
+        )
+    };
     assert_eq!(put("first value").0, 201);
     assert_eq!(put("second value").0, 200);
     let (status, read) = p.call("GET", &format!("/api/v1/secrets/{name}/value"), &h, None);
-    assert_eq!((status, &read["value"]), (200, &json!("second value")), "{read}");
+    assert_eq!(
+        (status, &read["value"]),
+        (200, &json!("second value")),
+        "{read}"
+    );
     let (status, list) = p.call("GET", "/api/v1/secrets?limit=200", &h, None);
     assert_eq!(status, 200);
     let listed = list["secrets"].as_array().unwrap();
     assert!(listed.iter().any(|s| s["name"] == name.as_str()));
-    assert!(!list.to_string().contains("second value"), "a listing shows no value");
+    assert!(
+        !list.to_string().contains("second value"),
+        "a listing shows no value"
+    );
     // Another tenant's admin does not find it.
-    let other = p.token("bigcorp", "prod").roles(&["admin", "secrets-reader"]);
+    let other = p
+        .token("bigcorp", "prod")
+        .roles(&["admin", "secrets-reader"]);
     let (bearer, tenant) = headers(&other, "bigcorp");
     let (status, _) = p.call(
         "GET",
@@ -478,6 +609,28 @@ fn a_person_talks_to_bigcorps_flow_in_the_web_chat_page(kv: Kv) {
     assert_eq!(report["ok"], true, "{report}");
 }
 
+/// tests/README.md, conformance row 6: Spin refuses such a request itself,
+/// before any component (and its problem+json) sees it.
+fn a_header_that_is_not_utf8_is_answered_by_spin_itself(kv: Kv) {
+    let p = platform(kv);
+    let request = ureq::http::Request::builder()
+        .method("GET")
+        .uri(format!("{}/api/v1/sessions", p.url))
+        .header(
+            "x-tenant-id",
+            ureq::http::HeaderValue::from_bytes(b"acme\xff").unwrap(),
+        )
+        .body(())
+        .unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = agent.run(request).unwrap();
+    assert_eq!(response.status().as_u16(), 500);
+    assert!(response.into_body().read_to_vec().unwrap().is_empty());
+}
+
 // ---- provider-side views ------------------------------------------------------
 
 /// What Slack was asked to post in `thread`: (authorization, text).
@@ -485,7 +638,12 @@ fn slack_posts(p: &RealPlatform, thread: &str) -> Vec<(String, String)> {
     p.provider_calls()
         .into_iter()
         .filter(|c| c.path == "/api/chat.postMessage" && c.body["thread_ts"] == thread)
-        .map(|c| (c.authorization.unwrap_or_default(), c.body["text"].as_str().unwrap_or_default().to_owned()))
+        .map(|c| {
+            (
+                c.authorization.unwrap_or_default(),
+                c.body["text"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect()
 }
 
@@ -494,7 +652,12 @@ fn telegram_sends(p: &RealPlatform, topic: i64) -> Vec<(String, String)> {
     p.provider_calls()
         .into_iter()
         .filter(|c| c.path.ends_with("/sendMessage") && c.body["message_thread_id"] == topic)
-        .map(|c| (c.path, c.body["text"].as_str().unwrap_or_default().to_owned()))
+        .map(|c| {
+            (
+                c.path,
+                c.body["text"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect()
 }
 

@@ -599,10 +599,17 @@ mod tests {
         fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
             self.inner.increment(key, delta)
         }
-        fn swap_reported(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<kv::Swap, KvError> {
+        fn swap_reported(
+            &self,
+            key: &str,
+            expected: &[u8],
+            new: &[u8],
+        ) -> Result<kv::Swap, KvError> {
             let reported = self.inner.swap_reported(key, expected, new)?;
             if reported == kv::Swap::Swapped
-                && !self.overtaken.swap(true, std::sync::atomic::Ordering::SeqCst)
+                && !self
+                    .overtaken
+                    .swap(true, std::sync::atomic::Ordering::SeqCst)
             {
                 (self.other_writer)(self.inner);
                 return Ok(kv::Swap::Unsure);
@@ -621,7 +628,9 @@ mod tests {
             .id;
         let other = |inner: &TestKv| {
             SessionStore::new(inner)
-                .update(&c, &id, 3, |r| r.record_message(Direction::Inbound, "theirs", 3))
+                .update(&c, &id, 3, |r| {
+                    r.record_message(Direction::Inbound, "theirs", 3)
+                })
                 .unwrap();
         };
         let overtaken = OvertakenOnce {
@@ -630,7 +639,9 @@ mod tests {
             other_writer: &other,
         };
         SessionStore::new(&overtaken)
-            .update(&c, &id, 2, |r| r.record_message(Direction::Inbound, "mine", 2))
+            .update(&c, &id, 2, |r| {
+                r.record_message(Direction::Inbound, "mine", 2)
+            })
             .unwrap();
         let record = SessionStore::new(&kv).get(&c, &id).unwrap().unwrap();
         let texts: Vec<_> = record.transcript.iter().map(|e| e.text.as_str()).collect();

@@ -29,7 +29,10 @@ pub mod slack {
     pub fn signed_headers(secret: &str, timestamp: i64, body: &[u8]) -> Vec<(String, String)> {
         vec![
             ("x-slack-request-timestamp".into(), timestamp.to_string()),
-            ("x-slack-signature".into(), signature(secret, timestamp, body)),
+            (
+                "x-slack-signature".into(),
+                signature(secret, timestamp, body),
+            ),
             ("content-type".into(), "application/json".into()),
         ]
     }
@@ -38,12 +41,7 @@ pub mod slack {
     /// API's callback envelope (https://api.slack.com/apis/events-api#callback-field)
     /// and the `message` event (https://api.slack.com/events/message). In a
     /// thread when `thread_ts` is given (https://api.slack.com/messaging/retrieving#threading).
-    pub fn message_event(
-        event_id: &str,
-        user: &str,
-        text: &str,
-        thread_ts: Option<&str>,
-    ) -> Value {
+    pub fn message_event(event_id: &str, user: &str, text: &str, thread_ts: Option<&str>) -> Value {
         let mut event = json!({
             "type": "message",
             "channel": CHANNEL,

@@ -100,15 +100,24 @@ pub fn spin_bin() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-/// `spin build` of the repository's spin.toml, once per test process: the
-/// very build users run (scripts/build-components ran the same commands, so
-/// this only checks they are up to date).
+/// The application the suites run: this repository's, or the checkout named
+/// by `GREENTIC_SPIN_APP` (to run the same suites against another build,
+/// say the one before a fix).
+pub fn app_dir() -> PathBuf {
+    std::env::var_os("GREENTIC_SPIN_APP")
+        .map(PathBuf::from)
+        .unwrap_or_else(workspace_dir)
+}
+
+/// `spin build` of the application, once per test process: the very build
+/// users run (scripts/build-components ran the same commands, so this only
+/// checks they are up to date).
 fn spin_build() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let out = std::process::Command::new(spin_bin())
             .arg("build")
-            .current_dir(workspace_dir())
+            .current_dir(app_dir())
             .output()
             .expect("spin build runs");
         assert!(
@@ -224,7 +233,7 @@ impl RealPlatform {
             &[
                 "up".into(),
                 "--from".into(),
-                workspace_dir().join("spin.toml").display().to_string(),
+                app_dir().join("spin.toml").display().to_string(),
                 "--runtime-config-file".into(),
                 runtime_config_file.display().to_string(),
                 "--listen".into(),
@@ -264,12 +273,32 @@ impl RealPlatform {
 
     fn seed_demo_secrets(&self) {
         for (tenant, team, name, value) in [
-            ("acme", "support", "slack_signing_secret", SLACK_SIGNING_SECRET),
+            (
+                "acme",
+                "support",
+                "slack_signing_secret",
+                SLACK_SIGNING_SECRET,
+            ),
             ("acme", "support", "slack_bot_token", SLACK_BOT_TOKEN),
-            ("acme", "support", "telegram_webhook_secret", TELEGRAM_WEBHOOK_SECRET),
+            (
+                "acme",
+                "support",
+                "telegram_webhook_secret",
+                TELEGRAM_WEBHOOK_SECRET,
+            ),
             ("acme", "support", "telegram_bot_token", TELEGRAM_BOT_TOKEN),
-            ("acme", "sales", "teams_app_password", "on-spin-teams-password"),
-            ("bigcorp", "helpdesk", "webchat_token_secret", WEBCHAT_TOKEN_SECRET),
+            (
+                "acme",
+                "sales",
+                "teams_app_password",
+                "on-spin-teams-password",
+            ),
+            (
+                "bigcorp",
+                "helpdesk",
+                "webchat_token_secret",
+                WEBCHAT_TOKEN_SECRET,
+            ),
         ] {
             let admin = self.token(tenant, "prod").roles(&["admin"]);
             let (status, body) = self.call(
@@ -312,7 +341,10 @@ impl RealPlatform {
         body: Option<Vec<u8>>,
     ) -> (u16, Value) {
         let (status, bytes) = self.call_raw(method, path, headers, body);
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     pub fn call_raw(
@@ -337,7 +369,10 @@ impl RealPlatform {
             .run(req.body(body.unwrap_or_default()).unwrap())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.spin.output()));
         let status = response.status().as_u16();
-        (status, response.into_body().read_to_vec().unwrap_or_default())
+        (
+            status,
+            response.into_body().read_to_vec().unwrap_or_default(),
+        )
     }
 
     /// A Slack message event, signed as Slack signs it, to the demo's channel.
