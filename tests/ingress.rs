@@ -182,6 +182,24 @@ fn a_signed_slack_message_is_published_to_its_channel_subject() {
 }
 
 #[test]
+fn a_signed_slack_body_of_the_largest_size_ingress_accepts_is_published() {
+    let ingress = Ingress::new();
+    // Rich messages are large through their blocks, which envelopes drop;
+    // pad there to exactly one byte under the limit, text included.
+    let mut body = slack_message("EvLARGEST1", &"é".repeat(40_000));
+    body["event"]["blocks"] = json!([{"type": "rich_text", "padding": ""}]);
+    let size = body.to_string().len();
+    let pad = ingress::BODY_LIMIT - 1 - size;
+    body["event"]["blocks"][0]["padding"] = json!("p".repeat(pad));
+    assert_eq!(body.to_string().len(), ingress::BODY_LIMIT - 1);
+    let r = ingress.slack(&body);
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    let e = envelope(&ingress.bridge.published()[0]);
+    assert_eq!(e.text.len(), greentic::providers::MAX_TEXT_BYTES);
+    assert!(e.to_json().len() < 64 * 1024, "the envelope fits a NATS message");
+}
+
+#[test]
 fn a_slack_retry_of_the_same_event_is_one_message() {
     let ingress = Ingress::new();
     let event = slack_message("Ev0RETRY01", "once");

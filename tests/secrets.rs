@@ -24,6 +24,8 @@ e2e_tests::on_every_target!(
     every_admin_endpoint_refuses_a_missing_or_forged_token,
     components_verify_hmacs_without_seeing_the_secret,
     every_operation_is_audited_without_the_value,
+    empty_or_short_verification_secrets_are_refused_and_never_verify,
+    an_hmac_check_takes_the_largest_body_ingress_accepts,
 );
 
 fn admin(tenant: &str) -> Call {
@@ -667,5 +669,77 @@ fn every_operation_is_audited_without_the_value(target: Target) {
     assert!(
         !b.raw_logs().contains("super-secret-value"),
         "a value reached the log"
+    );
+}
+
+fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    m.update(message);
+    m.finalize().into_bytes().to_vec()
+}
+
+fn empty_or_short_verification_secrets_are_refused_and_never_verify(target: Target) {
+    let b = Broker::on(target);
+    let support = team_admin("acme", "support");
+    let before = b.kv().snapshot();
+    let put = |n: &str, value: &str| {
+        b.call(
+            support
+                .request("PUT", &format!("/api/v1/secrets/{n}"))
+                .with_body(json_value(value)),
+        )
+    };
+    assert_problem(&put("api_key", ""), 400, "bad-request");
+    for verifier in [
+        "slack_signing_secret",
+        "telegram_webhook_secret",
+        "webchat_token_secret",
+    ] {
+        let r = put(verifier, "fifteen-bytes-x");
+        assert_problem(&r, 400, "bad-request");
+        assert!(r.json_body()["detail"].as_str().unwrap().contains("16 bytes"));
+    }
+    assert_eq!(b.kv().snapshot(), before, "a refused value was stored");
+    assert_eq!(put("telegram_webhook_secret", "sixteen-bytes-xx").status, 201);
+    assert_eq!(put("api_key", "k").status, 201, "other secrets may be short");
+
+    // A record stored empty before values were checked counts as missing:
+    // nothing resolves it and nothing verifies with it.
+    let keys = greentic::secrets::crypto::MasterKeys::parse(TEST_MASTER_KEY, "").unwrap();
+    let scope = SecretScope::team_of(&ctx("acme", Some("support"))).unwrap();
+    greentic::secrets::store::SecretStore::new(b.kv())
+        .put(&keys, &scope, &name("slack_signing_secret"), b"", "old", 1, &|| [9; 24])
+        .unwrap();
+    let client = b.client();
+    let support_ctx = ctx("acme", Some("support"));
+    let forged = hmac(b"", b"v0:1:{}");
+    assert_eq!(
+        client.verify_hmac_sha256(&support_ctx, &name("slack_signing_secret"), b"v0:1:{}", &forged),
+        Err(SecretsClientError::NotFound)
+    );
+    assert_eq!(
+        client.resolve(&support_ctx, &name("slack_signing_secret")),
+        Err(SecretsClientError::NotFound)
+    );
+    assert!(!hmac_sha256_matches(b"", b"v0:1:{}", &forged));
+}
+
+fn an_hmac_check_takes_the_largest_body_ingress_accepts(target: Target) {
+    let b = Broker::on(target);
+    let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    b.put(&team_admin("acme", "support"), "slack_signing_secret", secret);
+    // Slack's signing base for a body of ingress's largest size.
+    let mut message = b"v0:1531420618:".to_vec();
+    message.resize(message.len() + greentic::http::DEFAULT_BODY_LIMIT, b'x');
+    let mac = hmac(secret.as_bytes(), &message);
+    assert_eq!(
+        b.client().verify_hmac_sha256(
+            &ctx("acme", Some("support")),
+            &name("slack_signing_secret"),
+            &message,
+            &mac
+        ),
+        Ok(true)
     );
 }

@@ -159,6 +159,16 @@ fn versioned<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// The longest prefix of `text` of at most `max_bytes` bytes that ends at a
+/// char boundary.
+pub fn utf8_prefix(text: &str, max_bytes: usize) -> &str {
+    let mut cut = text.len().min(max_bytes);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,3 +209,4 @@ mod tests {
         assert!(Envelope::from_json(value.to_string().as_bytes()).is_err());
     }
 }
+

@@ -306,11 +306,7 @@ impl SessionRecord {
 /// The part of `text` a transcript keeps: at most [`TRANSCRIPT_TEXT_LIMIT`]
 /// bytes, cut at a char boundary.
 pub fn transcript_text(text: &str) -> &str {
-    let mut cut = text.len().min(TRANSCRIPT_TEXT_LIMIT);
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    &text[..cut]
+    crate::envelope::utf8_prefix(text, TRANSCRIPT_TEXT_LIMIT)
 }
 
 /// Why a stored record could not be read.

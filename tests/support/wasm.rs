@@ -97,14 +97,19 @@ pub fn call_broker(
     if let Some(team) = ctx.team_id() {
         query.append_pair("team", team);
     }
-    match verify {
-        None => query.append_pair("op", "resolve"),
-        Some((message, mac)) => query
-            .append_pair("op", "verify")
-            .append_pair("message_hex", &hex::encode(message))
-            .append_pair("mac_hex", &hex::encode(mac)),
+    let body = match verify {
+        None => {
+            query.append_pair("op", "resolve");
+            Vec::new()
+        }
+        Some((message, mac)) => {
+            query
+                .append_pair("op", "verify")
+                .append_pair("mac_hex", &hex::encode(mac));
+            message.to_vec()
+        }
     };
-    let r = app.send(Request::new("GET", &format!("{route}?{}", query.finish())));
+    let r = app.send(Request::new("POST", &format!("{route}?{}", query.finish())).with_body(body));
     assert_eq!(r.status, 200, "the probe failed: {:?}", app.failures());
     let report = r.json_body();
     match report["error"].as_str() {

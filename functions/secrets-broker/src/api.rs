@@ -13,20 +13,20 @@
 //!
 //! Internal (service chaining only; tenant from `X-Tenant-ID`/`X-Env-ID`/`X-Team-ID`):
 //! - `POST /internal/v1/secrets/resolve`             `{"name"}` -> `{"value", "scope"}`
-//! - `POST /internal/v1/secrets/verify-hmac-sha256`  `{"name", "message_b64", "mac_hex"}` -> `{"valid"}`
+//! - `POST /internal/v1/secrets/verify-hmac-sha256`  the message as the body, the secret's
+//!   name and the hex MAC in `X-Greentic-Secret-Name` / `X-Greentic-Hmac-Sha256` -> `{"valid"}`
 //!
 //! Every put, read, resolve, verify, delete and denial is one audit log line
 //! (who, scope, name, outcome), never the value.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use greentic::ApiError;
 use greentic::auth::{Access, authorise_request, roles};
 use greentic::host::Host;
 use greentic::http::{Request, Response};
 use greentic::log::RequestLog;
 use greentic::secrets::client::{
-    CALLER_HEADER, RESOLVE_PATH, VERIFY_HMAC_SHA256_PATH, hmac_sha256_matches,
+    CALLER_HEADER, MAC_HEADER, RESOLVE_PATH, SECRET_NAME_HEADER, VERIFY_HMAC_SHA256_PATH,
+    hmac_sha256_matches,
 };
 use greentic::secrets::crypto::{MasterKeys, NONCE_LEN};
 use greentic::secrets::store::{Put, SecretError, SecretMeta, SecretStore};
@@ -38,8 +38,23 @@ use serde_json::{Value, json};
 
 pub const COMPONENT: &str = "secrets-broker";
 
-/// Request bodies are small JSON documents around a value of at most 64 KiB.
+/// Admin request bodies are small JSON documents around a value of at most
+/// 64 KiB.
 pub const BODY_LIMIT: usize = 128 * 1024;
+
+/// An internal HMAC check carries the message it is about: the largest
+/// webhook body ingress accepts plus what a provider's signing base adds to
+/// it (Slack's `v0:{timestamp}:`), so whatever ingress accepted can be verified.
+pub const INTERNAL_BODY_LIMIT: usize = greentic::http::DEFAULT_BODY_LIMIT + 1024;
+
+/// The most a request to `path` may carry.
+pub fn body_limit(path: &str) -> usize {
+    if path.starts_with("/internal/") {
+        INTERNAL_BODY_LIMIT
+    } else {
+        BODY_LIMIT
+    }
+}
 
 /// Platform-wide secrets that components may resolve (comma-separated names).
 pub const VAR_SHARED_GLOBAL: &str = "secrets_shared_global";
@@ -100,7 +115,7 @@ struct InternalCall {
 }
 
 pub fn handle(req: &Request, host: &dyn Host) -> Response {
-    service::serve(req, host, COMPONENT, BODY_LIMIT, |req, log| {
+    service::serve(req, host, COMPONENT, body_limit(&req.path), |req, log| {
         let (route, operation) = match parse(req) {
             Ok(parsed) => parsed,
             Err((route, e)) => return (route, Err(e)),
@@ -163,8 +178,8 @@ fn parse(req: &Request) -> Parsed {
                         "DELETE" => Ok(Operation::Admin(AdminOp::Delete { global, name })),
                         "PUT" => Ok(Operation::Admin(AdminOp::Put {
                             global,
+                            value: parse_put_body(&name, &req.body)?,
                             name,
-                            value: parse_put_body(&req.body)?,
                         })),
                         _ => Err(ApiError::MethodNotAllowed {
                             allow: "GET, PUT, DELETE",
@@ -262,13 +277,15 @@ impl ClassifyMessage for serde_json::Error {
     }
 }
 
-fn parse_put_body(body: &[u8]) -> Result<String, ApiError> {
+fn parse_put_body(name: &SecretName, body: &[u8]) -> Result<String, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct PutBody {
         value: String,
     }
     let put: PutBody = json_body(body)?;
+    greentic::secrets::check_value(name, put.value.as_bytes())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(put.value)
 }
 
@@ -277,13 +294,6 @@ fn parse_internal(req: &Request, op: &str) -> Parsed {
     #[serde(deny_unknown_fields)]
     struct Resolve {
         name: String,
-    }
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Verify {
-        name: String,
-        message_b64: String,
-        mac_hex: String,
     }
     let route = match op {
         "resolve" => RESOLVE_PATH,
@@ -303,17 +313,20 @@ fn parse_internal(req: &Request, op: &str) -> Parsed {
                 verify: None,
             }));
         }
-        let body: Verify = json_body(&req.body)?;
-        let message = STANDARD
-            .decode(&body.message_b64)
-            .map_err(|_| ApiError::BadRequest("message_b64 is not base64".into()))?;
-        let mac = hex::decode(&body.mac_hex)
-            .map_err(|_| ApiError::BadRequest("mac_hex is not hex".into()))?;
-        let name = SecretName::parse(&body.name)?;
+        // The message is the raw body (no base64 to inflate it); the name
+        // and the MAC travel in headers.
+        let name = req
+            .header(SECRET_NAME_HEADER)?
+            .ok_or(IdError::Missing(IdKind::Secret))?;
+        let name = SecretName::parse(name)?;
+        let mac = req
+            .header(MAC_HEADER)?
+            .and_then(|h| hex::decode(h).ok())
+            .ok_or_else(|| ApiError::BadRequest(format!("{MAC_HEADER} must be hex")))?;
         Ok(Operation::Internal(InternalCall {
             ctx,
             name,
-            verify: Some((message, mac)),
+            verify: Some((req.body.clone(), mac)),
         }))
     })();
     parsed.map(|op| (route, op)).map_err(|e| (route, e))
@@ -483,9 +496,12 @@ fn internal(
     let shared = shared_globals(host)?;
     let kv = host.open_store(STORE_LABEL)?;
     let store = SecretStore::new(kv.as_ref());
+    // An empty value (stored before values were checked) verifies nothing
+    // and is no credential: it counts as missing, so the caller refuses.
     let found = store
         .resolve(&keys, &ctx, &name, &shared, &nonces(host))
-        .map_err(secret_error)?;
+        .map_err(secret_error)?
+        .filter(|r| !r.value.is_empty());
     match verify {
         None => {
             let outcome = found.as_ref().map_or("missing", |r| r.scope);

@@ -14,6 +14,7 @@ pub use api::{COMPONENT, handle};
 #[cfg(target_arch = "wasm32")]
 #[spin_sdk::http_component]
 async fn serve(req: spin_sdk::http::IncomingRequest) -> spin_sdk::http::Response {
-    let request = spin_host::read_request(req, api::BODY_LIMIT).await;
+    // The largest any route takes; the handler applies each route's own.
+    let request = spin_host::read_request(req, api::INTERNAL_BODY_LIMIT).await;
     spin_host::into_spin_response(handle(&request, &spin_host::SpinHost))
 }

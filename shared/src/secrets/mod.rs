@@ -13,10 +13,44 @@ pub mod store;
 
 use std::fmt;
 
-use crate::tenant::TenantCtx;
+use crate::tenant::{SecretName, TenantCtx};
 
 /// The key-value store (spin.toml label) of the secrets broker, and only of it.
 pub const STORE_LABEL: &str = "secrets";
+
+/// Suffixes of the secrets that verify what others send (a provider's
+/// signing secret, Telegram's webhook secret token, web chat's token signing
+/// key): guessing one forges traffic, so each must be long.
+pub const VERIFICATION_SUFFIXES: &[&str] = &["_signing_secret", "_webhook_secret", "_token_secret"];
+
+/// Shortest value of a verification secret, in bytes.
+pub const MIN_VERIFICATION_SECRET_LEN: usize = 16;
+
+/// Why a value cannot be stored under its name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("a secret's value cannot be empty")]
+    Empty,
+    #[error(
+        "`{0}` verifies requests: its value must be at least {MIN_VERIFICATION_SECRET_LEN} bytes"
+    )]
+    TooShort(String),
+}
+
+/// Refuses values that would make a secret worthless: an empty one (an HMAC
+/// under an empty key is computable by anyone), or a short verification secret.
+pub fn check_value(name: &SecretName, value: &[u8]) -> Result<(), ValueError> {
+    if value.is_empty() {
+        return Err(ValueError::Empty);
+    }
+    let verifies = VERIFICATION_SUFFIXES
+        .iter()
+        .any(|suffix| name.as_str().ends_with(suffix));
+    if verifies && value.len() < MIN_VERIFICATION_SECRET_LEN {
+        return Err(ValueError::TooShort(name.as_str().to_owned()));
+    }
+    Ok(())
+}
 
 /// Where a secret lives. Built from a validated [`TenantCtx`], never from raw text.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@
 //!   every component's outbound call takes.
 //! - `op=resolve&tenant=T&env=E[&team=M]&name=N`: `BrokerClient::resolve`,
 //!   as a component resolves a secret by service chaining.
-//! - `op=verify&tenant=T&env=E[&team=M]&name=N&message_hex=..&mac_hex=..`:
-//!   `BrokerClient::verify_hmac_sha256`, the secret never leaving the broker.
+//! - `op=verify&tenant=T&env=E[&team=M]&name=N&mac_hex=..`, the message as the
+//!   body: `BrokerClient::verify_hmac_sha256`, the secret never leaving the broker.
 //! - `op=file&path=P`: reads `P` from the component's mounted `files`.
 //! - `op=statics`: bumps a static counter, which a fresh instance starts at 0.
 
@@ -26,7 +26,8 @@ use spin_sdk::wit::wasi::keyvalue::store as wasi_store;
 
 #[spin_sdk::http_component]
 async fn serve(req: spin_sdk::http::IncomingRequest) -> spin_sdk::http::Response {
-    let request = spin_host::read_request(req, greentic::http::DEFAULT_BODY_LIMIT).await;
+    // Twice what any component takes: the probe relays the largest messages.
+    let request = spin_host::read_request(req, 2 * greentic::http::DEFAULT_BODY_LIMIT).await;
     let report = handle(&request);
     spin_host::into_spin_response(Response::json(200, &report))
 }
@@ -63,7 +64,7 @@ fn handle(req: &Request) -> Value {
                 resolve(&ctx, &name)
             } else {
                 let hex = |p: &str| hex::decode(param(p).unwrap_or_default()).unwrap_or_default();
-                verify(&ctx, &name, &hex("message_hex"), &hex("mac_hex"))
+                verify(&ctx, &name, &req.body, &hex("mac_hex"))
             }
         }
         Some("file") => file(param("path").unwrap_or_default()),
