@@ -26,7 +26,11 @@ struct FakeApi {
     calls: Mutex<Vec<Request>>,
     script: Mutex<VecDeque<Response>>,
     ok: Response,
+    /// Runs with the number of the call being answered (1 for the first).
+    on_call: Mutex<Option<CallHook>>,
 }
+
+type CallHook = Box<dyn Fn(usize) + Send>;
 
 impl FakeApi {
     fn new(ok: Value) -> Arc<FakeApi> {
@@ -34,11 +38,23 @@ impl FakeApi {
             calls: Mutex::new(Vec::new()),
             script: Mutex::new(VecDeque::new()),
             ok: Response::json(200, &ok),
+            on_call: Mutex::new(None),
         })
     }
 
+    fn on_call(&self, hook: impl Fn(usize) + Send + 'static) {
+        *self.on_call.lock().unwrap() = Some(Box::new(hook));
+    }
+
     fn answer(&self, req: &Request) -> Response {
-        self.calls.lock().unwrap().push(req.clone());
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(req.clone());
+            calls.len()
+        };
+        if let Some(hook) = self.on_call.lock().unwrap().as_ref() {
+            hook(n);
+        }
         self.script
             .lock()
             .unwrap()
@@ -233,7 +249,73 @@ e2e_tests::on_every_store!(
     a_failure_part_way_resends_only_the_replies_not_yet_sent,
     a_store_failure_after_a_send_repeats_that_text_and_loses_none,
     web_chat_replies_are_read_back_by_their_conversation_only,
+    two_messages_of_one_session_in_flight_keep_their_own_progress,
+    equal_message_ids_in_two_web_chat_conversations_are_both_shown,
 );
+
+/// Message A fails part-way; message B of the same session is sent in full
+/// meanwhile; A's redelivery sends only what Slack had not accepted of A.
+fn two_messages_of_one_session_in_flight_keep_their_own_progress(stores: Stores) {
+    let e = Egress::on(stores);
+    let a = e.three_slack_replies();
+    let mut b = a.clone();
+    b.id = format!("{}-later", a.id);
+    b.texts = vec!["b1".into(), "b2".into()];
+    e.slack
+        .then(Response::json(200, &json!({ "ok": true, "ts": "1.1" })));
+    e.slack.then(Response::json(
+        200,
+        &json!({ "ok": false, "error": "ratelimited" }),
+    ));
+    assert_problem(&e.deliver(&Published::reply(&a)), 503, "unavailable");
+    assert_eq!(e.deliver(&Published::reply(&b)).status, 200);
+    assert_eq!(e.deliver(&Published::reply(&a)).status, 200);
+    assert_eq!(
+        e.slack_texts(),
+        ["first", "second", "b1", "b2", "second", "third"],
+        "A's first text is not sent again"
+    );
+    for again in [&a, &b] {
+        let r = e.deliver(&Published::reply(again));
+        assert_eq!(r.json_body()["repeat"], true, "{}", again.id);
+    }
+    assert_eq!(e.slack_texts().len(), 6);
+}
+
+/// The same outbound id in two web chat conversations: two replies, each
+/// shown in its own conversation (the "already shown" mark is per conversation).
+fn equal_message_ids_in_two_web_chat_conversations_are_both_shown(stores: Stores) {
+    let e = Egress::on(stores);
+    let reply_in = |conv: &str| {
+        let m = e.reply(
+            "bigcorp",
+            "helpdesk",
+            "webchat",
+            conversation(conv, None),
+            ReplyAddress::default(),
+            "Hello",
+        );
+        let mut out = Outbound::from_json(&m.payload).unwrap();
+        out.id = "bigcorp:prod:helpdesk:webchat:activity-m1:replies".into();
+        out
+    };
+    for conv in ["wc-a", "wc-b"] {
+        let r = e.deliver(&Published::reply(&reply_in(conv)));
+        assert_eq!(
+            (r.status, &r.json_body()["repeat"]),
+            (200, &json!(false)),
+            "{conv}"
+        );
+    }
+    let kv = e.host.store(greentic::webchat_log::STORE_LABEL);
+    let channel = greentic::tenant::ChannelId::parse("webchat").unwrap();
+    let ctx = TenantCtx::new("bigcorp", "prod", Some("helpdesk")).unwrap();
+    for conv in ["wc-a", "wc-b"] {
+        let conv = greentic::webchat_log::ConversationId::parse(conv).unwrap();
+        let log = greentic::webchat_log::ConversationLog::new(kv, &ctx, &channel, &conv);
+        assert_eq!(log.read_after(0).unwrap().0.len(), 1);
+    }
+}
 
 /// Slack rate-limits the second of three replies: the redelivery sends the
 /// second and third, never the first again; a redelivery after success sends
@@ -277,10 +359,15 @@ fn a_failure_part_way_resends_only_the_replies_not_yet_sent(stores: Stores) {
 fn a_store_failure_after_a_send_repeats_that_text_and_loses_none(stores: Stores) {
     let e = Egress::on(stores);
     let m = Published::reply(&e.three_slack_replies());
-    let progress = e.host.store(greentic::egress::STORE_LABEL);
-    // The read and the first record succeed; recording the second fails.
-    progress.fail_after(2);
+    // The store goes down just as Slack accepts the second text.
+    let outage = e.host.store(greentic::egress::STORE_LABEL).outage();
+    e.slack.on_call(move |n| {
+        if n == 2 {
+            outage.after(0);
+        }
+    });
     assert_problem(&e.deliver(&m), 503, "unavailable");
+    let progress = e.host.store(greentic::egress::STORE_LABEL);
     assert_eq!(e.slack_texts(), ["first", "second"]);
     progress.recover();
     assert_eq!(e.deliver(&m).status, 200);

@@ -196,7 +196,42 @@ fn a_signed_slack_body_of_the_largest_size_ingress_accepts_is_published() {
     assert_eq!(r.status, 200, "{}", r.json_body());
     let e = envelope(&ingress.bridge.published()[0]);
     assert_eq!(e.text.len(), greentic::providers::MAX_TEXT_BYTES);
-    assert!(e.to_json().len() < 64 * 1024, "the envelope fits a NATS message");
+    assert!(
+        e.to_json().len() < 64 * 1024,
+        "the envelope fits a NATS message"
+    );
+}
+
+#[test]
+fn web_chat_visitors_and_teams_conversations_may_reuse_an_activity_id() {
+    let ingress = Ingress::new();
+    // Two visitors of the same web chat, each saying hi as activity `m1`.
+    for visitor in ["A", "B"] {
+        let token =
+            ingress.webchat_token("/webhooks/prod/bigcorp/helpdesk/webchat", WEBCHAT_SECRET);
+        assert_eq!(token.status, 200, "{}", token.json_body());
+        let bearer = format!("Bearer {}", token.json_body()["token"].as_str().unwrap());
+        let r = ingress.post(
+            "/webhooks/prod/bigcorp/helpdesk/webchat",
+            &[("authorization", &bearer)],
+            br#"{"type":"message","id":"m1","text":"hi"}"#,
+        );
+        assert_eq!(r.json_body()["duplicate"], false, "visitor {visitor}");
+    }
+    // Two Teams conversations whose activities have the same id.
+    let token = teams_token(keys::RSA_PRIVATE, |_| {});
+    for conversation in ["19:one@thread.tacv2", "19:two@thread.tacv2"] {
+        let mut activity = teams_activity("1485983408511");
+        activity["conversation"]["id"] = json!(conversation);
+        assert_eq!(ingress.teams(&token, &activity).status, 200);
+    }
+    let ids: std::collections::BTreeSet<String> = ingress
+        .bridge
+        .published()
+        .into_iter()
+        .map(|p| p.msg_id)
+        .collect();
+    assert_eq!(ids.len(), 4, "four messages, four dedupe ids: {ids:?}");
 }
 
 #[test]
@@ -402,7 +437,18 @@ fn teams_activities_are_verified_against_the_jwks_audience_and_service_url() {
         p.subject,
         "greentic.messaging.ingress.prod.acme.sales.teams"
     );
-    assert_eq!(p.msg_id, "acme:prod:sales:teams:activity-1485983408511");
+    // Activity ids are unique within a conversation: the id names it too.
+    assert_eq!(
+        p.msg_id,
+        format!(
+            "acme:prod:sales:teams:activity-{}",
+            greentic::subjects::within_conversation(
+                "19:abc@thread.tacv2;messageid=1485983408511",
+                "1485983408511"
+            )
+        )
+    );
+    assert!(p.msg_id.ends_with("-1485983408511"));
     let e = &envelope(p);
     assert_eq!(e.text, "where is my order?");
     assert_eq!(e.sender.name.as_deref(), Some("Megan Bowen"));

@@ -698,24 +698,49 @@ fn empty_or_short_verification_secrets_are_refused_and_never_verify(target: Targ
     ] {
         let r = put(verifier, "fifteen-bytes-x");
         assert_problem(&r, 400, "bad-request");
-        assert!(r.json_body()["detail"].as_str().unwrap().contains("16 bytes"));
+        assert!(
+            r.json_body()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("16 bytes")
+        );
     }
     assert_eq!(b.kv().snapshot(), before, "a refused value was stored");
-    assert_eq!(put("telegram_webhook_secret", "sixteen-bytes-xx").status, 201);
-    assert_eq!(put("api_key", "k").status, 201, "other secrets may be short");
+    assert_eq!(
+        put("telegram_webhook_secret", "sixteen-bytes-xx").status,
+        201
+    );
+    assert_eq!(
+        put("api_key", "k").status,
+        201,
+        "other secrets may be short"
+    );
 
     // A record stored empty before values were checked counts as missing:
     // nothing resolves it and nothing verifies with it.
     let keys = greentic::secrets::crypto::MasterKeys::parse(TEST_MASTER_KEY, "").unwrap();
     let scope = SecretScope::team_of(&ctx("acme", Some("support"))).unwrap();
     greentic::secrets::store::SecretStore::new(b.kv())
-        .put(&keys, &scope, &name("slack_signing_secret"), b"", "old", 1, &|| [9; 24])
+        .put(
+            &keys,
+            &scope,
+            &name("slack_signing_secret"),
+            b"",
+            "old",
+            1,
+            &|| [9; 24],
+        )
         .unwrap();
     let client = b.client();
     let support_ctx = ctx("acme", Some("support"));
     let forged = hmac(b"", b"v0:1:{}");
     assert_eq!(
-        client.verify_hmac_sha256(&support_ctx, &name("slack_signing_secret"), b"v0:1:{}", &forged),
+        client.verify_hmac_sha256(
+            &support_ctx,
+            &name("slack_signing_secret"),
+            b"v0:1:{}",
+            &forged
+        ),
         Err(SecretsClientError::NotFound)
     );
     assert_eq!(
@@ -728,7 +753,11 @@ fn empty_or_short_verification_secrets_are_refused_and_never_verify(target: Targ
 fn an_hmac_check_takes_the_largest_body_ingress_accepts(target: Target) {
     let b = Broker::on(target);
     let secret = "8f742231b10e8888abcd99yyyzzz85a5";
-    b.put(&team_admin("acme", "support"), "slack_signing_secret", secret);
+    b.put(
+        &team_admin("acme", "support"),
+        "slack_signing_secret",
+        secret,
+    );
     // Slack's signing base for a body of ingress's largest size.
     let mut message = b"v0:1531420618:".to_vec();
     message.resize(message.len() + greentic::http::DEFAULT_BODY_LIMIT, b'x');

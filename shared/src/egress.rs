@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::host::Host;
 use crate::http::{Request, Response};
 use crate::keys;
-use crate::kv::KeyValue;
+use crate::kv::{Cas, KeyValue};
 use crate::log::RequestLog;
 use crate::providers::{secret_error, secret_name};
 use crate::secrets::client::BrokerClient;
@@ -134,25 +134,46 @@ pub fn send(
     Ok(Sent::Delivered)
 }
 
-/// How far the sending of one session's latest outbound message got: its id,
-/// a digest of its texts (a flow run again may write other texts under the
-/// same id), and how many of them the provider accepted. One record per
-/// session, overwritten by the next message, so the store grows with
-/// sessions, not with messages, and a redelivery after success sends nothing.
+/// How far the sending of a session's recent outbound messages got: for each
+/// of the latest [`PROGRESS_KEPT`] messages, its id, a digest of its texts (a
+/// flow run again may write other texts under the same id), and how many of
+/// them the provider accepted. One record per session, so the store grows
+/// with sessions, not with messages; changed by compare-and-swap, so two
+/// messages of one session in flight at once each keep their own count, and
+/// a redelivery after success sends nothing.
 ///
 /// A store failure is a 503 like any other: the bridge redelivers, and at
 /// worst a text whose acceptance could not be recorded (or whose answer was
-/// lost in transit) is sent again. Two messages of one session in flight at
-/// once share the record; the later one wins and the other may repeat.
+/// lost in transit) is sent again.
 struct Progress<'h> {
     kv: Box<dyn KeyValue + 'h>,
     key: String,
+    claim_key: String,
     message: String,
     texts: String,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
+/// The record a session's progress starts from: no message, write id 0.
+const EMPTY_PROGRESS: &[u8] = br#"{"messages":[],"write_id":0}"#;
+
+/// Messages per session whose progress is kept: more than a session has in
+/// flight at once.
+const PROGRESS_KEPT: usize = 8;
+
+/// Attempts at recording progress against concurrent writers of one session.
+const PROGRESS_ATTEMPTS: usize = 8;
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct ProgressRecord {
+    /// Newest last.
+    messages: Vec<MessageProgress>,
+    /// Random, new on every write (see `crate::kv`).
+    #[serde(default)]
+    write_id: u64,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MessageProgress {
     message: String,
     texts: String,
     sent: usize,
@@ -168,31 +189,77 @@ impl<'h> Progress<'h> {
         Ok(Progress {
             kv: host.open_store(STORE_LABEL)?,
             key: keys::egress_progress(&channel.ctx, &out.session_id),
+            claim_key: keys::egress_progress_claim(&channel.ctx, &out.session_id),
             message: out.id.clone(),
             texts: hex::encode(&digest.finalize()[..16]),
         })
     }
 
-    /// Texts of this message already accepted: 0 unless the record is this
-    /// message's, with these texts.
-    fn accepted(&self) -> Result<usize, ApiError> {
-        let Some(bytes) = self.kv.get(&self.key)? else {
-            return Ok(0);
-        };
-        Ok(match serde_json::from_slice::<ProgressRecord>(&bytes) {
-            Ok(r) if r.message == self.message && r.texts == self.texts => r.sent,
-            _ => 0,
-        })
+    /// The stored record (raw, for compare-and-swap) and what it says.
+    fn read(&self) -> Result<(Option<Vec<u8>>, ProgressRecord), ApiError> {
+        let raw = self.kv.get(&self.key)?;
+        // An unreadable record (an older shape) counts as no progress.
+        let record = raw
+            .as_deref()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or_default();
+        Ok((raw, record))
     }
 
+    /// Texts of this message already accepted: 0 unless the record holds this
+    /// message, with these texts.
+    fn accepted(&self) -> Result<usize, ApiError> {
+        Ok(self.sent_in(&self.read()?.1))
+    }
+
+    fn sent_in(&self, record: &ProgressRecord) -> usize {
+        record
+            .messages
+            .iter()
+            .find(|m| m.message == self.message && m.texts == self.texts)
+            .map_or(0, |m| m.sent)
+    }
+
+    /// Records that the provider accepted the first `sent` texts.
     fn record(&self, sent: usize) -> Result<(), ApiError> {
-        let record = ProgressRecord {
-            message: self.message.clone(),
-            texts: self.texts.clone(),
-            sent,
-        };
-        let bytes = serde_json::to_vec(&record).expect("a progress record serialises");
-        Ok(self.kv.set(&self.key, &bytes)?)
+        for _ in 0..PROGRESS_ATTEMPTS {
+            let (raw, mut record) = self.read()?;
+            if self.sent_in(&record) >= sent {
+                return Ok(());
+            }
+            record
+                .messages
+                .retain(|m| !(m.message == self.message && m.texts == self.texts));
+            record.messages.push(MessageProgress {
+                message: self.message.clone(),
+                texts: self.texts.clone(),
+                sent,
+            });
+            let excess = record.messages.len().saturating_sub(PROGRESS_KEPT);
+            record.messages.drain(..excess);
+            record.write_id = crate::kv::write_id();
+            let bytes = serde_json::to_vec(&record).expect("a progress record serialises");
+            let stored = match raw {
+                Some(raw) => self.kv.compare_and_swap(&self.key, &raw, &bytes)? == Cas::Swapped,
+                // Spin's SQLite backend has no atomic create (a swap of an
+                // absent key is an upsert): the session's first record is
+                // created empty by whoever the store's increment picks, and
+                // filled by compare-and-swap like every later change.
+                None => {
+                    if self.kv.increment(&self.claim_key, 1)? == 1 {
+                        self.kv.set(&self.key, &EMPTY_PROGRESS)?;
+                    }
+                    false
+                }
+            };
+            if stored {
+                return Ok(());
+            }
+        }
+        Err(ApiError::Unavailable(
+            "the session's send progress kept changing, or its first record is not written yet; retry"
+                .into(),
+        ))
     }
 }
 

@@ -209,4 +209,3 @@ mod tests {
         assert!(Envelope::from_json(value.to_string().as_bytes()).is_err());
     }
 }
-

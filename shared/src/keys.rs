@@ -20,8 +20,9 @@
 //! | `index/{tenant}/{env}/session-teams/{session}` | the team a session id belongs to |
 //! | `claim:{tenant}:{env}:{team}:{session}` | counter: who creates the session's memory |
 //! | `webchat/{tenant}/{env}/{team}/{digest}/seq` and `/{n}` | a web chat conversation's bot activities (webchat store; digest of channel and conversation) |
-//! | `webchat-sent/{tenant}/{env}/{team}/{digest}` | an outbound message already in a web chat log (webchat store; digest of channel and message id) |
-//! | `egress-progress/{tenant}/{env}/{team}/{session}` | the session's latest outbound message: its id, a digest of its texts, how many a provider accepted (egress store) |
+//! | `webchat-sent/{tenant}/{env}/{team}/{digest}` | an outbound message already in a web chat log (webchat store; digest of channel, conversation and message id) |
+//! | `egress-progress/{tenant}/{env}/{team}/{session}` | the session's recent outbound messages: for each, its id, a digest of its texts, how many a provider accepted (egress store) |
+//! | `egress-progress-claim/{tenant}/{env}/{team}/{session}` | counter: who creates the session's first progress record (egress store) |
 //! | `usage/{tenant}/{env}/{team\|*}/{day}/{counter}` | counter: messages in, replies out, errors per day (`*` = all teams) |
 //! | `secrets-index/{global,{tenant},{tenant}/teams/{team}}/seq` and `/{slot}` | secret names of a scope (secrets store) |
 //!
@@ -107,24 +108,44 @@ pub fn webchat_log(
     }
 }
 
-/// Marks an outbound message as already appended to a web chat log, so a
-/// redelivery does not show it twice:
-/// `webchat-sent/{tenant}/{env}/{team}/{digest of channel and message id}`.
-pub fn webchat_sent(ctx: &TenantCtx, channel: &ChannelId, message_id: &str) -> String {
+/// Marks an outbound message as already appended to a web chat
+/// conversation's log, so a redelivery does not show it twice:
+/// `webchat-sent/{tenant}/{env}/{team}/{digest of channel, conversation and message id}`.
+pub fn webchat_sent(
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+    conversation: &crate::webchat_log::ConversationId,
+    message_id: &str,
+) -> String {
     format!(
         "webchat-sent/{}/{}/{}/{}",
         ctx.tenant_id(),
         ctx.env_id(),
         ctx.team_token(),
-        digest(channel.as_str(), message_id)
+        digest(
+            channel.as_str(),
+            &format!("{}/{message_id}", conversation.as_str())
+        )
     )
 }
 
-/// How far egress got in sending a session's latest outbound message (egress
+/// How far egress got in sending a session's recent outbound messages (egress
 /// store): `egress-progress/{tenant}/{env}/{team}/{session}`.
 pub fn egress_progress(ctx: &TenantCtx, session: &SessionId) -> String {
     format!(
         "egress-progress/{}/{}/{}/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        session.as_str()
+    )
+}
+
+/// Who creates a session's first egress progress record (a counter; the
+/// writer that increments it to 1): `egress-progress-claim/{tenant}/{env}/{team}/{session}`.
+pub fn egress_progress_claim(ctx: &TenantCtx, session: &SessionId) -> String {
+    format!(
+        "egress-progress-claim/{}/{}/{}/{}",
         ctx.tenant_id(),
         ctx.env_id(),
         ctx.team_token(),
@@ -316,8 +337,9 @@ mod tests {
             secret_index(&team).slot(u64::MAX),
             usage(&c, Some(&long), &day, crate::usage::Counter::RepliesOut),
             webchat_log(&c, &channel, &conversation).slot(u64::MAX),
-            webchat_sent(&c, &channel, &message_id),
+            webchat_sent(&c, &channel, &conversation, &message_id),
             egress_progress(&c, &s),
+            egress_progress_claim(&c, &s),
         ] {
             assert!(key.len() <= 256, "{} bytes: {key}", key.len());
         }

@@ -116,9 +116,25 @@ pub fn read_counter(kv: &dyn KeyValue, key: &str) -> Result<i64, KvError> {
 /// to prove that a store outage is answered with 503 and changes nothing.
 pub struct TestKv {
     backend: Box<dyn KeyValue + Send + Sync>,
-    fail_after: Mutex<Option<u64>>,
+    outage: Outage,
     ops: AtomicU64,
     full_scans: AtomicU64,
+}
+
+/// A handle that makes its [`TestKv`] fail, for a test to hold where the
+/// store itself cannot go (inside a fake provider's answer, say).
+#[derive(Clone, Default)]
+pub struct Outage(std::sync::Arc<Mutex<Option<u64>>>);
+
+impl Outage {
+    /// Every operation after the next `n` fails with [`KvError::Unavailable`].
+    pub fn after(&self, n: u64) {
+        *self.0.lock().unwrap() = Some(n);
+    }
+
+    pub fn end(&self) {
+        *self.0.lock().unwrap() = None;
+    }
 }
 
 impl Default for TestKv {
@@ -138,7 +154,7 @@ impl TestKv {
     pub fn over(backend: impl KeyValue + Send + Sync + 'static) -> Self {
         TestKv {
             backend: Box::new(backend),
-            fail_after: Mutex::new(None),
+            outage: Outage::default(),
             ops: AtomicU64::new(0),
             full_scans: AtomicU64::new(0),
         }
@@ -146,11 +162,16 @@ impl TestKv {
 
     /// Every operation after the next `n` fails with [`KvError::Unavailable`].
     pub fn fail_after(&self, n: u64) {
-        *self.fail_after.lock().unwrap() = Some(n);
+        self.outage.after(n);
     }
 
     pub fn recover(&self) {
-        *self.fail_after.lock().unwrap() = None;
+        self.outage.end();
+    }
+
+    /// A handle on this store's failures.
+    pub fn outage(&self) -> Outage {
+        self.outage.clone()
     }
 
     /// Operations served so far (each call counts once).
@@ -177,7 +198,7 @@ impl TestKv {
 
     fn begin(&self) -> Result<&dyn KeyValue, KvError> {
         self.ops.fetch_add(1, Ordering::Relaxed);
-        let mut fail_after = self.fail_after.lock().unwrap();
+        let mut fail_after = self.outage.0.lock().unwrap();
         if let Some(left) = fail_after.as_mut() {
             if *left == 0 {
                 return Err(KvError::Unavailable("injected failure".into()));

@@ -57,26 +57,51 @@ fn messaging(direction: &str, ctx: &TenantCtx, channel: &ChannelId) -> Subject {
 /// and a provider's retry is recognised as the same message.
 ///
 /// A provider id that is not a plain token (anything but ASCII letters,
-/// digits, `_` and `-`, or longer than 64) is replaced by its SHA-256, so the
-/// result always fits the bridge's `[A-Za-z0-9._:-]{1,200}`.
+/// digits, `_` and `-`, or longer than 96) is replaced by its SHA-256. A scope
+/// whose ids are so long that the whole would not leave room for the suffixes
+/// replies add (`:replies`) is replaced by a digest of it. So the result always
+/// fits the bridge's `[A-Za-z0-9._:-]{1,200}` with [`MSG_ID_SUFFIX_ROOM`] to spare.
 pub fn dedupe_id(ctx: &TenantCtx, channel: &ChannelId, kind: &str, provider_id: &str) -> String {
+    use sha2::{Digest, Sha256};
     let plain = !provider_id.is_empty()
-        && provider_id.len() <= 64
+        && provider_id.len() <= 96
         && provider_id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     let id = if plain {
         provider_id.to_owned()
     } else {
-        use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(provider_id.as_bytes()))
     };
-    format!(
-        "{}:{}:{}:{}:{kind}-{id}",
+    let scope = format!(
+        "{}:{}:{}:{}",
         ctx.tenant_id(),
         ctx.env_id(),
         ctx.team_token(),
         channel
+    );
+    let full = format!("{scope}:{kind}-{id}");
+    if full.len() + MSG_ID_SUFFIX_ROOM <= MSG_ID_MAX_LEN {
+        return full;
+    }
+    let scope = hex::encode(&Sha256::digest(scope.as_bytes())[..16]);
+    format!("{scope}:{kind}-{id}")
+}
+
+/// The bridge's longest `Nats-Msg-Id`.
+pub const MSG_ID_MAX_LEN: usize = 200;
+
+/// What a dedupe id leaves free for suffixes of derived messages.
+pub const MSG_ID_SUFFIX_ROOM: usize = 24;
+
+/// A provider id that is unique only within its conversation (Teams and web
+/// chat activity ids), made unique within the channel: a digest of the
+/// conversation, then the id, which stays readable.
+pub fn within_conversation(conversation: &str, id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!(
+        "{}-{id}",
+        hex::encode(&Sha256::digest(conversation.as_bytes())[..8])
     )
 }
 
@@ -121,5 +146,19 @@ mod tests {
             dedupe_id(&ctx(None), &slack, "a", "x y"),
             dedupe_id(&ctx(None), &slack, "a", "x z")
         );
+    }
+
+    #[test]
+    fn dedupe_ids_of_the_longest_scopes_leave_room_for_suffixes() {
+        let long = "a".repeat(63);
+        let longer = format!("{}b", "a".repeat(62));
+        let ctx = TenantCtx::new(&long, &long, Some(&long)).unwrap();
+        let other = TenantCtx::new(&longer, &long, Some(&long)).unwrap();
+        let channel = ChannelId::parse(&long).unwrap();
+        for provider_id in ["Ev1", &"z".repeat(96), "not plain"] {
+            let id = dedupe_id(&ctx, &channel, "activity", provider_id);
+            assert!(id.len() + MSG_ID_SUFFIX_ROOM <= MSG_ID_MAX_LEN, "{id}");
+            assert_ne!(id, dedupe_id(&other, &channel, "activity", provider_id));
+        }
     }
 }

@@ -68,6 +68,7 @@ pub struct ConversationLog<'a> {
     kv: &'a dyn KeyValue,
     ctx: TenantCtx,
     channel: ChannelId,
+    conversation: ConversationId,
     index: SlotIndex<'a>,
 }
 
@@ -82,6 +83,7 @@ impl<'a> ConversationLog<'a> {
             kv,
             ctx: ctx.clone(),
             channel: channel.clone(),
+            conversation: conversation.clone(),
             index: SlotIndex::new(kv, keys::webchat_log(ctx, channel, conversation)),
         }
     }
@@ -89,7 +91,7 @@ impl<'a> ConversationLog<'a> {
     /// Appends `activity` unless an activity with its id was appended before
     /// (a redelivery). Returns whether it was appended.
     pub fn append(&self, activity: &Activity) -> Result<bool, KvError> {
-        let sent = keys::webchat_sent(&self.ctx, &self.channel, &activity.id);
+        let sent = keys::webchat_sent(&self.ctx, &self.channel, &self.conversation, &activity.id);
         if self.kv.exists(&sent)? {
             return Ok(false);
         }

@@ -99,7 +99,8 @@ pub fn receive(hook: &Webhook<'_>) -> Result<Inbound, ApiError> {
         hook.channel,
         Message {
             id_kind: "activity",
-            provider_id: id.to_owned(),
+            // Activity ids are unique within a conversation, not across them.
+            provider_id: crate::subjects::within_conversation(conversation, id),
             conversation: Conversation {
                 id: conversation.to_owned(),
                 thread: None,

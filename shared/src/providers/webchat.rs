@@ -141,7 +141,9 @@ pub fn receive(hook: &Webhook<'_>) -> Result<Inbound, ApiError> {
         hook.channel,
         Message {
             id_kind: "activity",
-            provider_id: id.to_owned(),
+            // The browser picks activity ids: they are unique within its
+            // conversation only, so the dedupe id names the conversation too.
+            provider_id: crate::subjects::within_conversation(&claims.conv, id),
             conversation: Conversation {
                 id: claims.conv,
                 thread: None,

@@ -56,7 +56,11 @@ impl<'h> BrokerClient<'h> {
         BrokerClient { host, component }
     }
 
-    fn call(&self, mut req: Request, ctx: &TenantCtx) -> Result<serde_json::Value, SecretsClientError> {
+    fn call(
+        &self,
+        mut req: Request,
+        ctx: &TenantCtx,
+    ) -> Result<serde_json::Value, SecretsClientError> {
         req = req
             .with_header(CALLER_HEADER, self.component)
             .with_header("x-tenant-id", ctx.tenant_id())
