@@ -9,6 +9,7 @@ use std::sync::Arc;
 use e2e_tests::{Call, Stores, assert_problem, token};
 use greentic::envelope::{Envelope, Outbound};
 use greentic::http::Response;
+use greentic::kv::KeyValue;
 use greentic::session_store::SessionStore;
 use greentic::testing::{
     FakeBridge, MemoryHost, Published, TEST_DELIVERY_TOKEN, envelope_on, message,
@@ -91,7 +92,92 @@ e2e_tests::on_every_store!(
     an_envelope_that_contradicts_its_subject_is_refused_for_the_dead_letter_queue,
     only_the_bridge_can_deliver,
     usage_is_counted_per_team_and_read_within_the_callers_scope,
+    a_redelivery_after_the_commit_completes_the_record_and_usage,
+    a_session_waiting_at_a_node_a_new_flow_version_removed_starts_over,
 );
+
+/// The memory was committed but the replies could not be published (the
+/// bridge down): the redelivery is a duplicate, and still the record's
+/// transcript, its count and usage take the message in, once.
+fn a_redelivery_after_the_commit_completes_the_record_and_usage(stores: Stores) {
+    let p = Platform::on(stores);
+    p.say(&p.message("acme", "support", "slack", "U1", "E1", "hi"));
+    p.bridge.set_down(true);
+    let name = p.message("acme", "support", "slack", "U1", "E2", "Dana");
+    assert_problem(&p.deliver(&name), 503, "unavailable");
+    p.bridge.set_down(false);
+    for _ in 0..2 {
+        let again = p.deliver(&name);
+        assert_eq!(
+            again.json_body()["duplicate"],
+            true,
+            "{}",
+            again.json_body()
+        );
+    }
+    let session = p.replies()[0].session_id.clone();
+    let body = p
+        .sessions_api(&acme_support(), &format!("/api/v1/sessions/{session}"))
+        .json_body();
+    assert_eq!(body["message_count"], 5, "{body}");
+    let texts: Vec<&str> = body["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "hi",
+            "Welcome to ACME Support! How can I help?",
+            "May I have your name?",
+            "Dana",
+            "Thanks Dana! What is your order number?"
+        ]
+    );
+    let usage = p
+        .sessions_api(
+            &acme_support(),
+            "/api/v1/usage?from=2026-11-28&to=2026-11-28",
+        )
+        .json_body();
+    assert_eq!(usage["totals"]["messages_in"], 2, "{usage}");
+    assert_eq!(usage["totals"]["replies_out"], 3, "{usage}");
+}
+
+/// A new flow version no longer has the `ask` a session waits at: the next
+/// message starts the flow over (and says so in the log) instead of failing
+/// for ever.
+fn a_session_waiting_at_a_node_a_new_flow_version_removed_starts_over(stores: Stores) {
+    let p = Platform::on(stores);
+    p.say(&p.message("acme", "support", "slack", "U1", "E1", "hi"));
+    let session = p.replies()[0].session_id.clone();
+    let ctx = greentic::TenantCtx::new("acme", "prod", Some("support")).unwrap();
+    let kv = p.host.store(greentic::executor::STORE_LABEL);
+    let key = greentic::keys::session_state(&ctx, &session);
+    let mut memory =
+        greentic::session::SessionMemory::decode(&kv.get(&key).unwrap().unwrap()).unwrap();
+    memory.waiting_at = Some("ask_shoe_size".into());
+    kv.set(&key, &memory.encode()).unwrap();
+
+    let replies = p.say(&p.message("acme", "support", "slack", "U1", "E2", "Dana"));
+    assert_eq!(
+        replies,
+        [
+            "Welcome to ACME Support! How can I help?",
+            "May I have your name?"
+        ]
+    );
+    let restarted = p
+        .host
+        .logs()
+        .into_iter()
+        .find(|l| l["event"] == "flow.restarted")
+        .expect("the restart is logged");
+    assert_eq!(restarted["missing_node"], "ask_shoe_size");
+    assert_eq!(restarted["tenant"], "acme");
+}
 
 /// An operator deletes the session while its turn runs, after the memory is
 /// committed and the replies are published: the message was applied, so the

@@ -36,6 +36,9 @@ pub struct Turn {
     /// An `end` node with `close: true` was reached.
     pub closed: bool,
     pub steps: usize,
+    /// The node the session waited at, when the flow no longer has it as an
+    /// `ask` (a new version changed it) and the turn started the flow over.
+    pub restarted_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -88,6 +91,7 @@ pub fn run_turn(
         waiting_at: None,
         closed: false,
         steps: 0,
+        restarted_from: None,
     };
     let first = flow.nodes.first().map(|n| n.id.clone());
     let mut current = match waiting_at {
@@ -149,6 +153,15 @@ fn answer(
     input: &TurnInput,
     turn: &mut Turn,
 ) -> Result<Option<String>, FlowError> {
+    // The flow changed under a waiting session (a new version removed the
+    // node, or made it something other than an `ask`): start it over.
+    let start_over = |turn: &mut Turn| {
+        turn.restarted_from = Some(node_id.to_owned());
+        Ok(flow.nodes.first().map(|n| n.id.clone()))
+    };
+    if flow.node(node_id).is_none() {
+        return start_over(turn);
+    }
     let (node, step) = step_of(flow, node_id)?;
     let Step::Ask {
         prompt,
@@ -157,18 +170,11 @@ fn answer(
         retry,
     } = step
     else {
-        // The flow changed under a waiting session: start it over.
-        return Ok(flow.nodes.first().map(|n| n.id.clone()));
+        return start_over(turn);
     };
     let text = input.text.trim();
     let fits = match &pattern {
-        Some(p) => regex_lite::Regex::new(p)
-            .map_err(|e| FlowError::BadNode {
-                flow: flow.name.clone(),
-                node: node_id.to_owned(),
-                reason: e.to_string(),
-            })?
-            .is_match(text),
+        Some(p) => p.is_match(text),
         None => !text.is_empty(),
     };
     if !fits {
@@ -200,7 +206,7 @@ fn matches(test: &Test, subject: &str) -> bool {
     match test {
         Test::Equals(v) => folded == v.trim().to_lowercase(),
         Test::Contains(v) => folded.contains(&v.trim().to_lowercase()),
-        Test::Regex(r) => regex_lite::Regex::new(r).is_ok_and(|re| re.is_match(subject)),
+        Test::Regex(r) => r.is_match(subject),
     }
 }
 

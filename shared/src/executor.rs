@@ -168,6 +168,12 @@ pub fn deliver_ingress(
                     return Err(ApiError::Unprocessable(e.to_string()));
                 }
             };
+        if let Some(node) = &turn.restarted_from {
+            log.info(
+                "flow.restarted",
+                json!({ "flow": flow.name, "version": flow.version, "msg_id": envelope.id, "missing_node": node }),
+            );
+        }
         memory.waiting_at = turn.waiting_at.clone();
         memory.closed = turn.closed;
         memory.remember(&envelope.id, &envelope.text, now, turn.replies.clone());

@@ -208,7 +208,7 @@ pub enum Step {
     Ask {
         prompt: String,
         key: String,
-        pattern: Option<String>,
+        pattern: Option<Pattern>,
         retry: Option<String>,
     },
     /// The first case that matches picks the next node; `default` otherwise.
@@ -233,7 +233,34 @@ pub struct Case {
 pub enum Test {
     Equals(String),
     Contains(String),
-    Regex(String),
+    Regex(Pattern),
+}
+
+/// A regex compiled once, when its node's step is read, and compared by its
+/// source (so steps can be compared in tests).
+#[derive(Debug, Clone)]
+pub struct Pattern(regex_lite::Regex);
+
+impl Pattern {
+    pub fn new(source: &str) -> Result<Self, String> {
+        regex_lite::Regex::new(source)
+            .map(Pattern)
+            .map_err(|e| format!("not a valid regex: {e}"))
+    }
+
+    pub fn is_match(&self, text: &str) -> bool {
+        self.0.is_match(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
 }
 
 type FieldError = (String, String);
@@ -290,12 +317,10 @@ impl Node {
             }
             "ask" => {
                 allowed(&["prompt", "key", "pattern", "retry"])?;
-                let pattern = optional("pattern")?;
-                if let Some(p) = &pattern
-                    && let Err(e) = regex_lite::Regex::new(p)
-                {
-                    return Err(("pattern".into(), format!("not a valid regex: {e}")));
-                }
+                let pattern = optional("pattern")?
+                    .map(|p| Pattern::new(&p))
+                    .transpose()
+                    .map_err(|e| ("pattern".to_owned(), e))?;
                 Ok(Step::Ask {
                     prompt: text("prompt")?,
                     key: state_key("key")?,
@@ -419,20 +444,21 @@ fn case(i: usize, c: &serde_json::Value) -> Result<Case, FieldError> {
             on.to_owned()
         }
     };
-    let tests: Vec<Test> = [
-        ("equals", Test::Equals as fn(String) -> Test),
-        ("contains", Test::Contains),
-        ("regex", Test::Regex),
-    ]
-    .into_iter()
-    .filter_map(|(name, make)| obj.get(name).map(|v| (name, make, v)))
-    .map(|(name, make, v)| {
-        v.as_str().map(|s| make(s.to_owned())).ok_or_else(|| {
-            let hint = "quote it: YAML reads yes, no, on, off, y, n as booleans";
-            (at(name), format!("`{name}` must be a text ({hint})"))
+    let tests: Vec<Test> = ["equals", "contains", "regex"]
+        .into_iter()
+        .filter_map(|name| obj.get(name).map(|v| (name, v)))
+        .map(|(name, v)| {
+            let text = v.as_str().ok_or_else(|| {
+                let hint = "quote it: YAML reads yes, no, on, off, y, n as booleans";
+                (at(name), format!("`{name}` must be a text ({hint})"))
+            })?;
+            Ok(match name {
+                "equals" => Test::Equals(text.to_owned()),
+                "contains" => Test::Contains(text.to_owned()),
+                _ => Test::Regex(Pattern::new(text).map_err(|e| (at(name), e))?),
+            })
         })
-    })
-    .collect::<Result<_, _>>()?;
+        .collect::<Result<_, FieldError>>()?;
     let test = match <[Test; 1]>::try_from(tests) {
         Ok([test]) => test,
         Err(_) => {
@@ -442,11 +468,6 @@ fn case(i: usize, c: &serde_json::Value) -> Result<Case, FieldError> {
             ));
         }
     };
-    if let Test::Regex(r) = &test
-        && let Err(e) = regex_lite::Regex::new(r)
-    {
-        return Err((at("regex"), format!("not a valid regex: {e}")));
-    }
     let next = obj
         .get("next")
         .and_then(|n| n.as_str())
