@@ -336,7 +336,19 @@ fn bot_messages_other_events_and_other_workspaces_are_acknowledged_not_published
     reaction["event"] = json!({"type": "reaction_added", "user": "U1", "reaction": "thumbsup"});
     let mut foreign = slack_message("EvOTHER", "hi");
     foreign["team_id"] = json!("T999999");
-    for body in [bot, edited, reaction, foreign] {
+    let mut unnamed_workspace = slack_message("EvNOTEAM", "hi");
+    unnamed_workspace.as_object_mut().unwrap().remove("team_id");
+    // The bundle names the Slack channel too (acme/support/slack: C789012).
+    let mut other_channel = slack_message("EvOTHERCH", "hi");
+    other_channel["event"]["channel"] = json!("C999999");
+    for body in [
+        bot,
+        edited,
+        reaction,
+        foreign,
+        unnamed_workspace,
+        other_channel,
+    ] {
         let r = ingress.slack(&body);
         assert_eq!(r.status, 200, "{body}");
         assert_eq!(r.json_body()["status"], "ignored", "{body}");

@@ -176,6 +176,14 @@ impl Bundle {
                     let at = format!("{at}.channels.{channel_id}");
                     if let Err(e) = validate_id(IdKind::Channel, channel_id) {
                         error(at.clone(), e.to_string());
+                    } else if channel_id.len() > crate::providers::CHANNEL_ID_MAX_LEN {
+                        error(
+                            at.clone(),
+                            format!(
+                                "a channel id is at most {} characters, so that its secrets' names (`{{channel}}_signing_secret` ...) are valid",
+                                crate::providers::CHANNEL_ID_MAX_LEN
+                            ),
+                        );
                     }
                     if !PROVIDERS.contains(&channel.provider.as_str()) {
                         error(
@@ -381,6 +389,32 @@ tenants:
             !errors.iter().any(|e| e.contains("channels.web.flow")),
             "the team's flow applies: {errors:#?}"
         );
+    }
+
+    #[test]
+    fn a_channel_id_too_long_to_name_its_secrets_is_refused() {
+        let long = "c".repeat(crate::providers::CHANNEL_ID_MAX_LEN + 1);
+        let ok = "c".repeat(crate::providers::CHANNEL_ID_MAX_LEN);
+        let text = |id: &str| {
+            format!(
+                "tenants:\n  acme:\n    name: A\n    environments: [{{ id: prod }}]\n    flow: f\n    teams:\n      support:\n        channels:\n          {id}: {{ provider: messaging-slack }}\n"
+            )
+        };
+        let errors = |id: &str| match Bundle::parse("b.yaml", &text(id)) {
+            Ok(_) => 0,
+            Err(errors) => errors
+                .iter()
+                .filter(|e| e.to_string().contains("characters"))
+                .count(),
+        };
+        assert_eq!(errors(&long), 1);
+        assert_eq!(errors(&ok), 0);
+        for purpose in crate::providers::SECRET_PURPOSES {
+            assert!(
+                crate::tenant::SecretName::parse(&format!("{ok}_{purpose}")).is_ok(),
+                "{purpose}"
+            );
+        }
     }
 
     #[test]

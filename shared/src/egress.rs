@@ -268,7 +268,7 @@ fn resolve(
     channel: &ChannelConfig,
     purpose: &str,
 ) -> Result<String, ApiError> {
-    let name = secret_name(channel, purpose);
+    let name = secret_name(channel, purpose)?;
     let value = secrets
         .resolve(&channel.ctx, &name)
         .map_err(|e| secret_error(&name, e))?;

@@ -102,9 +102,12 @@ impl<'a> ConversationLog<'a> {
         Ok(true)
     }
 
-    /// Activities after `watermark`, oldest first, and the watermark to read from next.
+    /// Activities after `watermark`, oldest first, and the watermark to read
+    /// from next. A watermark past the newest activity (a client's stale or
+    /// made-up one) reads as the newest, so the client picks up from there.
     pub fn read_after(&self, watermark: u64) -> Result<(Vec<Activity>, u64), KvError> {
         let newest = self.index.newest()?;
+        let watermark = watermark.min(newest);
         let last = newest.min(watermark.saturating_add(MAX_READ));
         let mut activities = Vec::new();
         for slot in watermark + 1..=last {
@@ -175,6 +178,11 @@ mod tests {
                 .unwrap()
                 .0
                 .is_empty()
+        );
+        assert_eq!(
+            log_a.read_after(u64::MAX).unwrap(),
+            (vec![], 2),
+            "a watermark past the newest reads as the newest"
         );
         assert!(ConversationId::parse("a/b").is_err());
         assert!(ConversationId::parse("").is_err());

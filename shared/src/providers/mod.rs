@@ -55,10 +55,29 @@ pub fn receive(hook: &Webhook<'_>) -> Result<Inbound, ApiError> {
     }
 }
 
+/// What a channel keeps in the secrets broker, as `{channel}_{purpose}`.
+pub const SECRET_PURPOSES: &[&str] = &[
+    "signing_secret",
+    "webhook_secret",
+    "token_secret",
+    "bot_token",
+    "app_password",
+];
+
+/// The longest channel id whose every secret name is a valid secret name
+/// (`{channel}_{purpose}` within the id limit): bundle validation holds
+/// channels to it.
+pub const CHANNEL_ID_MAX_LEN: usize = crate::tenant::ID_MAX_LEN - 1 - 14;
+
 /// The name of a channel's secret: `{channel}_{purpose}`, e.g. `slack_signing_secret`.
-pub fn secret_name(channel: &ChannelConfig, purpose: &str) -> SecretName {
-    SecretName::parse(&format!("{}_{purpose}", channel.channel))
-        .expect("channel ids and purposes make valid secret names")
+/// A channel id too long for it (bundle validation refuses those) makes the
+/// channel unusable, never a panic.
+pub fn secret_name(channel: &ChannelConfig, purpose: &str) -> Result<SecretName, ApiError> {
+    SecretName::parse(&format!("{}_{purpose}", channel.channel)).map_err(|_| {
+        ApiError::NotConfigured(format!(
+            "channel ids of more than {CHANNEL_ID_MAX_LEN} characters cannot name their secrets"
+        ))
+    })
 }
 
 /// A broker answer turned into the refusal it must be: a missing secret is
@@ -81,7 +100,7 @@ pub fn matches_secret(
     presented: &[u8],
 ) -> Result<bool, ApiError> {
     use subtle::ConstantTimeEq;
-    let name = secret_name(hook.channel, purpose);
+    let name = secret_name(hook.channel, purpose)?;
     let secret = hook
         .secrets
         .resolve(&hook.channel.ctx, &name)

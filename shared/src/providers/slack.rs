@@ -9,7 +9,9 @@
 //! Only `message` events from people are published: anything with a `bot_id`
 //! or a subtype other than a plain message, file share or thread broadcast is
 //! acknowledged and dropped, as are events from a workspace other than the
-//! channel's `workspace_id`.
+//! channel's `workspace_id`, or from a Slack channel other than its
+//! `channel_id` (when the bundle sets one: then direct messages to the bot are
+//! dropped too).
 
 use serde_json::{Value, json};
 
@@ -69,7 +71,7 @@ fn verify(hook: &Webhook<'_>) -> Result<(), ApiError> {
         .ok_or_else(|| unauthorized("X-Slack-Signature is not v0=<hex>"))?;
     let mut base = format!("v0:{timestamp}:").into_bytes();
     base.extend_from_slice(&req.body);
-    let name = secret_name(hook.channel, "signing_secret");
+    let name = secret_name(hook.channel, "signing_secret")?;
     let valid = hook
         .secrets
         .verify_hmac_sha256(&hook.channel.ctx, &name, &base, &mac)
@@ -82,10 +84,8 @@ fn verify(hook: &Webhook<'_>) -> Result<(), ApiError> {
 }
 
 fn event(hook: &Webhook<'_>, body: &Value) -> Result<Inbound, ApiError> {
-    if let (Some(expected), Some(team)) = (
-        hook.channel.setting("workspace_id"),
-        body["team_id"].as_str(),
-    ) && expected != team
+    if let Some(expected) = hook.channel.setting("workspace_id")
+        && body["team_id"].as_str() != Some(expected)
     {
         return Ok(Inbound::Ignore("event from another workspace"));
     }
@@ -113,6 +113,11 @@ fn event(hook: &Webhook<'_>, body: &Value) -> Result<Inbound, ApiError> {
             .ok_or_else(|| ApiError::BadRequest(format!("message event without `{name}`")))
     };
     let (user, channel, ts) = (field("user")?, field("channel")?, field("ts")?);
+    if let Some(expected) = hook.channel.setting("channel_id")
+        && channel != expected
+    {
+        return Ok(Inbound::Ignore("message in another Slack channel"));
+    }
     let attachments = event["files"]
         .as_array()
         .into_iter()
@@ -155,7 +160,8 @@ fn event(hook: &Webhook<'_>, body: &Value) -> Result<Inbound, ApiError> {
 /// `"1700000000.000100"` -> Unix milliseconds.
 fn slack_ts_ms(ts: &str) -> Option<i64> {
     let (secs, frac) = ts.split_once('.').unwrap_or((ts, "0"));
-    let millis: i64 = format!("{frac:0<3}")[..3].parse().ok()?;
+    let millis: String = frac.chars().chain(std::iter::repeat('0')).take(3).collect();
+    let millis: i64 = millis.parse().ok()?;
     Some(secs.parse::<i64>().ok()? * 1000 + millis)
 }
 
@@ -169,5 +175,6 @@ mod tests {
         assert_eq!(slack_ts_ms("1700000000.5"), Some(1_700_000_000_500));
         assert_eq!(slack_ts_ms("1700000000"), Some(1_700_000_000_000));
         assert_eq!(slack_ts_ms("x.1"), None);
+        assert_eq!(slack_ts_ms("1.ééé"), None, "not a panic");
     }
 }

@@ -202,7 +202,7 @@ fn audience(channel: &ChannelConfig) -> String {
 /// The token key: derived from the channel secret, so the secret itself never
 /// signs anything a browser sees.
 fn signing_key(channel: &ChannelConfig, secrets: &dyn SecretsClient) -> Result<Vec<u8>, ApiError> {
-    let name = secret_name(channel, SECRET_PURPOSE);
+    let name = secret_name(channel, SECRET_PURPOSE)?;
     let secret = secrets
         .resolve(&channel.ctx, &name)
         .map_err(|e| secret_error(&name, e))?;
