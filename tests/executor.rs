@@ -94,7 +94,50 @@ e2e_tests::on_every_store!(
     usage_is_counted_per_team_and_read_within_the_callers_scope,
     a_redelivery_after_the_commit_completes_the_record_and_usage,
     a_session_waiting_at_a_node_a_new_flow_version_removed_starts_over,
+    a_turn_whose_replies_are_too_large_to_send_is_refused_before_its_commit,
 );
+
+/// A flow that echoes a long message three times makes replies larger than
+/// one NATS message may be: refused (422, dead-lettered with the reason)
+/// before anything is committed, never committed and then lost.
+fn a_turn_whose_replies_are_too_large_to_send_is_refused_before_its_commit(stores: Stores) {
+    let p = Platform::on(stores);
+    let host = p.host.as_ref();
+    let mut acme = greentic::tenant_config::TenantConfig::load(host, "acme")
+        .unwrap()
+        .unwrap();
+    let flow = acme.flows.get_mut("acme_support_flow").unwrap();
+    flow.nodes[0].config.insert(
+        "message".into(),
+        json!("{{ message.text }}{{ message.text }}{{ message.text }}"),
+    );
+    host.set_bundle_file(
+        &greentic::tenant_config::file_name("acme"),
+        Some(serde_json::to_vec(&acme).unwrap()),
+    );
+    let long = p.message("acme", "support", "slack", "U1", "E1", &"x".repeat(30_000));
+    let r = p.deliver(&long);
+    assert_problem(&r, 422, "unprocessable");
+    assert!(
+        r.json_body()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most")
+    );
+    assert!(p.replies().is_empty(), "nothing was published");
+    let envelope = Envelope::from_json(&long.payload).unwrap();
+    let ctx = greentic::TenantCtx::new("acme", "prod", Some("support")).unwrap();
+    let kv = p.host.store(greentic::executor::STORE_LABEL);
+    assert!(
+        kv.get(&greentic::keys::session_state(&ctx, &envelope.session_id))
+            .unwrap()
+            .is_none(),
+        "nothing was committed"
+    );
+    // A short message still goes through the same flow.
+    let short = p.say(&p.message("acme", "support", "slack", "U1", "E2", "hi"));
+    assert_eq!(short[0], "hihihi");
+}
 
 /// The memory was committed but the replies could not be published (the
 /// bridge down): the redelivery is a duplicate, and still the record's

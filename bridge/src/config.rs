@@ -33,6 +33,10 @@ const DEFAULT_ALLOW: [&str; 2] = [
 ];
 const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 const MAX_MAX_PAYLOAD: usize = 64 * 1024 * 1024;
+/// The components keep every message they publish within this (an inbound
+/// envelope's text is capped, a turn's replies are refused above it), so a
+/// bridge that takes less would refuse verified messages.
+const MIN_MAX_PAYLOAD: usize = 64 * 1024;
 const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 const DEFAULT_BACKOFF: [&str; 4] = ["1s", "5s", "30s", "2m"];
 const DEFAULT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -365,10 +369,13 @@ fn publish_config(file: FilePublish, token: Token) -> Result<PublishConfig, Conf
         patterns.push(pattern);
     }
     let max_payload_bytes = file.max_payload_bytes.unwrap_or(DEFAULT_MAX_PAYLOAD);
-    if !(1..=MAX_MAX_PAYLOAD).contains(&max_payload_bytes) {
+    if !(MIN_MAX_PAYLOAD..=MAX_MAX_PAYLOAD).contains(&max_payload_bytes) {
         return Err(invalid(
             "publish.max_payload_bytes",
-            format!("must be 1..={MAX_MAX_PAYLOAD}"),
+            format!(
+                "must be {MIN_MAX_PAYLOAD}..={MAX_MAX_PAYLOAD}: the components send up to \
+                 {MIN_MAX_PAYLOAD} bytes in one message"
+            ),
         ));
     }
     let ack_timeout = positive("publish.ack_timeout", file.ack_timeout, DEFAULT_ACK_TIMEOUT)?;
@@ -602,6 +609,13 @@ endpoint = "http://127.0.0.1:3000/internal/v1/deliveries/ingress"
         assert_eq!(c.streams.duplicate_window, Duration::from_secs(7200));
         assert_eq!(c.streams.replicas, 1);
         assert!(c.deliveries.is_empty());
+    }
+
+    #[test]
+    fn a_payload_limit_below_what_components_send_is_refused() {
+        let e = err("[publish]\nmax_payload_bytes = 65535\n");
+        assert!(e.starts_with("publish.max_payload_bytes"), "{e}");
+        assert!(parse("[publish]\nmax_payload_bytes = 65536\n").is_ok());
     }
 
     #[test]

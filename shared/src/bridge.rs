@@ -34,16 +34,27 @@ pub enum BridgeError {
     /// Nothing was stored; the caller may try again later.
     #[error("bridge unavailable: {0}")]
     Unavailable(String),
+    /// The bridge refused the message as larger than its payload limit: no
+    /// retry will change that.
+    #[error("bridge refused the message as too large: {0}")]
+    TooLarge(String),
     /// The bridge refused the message itself: a bug or a misconfiguration here.
     #[error("bridge refused the publish: {0}")]
     Refused(String),
 }
+
+/// The most a component publishes in one message. The bridge must take at
+/// least this much (its config refuses a lower `max_payload_bytes`); an
+/// envelope's text is capped well below it and a turn whose replies exceed
+/// it is refused before it is committed.
+pub const MAX_PUBLISH_BYTES: usize = 64 * 1024;
 
 impl From<BridgeError> for ApiError {
     fn from(e: BridgeError) -> Self {
         match e {
             BridgeError::NotConfigured(_) => ApiError::NotConfigured(e.to_string()),
             BridgeError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            BridgeError::TooLarge(_) => ApiError::Unprocessable(e.to_string()),
             BridgeError::Refused(_) => ApiError::Internal(e.to_string()),
         }
     }
@@ -87,6 +98,7 @@ impl<'h> BridgeClient<'h> {
             // A rejected token is the deployment's mistake, and fixing it makes
             // the provider's retry succeed: worth a 503, not a 500.
             401 | 403 | 429 | 500..=599 => Err(BridgeError::Unavailable(detail())),
+            413 => Err(BridgeError::TooLarge(detail())),
             _ => Err(BridgeError::Refused(detail())),
         }
     }

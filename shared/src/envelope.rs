@@ -159,6 +159,23 @@ fn versioned<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// The longest prefix of `text` that JSON writes in at most `max_bytes`
+/// bytes (quotes, backslashes and control characters take more than one).
+pub fn json_prefix(text: &str, max_bytes: usize) -> &str {
+    let mut written = 0;
+    for (at, c) in text.char_indices() {
+        written += match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        };
+        if written > max_bytes {
+            return &text[..at];
+        }
+    }
+    text
+}
+
 /// The longest prefix of `text` of at most `max_bytes` bytes that ends at a
 /// char boundary.
 pub fn utf8_prefix(text: &str, max_bytes: usize) -> &str {
@@ -172,6 +189,19 @@ pub fn utf8_prefix(text: &str, max_bytes: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_prefix_fits_its_budget_once_written() {
+        for text in ["plain text", "\"quoted\"\\", "\u{1}\u{2}ctl\n", "ééé😀"] {
+            let long = text.repeat(1000);
+            let prefix = json_prefix(&long, 500);
+            let written = serde_json::to_string(prefix).unwrap().len() - 2;
+            assert!(written <= 500, "{text:?}: {written}");
+            assert!(written > 490, "{text:?}: {written}");
+            assert!(long.starts_with(prefix));
+        }
+        assert_eq!(json_prefix("short", 500), "short");
+    }
 
     #[test]
     fn round_trips_and_refuses_unknown_versions_and_bad_scopes() {

@@ -13,7 +13,7 @@
 
 use serde_json::json;
 
-use crate::bridge::BridgeClient;
+use crate::bridge::{BridgeClient, MAX_PUBLISH_BYTES};
 use crate::delivery::Delivery;
 use crate::engine::{self, TurnInput};
 use crate::envelope::{Envelope, Outbound};
@@ -141,12 +141,6 @@ pub fn deliver_ingress(
             applied = Some((done.replies.clone(), memory.clone(), true));
             break;
         }
-        if current.is_none() && !store.claim_memory(&ctx, id)? && delivery.attempt < CLAIM_PATIENCE
-        {
-            return Err(ApiError::Unavailable(
-                "the session's memory is being created; retry".into(),
-            ));
-        }
         let (raw, mut memory) = match current {
             Some((raw, memory)) => (Some(raw), memory),
             None => (None, SessionMemory::new()),
@@ -168,6 +162,22 @@ pub fn deliver_ingress(
                     return Err(ApiError::Unprocessable(e.to_string()));
                 }
             };
+        // Refused before the commit, so no committed turn can lose its
+        // replies to the bridge's payload limit: the message is dead-lettered
+        // with the reason instead.
+        let outbound_bytes = Outbound::reply_to(&envelope, turn.replies.clone())
+            .to_json()
+            .len();
+        if outbound_bytes > MAX_PUBLISH_BYTES {
+            usage::record(kv.as_ref(), &ctx, Counter::Errors, 1, now)?;
+            log.warn(
+                "flow.replies_too_large",
+                json!({ "flow": flow.name, "msg_id": envelope.id, "bytes": outbound_bytes }),
+            );
+            return Err(ApiError::Unprocessable(format!(
+                "the turn's replies make a message of {outbound_bytes} bytes; at most {MAX_PUBLISH_BYTES} go out at once"
+            )));
+        }
         if let Some(node) = &turn.restarted_from {
             log.info(
                 "flow.restarted",
@@ -177,6 +187,14 @@ pub fn deliver_ingress(
         memory.waiting_at = turn.waiting_at.clone();
         memory.closed = turn.closed;
         memory.remember(&envelope.id, &envelope.text, now, turn.replies.clone());
+        // The first memory of a session is written by whoever the store's
+        // increment picks, claimed only now that the turn has succeeded, so
+        // a refused first turn leaves nothing behind for the next message.
+        if raw.is_none() && !store.claim_memory(&ctx, id)? && delivery.attempt < CLAIM_PATIENCE {
+            return Err(ApiError::Unavailable(
+                "the session's memory is being created; retry".into(),
+            ));
+        }
         if store.swap_memory(&ctx, id, raw.as_deref(), &mut memory)? {
             applied = Some((turn.replies, memory, false));
             break;

@@ -9,7 +9,7 @@
 //! published before verification, and 200 means JetStream stored it.
 
 use greentic::ApiError;
-use greentic::bridge::BridgeClient;
+use greentic::bridge::{BridgeClient, MAX_PUBLISH_BYTES};
 use greentic::host::Host;
 use greentic::http::{Request, Response};
 use greentic::log::RequestLog;
@@ -133,8 +133,15 @@ fn webhook(
         }
         Inbound::Message(envelope) => {
             let subject = subjects::ingress(&channel.ctx, &channel.channel);
-            let ack =
-                BridgeClient::new(host).publish(&subject, &envelope.id, envelope.to_json())?;
+            let payload = envelope.to_json();
+            // Only a body padded on purpose (names, ids or attachments of
+            // absurd length) gets here: a retry will not shrink it.
+            if payload.len() > MAX_PUBLISH_BYTES {
+                return Err(ApiError::PayloadTooLarge {
+                    limit: MAX_PUBLISH_BYTES,
+                });
+            }
+            let ack = BridgeClient::new(host).publish(&subject, &envelope.id, payload)?;
             log.info(
                 "message.published",
                 json!({

@@ -121,12 +121,13 @@ pub struct Message {
     pub reply: ReplyAddress,
 }
 
-/// Longest message text an envelope carries, in bytes (cut at a char
-/// boundary). Above every provider's own limit for a person's message (Slack
-/// 40,000 characters, Telegram 4,096, Teams about 28 KB), so only a webhook
-/// padded on purpose is cut, and far below the bridge's payload limit, so a
-/// verified message always fits one NATS message whatever its body's size.
-pub const MAX_TEXT_BYTES: usize = 48 * 1024;
+/// Longest message text an envelope carries, in bytes as JSON writes it (cut
+/// at a char boundary). Above every provider's own limit for a person's
+/// message (Slack 40,000 characters, Telegram 4,096, Teams about 28 KB), so
+/// only a webhook padded on purpose is cut, and well within
+/// [`crate::bridge::MAX_PUBLISH_BYTES`], so a verified message fits one NATS
+/// message whatever the size of the webhook's body.
+pub const MAX_TEXT_BYTES: usize = 32 * 1024;
 
 /// Most attachments an envelope lists (the rest are dropped), for the same reason.
 pub const MAX_ATTACHMENTS: usize = 32;
@@ -149,7 +150,7 @@ pub fn envelope(channel: &ChannelConfig, mut message: Message) -> Envelope {
         ),
         conversation: message.conversation,
         sender: message.sender,
-        text: crate::envelope::utf8_prefix(&message.text, MAX_TEXT_BYTES).to_owned(),
+        text: crate::envelope::json_prefix(&message.text, MAX_TEXT_BYTES).to_owned(),
         timestamp: rfc3339(message.sent_at_ms),
         attachments: message.attachments,
         reply: message.reply,
