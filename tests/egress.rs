@@ -140,6 +140,7 @@ impl Egress {
         host.set_variable("slack_api_url", SLACK);
         host.set_variable("telegram_api_url", TELEGRAM);
         host.set_variable("teams_login_url", LOGIN);
+        host.set_variable("teams_extra_service_url", SERVICE);
         Egress {
             host,
             broker,
@@ -521,10 +522,49 @@ fn teams_replies_fetch_a_bot_token_and_answer_the_activity() {
     let r = e.deliver(&m);
     assert_problem(&r, 422, "unprocessable");
     assert_eq!(r.json_body()["detail"], "teams: 404 ConversationNotFound");
+    assert_eq!(e.login.calls().len(), 1, "the access token is cached");
+
+    // Once the token is within minutes of its expiry, a new one is fetched.
+    e.host
+        .set_now_ms(greentic::host::Host::now_ms(&e.host) + 56 * 60 * 1000);
     e.login
         .then(Response::json(400, &json!({ "error": "invalid_client" })));
     assert_problem(&e.deliver(&m), 422, "unprocessable");
+    assert_eq!(e.login.calls().len(), 2);
     assert!(!e.host.raw_logs().contains("acme-sales-app-password"));
+}
+
+#[test]
+fn teams_replies_go_only_to_bot_framework_hosts() {
+    let e = Egress::new();
+    for service_url in [
+        "https://evil.trafficmanager.net/amer/",
+        "http://smba.trafficmanager.net/amer/",
+        "https://smba.trafficmanager.net.evil.example/amer/",
+    ] {
+        let m = e.reply(
+            "acme",
+            "sales",
+            "teams",
+            conversation("19:abc@thread.tacv2", None),
+            ReplyAddress {
+                message_id: Some("1".into()),
+                service_url: Some(service_url.into()),
+            },
+            "On it",
+        );
+        let r = e.deliver(&m);
+        assert_problem(&r, 422, "unprocessable");
+        assert!(
+            r.json_body()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("not a Bot Framework host"),
+            "{service_url}"
+        );
+    }
+    assert!(e.login.calls().is_empty(), "no credential was used");
+    assert!(e.service.calls().is_empty());
 }
 
 #[test]

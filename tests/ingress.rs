@@ -45,7 +45,7 @@ impl Ingress {
             "webchat_token_secret",
             WEBCHAT_SECRET,
         );
-        let host = broker.component_host(&[]);
+        let host = broker.component_host(&[greentic::providers::teams_keys::CACHE_STORE]);
         let bridge = FakeBridge::serve(&host);
         host.set_variable("teams_jwks", &providers::teams::jwks().to_string());
         Ingress {
@@ -507,13 +507,130 @@ fn teams_activities_are_verified_against_the_jwks_audience_and_service_url() {
         teams_activity("4").to_string().as_bytes(),
     );
     assert_problem(&no_token, 401, "unauthorized");
-    ingress.host.set_variable("teams_jwks", "");
-    assert_problem(
-        &ingress.teams(&good, &teams_activity("5")),
-        503,
-        "not-configured",
-    );
     assert_eq!(ingress.bridge.published().len(), 1);
+}
+
+/// Bot Framework as ingress sees it: the OpenID metadata and the keys
+/// document it names, on the default host; counts the requests.
+fn serve_bot_framework(
+    ingress: &Ingress,
+    keys: Arc<std::sync::Mutex<Value>>,
+) -> Arc<std::sync::atomic::AtomicUsize> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let base = greentic::providers::teams_keys::DEFAULT_OPENID_HOST;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    ingress.host.serve_url(
+        base,
+        Arc::new(move |req: &Request| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            match req.path.as_str() {
+                "/v1/.well-known/openidconfiguration" => {
+                    Response::json(200, &providers::teams::openid_metadata(base))
+                }
+                "/v1/.well-known/keys" => Response::json(200, &*keys.lock().unwrap()),
+                _ => Response::json(404, &json!({})),
+            }
+        }),
+    );
+    calls
+}
+
+#[test]
+fn teams_keys_are_fetched_from_bot_framework_cached_and_refreshed_when_rotated() {
+    use std::sync::atomic::Ordering;
+    let ingress = Ingress::new();
+    ingress.host.set_variable("teams_jwks", "");
+    let published = Arc::new(std::sync::Mutex::new(providers::teams::jwks()));
+    let calls = serve_bot_framework(&ingress, published.clone());
+    let good = teams_token(keys::RSA_PRIVATE, |_| {});
+    assert_eq!(ingress.teams(&good, &teams_activity("1")).status, 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "metadata, then keys");
+    assert_eq!(ingress.teams(&good, &teams_activity("2")).status, 200);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the second request uses the cache"
+    );
+
+    // A token naming a key Bot Framework does not publish, just after the
+    // keys were fetched: 401 without fetching again (a stream of forged kids
+    // costs nothing).
+    let claims = providers::teams::connector_claims(NOW_SECS as i64);
+    let forged = providers::teams::sign_as(&claims, keys::RSA_OTHER_PRIVATE, "forged-kid");
+    assert_problem(
+        &ingress.teams(&forged, &teams_activity("3")),
+        401,
+        "unauthorized",
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // Microsoft rotates: a token with the new key makes ingress fetch again,
+    // once the refresh interval has passed, and verifies.
+    *published.lock().unwrap() = providers::teams::jwks_of(&[
+        ("bf-test-key", keys::RSA_PRIVATE),
+        ("bf-rotated", keys::RSA_OTHER_PRIVATE),
+    ]);
+    ingress
+        .host
+        .set_now_ms(ingress.host.now_ms() + 6 * 60 * 1000);
+    let claims = providers::teams::connector_claims(ingress.now());
+    let rotated = providers::teams::sign_as(&claims, keys::RSA_OTHER_PRIVATE, "bf-rotated");
+    let r = ingress.teams(&rotated, &teams_activity("5"));
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    let forged = providers::teams::sign_as(&claims, keys::RSA_OTHER_PRIVATE, "forged-kid");
+    assert_problem(
+        &ingress.teams(&forged, &teams_activity("6")),
+        401,
+        "unauthorized",
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        4,
+        "no fetch within the interval"
+    );
+    // Only public keys are cached, under a key of no tenant.
+    let cached = ingress
+        .host
+        .store(greentic::providers::teams_keys::CACHE_STORE)
+        .snapshot();
+    assert_eq!(
+        cached.keys().collect::<Vec<_>>(),
+        ["providers/teams/signing-keys"]
+    );
+}
+
+#[test]
+fn teams_is_unavailable_while_bot_framework_cannot_give_its_keys() {
+    let ingress = Ingress::new();
+    ingress.host.set_variable("teams_jwks", "");
+    ingress.host.serve_url(
+        greentic::providers::teams_keys::DEFAULT_OPENID_HOST,
+        Arc::new(|_: &Request| Response::json(502, &json!({}))),
+    );
+    let good = teams_token(keys::RSA_PRIVATE, |_| {});
+    assert_problem(
+        &ingress.teams(&good, &teams_activity("1")),
+        503,
+        "unavailable",
+    );
+    assert!(ingress.bridge.published().is_empty());
+}
+
+#[test]
+fn teams_checks_the_token_before_the_body() {
+    let ingress = Ingress::new();
+    let post = |bearer: &str, body: &[u8]| {
+        ingress.post(
+            "/webhooks/prod/acme/sales/teams",
+            &[("authorization", &format!("Bearer {bearer}"))],
+            body,
+        )
+    };
+    assert_problem(&post("not-a-jwt", b"{not json"), 401, "unauthorized");
+    let good = teams_token(keys::RSA_PRIVATE, |_| {});
+    assert_problem(&post(&good, b"{not json"), 400, "bad-request");
 }
 
 #[test]

@@ -193,9 +193,9 @@ fn every_provider_webhook_reaches_its_flow_and_its_reply_goes_out(kv: Kv) {
         telegram_sends(p, topic).len() == 2
     });
 
-    // Teams: verified with the connector token; the flow's replies are in
-    // the session (the reply itself goes to a Bot Framework service URL,
-    // which only https://*.botframework.com and trafficmanager hosts are).
+    // Teams: verified with keys fetched from (fake) Bot Framework's OpenID
+    // metadata and cached; the replies go to the activity's service URL with
+    // a token from the (fake) login endpoint.
     let (conversation, from) = (unique("19:conv"), unique("29:user"));
     let (status, body) = p.teams(&unique("act"), &from, &conversation, "hi");
     assert_eq!(
@@ -207,6 +207,25 @@ fn every_provider_webhook_reaches_its_flow_and_its_reply_goes_out(kv: Kv) {
     let id = session_id(&sales, "teams", &conversation, None, &from);
     let shown = session_at(p, &sales, &id, 3);
     assert_eq!(transcript(&shown), expected_transcript(1));
+    p.eventually("Bot Framework gets the two greeting replies", || {
+        p.provider_calls()
+            .iter()
+            .filter(|c| {
+                c.path
+                    .contains(&format!("/v3/conversations/{}", encode(&conversation)))
+            })
+            .count()
+            == 2
+    });
+    let fetched_keys = p
+        .provider_calls()
+        .iter()
+        .filter(|c| c.path.starts_with("/v1/.well-known/"))
+        .count();
+    assert!(
+        fetched_keys <= 2 * 2,
+        "keys are cached, not fetched per message"
+    );
 
     // Web chat: a token from the site's secret, a message, the reply in the log.
     let (status, chat) = p.call(
@@ -657,6 +676,20 @@ fn telegram_sends(p: &RealPlatform, topic: i64) -> Vec<(String, String)> {
                 c.path,
                 c.body["text"].as_str().unwrap_or_default().to_owned(),
             )
+        })
+        .collect()
+}
+
+/// A conversation id as it appears in a Bot Framework reply path.
+fn encode(conversation: &str) -> String {
+    conversation
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
         })
         .collect()
 }

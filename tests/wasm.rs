@@ -153,10 +153,7 @@ fn the_messaging_components_answer_through_the_wasm_build() {
         .status,
         400
     );
-    let event = json!({
-        "type": "event_callback", "team_id": "T123456", "event_id": "EvWASM",
-        "event": {"type": "message", "channel": "C1", "user": "U1", "text": "hi", "ts": "1.1"}
-    });
+    let event = e2e_tests::providers::slack::message_event("EvWASM", "U1", "hi", None);
     let r = slack(hook, &event, "wasm-slack-secret");
     assert_eq!(r.status, 503, "{}", r.json_body());
     assert_eq!(r.json_body()["type"], "urn:greentic:problem:unavailable");

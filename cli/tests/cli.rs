@@ -214,7 +214,7 @@ fn secret_put_stores_a_team_secret_the_broker_resolves_for_that_team_only() {
             "--team",
             "support",
         ],
-        "8f742231b10e\n",
+        "8f742231b10e8888abcd99yyyzzz85a5\n",
     );
     assert!(
         put.status.success(),
@@ -224,7 +224,7 @@ fn secret_put_stores_a_team_secret_the_broker_resolves_for_that_team_only() {
     let meta: serde_json::Value = serde_json::from_slice(&put.stdout).unwrap();
     assert_eq!(meta["name"], "slack_signing_secret");
     assert_eq!(meta["scope"], "team");
-    assert!(!String::from_utf8_lossy(&put.stdout).contains("8f742231b10e"));
+    assert!(!String::from_utf8_lossy(&put.stdout).contains("8f742231b10e8888abcd99yyyzzz85a5"));
 
     // The value arrived without the newline, for acme/prod/support alone.
     let component = MemoryHost::new(&[]);
@@ -236,10 +236,16 @@ fn secret_put_stores_a_team_secret_the_broker_resolves_for_that_team_only() {
     let secrets = BrokerClient::new(&component, "test");
     let name = SecretName::parse("slack_signing_secret").unwrap();
     let support = TenantCtx::new("acme", "prod", Some("support")).unwrap();
-    assert_eq!(secrets.resolve(&support, &name).unwrap(), b"8f742231b10e");
+    assert_eq!(
+        secrets.resolve(&support, &name).unwrap(),
+        b"8f742231b10e8888abcd99yyyzzz85a5"
+    );
     // Secrets are per tenant/team, not per env (SPEC's layout).
     let staging = TenantCtx::new("acme", "staging", Some("support")).unwrap();
-    assert_eq!(secrets.resolve(&staging, &name).unwrap(), b"8f742231b10e");
+    assert_eq!(
+        secrets.resolve(&staging, &name).unwrap(),
+        b"8f742231b10e8888abcd99yyyzzz85a5"
+    );
     for other in [
         TenantCtx::new("acme", "prod", Some("sales")).unwrap(),
         TenantCtx::new("acme", "prod", None).unwrap(),
@@ -266,7 +272,10 @@ fn secret_put_stores_a_team_secret_the_broker_resolves_for_that_team_only() {
     );
     let listed = String::from_utf8(list.stdout).unwrap();
     assert!(listed.contains("\"slack_signing_secret\""), "{listed}");
-    assert!(!listed.contains("8f742231b10e"), "{listed}");
+    assert!(
+        !listed.contains("8f742231b10e8888abcd99yyyzzz85a5"),
+        "{listed}"
+    );
 
     let delete = secret_cli(
         &url,

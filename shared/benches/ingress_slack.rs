@@ -37,7 +37,6 @@ fn bench(c: &mut Criterion) {
         .with_header("x-slack-request-timestamp", now.to_string())
         .with_header("x-slack-signature", signature)
         .with_body(body);
-    let variable = |_: &str| None;
 
     c.bench_function("ingress slack: config + verify + normalise + encode", |b| {
         b.iter(|| {
@@ -48,7 +47,7 @@ fn bench(c: &mut Criterion) {
                 req: &req,
                 now_ms: host.now_ms(),
                 secrets: &secrets,
-                variable: &variable,
+                host: &host,
             };
             match providers::receive(&hook).unwrap() {
                 Inbound::Message(envelope) => black_box(envelope.to_json()),

@@ -39,6 +39,28 @@ pub const DEFAULT_SLACK_API: &str = "https://slack.com";
 pub const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
 pub const DEFAULT_TEAMS_LOGIN: &str = "https://login.microsoftonline.com";
 
+/// The hosts Bot Framework sends Teams activities from and takes replies at
+/// (the Teams SDK's service URL validation list: public cloud, GCC, GCC High,
+/// DoD, China). A reply goes only to a service URL on one of these, over
+/// https, or to `teams_extra_service_url`: egress checks it itself, so the
+/// outbound allow-list is not the only barrier (`*.trafficmanager.net` is a
+/// namespace any Azure customer can register in).
+pub const TEAMS_SERVICE_HOSTS: &[&str] = &[
+    "smba.trafficmanager.net",
+    "smba.onyx.prod.teams.trafficmanager.net",
+    "smba.infra.gcc.teams.microsoft.com",
+    "smba.infra.gov.teams.microsoft.us",
+    "smba.infra.dod.teams.microsoft.us",
+    "frontend.botapi.msg.infra.teams.microsoftonline.cn",
+];
+
+/// One more service URL base (`scheme://host[:port]`) replies may go to: a
+/// sovereign cloud not in [`TEAMS_SERVICE_HOSTS`], or a test's fake.
+pub const VAR_TEAMS_EXTRA_SERVICE_URL: &str = "teams_extra_service_url";
+
+/// How long before its expiry a cached Bot Framework token is fetched anew.
+const TEAMS_TOKEN_MARGIN_MS: i64 = 5 * 60 * 1000;
+
 /// Slack `error` codes that a later retry can cure; every other is permanent.
 const SLACK_TRANSIENT: &[&str] = &[
     "ratelimited",
@@ -247,7 +269,7 @@ impl<'h> Progress<'h> {
                 // filled by compare-and-swap like every later change.
                 None => {
                     if self.kv.increment(&self.claim_key, 1)? == 1 {
-                        self.kv.set(&self.key, &EMPTY_PROGRESS)?;
+                        self.kv.set(&self.key, EMPTY_PROGRESS)?;
                     }
                     false
                 }
@@ -400,30 +422,12 @@ fn teams<'a>(
         .ok_or_else(|| ApiError::Unprocessable("teams: the reply has no service URL".into()))?;
     let (service_base, service_path) = split_url(service_url)
         .ok_or_else(|| ApiError::Unprocessable("teams: the service URL is not http(s)".into()))?;
-
-    // Bot Framework's client-credentials token. Under Spin there is nothing to
-    // cache it in between requests, so every reply fetches one.
-    let form: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("grant_type", "client_credentials")
-        .append_pair("client_id", app_id)
-        .append_pair("client_secret", &password)
-        .append_pair("scope", "https://api.botframework.com/.default")
-        .finish();
-    let login = base_url(host, VAR_TEAMS_LOGIN, DEFAULT_TEAMS_LOGIN);
-    let token_req = Request::new("POST", "/botframework.com/oauth2/v2.0/token")
-        .with_header("content-type", "application/x-www-form-urlencoded")
-        .with_body(form);
-    let token_answer = call(host, "teams login", &login, token_req)?;
-    let access = token_answer.json_body()["access_token"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            ApiError::Unprocessable(format!(
-                "teams login: {} {}",
-                token_answer.status,
-                reason(&token_answer.json_body()["error"])
-            ))
-        })?;
+    if !is_bot_framework_host(host, &service_base) {
+        return Err(ApiError::Unprocessable(
+            "teams: the service URL is not a Bot Framework host".into(),
+        ));
+    }
+    let access = teams_token(host, channel, app_id, &password)?;
 
     let conversation: String = percent_encoding::utf8_percent_encode(
         &out.conversation.id,
@@ -455,6 +459,80 @@ fn teams<'a>(
         }
         Ok(())
     }))
+}
+
+/// Whether replies may go to `base` (`scheme://host[:port]`).
+fn is_bot_framework_host(host: &dyn Host, base: &str) -> bool {
+    let documented = base
+        .strip_prefix("https://")
+        .is_some_and(|h| TEAMS_SERVICE_HOSTS.contains(&h));
+    let extra = host
+        .variable(VAR_TEAMS_EXTRA_SERVICE_URL)
+        .is_some_and(|extra| !extra.trim().is_empty() && extra.trim_end_matches('/') == base);
+    documented || extra
+}
+
+/// A Bot Framework access token for the channel's app: the one cached in the
+/// egress store while it has more than a few minutes left (Microsoft
+/// rate-limits its token endpoint, and a token is good for an hour), else a
+/// new one from the client-credentials grant, cached for the next replies.
+/// The cache holds a bearer token, so it stays in the egress store, which
+/// only egress declares.
+fn teams_token(
+    host: &dyn Host,
+    channel: &ChannelConfig,
+    app_id: &str,
+    password: &str,
+) -> Result<String, ApiError> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Cached {
+        app_id: String,
+        access_token: String,
+        expires_at_ms: i64,
+    }
+    let kv = host.open_store(STORE_LABEL)?;
+    let key = keys::teams_access_token(&channel.ctx, &channel.channel);
+    let now = host.now_ms();
+    let cached: Option<Cached> = kv.get(&key)?.and_then(|b| serde_json::from_slice(&b).ok());
+    if let Some(c) =
+        cached.filter(|c| c.app_id == app_id && c.expires_at_ms - TEAMS_TOKEN_MARGIN_MS > now)
+    {
+        return Ok(c.access_token);
+    }
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("client_id", app_id)
+        .append_pair("client_secret", password)
+        .append_pair("scope", "https://api.botframework.com/.default")
+        .finish();
+    let login = base_url(host, VAR_TEAMS_LOGIN, DEFAULT_TEAMS_LOGIN);
+    let token_req = Request::new("POST", "/botframework.com/oauth2/v2.0/token")
+        .with_header("content-type", "application/x-www-form-urlencoded")
+        .with_body(form);
+    let answer = call(host, "teams login", &login, token_req)?;
+    let body = answer.json_body();
+    let access = body["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!(
+                "teams login: {} {}",
+                answer.status,
+                reason(&body["error"])
+            ))
+        })?;
+    let expires_in_ms = body["expires_in"].as_i64().unwrap_or(0) * 1000;
+    let fresh = Cached {
+        app_id: app_id.to_owned(),
+        access_token: access.clone(),
+        expires_at_ms: now + expires_in_ms,
+    };
+    // A token that could not be cached still serves this reply.
+    let _ = kv.set(
+        &key,
+        &serde_json::to_vec(&fresh).expect("a token record serialises"),
+    );
+    Ok(access)
 }
 
 /// `https://host[:port]/path/` -> (`https://host[:port]`, `/path/`).

@@ -111,12 +111,37 @@ pub mod teams {
     /// (https://login.botframework.com/v1/.well-known/keys): RSA keys with a
     /// `kid` and the channels each key is `endorsements` for.
     pub fn jwks() -> Value {
-        let key = EncodingKey::from_rsa_pem(keys::RSA_PRIVATE.as_bytes()).unwrap();
-        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
-        jwk.common.key_id = Some(KEY_ID.into());
-        let mut jwk = serde_json::to_value(jwk).unwrap();
-        jwk["endorsements"] = json!(["msteams", "webchat"]);
-        json!({ "keys": [jwk] })
+        jwks_of(&[(KEY_ID, keys::RSA_PRIVATE)])
+    }
+
+    /// A JWKS document of the public halves of `(kid, private PEM)` pairs.
+    pub fn jwks_of(pairs: &[(&str, &str)]) -> Value {
+        let keys: Vec<Value> = pairs
+            .iter()
+            .map(|(kid, pem)| {
+                let key = EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+                let mut jwk =
+                    jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
+                jwk.common.key_id = Some(kid.to_string());
+                let mut jwk = serde_json::to_value(jwk).unwrap();
+                jwk["endorsements"] = json!(["msteams", "webchat"]);
+                jwk
+            })
+            .collect();
+        json!({ "keys": keys })
+    }
+
+    /// Bot Framework's OpenID metadata document
+    /// (https://login.botframework.com/v1/.well-known/openidconfiguration),
+    /// its `jwks_uri` on `base`.
+    pub fn openid_metadata(base: &str) -> Value {
+        json!({
+            "issuer": "https://api.botframework.com",
+            "authorization_endpoint": "https://invalid.botframework.com",
+            "jwks_uri": format!("{base}/v1/.well-known/keys"),
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"]
+        })
     }
 
     /// The claims of a connector token (Bot Connector -> bot), as "Authenticate
@@ -126,10 +151,15 @@ pub mod teams {
     /// all lower case (`AuthenticationConstants.ServiceUrlClaim` in
     /// botbuilder-dotnet, -js, -python and -java).
     pub fn connector_claims(now_secs: i64) -> Value {
+        connector_claims_for(SERVICE_URL, now_secs)
+    }
+
+    /// [`connector_claims`] for activities from `service_url`.
+    pub fn connector_claims_for(service_url: &str, now_secs: i64) -> Value {
         json!({
             "iss": "https://api.botframework.com",
             "aud": APP_ID,
-            "serviceurl": SERVICE_URL,
+            "serviceurl": service_url,
             "nbf": now_secs - 60,
             "exp": now_secs + 3600,
         })
@@ -137,26 +167,45 @@ pub mod teams {
 
     /// The claims signed RS256 with the key of [`jwks`] (or another PEM).
     pub fn sign(claims: &Value, key_pem: &str) -> String {
+        sign_as(claims, key_pem, KEY_ID)
+    }
+
+    /// The claims signed RS256 with `key_pem`, naming it `kid`.
+    pub fn sign_as(claims: &Value, key_pem: &str, kid: &str) -> String {
         let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(KEY_ID.into());
+        header.kid = Some(kid.into());
         let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).unwrap();
         jsonwebtoken::encode(&header, claims, &key).unwrap()
     }
 
-    /// A valid connector token at `now_secs`.
-    pub fn connector_token(now_secs: i64) -> String {
-        sign(&connector_claims(now_secs), keys::RSA_PRIVATE)
+    /// A valid connector token at `now_secs` for activities from `service_url`.
+    pub fn connector_token(service_url: &str, now_secs: i64) -> String {
+        sign(
+            &connector_claims_for(service_url, now_secs),
+            keys::RSA_PRIVATE,
+        )
     }
 
     /// A `message` activity from a person in a Teams channel, as the Bot
     /// Framework Activity schema and Teams' conversation docs show it
     /// (https://learn.microsoft.com/microsoftteams/platform/bots/how-to/conversations/conversation-basics).
     pub fn message_activity(id: &str, from_id: &str, conversation: &str, text: &str) -> Value {
+        message_activity_from(SERVICE_URL, id, from_id, conversation, text)
+    }
+
+    /// [`message_activity`] from another service URL.
+    pub fn message_activity_from(
+        service_url: &str,
+        id: &str,
+        from_id: &str,
+        conversation: &str,
+        text: &str,
+    ) -> Value {
         json!({
             "type": "message",
             "id": id,
             "timestamp": "2026-11-29T10:00:00.123Z",
-            "serviceUrl": SERVICE_URL,
+            "serviceUrl": service_url,
             "channelId": "msteams",
             "from": {"id": from_id, "name": "Megan Bowen", "aadObjectId": "c7b8a9d0-0000-4000-8000-000000000001"},
             "conversation": {"isGroup": true, "conversationType": "channel", "tenantId": "72f988bf-0000-4000-8000-000000000000", "id": conversation},

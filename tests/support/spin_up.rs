@@ -46,7 +46,7 @@ macro_rules! on_real_spin {
 }
 
 /// The labels spin.toml declares (runtime-config.toml defines each).
-const STORES: &[&str] = &["sessions", "secrets", "webchat", "egress"];
+const STORES: &[&str] = &["sessions", "secrets", "webchat", "egress", "cache"];
 
 /// The secrets the platform's demo channels are given by [`RealPlatform::start`].
 pub const SLACK_SIGNING_SECRET: &str = "on-spin-slack-signing-secret-0123";
@@ -67,6 +67,8 @@ pub struct ProviderCall {
 pub struct RealPlatform {
     pub kv: Kv,
     pub url: String,
+    /// The fake provider APIs' base URL (also Bot Framework's service URL).
+    pub providers: String,
     runtime: tokio::runtime::Runtime,
     spin: Tied,
     _nats: Tied,
@@ -221,8 +223,9 @@ impl RealPlatform {
             ("BRIDGE_DELIVERY_TOKEN", DELIVERY_TOKEN.to_owned()),
             ("SLACK_API_URL", providers.clone()),
             ("TELEGRAM_API_URL", providers.clone()),
-            ("TEAMS_LOGIN_URL", providers),
-            ("TEAMS_JWKS", teams::jwks().to_string()),
+            ("TEAMS_LOGIN_URL", providers.clone()),
+            ("TEAMS_OPENID_HOST", providers.clone()),
+            ("TEAMS_EXTRA_SERVICE_URL", providers.clone()),
         ];
         let env: Vec<(String, String)> = variables
             .into_iter()
@@ -254,6 +257,7 @@ impl RealPlatform {
         let platform = RealPlatform {
             kv,
             url,
+            providers,
             runtime,
             spin,
             _nats: nats,
@@ -402,16 +406,27 @@ impl RealPlatform {
         )
     }
 
-    /// A Teams message activity with a connector token valid now.
+    /// A Teams message activity from the fake service URL, with a connector
+    /// token valid now.
     pub fn teams(&self, id: &str, from: &str, conversation: &str, text: &str) -> (u16, Value) {
-        let body = teams::message_activity(id, from, conversation, text).to_string();
-        let bearer = format!("Bearer {}", teams::connector_token(self.now_secs()));
+        let service_url = self.teams_service_url();
+        let body =
+            teams::message_activity_from(&service_url, id, from, conversation, text).to_string();
+        let bearer = format!(
+            "Bearer {}",
+            teams::connector_token(&service_url, self.now_secs())
+        );
         self.call(
             "POST",
             "/webhooks/prod/acme/sales/teams",
             &[("authorization", &bearer)],
             Some(body.into_bytes()),
         )
+    }
+
+    /// The service URL the fake Bot Framework sends Teams activities from.
+    pub fn teams_service_url(&self) -> String {
+        format!("{}/amer/", self.providers)
     }
 
     /// What the fake provider APIs received so far, oldest first.
@@ -458,13 +473,20 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Slack, Telegram and Bot Framework login, answering as the real APIs do
+fn teams_keys_path(document: &str) -> String {
+    format!("/v1/.well-known/{document}")
+}
+
+/// Slack, Telegram and Bot Framework (login, OpenID keys, the Teams service
+/// URL), answering as the real APIs do
 /// on success, and recording each call. Returns the base URL.
 async fn serve_providers(calls: Arc<Mutex<Vec<ProviderCall>>>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
     let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
         let calls = calls.clone();
+        let base = base.clone();
         async move {
             let (parts, body) = req.into_parts();
             let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
@@ -476,7 +498,13 @@ async fn serve_providers(calls: Arc<Mutex<Vec<ProviderCall>>>) -> String {
                 .map(str::to_owned);
             let parsed = serde_json::from_slice(&body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-            let answer = if path == "/api/chat.postMessage" {
+            let answer = if path == teams_keys_path("openidconfiguration") {
+                teams::openid_metadata(&base)
+            } else if path == teams_keys_path("keys") {
+                teams::jwks()
+            } else if path.contains("/v3/conversations/") {
+                json!({ "id": "on-spin-reply" })
+            } else if path == "/api/chat.postMessage" {
                 json!({ "ok": true, "channel": parsed["channel"], "ts": "1700000000.000200" })
             } else if path.ends_with("/sendMessage") {
                 json!({ "ok": true, "result": { "message_id": 1, "date": 1700000000, "chat": { "id": parsed["chat_id"], "type": "supergroup" }, "text": parsed["text"] } })

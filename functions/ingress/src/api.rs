@@ -107,13 +107,12 @@ fn webhook(
     channel: &ChannelConfig,
 ) -> Result<Response, ApiError> {
     let secrets = BrokerClient::new(host, COMPONENT);
-    let variable = |name: &str| host.variable(name);
     let hook = Webhook {
         channel,
         req,
         now_ms: host.now_ms(),
         secrets: &secrets,
-        variable: &variable,
+        host,
     };
     let provider = channel.config.provider.as_str();
     match providers::receive(&hook)? {
@@ -172,9 +171,7 @@ fn token(
         return Err(ApiError::NotFound);
     }
     let secrets = BrokerClient::new(host, COMPONENT);
-    let response = webchat::issue_token(channel, req, host.now_ms(), &secrets, &|buf| {
-        host.random(buf)
-    })?;
+    let response = webchat::issue_token(channel, req, host, &secrets)?;
     log.info(
         "webchat.token_issued",
         json!({ "channel": channel.channel.as_str() }),

@@ -8,11 +8,13 @@
 
 pub mod slack;
 pub mod teams;
+pub mod teams_keys;
 pub mod telegram;
 pub mod webchat;
 
 use crate::envelope::{Attachment, ENVELOPE_VERSION, Envelope, ReplyAddress, Sender};
 use crate::error::ApiError;
+use crate::host::Host;
 use crate::http::{Request, Response};
 use crate::secrets::client::{SecretsClient, SecretsClientError};
 use crate::session::{Conversation, SessionId};
@@ -38,8 +40,8 @@ pub struct Webhook<'a> {
     pub req: &'a Request,
     pub now_ms: i64,
     pub secrets: &'a dyn SecretsClient,
-    /// Spin variables (Teams' JWKS and issuer).
-    pub variable: &'a dyn Fn(&str) -> Option<String>,
+    /// Variables, outbound calls and stores (Teams' issuer and signing keys).
+    pub host: &'a dyn Host,
 }
 
 /// Verifies and normalises `hook` with its channel's provider.

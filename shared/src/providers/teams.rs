@@ -1,9 +1,10 @@
 //! Microsoft Teams through the Bot Framework (`messaging-teams`).
 //!
 //! Verification (Bot Framework "authenticate requests from the connector"):
-//! the `Authorization: Bearer` JWT must be RS256, signed by a key of the
-//! configured JWKS (`teams_jwks`, the JSON of Bot Framework's OpenID keys
-//! document), issued by `teams_issuer` (default `https://api.botframework.com`),
+//! the `Authorization: Bearer` JWT must be RS256, signed by one of Bot
+//! Framework's published keys ([`super::teams_keys`]: fetched from its OpenID
+//! metadata and cached, or pinned with `teams_jwks`), issued by `teams_issuer`
+//! (default `https://api.botframework.com`),
 //! for the audience of the channel's `app_id`, unexpired (five minutes' leeway
 //! for clock skew), its `serviceurl` claim equal to the activity's
 //! `serviceUrl`, and its key endorsed for the activity's `channelId`, which
@@ -24,12 +25,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::Jwk};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Inbound, Message, Webhook, attachment_kind, bearer, envelope, json_body};
+use super::{Inbound, Message, Webhook, attachment_kind, bearer, envelope, json_body, teams_keys};
 use crate::envelope::{Attachment, ReplyAddress, Sender};
 use crate::error::ApiError;
 use crate::session::Conversation;
 
-pub const VAR_JWKS: &str = "teams_jwks";
 pub const VAR_ISSUER: &str = "teams_issuer";
 pub const DEFAULT_ISSUER: &str = "https://api.botframework.com";
 const LEEWAY_SECS: u64 = 300;
@@ -44,11 +44,11 @@ struct ConnectorClaims {
 const TEAMS_CHANNEL: &str = "msteams";
 
 pub fn receive(hook: &Webhook<'_>) -> Result<Inbound, ApiError> {
-    let token = bearer(hook.req)?;
-    // Parsed before the token is checked only to learn which serviceUrl and
-    // channel the token must vouch for; nothing is acted on until it is.
+    // The token first (401), then the body (400), then whether the token
+    // vouches for this body's service URL and channel (401).
+    let verified = verify_token(hook, bearer(hook.req)?)?;
     let activity = json_body(hook.req)?;
-    verify(hook, token, &activity)?;
+    verified.vouches_for(&activity)?;
     if activity["type"] != "message" {
         return Ok(Inbound::Ignore("activity is not a message"));
     }
@@ -120,17 +120,21 @@ pub fn receive(hook: &Webhook<'_>) -> Result<Inbound, ApiError> {
     ))))
 }
 
-fn verify(hook: &Webhook<'_>, token: &str, activity: &Value) -> Result<(), ApiError> {
+/// A connector token whose signature, issuer, audience and times are good.
+struct Verified {
+    claims: ConnectorClaims,
+    /// The signing key, for its endorsements.
+    key: Value,
+}
+
+fn verify_token(hook: &Webhook<'_>, token: &str) -> Result<Verified, ApiError> {
     let unauthorized = |why: String| ApiError::Unauthorized(why);
     let app_id = hook.channel.setting("app_id").ok_or_else(|| {
         ApiError::NotConfigured("the Teams channel has no app_id in the bundle".into())
     })?;
-    let jwks_text = (hook.variable)(VAR_JWKS)
-        .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| ApiError::NotConfigured(format!("{VAR_JWKS} is not set")))?;
-    let jwks: Value = serde_json::from_str(&jwks_text)
-        .map_err(|e| ApiError::NotConfigured(format!("{VAR_JWKS} is not JSON: {e}")))?;
-    let issuer = (hook.variable)(VAR_ISSUER)
+    let issuer = hook
+        .host
+        .variable(VAR_ISSUER)
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
 
@@ -142,30 +146,11 @@ fn verify(hook: &Webhook<'_>, token: &str, activity: &Value) -> Result<(), ApiEr
     let kid = header
         .kid
         .ok_or_else(|| unauthorized("token has no key id".into()))?;
-    let key = jwks["keys"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|k| k["kid"].as_str() == Some(kid.as_str()))
-        .ok_or_else(|| unauthorized("token signed by a key not in the JWKS".into()))?;
-    let channel = activity["channelId"].as_str().unwrap_or_default();
-    if channel != TEAMS_CHANNEL {
-        return Err(unauthorized(format!(
-            "the activity's channel is `{channel}`, not `{TEAMS_CHANNEL}`"
-        )));
-    }
-    let endorsed = key["endorsements"]
-        .as_array()
-        .is_some_and(|e| e.iter().any(|e| e.as_str() == Some(channel)));
-    if !endorsed {
-        return Err(unauthorized(format!(
-            "the signing key is not endorsed for channel `{channel}`"
-        )));
-    }
+    let key = teams_keys::find(hook.host, &kid, hook.now_ms)?;
     let jwk: Jwk = serde_json::from_value(key.clone())
-        .map_err(|e| ApiError::NotConfigured(format!("{VAR_JWKS} key {kid}: {e}")))?;
+        .map_err(|e| unauthorized(format!("Bot Framework key {kid} is not a usable JWK: {e}")))?;
     let decoding = DecodingKey::from_jwk(&jwk)
-        .map_err(|e| ApiError::NotConfigured(format!("{VAR_JWKS} key {kid}: {e}")))?;
+        .map_err(|e| unauthorized(format!("Bot Framework key {kid} is not a usable JWK: {e}")))?;
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_issuer(&[issuer]);
     validation.set_audience(&[app_id]);
@@ -188,11 +173,33 @@ fn verify(hook: &Webhook<'_>, token: &str, activity: &Value) -> Result<(), ApiEr
     }
     let claims: ConnectorClaims = serde_json::from_value(data.claims)
         .map_err(|e| unauthorized(format!("token claims: {e}")))?;
-    match (claims.service_url, activity["serviceUrl"].as_str()) {
-        (Some(claimed), Some(actual)) if claimed == actual => Ok(()),
-        _ => Err(unauthorized(
-            "the token's serviceurl claim is missing or not the activity's serviceUrl".into(),
-        )),
+    Ok(Verified { claims, key })
+}
+
+impl Verified {
+    /// The activity is on Teams, the key is endorsed for Teams, and the
+    /// token names the activity's service URL.
+    fn vouches_for(&self, activity: &Value) -> Result<(), ApiError> {
+        let channel = activity["channelId"].as_str().unwrap_or_default();
+        if channel != TEAMS_CHANNEL {
+            return Err(ApiError::Unauthorized(format!(
+                "the activity's channel is `{channel}`, not `{TEAMS_CHANNEL}`"
+            )));
+        }
+        let endorsed = self.key["endorsements"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e.as_str() == Some(channel)));
+        if !endorsed {
+            return Err(ApiError::Unauthorized(format!(
+                "the signing key is not endorsed for channel `{channel}`"
+            )));
+        }
+        match (&self.claims.service_url, activity["serviceUrl"].as_str()) {
+            (Some(claimed), Some(actual)) if claimed == actual => Ok(()),
+            _ => Err(ApiError::Unauthorized(
+                "the token's serviceurl claim is missing or not the activity's serviceUrl".into(),
+            )),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use super::{
 };
 use crate::envelope::{ReplyAddress, Sender};
 use crate::error::ApiError;
+use crate::host::Host;
 use crate::http::{Request, Response};
 use crate::secrets::client::SecretsClient;
 use crate::session::Conversation;
@@ -56,17 +57,17 @@ struct TokenRequest {
 pub fn issue_token(
     channel: &ChannelConfig,
     req: &Request,
-    now_ms: i64,
+    host: &dyn Host,
     secrets: &dyn SecretsClient,
-    random: &dyn Fn(&mut [u8]),
 ) -> Result<Response, ApiError> {
     let presented = bearer(req)?;
+    let now_ms = host.now_ms();
     let hook = Webhook {
         channel,
         req,
         now_ms,
         secrets,
-        variable: &|_| None,
+        host,
     };
     if !matches_secret(&hook, SECRET_PURPOSE, presented.as_bytes())? {
         return Err(ApiError::Unauthorized(
@@ -81,7 +82,7 @@ pub fn issue_token(
     };
     let fresh = |prefix: &str| {
         let mut bytes = [0u8; 16];
-        random(&mut bytes);
+        host.random(&mut bytes);
         format!("{prefix}{}", hex::encode(bytes))
     };
     let user_id = checked_id("user_id", asked.user_id)?.unwrap_or_else(|| fresh("u-"));
