@@ -23,7 +23,7 @@
 //! | `webchat-sent/{tenant}/{env}/{team}/{digest}` | an outbound message already in a web chat log (webchat store; digest of channel, conversation and message id) |
 //! | `egress-progress/{tenant}/{env}/{team}/{session}` | the session's recent outbound messages: for each, its id, a digest of its texts, how many a provider accepted (egress store) |
 //! | `egress-progress-claim/{tenant}/{env}/{team}/{session}` | counter: who creates the session's first progress record (egress store) |
-//! | `teams-token/{tenant}/{env}/{team}/{channel}` | the channel's Bot Framework access token and its expiry (egress store) |
+//! | `teams-token/{tenant}/{env}/{team}/{digest}` | the channel's Bot Framework access token and its expiry (egress store) |
 //! | `providers/teams/signing-keys` | Bot Framework's published signing keys and when they were fetched (cache store; public, not a tenant's) |
 //! | `usage/{tenant}/{env}/{team\|*}/{day}/{counter}` | counter: messages in, replies out, errors per day (`*` = all teams) |
 //! | `secrets-index/{global,{tenant},{tenant}/teams/{team}}/seq` and `/{slot}` | secret names of a scope (secrets store) |
@@ -150,14 +150,14 @@ pub fn teams_signing_keys() -> String {
 }
 
 /// A channel's Bot Framework access token while it is valid (egress store):
-/// `teams-token/{tenant}/{env}/{team}/{channel}`.
+/// `teams-token/{tenant}/{env}/{team}/{digest of channel}`.
 pub fn teams_access_token(ctx: &TenantCtx, channel: &ChannelId) -> String {
     format!(
         "teams-token/{}/{}/{}/{}",
         ctx.tenant_id(),
         ctx.env_id(),
         ctx.team_token(),
-        channel
+        digest(channel.as_str(), "")
     )
 }
 
