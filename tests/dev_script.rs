@@ -15,10 +15,20 @@ use spin_test_host::workspace_dir;
 #[test]
 fn dev_script_comes_up_and_a_sigterm_stops_everything_it_started() {
     let (app, bridge, nats) = (free_port(), free_port(), free_port());
-    let mut dev = Command::new(workspace_dir().join("scripts/dev"))
-        .env("GREENTIC_APP_LISTEN", format!("127.0.0.1:{app}"))
+    let mut dev = Command::new(workspace_dir().join("scripts/dev"));
+    dev.env("GREENTIC_APP_LISTEN", format!("127.0.0.1:{app}"))
         .env("GREENTIC_BRIDGE_LISTEN", format!("127.0.0.1:{bridge}"))
-        .env("GREENTIC_NATS_PORT", nats.to_string())
+        .env("GREENTIC_NATS_PORT", nats.to_string());
+    // The bridge `cargo test --workspace` built for the bridge's own tests,
+    // rather than a second build of it with other features (minutes on CI).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("target"));
+    let built = target.join("debug/greentic-bridge");
+    if built.is_file() {
+        dev.env("GREENTIC_BRIDGE_BIN", built);
+    }
+    let mut dev = dev
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
