@@ -207,6 +207,15 @@ fn every_log_line_carries_the_scope_and_no_credentials(target: Target) {
         }
         assert_eq!(line["component"], "session-api");
     }
+    // Each request's access-log line says how long it took.
+    let access: Vec<_> = logs.iter().filter(|l| l["event"] == "request").collect();
+    assert_eq!(access.len(), 3);
+    assert!(
+        access
+            .iter()
+            .all(|l| l["duration_ms"].as_f64().is_some_and(|d| d >= 0.0)),
+        "{access:#?}"
+    );
     assert_eq!(logs[0]["request_id"], "req-42");
     assert_eq!(
         (&logs[0]["tenant"], &logs[0]["env"], &logs[0]["team"]),

@@ -97,9 +97,18 @@ async fn handle(
 
     // 5. NATS must be able to take it now.
     let nats = &app.nats;
+    let scope = SubjectScope::parse(&subject);
     if !nats.ready() {
         app.metrics.publish_error();
-        tracing::warn!(subject, msg_id, "publish refused: nats unavailable");
+        tracing::warn!(
+            subject,
+            msg_id,
+            tenant = scope.map(|s| s.tenant),
+            env = scope.map(|s| s.env),
+            team = scope.map(|s| s.team),
+            channel = scope.map(|s| s.channel),
+            "publish refused: nats unavailable"
+        );
         return Err(Problem::unavailable("NATS is unavailable; retry later"));
     }
     if payload.len() + HEADER_HEADROOM > nats.client().max_payload() {
@@ -120,7 +129,6 @@ async fn handle(
         Ok(pending) => pending.await,
         Err(e) => Err(e),
     };
-    let scope = SubjectScope::parse(&subject);
     match ack {
         Ok(ack) => {
             app.metrics.published(&ack.stream, ack.duplicate);
@@ -155,7 +163,16 @@ async fn handle(
             })
         }
         Err(e) => {
-            tracing::warn!(subject, msg_id, error = %e, "publish failed");
+            tracing::warn!(
+                subject,
+                msg_id,
+                tenant = scope.map(|s| s.tenant),
+                env = scope.map(|s| s.env),
+                team = scope.map(|s| s.team),
+                channel = scope.map(|s| s.channel),
+                error = %e,
+                "publish failed"
+            );
             match e.kind() {
                 PublishErrorKind::MaxPayloadExceeded => {
                     Err(Problem::payload_too_large(nats.client().max_payload()))
