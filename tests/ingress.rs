@@ -234,6 +234,42 @@ fn web_chat_visitors_and_teams_conversations_may_reuse_an_activity_id() {
     assert_eq!(ids.len(), 4, "four messages, four dedupe ids: {ids:?}");
 }
 
+/// One rule for every path: segments are percent-decoded before ids are
+/// read, as the session and secrets APIs do.
+#[test]
+fn percent_encoded_ids_in_webhook_paths_are_the_ids_they_encode() {
+    let ingress = Ingress::new();
+    let body = slack_message("EvENCODED", "hi").to_string();
+    let now = ingress.now();
+    let signature = providers::slack::signature(SLACK_SECRET, now, body.as_bytes());
+    let post = |path: &str| {
+        ingress.post(
+            path,
+            &[
+                ("x-slack-request-timestamp", &now.to_string()),
+                ("x-slack-signature", &signature),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let r = post("/webhooks/prod/%61cme/support/%73lack");
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    assert_eq!(
+        ingress.bridge.published()[0].subject,
+        "greentic.messaging.ingress.prod.acme.support.slack"
+    );
+    assert_problem(
+        &post("/webhooks/prod/ac%2Fme/support/slack"),
+        400,
+        "invalid-id",
+    );
+    assert_problem(
+        &post("/webhooks/prod/ac%FFme/support/slack"),
+        400,
+        "invalid-id",
+    );
+}
+
 #[test]
 fn a_slack_retry_of_the_same_event_is_one_message() {
     let ingress = Ingress::new();

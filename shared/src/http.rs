@@ -130,6 +130,21 @@ impl Response {
     }
 }
 
+/// The segments of a path (what follows a route's prefix), each
+/// percent-decoded: the one rule for every route, so `%61cme` is `acme`
+/// wherever an id is read. A segment that does not decode to UTF-8 is kept as
+/// sent; ids never hold `%`, so it is then refused as an invalid id, as is a
+/// segment that decodes to one holding `/`.
+pub fn path_segments(rest: &str) -> Vec<String> {
+    rest.split('/')
+        .map(|segment| {
+            percent_encoding::percent_decode_str(segment)
+                .decode_utf8()
+                .map_or_else(|_| segment.to_owned(), |decoded| decoded.into_owned())
+        })
+        .collect()
+}
+
 /// The token of an `Authorization` header value of the `Bearer` scheme,
 /// or `None` for any other scheme or an empty token. The one parser every
 /// boundary uses (REST APIs, providers, bridge deliveries); the scheme is

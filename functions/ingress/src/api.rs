@@ -67,7 +67,8 @@ fn parse(req: &Request) -> Result<Parsed, (&'static str, ApiError)> {
         .path
         .strip_prefix(PREFIX)
         .ok_or(("-", ApiError::NotFound))?;
-    let segments: Vec<&str> = rest.split('/').collect();
+    let segments = greentic::http::path_segments(rest);
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let (route, target, ids) = match segments.as_slice() {
         [env, tenant, team, channel] => (
             WEBHOOK_ROUTE,

@@ -206,10 +206,8 @@ fn parse(req: &Request) -> Parsed {
 }
 
 fn parse_name(segment: &str) -> Result<SecretName, ApiError> {
-    let decoded = percent_encoding::percent_decode_str(segment)
-        .decode_utf8()
-        .map_err(|_| IdError::Invalid(IdKind::Secret))?;
-    Ok(SecretName::parse(&decoded)?)
+    let decoded = greentic::http::path_segments(segment);
+    Ok(SecretName::parse(&decoded[0])?)
 }
 
 /// `?scope=global` addresses platform-wide secrets; no other scope is spelt out.

@@ -14,7 +14,7 @@ use greentic::log::RequestLog;
 use greentic::service;
 use greentic::session::{SessionId, SessionRecord, SessionStatus};
 use greentic::session_store::{ListQuery, MAX_PAGE_LIMIT, SessionStore};
-use greentic::tenant::{ChannelId, IdError, IdKind};
+use greentic::tenant::ChannelId;
 use greentic::usage::{self, Counts, Day, MAX_DAYS, Teams};
 use greentic::{ApiError, host::Host};
 use serde_json::{Value, json};
@@ -100,10 +100,8 @@ fn parse(
 }
 
 fn parse_session_id(segment: &str) -> Result<SessionLookup, ApiError> {
-    let decoded = percent_encoding::percent_decode_str(segment)
-        .decode_utf8()
-        .map_err(|_| IdError::Invalid(IdKind::Session))?;
-    Ok(SessionId::parse(&decoded)?)
+    let decoded = greentic::http::path_segments(segment);
+    Ok(SessionId::parse(&decoded[0])?)
 }
 
 /// The days from `from` to `to` (inclusive, `YYYY-MM-DD`, UTC): `to`

@@ -45,7 +45,8 @@ pub fn handle(req: &Request, host: &dyn Host) -> Response {
         let Some(rest) = req.path.strip_prefix("/webchat/v1/") else {
             return ("-", Err(ApiError::NotFound));
         };
-        let segments: Vec<&str> = rest.split('/').collect();
+        let segments = greentic::http::path_segments(rest);
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let [env, tenant, team, channel, "activities"] = segments.as_slice() else {
             return ("-", Err(ApiError::NotFound));
         };
