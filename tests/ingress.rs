@@ -270,6 +270,35 @@ fn percent_encoded_ids_in_webhook_paths_are_the_ids_they_encode() {
     );
 }
 
+/// Slack's own example from "Verifying requests from Slack" (also the test
+/// vector of python-slack-sdk): our check accepts Slack's signature of Slack's
+/// body at Slack's timestamp. The body is a slash command, not an Events API
+/// callback, so once verified it is a 400, not a 401.
+#[test]
+fn slacks_documented_signing_example_verifies() {
+    let ingress = Ingress::new();
+    ingress.host.set_now_ms(1_531_420_618_000);
+    let body = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+    let post = |signature: &str| {
+        ingress.post(
+            "/webhooks/prod/acme/support/slack",
+            &[
+                ("x-slack-request-timestamp", "1531420618"),
+                ("x-slack-signature", signature),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let documented = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+    assert_eq!(
+        providers::slack::signature(SLACK_SECRET, 1_531_420_618, body.as_bytes()),
+        documented
+    );
+    assert_problem(&post(documented), 400, "bad-request");
+    let altered = documented.replace("a2114", "a2115");
+    assert_problem(&post(&altered), 401, "unauthorized");
+}
+
 #[test]
 fn a_slack_retry_of_the_same_event_is_one_message() {
     let ingress = Ingress::new();

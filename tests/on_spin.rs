@@ -24,6 +24,7 @@ on_real_spin!(
     secrets_are_put_read_and_listed_without_values,
     a_person_talks_to_bigcorps_flow_in_the_web_chat_page,
     a_header_that_is_not_utf8_is_answered_by_spin_itself,
+    a_signed_slack_body_of_the_largest_size_is_verified_and_published,
 );
 
 // ---- the ACME support flow (bundles/flows/acme_support_flow.yaml) ----------
@@ -648,6 +649,43 @@ fn a_header_that_is_not_utf8_is_answered_by_spin_itself(kv: Kv) {
     let response = agent.run(request).unwrap();
     assert_eq!(response.status().as_u16(), 500);
     assert!(response.into_body().read_to_vec().unwrap().is_empty());
+}
+
+/// One byte under ingress's 1 MiB, verified by the broker through Spin's
+/// service chaining, then published (the envelope keeps 32 KiB of text).
+fn a_signed_slack_body_of_the_largest_size_is_verified_and_published(kv: Kv) {
+    let p = platform(kv);
+    let mut body = e2e_tests::providers::slack::message_event(
+        &unique("Ev"),
+        &unique("U"),
+        "big",
+        Some(&unique_thread()),
+    );
+    body["event"]["blocks"] = json!([{ "type": "rich_text", "padding": "" }]);
+    let pad = ingress::BODY_LIMIT - 1 - body.to_string().len();
+    body["event"]["blocks"][0]["padding"] = json!("p".repeat(pad));
+    let raw = body.to_string().into_bytes();
+    assert_eq!(raw.len(), ingress::BODY_LIMIT - 1);
+    let headers = e2e_tests::providers::slack::signed_headers(
+        e2e_tests::spin_up::SLACK_SIGNING_SECRET,
+        p.now_secs(),
+        &raw,
+    );
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let (status, answer) = p.call(
+        "POST",
+        "/webhooks/prod/acme/support/slack",
+        &headers,
+        Some(raw),
+    );
+    assert_eq!(
+        (status, &answer["status"]),
+        (200, &json!("published")),
+        "{answer}"
+    );
 }
 
 // ---- provider-side views ------------------------------------------------------
