@@ -7,11 +7,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use e2e_tests::{Broker, Call, Stores, assert_problem, token};
-use greentic::envelope::{Outbound, ReplyAddress};
 use greentic::http::{Request, Response};
-use greentic::providers::Message;
-use greentic::session::Conversation;
-use greentic::tenant::TenantCtx;
+use greentic::messaging::envelope::{Outbound, ReplyAddress};
+use greentic::messaging::providers::Message;
+use greentic::tenancy::ids::{Conversation, TenantCtx};
 use greentic::testing::{FakeBridge, MemoryHost, Published, envelope_on, message};
 use serde_json::{Value, json};
 
@@ -119,8 +118,8 @@ impl Egress {
         );
         let host = broker.component_host_on(
             &[
-                greentic::webchat_log::STORE_LABEL,
-                greentic::egress::STORE_LABEL,
+                greentic::store::webchat_log::STORE_LABEL,
+                greentic::messaging::egress::STORE_LABEL,
             ],
             stores,
         );
@@ -308,12 +307,12 @@ fn equal_message_ids_in_two_web_chat_conversations_are_both_shown(stores: Stores
             "{conv}"
         );
     }
-    let kv = e.host.store(greentic::webchat_log::STORE_LABEL);
-    let channel = greentic::tenant::ChannelId::parse("webchat").unwrap();
+    let kv = e.host.store(greentic::store::webchat_log::STORE_LABEL);
+    let channel = greentic::tenancy::ids::ChannelId::parse("webchat").unwrap();
     let ctx = TenantCtx::new("bigcorp", "prod", Some("helpdesk")).unwrap();
     for conv in ["wc-a", "wc-b"] {
-        let conv = greentic::webchat_log::ConversationId::parse(conv).unwrap();
-        let log = greentic::webchat_log::ConversationLog::new(kv, &ctx, &channel, &conv);
+        let conv = greentic::tenancy::ids::ConversationId::parse(conv).unwrap();
+        let log = greentic::store::webchat_log::ConversationLog::new(kv, &ctx, &channel, &conv);
         assert_eq!(log.read_after(0).unwrap().0.len(), 1);
     }
 }
@@ -361,14 +360,17 @@ fn a_store_failure_after_a_send_repeats_that_text_and_loses_none(stores: Stores)
     let e = Egress::on(stores);
     let m = Published::reply(&e.three_slack_replies());
     // The store goes down just as Slack accepts the second text.
-    let outage = e.host.store(greentic::egress::STORE_LABEL).outage();
+    let outage = e
+        .host
+        .store(greentic::messaging::egress::STORE_LABEL)
+        .outage();
     e.slack.on_call(move |n| {
         if n == 2 {
             outage.after(0);
         }
     });
     assert_problem(&e.deliver(&m), 503, "unavailable");
-    let progress = e.host.store(greentic::egress::STORE_LABEL);
+    let progress = e.host.store(greentic::messaging::egress::STORE_LABEL);
     assert_eq!(e.slack_texts(), ["first", "second"]);
     progress.recover();
     assert_eq!(e.deliver(&m).status, 200);

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use e2e_tests::{Call, Stores, assert_problem, token};
-use greentic::envelope::{Envelope, Outbound};
 use greentic::http::Response;
-use greentic::kv::KeyValue;
-use greentic::session_store::SessionStore;
+use greentic::messaging::envelope::{Envelope, Outbound};
+use greentic::store::kv::KeyValue;
+use greentic::store::sessions::SessionStore;
 use greentic::testing::{
     FakeBridge, MemoryHost, Published, TEST_DELIVERY_TOKEN, envelope_on, message,
 };
@@ -25,7 +25,7 @@ struct Platform {
 
 impl Platform {
     fn on(stores: Stores) -> Self {
-        let host = stores.host(&[greentic::executor::STORE_LABEL]);
+        let host = stores.host(&[greentic::messaging::executor::STORE_LABEL]);
         let bridge = FakeBridge::serve(&host);
         Platform {
             host: Arc::new(host),
@@ -103,7 +103,7 @@ e2e_tests::on_every_store!(
 fn a_turn_whose_replies_are_too_large_to_send_is_refused_before_its_commit(stores: Stores) {
     let p = Platform::on(stores);
     let host = p.host.as_ref();
-    let mut acme = greentic::tenant_config::TenantConfig::load(host, "acme")
+    let mut acme = greentic::flows::tenant_config::TenantConfig::load(host, "acme")
         .unwrap()
         .unwrap();
     let flow = acme.flows.get_mut("acme_support_flow").unwrap();
@@ -112,7 +112,7 @@ fn a_turn_whose_replies_are_too_large_to_send_is_refused_before_its_commit(store
         json!("{{ message.text }}{{ message.text }}{{ message.text }}"),
     );
     host.set_bundle_file(
-        &greentic::tenant_config::file_name("acme"),
+        &greentic::flows::tenant_config::file_name("acme"),
         Some(serde_json::to_vec(&acme).unwrap()),
     );
     let long = p.message("acme", "support", "slack", "U1", "E1", &"x".repeat(30_000));
@@ -127,11 +127,14 @@ fn a_turn_whose_replies_are_too_large_to_send_is_refused_before_its_commit(store
     assert!(p.replies().is_empty(), "nothing was published");
     let envelope = Envelope::from_json(&long.payload).unwrap();
     let ctx = greentic::TenantCtx::new("acme", "prod", Some("support")).unwrap();
-    let kv = p.host.store(greentic::executor::STORE_LABEL);
+    let kv = p.host.store(greentic::messaging::executor::STORE_LABEL);
     assert!(
-        kv.get(&greentic::keys::session_state(&ctx, &envelope.session_id))
-            .unwrap()
-            .is_none(),
+        kv.get(&greentic::tenancy::keys::session_state(
+            &ctx,
+            &envelope.session_id
+        ))
+        .unwrap()
+        .is_none(),
         "nothing was committed"
     );
     // A short message still goes through the same flow.
@@ -197,10 +200,10 @@ fn a_session_waiting_at_a_node_a_new_flow_version_removed_starts_over(stores: St
     p.say(&p.message("acme", "support", "slack", "U1", "E1", "hi"));
     let session = p.replies()[0].session_id.clone();
     let ctx = greentic::TenantCtx::new("acme", "prod", Some("support")).unwrap();
-    let kv = p.host.store(greentic::executor::STORE_LABEL);
-    let key = greentic::keys::session_state(&ctx, &session);
+    let kv = p.host.store(greentic::messaging::executor::STORE_LABEL);
+    let key = greentic::tenancy::keys::session_state(&ctx, &session);
     let mut memory =
-        greentic::session::SessionMemory::decode(&kv.get(&key).unwrap().unwrap()).unwrap();
+        greentic::store::session::SessionMemory::decode(&kv.get(&key).unwrap().unwrap()).unwrap();
     memory.waiting_at = Some("ask_shoe_size".into());
     kv.set(&key, &memory.encode()).unwrap();
 
@@ -237,7 +240,7 @@ fn a_session_deleted_during_its_turn_completes_the_delivery(stores: Stores) {
         greentic::testing::TEST_BRIDGE_URL,
         Arc::new(move |req| {
             let host = host.upgrade().expect("the platform is alive");
-            let kv = host.store(greentic::executor::STORE_LABEL);
+            let kv = host.store(greentic::messaging::executor::STORE_LABEL);
             assert!(SessionStore::new(kv).delete(&ctx, &session).unwrap());
             bridge.publish(req)
         }),
@@ -433,9 +436,10 @@ fn an_envelope_that_contradicts_its_subject_is_refused_for_the_dead_letter_queue
     }
     // An envelope whose session id was tampered with.
     let mut envelope = Envelope::from_json(&acme.payload).unwrap();
-    envelope.session_id = greentic::session::SessionId::parse("0123456789abcdef0123456789abcdef")
-        .unwrap()
-        .unwrap();
+    envelope.session_id =
+        greentic::tenancy::ids::SessionId::parse("0123456789abcdef0123456789abcdef")
+            .unwrap()
+            .unwrap();
     let tampered = Published {
         payload: envelope.to_json(),
         ..acme.clone()
@@ -524,7 +528,7 @@ fn usage_is_counted_per_team_and_read_within_the_callers_scope(stores: Stores) {
     // `to` defaults to today and `from` to `to`.
     let day = |offset_days: i64| {
         let ms = e2e_tests::NOW_SECS as i64 * 1000 + offset_days * 86_400_000;
-        greentic::usage::Day::of(ms).as_str().to_owned()
+        greentic::tenancy::ids::Day::of(ms).as_str().to_owned()
     };
     let days = |query: &str| {
         let path = format!("/api/v1/usage{query}");

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use e2e_tests::{Broker, Call, assert_problem, providers};
-use greentic::envelope::Envelope;
 use greentic::host::Host;
 use greentic::http::{Request, Response};
+use greentic::messaging::envelope::Envelope;
 use greentic::testing::{FakeBridge, MemoryHost, NOW_SECS, Published, UNSAFE_IDS, keys, token};
 use serde_json::{Value, json};
 
@@ -45,7 +45,8 @@ impl Ingress {
             "webchat_token_secret",
             WEBCHAT_SECRET,
         );
-        let host = broker.component_host(&[greentic::providers::teams_keys::CACHE_STORE]);
+        let host =
+            broker.component_host(&[greentic::messaging::providers::teams_keys::CACHE_STORE]);
         let bridge = FakeBridge::serve(&host);
         host.set_variable("teams_jwks", &providers::teams::jwks().to_string());
         Ingress {
@@ -195,7 +196,7 @@ fn a_signed_slack_body_of_the_largest_size_ingress_accepts_is_published() {
     let r = ingress.slack(&body);
     assert_eq!(r.status, 200, "{}", r.json_body());
     let e = envelope(&ingress.bridge.published()[0]);
-    assert_eq!(e.text.len(), greentic::providers::MAX_TEXT_BYTES);
+    assert_eq!(e.text.len(), greentic::messaging::providers::MAX_TEXT_BYTES);
     assert!(
         e.to_json().len() < 64 * 1024,
         "the envelope fits a NATS message"
@@ -519,7 +520,7 @@ fn teams_activities_are_verified_against_the_jwks_audience_and_service_url() {
         p.msg_id,
         format!(
             "acme:prod:sales:teams:activity-{}",
-            greentic::subjects::within_conversation(
+            greentic::tenancy::subjects::within_conversation(
                 "19:abc@thread.tacv2;messageid=1485983408511",
                 "1485983408511"
             )
@@ -582,7 +583,7 @@ fn serve_bot_framework(
     keys: Arc<std::sync::Mutex<Value>>,
 ) -> Arc<std::sync::atomic::AtomicUsize> {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    let base = greentic::providers::teams_keys::DEFAULT_OPENID_HOST;
+    let base = greentic::messaging::providers::teams_keys::DEFAULT_OPENID_HOST;
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = calls.clone();
     ingress.host.serve_url(
@@ -658,7 +659,7 @@ fn teams_keys_are_fetched_from_bot_framework_cached_and_refreshed_when_rotated()
     // Only public keys are cached, under a key of no tenant.
     let cached = ingress
         .host
-        .store(greentic::providers::teams_keys::CACHE_STORE)
+        .store(greentic::messaging::providers::teams_keys::CACHE_STORE)
         .snapshot();
     assert_eq!(
         cached.keys().collect::<Vec<_>>(),
@@ -671,7 +672,7 @@ fn teams_is_unavailable_while_bot_framework_cannot_give_its_keys() {
     let ingress = Ingress::new();
     ingress.host.set_variable("teams_jwks", "");
     ingress.host.serve_url(
-        greentic::providers::teams_keys::DEFAULT_OPENID_HOST,
+        greentic::messaging::providers::teams_keys::DEFAULT_OPENID_HOST,
         Arc::new(|_: &Request| Response::json(502, &json!({}))),
     );
     let good = teams_token(keys::RSA_PRIVATE, |_| {});

@@ -13,8 +13,7 @@ use e2e_tests::{
 use greentic::TenantCtx;
 use greentic::http::Response;
 use greentic::secrets::client::{SecretsClient, SecretsClientError};
-use greentic::session::SessionId;
-use greentic::tenant::SecretName;
+use greentic::tenancy::ids::{SecretName, SessionId};
 use greentic::testing::TokenBuilder;
 
 e2e_tests::on_every_target!(

@@ -9,8 +9,7 @@ use e2e_tests::spin_up::{
     Kv, RealPlatform, SLACK_BOT_TOKEN, TELEGRAM_BOT_TOKEN, WEBCHAT_TOKEN_SECRET, platform, unique,
 };
 use greentic::TenantCtx;
-use greentic::session::{Conversation, SessionId};
-use greentic::tenant::ChannelId;
+use greentic::tenancy::ids::{ChannelId, Conversation, SessionId};
 use greentic_bridge::testing::DELIVERY_TOKEN;
 use serde_json::{Value, json};
 
@@ -393,25 +392,29 @@ fn a_telegram_conversation_is_exact_after_every_turn(kv: Kv) {
 /// bridge pushes it.
 fn delivery(
     p: &RealPlatform,
-    envelope: &greentic::envelope::Envelope,
+    envelope: &greentic::messaging::envelope::Envelope,
     attempt: u32,
 ) -> (u16, Value) {
-    let subject = greentic::subjects::ingress(&envelope.tenant, &envelope.channel).to_string();
+    let subject =
+        greentic::tenancy::subjects::ingress(&envelope.tenant, &envelope.channel).to_string();
     p.call(
         "POST",
         "/internal/v1/deliveries/ingress",
         &[
             ("authorization", &format!("Bearer {DELIVERY_TOKEN}")),
             ("content-type", "application/json"),
-            (greentic::delivery::SUBJECT_HEADER, &subject),
-            (greentic::delivery::MSG_ID_HEADER, &envelope.id),
-            (greentic::delivery::ATTEMPT_HEADER, &attempt.to_string()),
+            (greentic::messaging::delivery::SUBJECT_HEADER, &subject),
+            (greentic::messaging::delivery::MSG_ID_HEADER, &envelope.id),
+            (
+                greentic::messaging::delivery::ATTEMPT_HEADER,
+                &attempt.to_string(),
+            ),
         ],
         Some(envelope.to_json()),
     )
 }
 
-fn envelope(provider_id: &str, user: &str, text: &str) -> greentic::envelope::Envelope {
+fn envelope(provider_id: &str, user: &str, text: &str) -> greentic::messaging::envelope::Envelope {
     let host = greentic::testing::MemoryHost::new(&[]);
     let mut message = greentic::testing::message(provider_id, user, text);
     message.conversation.id = "C789012".into();

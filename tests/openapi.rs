@@ -315,7 +315,7 @@ fn every_public_route_is_documented_and_every_path_reaches_its_component() {
 fn deployed_app() -> spin_test_host::SpinApp {
     wasm::builder()
         .variable(
-            greentic::bridge::VAR_DELIVERY_TOKEN,
+            greentic::messaging::bridge::VAR_DELIVERY_TOKEN,
             greentic::testing::TEST_DELIVERY_TOKEN,
         )
         .build()

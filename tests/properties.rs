@@ -58,7 +58,7 @@ fn ingress() -> Ingress {
         "webchat_token_secret",
         WEBCHAT_SECRET,
     );
-    let host = broker.component_host(&[greentic::providers::teams_keys::CACHE_STORE]);
+    let host = broker.component_host(&[greentic::messaging::providers::teams_keys::CACHE_STORE]);
     host.set_variable("teams_jwks", &teams::jwks().to_string());
     let bridge = FakeBridge::serve(&host);
     Ingress {
@@ -339,7 +339,7 @@ proptest! {
         id in "[ -~]{0,40}",
     ) {
         let host = MemoryHost::new(&[session_api::STORE_LABEL]);
-        greentic::session_store::SessionStore::new(host.store(session_api::STORE_LABEL))
+        greentic::store::sessions::SessionStore::new(host.store(session_api::STORE_LABEL))
             .create(
                 &greentic::TenantCtx::new("acme", "prod", Some("support")).unwrap(),
                 greentic::testing::new_session("slack", "U1"),
@@ -396,9 +396,9 @@ proptest! {
         for route in ["/internal/v1/deliveries/ingress", "/internal/v1/deliveries/egress"] {
             let req = Request::new("POST", route)
                 .with_header("authorization", format!("Bearer {TEST_DELIVERY_TOKEN}"))
-                .with_header(greentic::delivery::SUBJECT_HEADER, &subject)
-                .with_header(greentic::delivery::MSG_ID_HEADER, &msg_id)
-                .with_header(greentic::delivery::ATTEMPT_HEADER, &attempt)
+                .with_header(greentic::messaging::delivery::SUBJECT_HEADER, &subject)
+                .with_header(greentic::messaging::delivery::MSG_ID_HEADER, &msg_id)
+                .with_header(greentic::messaging::delivery::ATTEMPT_HEADER, &attempt)
                 .with_body(raw.clone());
             let r = if route.ends_with("ingress") {
                 flow_executor::handle(&req, &host)
@@ -436,11 +436,11 @@ proptest! {
 
     #[test]
     fn bundles_and_flows_parse_or_name_their_errors(text in yaml_text()) {
-        match greentic::bundle::Bundle::parse("b.yaml", &text) {
+        match greentic::flows::bundle::Bundle::parse("b.yaml", &text) {
             Ok(_) => {}
             Err(errors) => prop_assert!(errors.iter().all(|e| e.to_string().starts_with("b.yaml"))),
         }
-        match greentic::flow::Flow::parse("f.yaml", &text) {
+        match greentic::flows::flow::Flow::parse("f.yaml", &text) {
             Ok(_) => {}
             Err(errors) => prop_assert!(errors.iter().all(|e| e.to_string().starts_with("f.yaml"))),
         }
@@ -455,13 +455,13 @@ proptest! {
         byte in any::<u8>(),
         cut in any::<prop::sample::Index>(),
     ) {
-        use greentic::session::{SessionMemory, SessionRecord};
+        use greentic::store::session::{SessionMemory, SessionRecord};
         let ctx = greentic::TenantCtx::new("acme", "prod", Some("support")).unwrap();
         let record = SessionRecord::new(
             &ctx,
             greentic::testing::new_session("slack", "U1"),
             1,
-            greentic::session::IndexSlots { env: 1, team: 1 },
+            greentic::store::session::IndexSlots { env: 1, team: 1 },
         )
         .encode();
         let mut memory = SessionMemory::new();
@@ -475,8 +475,8 @@ proptest! {
             for bytes in [&garbage[..], &changed[..], cut] {
                 let _ = SessionRecord::decode(bytes);
                 let _ = SessionMemory::decode(bytes);
-                let _ = greentic::envelope::Envelope::from_json(bytes);
-                let _ = greentic::envelope::Outbound::from_json(bytes);
+                let _ = greentic::messaging::envelope::Envelope::from_json(bytes);
+                let _ = greentic::messaging::envelope::Outbound::from_json(bytes);
             }
         }
     }
@@ -489,11 +489,11 @@ proptest! {
         garbage in prop::collection::vec(any::<u8>(), 0..120),
         version in 2u16..1000,
     ) {
-        use greentic::session::SessionRecord;
+        use greentic::store::session::SessionRecord;
         let host = MemoryHost::new(&[session_api::STORE_LABEL]);
         let kv = host.store(session_api::STORE_LABEL);
         let ctx = greentic::TenantCtx::new("acme", "prod", Some("support")).unwrap();
-        let created = greentic::session_store::SessionStore::new(kv)
+        let created = greentic::store::sessions::SessionStore::new(kv)
             .create(&ctx, greentic::testing::new_session("slack", "U1"), 1)
             .unwrap();
         let mut future: ciborium::Value = ciborium::Value::serialized(&created).unwrap();
@@ -506,9 +506,9 @@ proptest! {
         ciborium::into_writer(&future, &mut future_bytes).unwrap();
         let call = Call::with(&token("acme", "prod")).team("support");
         for stored in [future_bytes, garbage.clone()] {
-            use greentic::kv::KeyValue;
-            kv.set(&greentic::keys::session_record(&ctx, &created.id), &stored).unwrap();
-            kv.set(&greentic::keys::session_state(&ctx, &created.id), &garbage).unwrap();
+            use greentic::store::kv::KeyValue;
+            kv.set(&greentic::tenancy::keys::session_record(&ctx, &created.id), &stored).unwrap();
+            kv.set(&greentic::tenancy::keys::session_state(&ctx, &created.id), &garbage).unwrap();
             let before = kv.snapshot();
             for path in [format!("/api/v1/sessions/{}", created.id), "/api/v1/sessions".into()] {
                 let r = session_api::handle(&call.request("GET", &path), &host);

@@ -7,15 +7,14 @@
 use std::collections::BTreeSet;
 
 use e2e_tests::redis::fresh_kv;
-use greentic::kv::{Cas, KeyValue};
-use greentic::secrets::SecretScope;
 use greentic::secrets::crypto::MasterKeys;
 use greentic::secrets::store::SecretStore;
-use greentic::session::Direction;
-use greentic::session_store::{ListQuery, ListScope, SessionStore, StoreError};
-use greentic::tenant::{SecretName, TenantCtx};
+use greentic::store::kv::{Cas, KeyValue};
+use greentic::store::session::Direction;
+use greentic::store::sessions::{ListQuery, ListScope, SessionStore, StoreError};
+use greentic::store::usage::{self, Teams};
+use greentic::tenancy::ids::{Counter, Day, SecretName, SecretScope, TenantCtx};
 use greentic::testing::{TEST_MASTER_KEY, TEST_MASTER_KEY_2, new_session};
-use greentic::usage::{self, Counter, Day, Teams};
 
 fn ctx(tenant: &str, team: Option<&str>) -> TenantCtx {
     TenantCtx::new(tenant, "prod", team).unwrap()
@@ -34,8 +33,8 @@ fn the_contract_holds_on_redis() {
     assert_eq!(kv.increment("n", 0).unwrap(), 5);
     // Redis keeps counters as text, SQLite as 8 bytes: read_counter reads both.
     assert_eq!(kv.get("n").unwrap().as_deref(), Some(&b"5"[..]));
-    assert_eq!(greentic::kv::read_counter(&kv, "n").unwrap(), 5);
-    assert_eq!(greentic::kv::read_counter(&kv, "absent").unwrap(), 0);
+    assert_eq!(greentic::store::kv::read_counter(&kv, "n").unwrap(), 5);
+    assert_eq!(greentic::store::kv::read_counter(&kv, "absent").unwrap(), 0);
     assert!(
         !kv.exists("absent").unwrap(),
         "reading a counter created it"

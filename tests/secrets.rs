@@ -4,11 +4,10 @@
 use e2e_tests::{Broker, Call, Target, UNSAFE_IDS, assert_problem, json_value, token};
 use greentic::TenantCtx;
 use greentic::http::Request;
-use greentic::keys;
-use greentic::kv::KeyValue;
-use greentic::secrets::SecretScope;
 use greentic::secrets::client::{SecretsClient, SecretsClientError, hmac_sha256_matches};
-use greentic::tenant::SecretName;
+use greentic::store::kv::KeyValue;
+use greentic::tenancy::ids::{SecretName, SecretScope};
+use greentic::tenancy::keys;
 use greentic::testing::{FakeSecrets, TEST_MASTER_KEY, TEST_MASTER_KEY_2};
 
 e2e_tests::on_every_target!(

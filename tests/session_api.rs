@@ -3,9 +3,9 @@
 
 use e2e_tests::{Call, Platform, Target, assert_problem, token};
 use greentic::TenantCtx;
-use greentic::auth::VAR_HS256_SECRET;
-use greentic::session::{Direction, SessionState, SessionStatus};
-use greentic::session_store::SessionStore;
+use greentic::service::auth::VAR_HS256_SECRET;
+use greentic::store::session::{Direction, SessionState, SessionStatus};
+use greentic::store::sessions::SessionStore;
 use serde_json::json;
 
 e2e_tests::on_every_target!(

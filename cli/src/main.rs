@@ -15,8 +15,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
-use greentic::auth::{Claims, mint_hs256};
-use greentic::tenant::{IdKind, validate_id};
+use greentic::service::auth::{Claims, mint_hs256};
+use greentic::tenancy::ids::{IdKind, validate_id};
 
 #[derive(Parser)]
 #[command(name = "greentic", version, about = "Greentic platform tooling")]
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
 fn validate(paths: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for path in paths {
-        match greentic::bundle::load(path) {
+        match greentic::flows::bundle::load(path) {
             Ok(loaded) => {
                 let tenants = loaded.bundle.tenants.len();
                 let teams: usize = loaded.bundle.tenants.values().map(|t| t.teams.len()).sum();
@@ -177,7 +177,7 @@ fn slack_sign(timestamp: i64, secret: &str) -> ExitCode {
 }
 
 fn compile(path: &std::path::Path, out: &std::path::Path) -> ExitCode {
-    let loaded = match greentic::bundle::load(path) {
+    let loaded = match greentic::flows::bundle::load(path) {
         Ok(loaded) => loaded,
         Err(errors) => {
             for e in errors {
@@ -186,7 +186,7 @@ fn compile(path: &std::path::Path, out: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let files = greentic::tenant_config::compile(&loaded);
+    let files = greentic::flows::tenant_config::compile(&loaded);
     match write_compiled(out, &files) {
         Ok(()) => {
             println!(
@@ -259,10 +259,10 @@ fn mint_token(args: MintArgs) -> Result<String, String> {
         iat: Some(now),
     };
     let secret = args.secret.as_bytes();
-    if secret.len() < greentic::auth::MIN_HS256_SECRET_LEN {
+    if secret.len() < greentic::service::auth::MIN_HS256_SECRET_LEN {
         return Err(format!(
             "SPIN_VARIABLE_AUTH_HS256_SECRET must be at least {} bytes (e.g. `openssl rand -hex 32`)",
-            greentic::auth::MIN_HS256_SECRET_LEN
+            greentic::service::auth::MIN_HS256_SECRET_LEN
         ));
     }
     mint_hs256(secret, &args.issuer, &args.audience, &claims).map_err(|e| e.to_string())

@@ -13,7 +13,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use greentic::tenant::SecretName;
+use greentic::tenancy::ids::SecretName;
 use serde_json::Value;
 
 use crate::{MintArgs, mint_token};

@@ -5,10 +5,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use greentic::auth::AuthConfig;
 use greentic::http::Request;
 use greentic::secrets::client::{BrokerClient, SecretsClient, SecretsClientError};
-use greentic::tenant::{SecretName, TenantCtx};
+use greentic::service::auth::AuthConfig;
+use greentic::tenancy::ids::{SecretName, TenantCtx};
 use greentic::testing::{MemoryHost, TEST_HS256_SECRET, TEST_MASTER_KEY};
 
 const SECRET: &str = "cli-test-secret-0123456789abcdef0123";
@@ -396,7 +396,7 @@ fn bundle_compile_writes_one_file_per_tenant_and_drops_removed_tenants() {
         .collect();
     names.sort();
     assert_eq!(names, ["acme.json", "bigcorp.json"]);
-    let acme: greentic::tenant_config::TenantConfig =
+    let acme: greentic::flows::tenant_config::TenantConfig =
         serde_json::from_slice(&std::fs::read(out.join("tenants/acme.json")).unwrap()).unwrap();
     assert_eq!(acme.id, "acme");
     assert!(acme.tenant.teams.contains_key("support"));

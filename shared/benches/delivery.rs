@@ -7,18 +7,17 @@
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use greentic::bundle::{Bundle, LoadedBundle};
-use greentic::delivery::Delivery;
-use greentic::envelope::{ReplyAddress, Sender};
-use greentic::flow::Flow;
+use greentic::flows::bundle::{Bundle, LoadedBundle};
+use greentic::flows::flow::Flow;
+use greentic::flows::tenant_config::{self, TenantConfig};
 use greentic::host::Host;
 use greentic::http::Response;
-use greentic::log::RequestLog;
-use greentic::providers::{self, Message};
-use greentic::session::Conversation;
-use greentic::session_store::SessionStore;
-use greentic::tenant::{ChannelId, TenantCtx};
-use greentic::tenant_config::{self, TenantConfig};
+use greentic::messaging::delivery::Delivery;
+use greentic::messaging::envelope::{ReplyAddress, Sender};
+use greentic::messaging::providers::{self, Message};
+use greentic::service::log::RequestLog;
+use greentic::store::sessions::SessionStore;
+use greentic::tenancy::ids::{ChannelId, Conversation, TenantCtx};
 use greentic::testing::{MemoryHost, TEST_BRIDGE_URL};
 use std::hint::black_box;
 
@@ -55,7 +54,7 @@ nodes:
 "#;
 
 fn bench(c: &mut Criterion) {
-    let host = MemoryHost::new(&[greentic::executor::STORE_LABEL]);
+    let host = MemoryHost::new(&[greentic::messaging::executor::STORE_LABEL]);
     let loaded = LoadedBundle {
         bundle: Bundle::parse("bench.yaml", BUNDLE).unwrap(),
         flows: [("five".to_owned(), Flow::parse("five.yaml", FLOW).unwrap())].into(),
@@ -82,7 +81,7 @@ fn bench(c: &mut Criterion) {
     let slack = ChannelId::parse("slack").unwrap();
     let config = TenantConfig::load(&host, "acme").unwrap().unwrap();
     let channel = config.channel(&ctx, &slack).unwrap();
-    let subject = greentic::subjects::ingress(&ctx, &slack).to_string();
+    let subject = greentic::tenancy::subjects::ingress(&ctx, &slack).to_string();
     let message = |n: u64| {
         providers::envelope(
             &channel,
@@ -117,7 +116,9 @@ fn bench(c: &mut Criterion) {
             body: &body,
         };
         let mut log = RequestLog::new(&host, "bench", "r".into());
-        black_box(greentic::executor::deliver_ingress(&host, &delivery, &mut log).unwrap())
+        black_box(
+            greentic::messaging::executor::deliver_ingress(&host, &delivery, &mut log).unwrap(),
+        )
     };
     // Warm the session to its steady size (bounded transcript and memory).
     for _ in 0..64 {

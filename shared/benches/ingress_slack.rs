@@ -4,11 +4,11 @@
 //! normalise the event into an envelope and encode it.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use greentic::flows::tenant_config::TenantConfig;
 use greentic::host::Host;
 use greentic::http::Request;
-use greentic::providers::{self, Inbound, Webhook};
-use greentic::tenant::{ChannelId, TenantCtx};
-use greentic::tenant_config::TenantConfig;
+use greentic::messaging::providers::{self, Inbound, Webhook};
+use greentic::tenancy::ids::{ChannelId, TenantCtx};
 use greentic::testing::{FakeSecrets, MemoryHost};
 use hmac::{KeyInit, Mac};
 use std::hint::black_box;

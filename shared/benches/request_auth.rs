@@ -4,11 +4,11 @@
 //! development, RS256 for production) and authorise the headers against its claims.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use greentic::auth::{
+use greentic::http::Request;
+use greentic::service::auth::{
     AuthConfig, Claims, RequestScope, VAR_AUDIENCE, VAR_HS256_SECRET, VAR_ISSUER, VAR_PUBLIC_KEYS,
     mint_hs256,
 };
-use greentic::http::Request;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::hint::black_box;
 

@@ -5,11 +5,10 @@
 //! that grew with the store would show.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use greentic::kv::TestKv;
-use greentic::secrets::SecretScope;
 use greentic::secrets::crypto::MasterKeys;
 use greentic::secrets::store::SecretStore;
-use greentic::tenant::{SecretName, TenantCtx};
+use greentic::store::kv::TestKv;
+use greentic::tenancy::ids::{SecretName, SecretScope, TenantCtx};
 use std::hint::black_box;
 
 const MASTER_KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";

@@ -7,10 +7,10 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use greentic::TenantCtx;
-use greentic::kv::TestKv;
-use greentic::session::{Conversation, NewSession};
-use greentic::session_store::{ListQuery, ListScope, SessionStore};
-use greentic::tenant::ChannelId;
+use greentic::store::kv::TestKv;
+use greentic::store::session::NewSession;
+use greentic::store::sessions::{ListQuery, ListScope, SessionStore};
+use greentic::tenancy::ids::{ChannelId, Conversation};
 use std::hint::black_box;
 
 const TEAM_SESSIONS: usize = 1_000;

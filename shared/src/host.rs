@@ -4,7 +4,7 @@
 //! handler code runs under Spin and in native tests.
 
 use crate::http::{Request, Response};
-use crate::kv::{KeyValue, KvError};
+use crate::store::kv::{KeyValue, KvError};
 
 /// Why an outbound request got no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,33 +36,4 @@ pub trait Host {
     /// inside that folder, e.g. `tenants/acme.json`; `None` when absent. Under
     /// Spin the folder is mounted read-only at `/bundle`.
     fn bundle_file(&self, name: &str) -> Result<Option<Vec<u8>>, String>;
-}
-
-impl<T: KeyValue + ?Sized> KeyValue for &T {
-    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        (**self).get(key)
-    }
-    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        (**self).set(key, value)
-    }
-    fn delete(&self, key: &str) -> Result<(), KvError> {
-        (**self).delete(key)
-    }
-    fn exists(&self, key: &str) -> Result<bool, KvError> {
-        (**self).exists(key)
-    }
-    fn get_keys(&self) -> Result<Vec<String>, KvError> {
-        (**self).get_keys()
-    }
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        (**self).increment(key, delta)
-    }
-    fn swap_reported(
-        &self,
-        key: &str,
-        expected: &[u8],
-        new: &[u8],
-    ) -> Result<crate::kv::Swap, KvError> {
-        (**self).swap_reported(key, expected, new)
-    }
 }

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::auth::{self, Claims};
 use crate::host::{Host, OutboundError};
 use crate::http::{Request, Response};
-use crate::kv::{KeyValue, KvError, TestKv};
+use crate::service::auth::{self, Claims};
+use crate::store::kv::{KeyValue, KvError, TestKv};
 
 /// Ids every id position (path segment, header, claim, bundle key) must refuse:
 /// key and subject separators, NATS wildcards, traversal, case, padding,
@@ -58,11 +58,12 @@ pub mod keys {
 }
 
 /// A new Slack session of `user` in conversation `C1` of `channel`, no flow yet.
-pub fn new_session(channel: &str, user: &str) -> crate::session::NewSession {
-    crate::session::NewSession {
-        channel: crate::tenant::ChannelId::parse(channel).expect("test channels are valid ids"),
+pub fn new_session(channel: &str, user: &str) -> crate::store::session::NewSession {
+    crate::store::session::NewSession {
+        channel: crate::tenancy::ids::ChannelId::parse(channel)
+            .expect("test channels are valid ids"),
         provider: "messaging-slack".into(),
-        conversation: crate::session::Conversation {
+        conversation: crate::tenancy::ids::Conversation {
             id: "C1".into(),
             thread: None,
         },
@@ -267,9 +268,11 @@ pub fn demo_bundle() -> &'static BTreeMap<String, Vec<u8>> {
     static COMPILED: std::sync::OnceLock<BTreeMap<String, Vec<u8>>> = std::sync::OnceLock::new();
     COMPILED.get_or_init(|| {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../bundles/demo.yaml");
-        let loaded = crate::bundle::load(std::path::Path::new(path))
+        let loaded = crate::flows::bundle::load(std::path::Path::new(path))
             .unwrap_or_else(|e| panic!("the demo bundle is invalid: {e:?}"));
-        crate::tenant_config::compile(&loaded).into_iter().collect()
+        crate::flows::tenant_config::compile(&loaded)
+            .into_iter()
+            .collect()
     })
 }
 
@@ -306,7 +309,7 @@ impl crate::secrets::client::SecretsClient for FakeSecrets {
     fn resolve(
         &self,
         ctx: &crate::TenantCtx,
-        name: &crate::tenant::SecretName,
+        name: &crate::tenancy::ids::SecretName,
     ) -> Result<Vec<u8>, crate::secrets::client::SecretsClientError> {
         use crate::secrets::client::SecretsClientError;
         if self.unavailable.load(Ordering::Relaxed) {
@@ -332,7 +335,7 @@ impl crate::secrets::client::SecretsClient for FakeSecrets {
     fn verify_hmac_sha256(
         &self,
         ctx: &crate::TenantCtx,
-        name: &crate::tenant::SecretName,
+        name: &crate::tenancy::ids::SecretName,
         message: &[u8],
         mac: &[u8],
     ) -> Result<bool, crate::secrets::client::SecretsClientError> {
@@ -374,9 +377,15 @@ impl FakeBridge {
         let bridge = Arc::new(FakeBridge::default());
         let serving = bridge.clone();
         host.serve_url(TEST_BRIDGE_URL, Arc::new(move |req| serving.publish(req)));
-        host.set_variable(crate::bridge::VAR_BRIDGE_URL, TEST_BRIDGE_URL);
-        host.set_variable(crate::bridge::VAR_PUBLISH_TOKEN, TEST_BRIDGE_TOKEN);
-        host.set_variable(crate::bridge::VAR_DELIVERY_TOKEN, TEST_DELIVERY_TOKEN);
+        host.set_variable(crate::messaging::bridge::VAR_BRIDGE_URL, TEST_BRIDGE_URL);
+        host.set_variable(
+            crate::messaging::bridge::VAR_PUBLISH_TOKEN,
+            TEST_BRIDGE_TOKEN,
+        );
+        host.set_variable(
+            crate::messaging::bridge::VAR_DELIVERY_TOKEN,
+            TEST_DELIVERY_TOKEN,
+        );
         bridge
     }
 
@@ -450,31 +459,37 @@ impl FakeBridge {
         Request::new("POST", route)
             .with_header("authorization", format!("Bearer {TEST_DELIVERY_TOKEN}"))
             .with_header("content-type", "application/json")
-            .with_header(crate::delivery::SUBJECT_HEADER, &published.subject)
-            .with_header(crate::delivery::MSG_ID_HEADER, &published.msg_id)
-            .with_header(crate::delivery::ATTEMPT_HEADER, attempt.to_string())
+            .with_header(
+                crate::messaging::delivery::SUBJECT_HEADER,
+                &published.subject,
+            )
+            .with_header(crate::messaging::delivery::MSG_ID_HEADER, &published.msg_id)
+            .with_header(
+                crate::messaging::delivery::ATTEMPT_HEADER,
+                attempt.to_string(),
+            )
             .with_body(published.payload.clone())
     }
 }
 
 /// A person's message with the usual test defaults (conversation `C1`, no
 /// thread); change fields as a test needs.
-pub fn message(provider_id: &str, user: &str, text: &str) -> crate::providers::Message {
-    crate::providers::Message {
+pub fn message(provider_id: &str, user: &str, text: &str) -> crate::messaging::providers::Message {
+    crate::messaging::providers::Message {
         id_kind: "event",
         provider_id: provider_id.into(),
-        conversation: crate::session::Conversation {
+        conversation: crate::tenancy::ids::Conversation {
             id: "C1".into(),
             thread: None,
         },
-        sender: crate::envelope::Sender {
+        sender: crate::messaging::envelope::Sender {
             id: user.into(),
             name: None,
         },
         text: text.into(),
         sent_at_ms: 0,
         attachments: Vec::new(),
-        reply: crate::envelope::ReplyAddress::default(),
+        reply: crate::messaging::envelope::ReplyAddress::default(),
     }
 }
 
@@ -485,33 +500,34 @@ pub fn envelope_on(
     tenant: &str,
     team: &str,
     channel: &str,
-    message: crate::providers::Message,
-) -> crate::envelope::Envelope {
+    message: crate::messaging::providers::Message,
+) -> crate::messaging::envelope::Envelope {
     let ctx = crate::TenantCtx::new(tenant, "prod", Some(team)).expect("test ids are valid");
-    let channel = crate::tenant::ChannelId::parse(channel).expect("test ids are valid");
-    let config = crate::tenant_config::TenantConfig::load(host, tenant)
+    let channel = crate::tenancy::ids::ChannelId::parse(channel).expect("test ids are valid");
+    let config = crate::flows::tenant_config::TenantConfig::load(host, tenant)
         .expect("the bundle reads")
         .expect("the tenant is in the bundle");
     let channel = config
         .channel(&ctx, &channel)
         .expect("the channel is in the bundle");
-    crate::providers::envelope(&channel, message)
+    crate::messaging::providers::envelope(&channel, message)
 }
 
 impl Published {
     /// An inbound envelope as ingress publishes it.
-    pub fn inbound(envelope: &crate::envelope::Envelope) -> Published {
+    pub fn inbound(envelope: &crate::messaging::envelope::Envelope) -> Published {
         Published {
-            subject: crate::subjects::ingress(&envelope.tenant, &envelope.channel).to_string(),
+            subject: crate::tenancy::subjects::ingress(&envelope.tenant, &envelope.channel)
+                .to_string(),
             msg_id: envelope.id.clone(),
             payload: envelope.to_json(),
         }
     }
 
     /// A reply as the executor publishes it.
-    pub fn reply(out: &crate::envelope::Outbound) -> Published {
+    pub fn reply(out: &crate::messaging::envelope::Outbound) -> Published {
         Published {
-            subject: crate::subjects::egress(&out.tenant, &out.channel).to_string(),
+            subject: crate::tenancy::subjects::egress(&out.tenant, &out.channel).to_string(),
             msg_id: out.id.clone(),
             payload: out.to_json(),
         }

@@ -15,11 +15,10 @@ use std::sync::Arc;
 
 use greentic::TenantCtx;
 use greentic::http::{Request, Response};
-use greentic::kv::TestKv;
 use greentic::secrets::client::{BrokerClient, SecretsClient, SecretsClientError};
-use greentic::session::SessionId;
-use greentic::session_store::SessionStore;
-use greentic::tenant::SecretName;
+use greentic::store::kv::TestKv;
+use greentic::store::sessions::SessionStore;
+use greentic::tenancy::ids::{SecretName, SessionId};
 use greentic::testing::{MemoryHost, TokenBuilder};
 use spin_test_host::SpinApp;
 

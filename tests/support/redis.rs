@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::process::{Tied, spawn_tied};
 
-use greentic::kv::{KeyValue, KvError, Swap, TestKv};
+use greentic::store::kv::{KeyValue, KvError, Swap, TestKv};
 
 /// Databases the test server offers: one per store a test process opens.
 const DATABASES: u32 = 8192;

@@ -13,7 +13,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use greentic::http::Request;
 use greentic::secrets::client::SecretsClientError;
-use greentic::tenant::{SecretName, TenantCtx};
+use greentic::tenancy::ids::{SecretName, TenantCtx};
 use greentic::testing::{NOW_SECS, TEST_HS256_SECRET, TEST_MASTER_KEY};
 use serde_json::Value;
 use spin_test_host::{Builder, SpinApp};
@@ -53,7 +53,7 @@ command = "cargo build --target wasm32-wasip1 --release -p spin-test-probe"
 /// fixtures' "now".
 pub fn builder() -> Builder {
     SpinApp::builder()
-        .variable(greentic::auth::VAR_HS256_SECRET, TEST_HS256_SECRET)
+        .variable(greentic::service::auth::VAR_HS256_SECRET, TEST_HS256_SECRET)
         .variable(greentic::secrets::crypto::VAR_MASTER_KEY, TEST_MASTER_KEY)
         .variable(secrets_broker::api::VAR_SHARED_GLOBAL, "signing_key")
         .wall_clock(UNIX_EPOCH + Duration::from_secs(NOW_SECS))

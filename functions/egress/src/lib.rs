@@ -1,7 +1,7 @@
 //! Spin component: egress (`POST /internal/v1/deliveries/egress`).
 //!
 //! The bridge pushes every reply here with its delivery token; the handler
-//! hands it to `greentic::egress::deliver`, which sends it with the provider
+//! hands it to `greentic::messaging::egress::deliver`, which sends it with the provider
 //! of its channel and that tenant/team's credentials (from the broker).
 
 pub mod api;

@@ -3,12 +3,12 @@
 
 use greentic::host::Host;
 use greentic::http::{Request, Response};
-use greentic::{delivery, executor};
+use greentic::messaging::{delivery, executor};
 use serde_json::json;
 
 pub const COMPONENT: &str = "flow-executor";
 pub const ROUTE: &str = "/internal/v1/deliveries/ingress";
-pub use greentic::delivery::BODY_LIMIT;
+pub use greentic::messaging::delivery::BODY_LIMIT;
 
 pub fn handle(req: &Request, host: &dyn Host) -> Response {
     delivery::handle(req, host, COMPONENT, ROUTE, |delivery, log| {

@@ -2,7 +2,7 @@
 //!
 //! The bridge pushes every ingress message here with its delivery token; the
 //! handler checks the token and hands the delivery to
-//! `greentic::executor::deliver_ingress`. 2xx means applied (or applied
+//! `greentic::messaging::executor::deliver_ingress`. 2xx means applied (or applied
 //! before); 4xx means it never can be (dead-lettered with the reason); 5xx
 //! means try again.
 

@@ -9,16 +9,16 @@
 //! published before verification, and 200 means JetStream stored it.
 
 use greentic::ApiError;
-use greentic::bridge::{BridgeClient, MAX_PUBLISH_BYTES};
+use greentic::flows::tenant_config::{ChannelConfig, TenantConfig};
 use greentic::host::Host;
 use greentic::http::{Request, Response};
-use greentic::log::RequestLog;
-use greentic::providers::{self, Inbound, Webhook, webchat};
+use greentic::messaging::bridge::{BridgeClient, MAX_PUBLISH_BYTES};
+use greentic::messaging::providers::{self, Inbound, Webhook, webchat};
 use greentic::secrets::client::BrokerClient;
 use greentic::service;
-use greentic::subjects;
-use greentic::tenant::{ChannelId, TenantCtx};
-use greentic::tenant_config::{ChannelConfig, TenantConfig};
+use greentic::service::log::RequestLog;
+use greentic::tenancy::ids::{ChannelId, TenantCtx};
+use greentic::tenancy::subjects;
 use serde_json::json;
 
 pub const COMPONENT: &str = "ingress";

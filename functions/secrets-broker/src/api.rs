@@ -20,19 +20,19 @@
 //! (who, scope, name, outcome), never the value.
 
 use greentic::ApiError;
-use greentic::auth::{Access, authorise_request, roles};
 use greentic::host::Host;
 use greentic::http::{Request, Response};
-use greentic::log::RequestLog;
+use greentic::secrets::STORE_LABEL;
 use greentic::secrets::client::{
     CALLER_HEADER, MAC_HEADER, RESOLVE_PATH, SECRET_NAME_HEADER, VERIFY_HMAC_SHA256_PATH,
     hmac_sha256_matches,
 };
 use greentic::secrets::crypto::{MasterKeys, NONCE_LEN};
 use greentic::secrets::store::{Put, SecretError, SecretMeta, SecretStore};
-use greentic::secrets::{STORE_LABEL, SecretScope};
 use greentic::service;
-use greentic::tenant::{IdError, IdKind, SecretName, TenantCtx};
+use greentic::service::auth::{Access, authorise_request, roles};
+use greentic::service::log::RequestLog;
+use greentic::tenancy::ids::{IdError, IdKind, SecretName, SecretScope, TenantCtx};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -489,7 +489,7 @@ fn internal(
         .header(CALLER_HEADER)
         .ok()
         .flatten()
-        .filter(|c| greentic::tenant::validate_id(IdKind::Channel, c).is_ok());
+        .filter(|c| greentic::tenancy::ids::validate_id(IdKind::Channel, c).is_ok());
     let keys = master_keys(host)?;
     let shared = shared_globals(host)?;
     let kv = host.open_store(STORE_LABEL)?;

@@ -8,14 +8,14 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use greentic::auth::{Access, authorise_request, roles};
 use greentic::http::{DEFAULT_BODY_LIMIT, Request, Response};
-use greentic::log::RequestLog;
 use greentic::service;
-use greentic::session::{SessionId, SessionRecord, SessionStatus};
-use greentic::session_store::{ListQuery, MAX_PAGE_LIMIT, SessionStore};
-use greentic::tenant::ChannelId;
-use greentic::usage::{self, Counts, Day, MAX_DAYS, Teams};
+use greentic::service::auth::{Access, authorise_request, roles};
+use greentic::service::log::RequestLog;
+use greentic::store::session::{SessionRecord, SessionStatus};
+use greentic::store::sessions::{ListQuery, MAX_PAGE_LIMIT, SessionStore};
+use greentic::store::usage::{self, Counts, Teams};
+use greentic::tenancy::ids::{ChannelId, Day, MAX_DAYS, SessionId};
 use greentic::{ApiError, host::Host};
 use serde_json::{Value, json};
 

@@ -1,7 +1,7 @@
 //! Spin component: the session REST API (`/api/v1/sessions`).
 //!
 //! A thin adapter: [`api::handle`] parses the request, resolves the caller's
-//! [`greentic::TenantCtx`] and access, calls `greentic::session_store` and
+//! [`greentic::TenantCtx`] and access, calls `greentic::store::sessions` and
 //! renders the answer. The `#[http_component]` entry point below only converts
 //! Spin's request and response, so everything testable runs natively.
 

@@ -3,7 +3,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use greentic::host::{Host, OutboundError};
 use greentic::http::{Request, Response};
-use greentic::kv::{KeyValue, KvError, Swap};
+use greentic::store::kv::{KeyValue, KvError, Swap};
 use spin_sdk::http::IncomingRequest;
 use spin_sdk::key_value::{Error as SpinKvError, Store};
 use spin_sdk::wit::wasi::keyvalue::{atomics, store as wasi_store};

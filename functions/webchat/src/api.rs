@@ -4,14 +4,14 @@
 //! tenant's) messages.
 
 use greentic::ApiError;
+use greentic::flows::tenant_config::TenantConfig;
 use greentic::host::Host;
 use greentic::http::{DEFAULT_BODY_LIMIT, Request, Response};
-use greentic::providers::{bearer, webchat};
+use greentic::messaging::providers::{bearer, webchat};
 use greentic::secrets::client::BrokerClient;
 use greentic::service;
-use greentic::tenant::{ChannelId, TenantCtx};
-use greentic::tenant_config::TenantConfig;
-use greentic::webchat_log::{ConversationId, ConversationLog, STORE_LABEL};
+use greentic::store::webchat_log::{ConversationLog, STORE_LABEL};
+use greentic::tenancy::ids::{ChannelId, ConversationId, TenantCtx};
 use serde_json::json;
 
 pub const COMPONENT: &str = "webchat";

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::host::Host;
 use crate::http::Request;
-use crate::tenant::{SecretName, TenantCtx};
+use crate::tenancy::ids::{SecretName, TenantCtx};
 
 /// The broker as other components address it (service chaining).
 pub const BROKER_URL: &str = "http://secrets-broker.spin.internal";

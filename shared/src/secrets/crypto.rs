@@ -13,8 +13,8 @@ use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
-use crate::error::ApiError;
-use crate::tenant::{IdKind, validate_id};
+use crate::http::error::ApiError;
+use crate::tenancy::ids::{IdKind, validate_id};
 
 /// `{key id}:{base64 of 32 random bytes}`, e.g. `k1:` + `openssl rand -base64 32`.
 pub const VAR_MASTER_KEY: &str = "secrets_master_key";

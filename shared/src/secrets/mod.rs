@@ -1,19 +1,23 @@
 //! Secrets: tenant-scoped, encrypted at rest, held by one component.
 //!
 //! The seed's namespacing (`secrets/global/..`, `secrets/{tenant}/..`,
-//! `secrets/{tenant}/teams/{team}/..`) is [`SecretScope`]. Only the secrets broker
+//! `secrets/{tenant}/teams/{team}/..`) is
+//! [`SecretScope`](crate::tenancy::ids::SecretScope), an id beside the others
+//! since storage keys are built from it. Only the secrets broker
 //! opens the store that holds them ([`STORE_LABEL`]); every other component asks
 //! the broker through [`client::SecretsClient`], preferably for an operation
 //! ("verify this HMAC with the channel's signing secret") so the value never
-//! leaves the broker.
+//! leaves the broker. The names a channel's secrets take
+//! ([`SECRET_PURPOSES`]) are here too, so bundle validation (`flows`) and the
+//! providers (`messaging`) agree on them.
+//!
+//! Uses everything below `flows`.
 
 pub mod client;
 pub mod crypto;
 pub mod store;
 
-use std::fmt;
-
-use crate::tenant::{SecretName, TenantCtx};
+use crate::tenancy::ids::SecretName;
 
 /// The key-value store (spin.toml label) of the secrets broker, and only of it.
 pub const STORE_LABEL: &str = "secrets";
@@ -22,6 +26,20 @@ pub const STORE_LABEL: &str = "secrets";
 /// signing secret, Telegram's webhook secret token, web chat's token signing
 /// key): guessing one forges traffic, so each must be long.
 pub const VERIFICATION_SUFFIXES: &[&str] = &["_signing_secret", "_webhook_secret", "_token_secret"];
+
+/// What a channel keeps in the secrets broker, as `{channel}_{purpose}`.
+pub const SECRET_PURPOSES: &[&str] = &[
+    "signing_secret",
+    "webhook_secret",
+    "token_secret",
+    "bot_token",
+    "app_password",
+];
+
+/// The longest channel id whose every secret name is a valid secret name
+/// (`{channel}_{purpose}` within the id limit): bundle validation holds
+/// channels to it.
+pub const CHANNEL_ID_MAX_LEN: usize = crate::tenancy::ids::ID_MAX_LEN - 1 - 14;
 
 /// Shortest value of a verification secret, in bytes.
 pub const MIN_VERIFICATION_SECRET_LEN: usize = 16;
@@ -50,48 +68,4 @@ pub fn check_value(name: &SecretName, value: &[u8]) -> Result<(), ValueError> {
         return Err(ValueError::TooShort(name.as_str().to_owned()));
     }
     Ok(())
-}
-
-/// Where a secret lives. Built from a validated [`TenantCtx`], never from raw text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretScope {
-    /// Platform-wide (`secrets/global/{name}`).
-    Global,
-    /// One tenant, every env and team (`secrets/{tenant}/{name}`).
-    Tenant(String),
-    /// One team of a tenant (`secrets/{tenant}/teams/{team}/{name}`).
-    Team(String, String),
-}
-
-impl SecretScope {
-    /// The tenant's scope; the context's env and team do not matter (the seed
-    /// keeps secrets per tenant and team, not per environment).
-    pub fn tenant_of(ctx: &TenantCtx) -> Self {
-        SecretScope::Tenant(ctx.tenant_id().to_owned())
-    }
-
-    /// The team's scope, or `None` for a context without a team.
-    pub fn team_of(ctx: &TenantCtx) -> Option<Self> {
-        ctx.team_id()
-            .map(|team| SecretScope::Team(ctx.tenant_id().to_owned(), team.to_owned()))
-    }
-
-    /// `global`, `tenant` or `team`, as reported in metadata and logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SecretScope::Global => "global",
-            SecretScope::Tenant(_) => "tenant",
-            SecretScope::Team(..) => "team",
-        }
-    }
-}
-
-impl fmt::Display for SecretScope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SecretScope::Global => f.write_str("global"),
-            SecretScope::Tenant(t) => write!(f, "{t}"),
-            SecretScope::Team(t, team) => write!(f, "{t}/teams/{team}"),
-        }
-    }
 }

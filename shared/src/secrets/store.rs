@@ -7,12 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::SecretScope;
 use super::crypto::{MasterKeys, NONCE_LEN, OpenError, Sealed};
-use crate::index::{InvalidCursor, SlotIndex};
-use crate::keys;
-use crate::kv::{Cas, KeyValue, KvError};
-use crate::tenant::{SecretName, TenantCtx};
+use crate::store::index::{InvalidCursor, SlotIndex};
+use crate::store::kv::{Cas, KeyValue, KvError};
+use crate::tenancy::ids::{SecretName, SecretScope, TenantCtx};
+use crate::tenancy::keys;
 
 /// Largest secret value, in bytes.
 pub const MAX_VALUE_LEN: usize = 64 * 1024;
@@ -313,7 +312,7 @@ fn decode(bytes: &[u8], name: &SecretName) -> Result<SecretRecord, SecretError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kv::TestKv;
+    use crate::store::kv::TestKv;
 
     const K1: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     const K2: &str = "k2:ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=";

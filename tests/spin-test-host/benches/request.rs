@@ -9,8 +9,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use greentic::TenantCtx;
-use greentic::auth::VAR_HS256_SECRET;
-use greentic::session_store::SessionStore;
+use greentic::service::auth::VAR_HS256_SECRET;
+use greentic::store::sessions::SessionStore;
 use greentic::testing::{NOW_SECS, TEST_HS256_SECRET, new_session, token};
 use spin_test_host::{Request, SpinApp};
 

@@ -3,7 +3,7 @@
 //!
 //! One [`TestKv`] per label, shared by every component of an application
 //! instance, as `spin up` shares a runtime-config store. Each store is a
-//! [`greentic::kv::TestKv`] (in memory, or over Redis when the builder says
+//! [`greentic::store::kv::TestKv`] (in memory, or over Redis when the builder says
 //! so), so tests seed and inspect exactly what the wasm
 //! reads and writes, through the same `KeyValue` trait the native tests use.
 //! A component opens only the labels it declares in `key_value_stores`; any
@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use greentic::kv::{KeyValue, KvError, Swap, TestKv};
+use greentic::store::kv::{KeyValue, KvError, Swap, TestKv};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::bindings::fermyon::spin::key_value as spin_kv;

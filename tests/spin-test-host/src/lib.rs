@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::{Context, anyhow, bail};
-use greentic::kv::TestKv;
+use greentic::store::kv::TestKv;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
@@ -351,7 +351,7 @@ impl SpinApp {
             .block_on(async move { response(app.serve_chained(&component, request).await).await })
     }
 
-    /// The store with this label, to seed and inspect through `greentic::kv::KeyValue`.
+    /// The store with this label, to seed and inspect through `greentic::store::kv::KeyValue`.
     /// Panics if no component declares it.
     pub fn store(&self, label: &str) -> &TestKv {
         self.app

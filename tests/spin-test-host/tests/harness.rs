@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-use greentic::kv::KeyValue;
+use greentic::store::kv::KeyValue;
 use serde_json::{Value, json};
 use spin_test_host::{Builder, Request, SpinApp};
 

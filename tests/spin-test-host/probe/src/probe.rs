@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use greentic::host::{Host, OutboundError};
 use greentic::http::{Request, Response};
 use greentic::secrets::client::{BrokerClient, SecretsClient, SecretsClientError};
-use greentic::tenant::{SecretName, TenantCtx};
+use greentic::tenancy::ids::{SecretName, TenantCtx};
 use serde_json::{Value, json};
 use spin_host::SpinHost;
 use spin_sdk::wit::wasi::keyvalue::store as wasi_store;

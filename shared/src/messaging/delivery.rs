@@ -1,0 +1,97 @@
+//! What a component checks on a push delivery from the bridge, before it
+//! looks at the message: the bridge's delivery token (constant time), and the
+//! subject and message id the bridge states. The token proves the request
+//! comes from the bridge; consumers then check that the envelope agrees with
+//! the subject, since a subject is what NATS permissions and streams key on.
+
+use subtle::ConstantTimeEq;
+
+use crate::host::Host;
+use crate::http::error::ApiError;
+use crate::http::{Request, Response};
+use crate::messaging::bridge::VAR_DELIVERY_TOKEN;
+use crate::service;
+use crate::service::log::RequestLog;
+
+/// Largest delivery accepted; the bridge refuses bigger payloads anyway.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// A component's whole delivery route: `POST route` with the bridge's token,
+/// then `apply`. 2xx acknowledges; 4xx is dead-lettered with the problem's
+/// detail as the reason, except the 401 for a wrong token, which the bridge
+/// holds until the tokens agree; 5xx is redelivered with backoff.
+pub fn handle(
+    req: &Request,
+    host: &dyn Host,
+    component: &'static str,
+    route: &'static str,
+    apply: impl FnOnce(&Delivery<'_>, &mut RequestLog) -> Result<serde_json::Value, ApiError>,
+) -> Response {
+    service::serve(req, host, component, BODY_LIMIT, |req, log| {
+        if req.path != route {
+            return ("-", Err(ApiError::NotFound));
+        }
+        if req.method != "POST" {
+            return (route, Err(ApiError::MethodNotAllowed { allow: "POST" }));
+        }
+        let outcome = authenticate(req, host)
+            .and_then(|delivery| apply(&delivery, log))
+            .map(|body| Response::json(200, &body));
+        if let Err(e) = &outcome
+            && e.status() < 500
+        {
+            log.warn(
+                "delivery.refused",
+                serde_json::json!({ "problem": e.slug(), "detail": e.to_string() }),
+            );
+        }
+        (route, outcome)
+    })
+}
+
+pub const SUBJECT_HEADER: &str = "x-greentic-subject";
+pub const MSG_ID_HEADER: &str = "x-greentic-msg-id";
+pub const ATTEMPT_HEADER: &str = "x-greentic-attempt";
+
+/// A delivery whose token checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery<'r> {
+    pub subject: &'r str,
+    pub msg_id: &'r str,
+    /// 1 on the first delivery, counting up on redeliveries.
+    pub attempt: u32,
+    pub body: &'r [u8],
+}
+
+/// Checks the bridge's token, then reads the delivery headers. An unset token
+/// is 503 (the bridge retries; nothing is accepted unauthenticated), a wrong
+/// one 401, missing headers 400.
+pub fn authenticate<'r>(req: &'r Request, host: &dyn Host) -> Result<Delivery<'r>, ApiError> {
+    let expected = host
+        .variable(VAR_DELIVERY_TOKEN)
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| ApiError::NotConfigured(format!("{VAR_DELIVERY_TOKEN} is not set")))?;
+    let presented = req
+        .header("authorization")?
+        .and_then(crate::http::bearer_token)
+        .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
+    if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        return Err(ApiError::Unauthorized(
+            "not the bridge's delivery token".into(),
+        ));
+    }
+    let header = |name: &str| {
+        req.header(name)?
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::BadRequest(format!("{name} is missing")))
+    };
+    let attempt = header(ATTEMPT_HEADER)?
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{ATTEMPT_HEADER} is not a number")))?;
+    Ok(Delivery {
+        subject: header(SUBJECT_HEADER)?,
+        msg_id: header(MSG_ID_HEADER)?,
+        attempt,
+        body: &req.body,
+    })
+}

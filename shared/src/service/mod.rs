@@ -1,0 +1,58 @@
+//! The steps every component takes around its own logic, in one place:
+//! request id, tenant-scoped log, body limit, problem rendering, and one
+//! access-log line per request (method, route, status, `duration_ms`);
+//! the tenant-scoped request log ([`log`]) and the one auth check ([`auth`]).
+//!
+//! Uses `host`, `store`, `http` and `tenancy`. What every request of every
+//! component goes through (per-tenant limits at the edge, say) belongs here.
+
+pub mod auth;
+pub mod log;
+
+use serde_json::json;
+
+use crate::host::Host;
+use crate::http::error::ApiError;
+use crate::http::{Request, Response};
+use crate::service::log::{RequestLog, request_id};
+
+/// What a component's handler returns: the route template it matched (logged
+/// instead of the raw path, which may hold anything a client sent) and the outcome.
+pub type Outcome = (&'static str, Result<Response, ApiError>);
+
+/// Runs `handler` for `req`. Bodies over `body_limit` are refused with 413
+/// before the handler sees them. The response always carries `X-Request-ID`.
+pub fn serve(
+    req: &Request,
+    host: &dyn Host,
+    component: &'static str,
+    body_limit: usize,
+    handler: impl FnOnce(&Request, &mut RequestLog) -> Outcome,
+) -> Response {
+    // The monotonic clock (WASI has one), not the host's wall clock: tests
+    // move that one, and a duration must not jump with it.
+    let started = std::time::Instant::now();
+    let supplied = req.header("x-request-id").ok().flatten();
+    let mut log = RequestLog::new(host, component, request_id(supplied, host));
+    let (route, outcome) = if req.body.len() > body_limit {
+        ("-", Err(ApiError::PayloadTooLarge { limit: body_limit }))
+    } else {
+        handler(req, &mut log)
+    };
+    let response = outcome.unwrap_or_else(|e| {
+        if e.status() >= 500 {
+            log.warn(
+                "request.failed",
+                json!({ "problem": e.slug(), "detail": e.to_string() }),
+            );
+        }
+        e.into_response(Some(log.request_id()))
+    });
+    // Milliseconds with microseconds: most requests take less than one.
+    let duration_ms = (started.elapsed().as_micros() as f64) / 1000.0;
+    log.info(
+        "request",
+        json!({ "method": req.method, "route": route, "status": response.status, "duration_ms": duration_ms }),
+    );
+    response.with_header("x-request-id", log.request_id())
+}

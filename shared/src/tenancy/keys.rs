@@ -1,0 +1,363 @@
+//! Every storage key the platform writes, built here and nowhere else.
+//!
+//! **Architecture Invariant:** only this module formats storage keys, and only
+//! from validated types ([`TenantCtx`], [`ChannelId`], [`SessionId`],
+//! [`SecretName`]). Since no validated id contains `/`, `:` or `.`, two different
+//! scopes can never produce the same key, and no key of one tenant is a prefix
+//! of another tenant's key space.
+//!
+//! | key | holds |
+//! |---|---|
+//! | `sessions/{tenant}/{env}/{team}/{session}.cbor` | session record, CBOR (seed format) |
+//! | `state:{tenant}:{env}:{team}:{session}` | session working memory, CBOR (seed format) |
+//! | `secrets/global/{name}` | platform-wide secret (seed format) |
+//! | `secrets/{tenant}/{name}` | tenant secret (seed format) |
+//! | `secrets/{tenant}/teams/{team}/{name}` | team secret (seed format) |
+//! | `index/{tenant}/{env}/sessions/seq` | counter: slots handed out in the env-wide session index |
+//! | `index/{tenant}/{env}/sessions/{slot}` | `{team}/{session}` at that slot |
+//! | `index/{tenant}/{env}/teams/{team}/sessions/seq` | counter: slots handed out in the team index |
+//! | `index/{tenant}/{env}/teams/{team}/sessions/{slot}` | `{session}` at that slot |
+//! | `index/{tenant}/{env}/session-teams/{session}` | the team a session id belongs to |
+//! | `claim:{tenant}:{env}:{team}:{session}` | counter: who creates the session's memory |
+//! | `webchat/{tenant}/{env}/{team}/{digest}/seq` and `/{n}` | a web chat conversation's bot activities (webchat store; digest of channel and conversation) |
+//! | `webchat-sent/{tenant}/{env}/{team}/{digest}` | an outbound message already in a web chat log (webchat store; digest of channel, conversation and message id) |
+//! | `egress-progress/{tenant}/{env}/{team}/{session}` | the session's recent outbound messages: for each, its id, a digest of its texts, how many a provider accepted (egress store) |
+//! | `egress-progress-claim/{tenant}/{env}/{team}/{session}` | counter: who creates the session's first progress record (egress store) |
+//! | `teams-token/{tenant}/{env}/{team}/{digest}` | the channel's Bot Framework access token and its expiry (egress store) |
+//! | `providers/teams/signing-keys` | Bot Framework's published signing keys and when they were fetched (cache store; public, not a tenant's) |
+//! | `usage/{tenant}/{env}/{team\|*}/{day}/{counter}` | counter: messages in, replies out, errors per day (`*` = all teams) |
+//! | `secrets-index/{global,{tenant},{tenant}/teams/{team}}/seq` and `/{slot}` | secret names of a scope (secrets store) |
+//!
+//! `{team}` is the team id or `default`. The tenant `global` is reserved (see
+//! [`crate::tenancy::ids`]) so `secrets/global/` is never a tenant's folder. Every
+//! key stays under Spin's 256-byte limit with 63-byte ids (a test builds each
+//! one at its longest): keys that would need a fourth id, a conversation or a
+//! provider's message id carry a digest of those instead.
+
+use crate::tenancy::ids::{
+    ChannelId, ConversationId, Counter, Day, SecretName, SecretScope, SessionId, TenantCtx,
+};
+
+/// `sessions/{tenant}/{env}/{team}/{session_id}.cbor`
+pub fn session_record(ctx: &TenantCtx, session: &SessionId) -> String {
+    format!(
+        "sessions/{}/{}/{}/{}.cbor",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        session.as_str()
+    )
+}
+
+/// `state:{tenant}:{env}:{team|default}:{session_id}`, exactly the seed's format.
+pub fn session_state(ctx: &TenantCtx, session: &SessionId) -> String {
+    format!(
+        "state:{}:{}:{}:{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        session.as_str()
+    )
+}
+
+/// `claim:{tenant}:{env}:{team}:{session}`: a counter; whoever increments it
+/// to 1 creates the session's memory (see `SessionStore::claim_memory`).
+pub fn session_memory_claim(ctx: &TenantCtx, session: &SessionId) -> String {
+    format!(
+        "claim:{}:{}:{}:{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        session.as_str()
+    )
+}
+
+/// `usage/{tenant}/{env}/{team}/{day}/{counter}`: a counter for one team
+/// (`default` = no team), or with `team: None` for the whole env (`*`, which
+/// no team id can be).
+pub fn usage(ctx: &TenantCtx, team: Option<&str>, day: &Day, counter: Counter) -> String {
+    format!(
+        "usage/{}/{}/{}/{}/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        team.unwrap_or("*"),
+        day.as_str(),
+        counter.as_str()
+    )
+}
+
+/// A web chat conversation's activity log:
+/// `webchat/{tenant}/{env}/{team}/{digest of channel and conversation}` with
+/// `/seq` and one key per activity (the watermark is the slot number).
+pub fn webchat_log(
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+    conversation: &ConversationId,
+) -> IndexKeys {
+    IndexKeys {
+        prefix: format!(
+            "webchat/{}/{}/{}/{}",
+            ctx.tenant_id(),
+            ctx.env_id(),
+            ctx.team_token(),
+            digest(channel.as_str(), conversation.as_str())
+        ),
+    }
+}
+
+/// Marks an outbound message as already appended to a web chat
+/// conversation's log, so a redelivery does not show it twice:
+/// `webchat-sent/{tenant}/{env}/{team}/{digest of channel, conversation and message id}`.
+pub fn webchat_sent(
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+    conversation: &ConversationId,
+    message_id: &str,
+) -> String {
+    format!(
+        "webchat-sent/{}/{}/{}/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        digest(
+            channel.as_str(),
+            &format!("{}/{message_id}", conversation.as_str())
+        )
+    )
+}
+
+/// How far egress got in sending a session's recent outbound messages (egress
+/// store): `egress-progress/{tenant}/{env}/{team}/{session}`.
+pub fn egress_progress(ctx: &TenantCtx, session: &SessionId) -> String {
+    format!(
+        "egress-progress/{}/{}/{}/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        session.as_str()
+    )
+}
+
+/// Bot Framework's signing keys as ingress last fetched them (cache store).
+/// Public material shared by every tenant: no tenant's data lives here.
+pub fn teams_signing_keys() -> String {
+    "providers/teams/signing-keys".to_owned()
+}
+
+/// A channel's Bot Framework access token while it is valid (egress store):
+/// `teams-token/{tenant}/{env}/{team}/{digest of channel}`.
+pub fn teams_access_token(ctx: &TenantCtx, channel: &ChannelId) -> String {
+    format!(
+        "teams-token/{}/{}/{}/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        digest(channel.as_str(), "")
+    )
+}
+
+/// Who creates a session's first egress progress record (a counter; the
+/// writer that increments it to 1): `egress-progress-claim/{tenant}/{env}/{team}/{session}`.
+pub fn egress_progress_claim(ctx: &TenantCtx, session: &SessionId) -> String {
+    format!(
+        "egress-progress-claim/{}/{}/{}/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        session.as_str()
+    )
+}
+
+/// 16 bytes of SHA-256 over `{channel}/{rest}`, in hex. A channel id holds no
+/// `/`, so no two pairs share an input; and a key with the three scope ids
+/// plus a digest stays under Spin's 256-byte limit, where one with a channel,
+/// a conversation or a provider's message id spelled out would not.
+fn digest(channel: &str, rest: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(channel)
+        .chain_update("/")
+        .chain_update(rest)
+        .finalize();
+    hex::encode(&digest[..16])
+}
+
+/// Which per-scope session index a key belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionIndex {
+    /// Every session of the tenant's environment, whatever the team.
+    Env,
+    /// The sessions of the context's team (or of no team).
+    Team,
+}
+
+/// The keys of one slot index (see [`crate::store::index`]): a counter and one key
+/// per slot, all under one prefix that only this module builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexKeys {
+    prefix: String,
+}
+
+impl IndexKeys {
+    /// The counter that hands out slots. Only ever changed with the host's
+    /// atomic increment, so two writers never get the same slot.
+    pub fn seq(&self) -> String {
+        format!("{}/seq", self.prefix)
+    }
+
+    /// One slot, written only by the writer that got its number from [`Self::seq`].
+    pub fn slot(&self, slot: u64) -> String {
+        format!("{}/{slot}", self.prefix)
+    }
+}
+
+/// `index/{tenant}/{env}/sessions` or `index/{tenant}/{env}/teams/{team}/sessions`.
+pub fn session_index(ctx: &TenantCtx, index: SessionIndex) -> IndexKeys {
+    let prefix = match index {
+        SessionIndex::Env => format!("index/{}/{}/sessions", ctx.tenant_id(), ctx.env_id()),
+        SessionIndex::Team => format!(
+            "index/{}/{}/teams/{}/sessions",
+            ctx.tenant_id(),
+            ctx.env_id(),
+            ctx.team_token()
+        ),
+    };
+    IndexKeys { prefix }
+}
+
+/// Where a session id is found without knowing its team.
+pub fn session_team_locator(ctx: &TenantCtx, session: &SessionId) -> String {
+    format!(
+        "index/{}/{}/session-teams/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        session.as_str()
+    )
+}
+
+/// `secrets/global/{name}`, `secrets/{tenant}/{name}` or
+/// `secrets/{tenant}/teams/{team}/{name}`: the seed's secret namespacing.
+pub fn secret(scope: &SecretScope, name: &SecretName) -> String {
+    match scope {
+        SecretScope::Global => format!("secrets/global/{}", name.as_str()),
+        SecretScope::Tenant(tenant) => format!("secrets/{tenant}/{}", name.as_str()),
+        SecretScope::Team(tenant, team) => {
+            format!("secrets/{tenant}/teams/{team}/{}", name.as_str())
+        }
+    }
+}
+
+/// The names of a secret scope, for listing: `secrets-index/global`,
+/// `secrets-index/{tenant}` or `secrets-index/{tenant}/teams/{team}`.
+pub fn secret_index(scope: &SecretScope) -> IndexKeys {
+    let prefix = match scope {
+        SecretScope::Global => "secrets-index/global".to_owned(),
+        SecretScope::Tenant(tenant) => format!("secrets-index/{tenant}"),
+        SecretScope::Team(tenant, team) => format!("secrets-index/{tenant}/teams/{team}"),
+    };
+    IndexKeys { prefix }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(team: Option<&str>) -> TenantCtx {
+        TenantCtx::new("acme", "prod", team).unwrap()
+    }
+
+    fn sid() -> SessionId {
+        SessionId::parse("session_001").unwrap().unwrap()
+    }
+
+    #[test]
+    fn session_and_state_keys_are_the_seeds() {
+        assert_eq!(
+            session_record(&ctx(Some("support")), &sid()),
+            "sessions/acme/prod/support/session_001.cbor"
+        );
+        assert_eq!(
+            session_state(&ctx(Some("support")), &sid()),
+            "state:acme:prod:support:session_001"
+        );
+        assert_eq!(
+            session_state(&ctx(None), &sid()),
+            "state:acme:prod:default:session_001"
+        );
+        assert_eq!(
+            session_record(&ctx(None), &sid()),
+            "sessions/acme/prod/default/session_001.cbor"
+        );
+    }
+
+    #[test]
+    fn secret_keys_are_the_seeds() {
+        let c = ctx(Some("support"));
+        let name = |n: &str| SecretName::parse(n).unwrap();
+        assert_eq!(
+            secret(&SecretScope::Global, &name("signing_key")),
+            "secrets/global/signing_key"
+        );
+        assert_eq!(
+            secret(&SecretScope::tenant_of(&c), &name("slack_bot_token")),
+            "secrets/acme/slack_bot_token"
+        );
+        assert_eq!(
+            secret(&SecretScope::team_of(&c).unwrap(), &name("webhook_secret")),
+            "secrets/acme/teams/support/webhook_secret"
+        );
+        assert_eq!(SecretScope::team_of(&ctx(None)), None);
+        assert_eq!(
+            secret_index(&SecretScope::team_of(&c).unwrap()).slot(3),
+            "secrets-index/acme/teams/support/3"
+        );
+    }
+
+    #[test]
+    fn index_keys_stay_under_the_tenant() {
+        let c = ctx(Some("support"));
+        assert_eq!(
+            session_index(&c, SessionIndex::Env).seq(),
+            "index/acme/prod/sessions/seq"
+        );
+        assert_eq!(
+            session_index(&c, SessionIndex::Team).slot(7),
+            "index/acme/prod/teams/support/sessions/7"
+        );
+        assert_eq!(
+            session_team_locator(&c, &sid()),
+            "index/acme/prod/session-teams/session_001"
+        );
+    }
+
+    #[test]
+    fn the_longest_key_fits_spins_limit() {
+        let long = "a".repeat(63);
+        let c = TenantCtx::new(&long, &long, Some(&long)).unwrap();
+        let s = SessionId::parse(&"f".repeat(32)).unwrap().unwrap();
+        let channel = ChannelId::parse(&long).unwrap();
+        let conversation = ConversationId::parse(&"c".repeat(64)).unwrap();
+        let message_id = "m".repeat(1000);
+        let day = Day::of(0);
+        let team = SecretScope::team_of(&c).unwrap();
+        for key in [
+            session_record(&c, &s),
+            session_state(&c, &s),
+            session_memory_claim(&c, &s),
+            session_index(&c, SessionIndex::Team).seq(),
+            session_index(&c, SessionIndex::Team).slot(u64::MAX),
+            session_index(&c, SessionIndex::Env).slot(u64::MAX),
+            session_team_locator(&c, &s),
+            secret(&team, &SecretName::parse(&long).unwrap()),
+            secret_index(&team).slot(u64::MAX),
+            usage(&c, Some(&long), &day, Counter::RepliesOut),
+            webchat_log(&c, &channel, &conversation).slot(u64::MAX),
+            webchat_sent(&c, &channel, &conversation, &message_id),
+            egress_progress(&c, &s),
+            egress_progress_claim(&c, &s),
+            teams_access_token(&c, &channel),
+        ] {
+            assert!(key.len() <= 256, "{} bytes: {key}", key.len());
+        }
+    }
+}
