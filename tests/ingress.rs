@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use e2e_tests::{Broker, Call, assert_problem, providers};
+use e2e_tests::{Broker, Call, assert_problem};
 use greentic::host::Host;
 use greentic::http::{Request, Response};
 use greentic::messaging::envelope::Envelope;
 use greentic::testing::{FakeBridge, MemoryHost, NOW_SECS, Published, UNSAFE_IDS, keys, token};
+use greentic_harness::providers;
 use serde_json::{Value, json};
 
 const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";

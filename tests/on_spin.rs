@@ -5,12 +5,12 @@
 //! tests/README.md lists where the two differ and which test here covers it.
 
 use e2e_tests::on_real_spin;
-use e2e_tests::spin_up::{
-    Kv, RealPlatform, SLACK_BOT_TOKEN, TELEGRAM_BOT_TOKEN, WEBCHAT_TOKEN_SECRET, platform, unique,
-};
 use greentic::TenantCtx;
 use greentic::tenancy::ids::{ChannelId, Conversation, SessionId};
 use greentic_bridge::testing::DELIVERY_TOKEN;
+use greentic_harness::spin_up::{
+    Kv, RealPlatform, SLACK_BOT_TOKEN, TELEGRAM_BOT_TOKEN, WEBCHAT_TOKEN_SECRET, platform, unique,
+};
 use serde_json::{Value, json};
 
 on_real_spin!(
@@ -277,11 +277,15 @@ fn twenty_turns_of_one_conversation_are_exact_after_every_turn(kv: Kv) {
     let mut replies = 0;
     for turn in 0..20 {
         let (text, answers) = acme_turn(turn);
-        let body =
-            e2e_tests::providers::slack::message_event(&unique("Ev"), &user, text, Some(&thread))
-                .to_string();
-        let headers = e2e_tests::providers::slack::signed_headers(
-            e2e_tests::spin_up::SLACK_SIGNING_SECRET,
+        let body = greentic_harness::providers::slack::message_event(
+            &unique("Ev"),
+            &user,
+            text,
+            Some(&thread),
+        )
+        .to_string();
+        let headers = greentic_harness::providers::slack::signed_headers(
+            greentic_harness::spin_up::SLACK_SIGNING_SECRET,
             p.now_secs(),
             body.as_bytes(),
         );
@@ -624,7 +628,7 @@ fn secrets_are_put_read_and_listed_without_values(kv: Kv) {
 
 fn a_person_talks_to_bigcorps_flow_in_the_web_chat_page(kv: Kv) {
     let p = platform(kv);
-    let report = e2e_tests::browser::chat_in_the_web_chat_page(
+    let report = greentic_harness::browser::chat_in_the_web_chat_page(
         &p.url,
         WEBCHAT_TOKEN_SECRET,
         &format!("webchat-{kv:?}.png").to_lowercase(),
@@ -658,7 +662,7 @@ fn a_header_that_is_not_utf8_is_answered_by_spin_itself(kv: Kv) {
 /// service chaining, then published (the envelope keeps 32 KiB of text).
 fn a_signed_slack_body_of_the_largest_size_is_verified_and_published(kv: Kv) {
     let p = platform(kv);
-    let mut body = e2e_tests::providers::slack::message_event(
+    let mut body = greentic_harness::providers::slack::message_event(
         &unique("Ev"),
         &unique("U"),
         "big",
@@ -669,8 +673,8 @@ fn a_signed_slack_body_of_the_largest_size_is_verified_and_published(kv: Kv) {
     body["event"]["blocks"][0]["padding"] = json!("p".repeat(pad));
     let raw = body.to_string().into_bytes();
     assert_eq!(raw.len(), ingress::BODY_LIMIT - 1);
-    let headers = e2e_tests::providers::slack::signed_headers(
-        e2e_tests::spin_up::SLACK_SIGNING_SECRET,
+    let headers = greentic_harness::providers::slack::signed_headers(
+        greentic_harness::spin_up::SLACK_SIGNING_SECRET,
         p.now_secs(),
         &raw,
     );
@@ -736,11 +740,11 @@ fn encode(conversation: &str) -> String {
 }
 
 fn telegram_chat() -> String {
-    e2e_tests::providers::telegram::CHAT_ID.to_string()
+    greentic_harness::providers::telegram::CHAT_ID.to_string()
 }
 
 fn unique_number() -> i64 {
-    e2e_tests::spin_up::unique_number()
+    greentic_harness::spin_up::unique_number()
 }
 
 /// A Slack thread timestamp no other test uses.

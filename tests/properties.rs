@@ -13,10 +13,10 @@
 
 use std::sync::Arc;
 
-use e2e_tests::providers::{slack, teams, telegram};
 use e2e_tests::{Broker, Call, token};
 use greentic::http::{Request, Response};
 use greentic::testing::{FakeBridge, MemoryHost, NOW_SECS, TEST_DELIVERY_TOKEN};
+use greentic_harness::providers::{slack, teams, telegram};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -2,11 +2,10 @@
 //! contract (increment is INCRBY, compare-and-swap is WATCH/MULTI/EXEC, as in
 //! Spin's Redis backend), and the session, secret and usage stores on top of
 //! it, with concurrent writers. The end-to-end suites run on Redis as well
-//! (their `wasm_on_redis` tests); the server is `e2e_tests::redis`'s.
+//! (their `wasm_on_redis` tests); the server is `greentic_harness::redis`'s.
 
 use std::collections::BTreeSet;
 
-use e2e_tests::redis::fresh_kv;
 use greentic::secrets::crypto::MasterKeys;
 use greentic::secrets::store::SecretStore;
 use greentic::store::kv::{Cas, KeyValue};
@@ -15,6 +14,7 @@ use greentic::store::sessions::{ListQuery, ListScope, SessionStore, StoreError};
 use greentic::store::usage::{self, Teams};
 use greentic::tenancy::ids::{Counter, Day, SecretName, SecretScope, TenantCtx};
 use greentic::testing::{TEST_MASTER_KEY, TEST_MASTER_KEY_2, new_session};
+use greentic_harness::redis::fresh_kv;
 
 fn ctx(tenant: &str, team: Option<&str>) -> TenantCtx {
     TenantCtx::new(tenant, "prod", team).unwrap()

@@ -153,7 +153,7 @@ fn the_messaging_components_answer_through_the_wasm_build() {
         .status,
         400
     );
-    let event = e2e_tests::providers::slack::message_event("EvWASM", "U1", "hi", None);
+    let event = greentic_harness::providers::slack::message_event("EvWASM", "U1", "hi", None);
     let r = slack(hook, &event, "wasm-slack-secret");
     assert_eq!(r.status, 503, "{}", r.json_body());
     assert_eq!(r.json_body()["type"], "urn:greentic:problem:unavailable");

@@ -3,11 +3,6 @@
 //! each on either [`Target`]: the handlers natively, or the release wasm
 //! build under spin-test-host (see [`wasm`]).
 
-pub mod browser;
-pub mod process;
-pub mod providers;
-pub mod redis;
-pub mod spin_up;
 pub mod wasm;
 
 use std::borrow::Borrow;
@@ -110,7 +105,7 @@ impl Stores {
     pub fn open(self, label: &str) -> TestKv {
         match self {
             Stores::Memory => TestKv::new(),
-            Stores::Redis => redis::fresh_store(label),
+            Stores::Redis => greentic_harness::redis::fresh_store(label),
         }
     }
 
@@ -544,4 +539,17 @@ pub fn json_value(value: &str) -> Vec<u8> {
     serde_json::json!({ "value": value })
         .to_string()
         .into_bytes()
+}
+
+/// Defines one `#[test]` per [`greentic_harness::spin_up::Kv`] for each test body (a `fn(Kv)`):
+/// `on_sqlite::name` and `on_redis::name`.
+#[macro_export]
+macro_rules! on_real_spin {
+    ($($test:ident),+ $(,)?) => {
+        $crate::one_test_per_case!(
+            on_sqlite => greentic_harness::spin_up::Kv::Sqlite,
+            on_redis => greentic_harness::spin_up::Kv::Redis;
+            [$($test),+]
+        );
+    };
 }

@@ -70,7 +70,9 @@ pub fn app() -> SpinApp {
 pub fn app_on(target: Target) -> SpinApp {
     match target {
         Target::Wasm => app(),
-        Target::WasmOnRedis => start(builder().store_backend(Arc::new(crate::redis::fresh_store))),
+        Target::WasmOnRedis => {
+            start(builder().store_backend(Arc::new(greentic_harness::redis::fresh_store)))
+        }
         Target::Native => panic!("the native target runs no wasm"),
     }
 }

@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::workspace_dir;
 use greentic::testing::{TEST_HS256_SECRET, TEST_MASTER_KEY, TokenBuilder};
 use greentic_bridge::testing::{
-    DELIVERY_TOKEN, DeliverySpec, PUBLISH_TOKEN, config, free_port, nats_server_bin,
+    DELIVERY_TOKEN, DeliverySpec, PUBLISH_TOKEN, config_toml, free_port, nats_server_bin, token_env,
 };
 use serde_json::{Value, json};
-use spin_test_host::workspace_dir;
 
 use crate::process::{Tied, spawn_tied};
 use crate::providers::{slack, teams, telegram};
@@ -30,19 +30,6 @@ pub enum Kv {
     Sqlite,
     /// A redis-server database per store, as deploy/runtime-config.redis.toml.
     Redis,
-}
-
-/// Defines one `#[test]` per [`Kv`] for each test body (a `fn(Kv)`):
-/// `on_sqlite::name` and `on_redis::name`.
-#[macro_export]
-macro_rules! on_real_spin {
-    ($($test:ident),+ $(,)?) => {
-        $crate::one_test_per_case!(
-            on_sqlite => $crate::spin_up::Kv::Sqlite,
-            on_redis => $crate::spin_up::Kv::Redis;
-            [$($test),+]
-        );
-    };
 }
 
 /// The labels spin.toml declares (runtime-config.toml defines each).
@@ -72,11 +59,27 @@ pub struct RealPlatform {
     runtime: tokio::runtime::Runtime,
     spin: Tied,
     _nats: Tied,
-    _bridge: greentic_bridge::Running,
+    nats_url: String,
+    /// The bridge, restarted on the same address when its deliveries change.
+    bridge: Mutex<Option<greentic_bridge::Running>>,
+    bridge_listen: String,
     calls: Arc<Mutex<Vec<ProviderCall>>>,
     logs: PathBuf,
+    scratch: PathBuf,
+    floor: Mutex<Option<Tied>>,
     /// Each store's location: a SQLite file or a Redis URL.
     pub stores: Vec<(String, String)>,
+}
+
+/// Which of the bridge's push deliveries run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deliveries {
+    /// None: published messages wait in their streams.
+    None,
+    /// Inbound messages to the flow executor only.
+    Ingress,
+    /// Inbound messages to the executor and replies to egress (production).
+    Both,
 }
 
 /// The platform of `kv` for this test process, started on first use.
@@ -133,6 +136,12 @@ fn spin_build() {
 
 impl RealPlatform {
     pub fn start(kv: Kv) -> RealPlatform {
+        Self::start_with(kv, Deliveries::Both)
+    }
+
+    /// The platform with only `deliveries` running (benchmarks measure
+    /// ingress alone, then the executor alone, then the whole pipeline).
+    pub fn start_with(kv: Kv, deliveries: Deliveries) -> RealPlatform {
         spin_build();
         let scratch = workspace_dir().join(format!(
             "target/test-output/on-spin/{kv:?}-{}",
@@ -170,25 +179,10 @@ impl RealPlatform {
 
         let spin_port = free_port();
         let url = format!("http://127.0.0.1:{spin_port}");
-        let deliveries = [
-            DeliverySpec::ingress(format!("{url}/internal/v1/deliveries/ingress")),
-            DeliverySpec::egress(format!("{url}/internal/v1/deliveries/egress")),
-        ]
-        .map(|mut d| {
-            // Generous: a first request compiles nothing under Spin, but a
-            // loaded 2-core CI machine is slow.
-            d.timeout = "10s";
-            d.max_attempts = 6;
-            d.backoff = r#"["100ms", "500ms", "1s"]"#;
-            d
-        });
-        let bridge = runtime
-            .block_on(greentic_bridge::start(config(
-                &format!("nats://127.0.0.1:{nats_port}"),
-                &deliveries,
-            )))
-            .expect("the bridge starts");
-        let bridge_url = format!("http://{}", bridge.local_addr());
+        let nats_url = format!("nats://127.0.0.1:{nats_port}");
+        let bridge_listen = format!("127.0.0.1:{}", free_port());
+        let bridge = runtime.block_on(start_bridge(&bridge_listen, &nats_url, &url, deliveries));
+        let bridge_url = format!("http://{bridge_listen}");
 
         let stores: Vec<(String, String)> = STORES
             .iter()
@@ -261,18 +255,172 @@ impl RealPlatform {
             runtime,
             spin,
             _nats: nats,
-            _bridge: bridge,
+            nats_url,
+            bridge: Mutex::new(Some(bridge)),
+            bridge_listen,
             calls,
             logs,
+            scratch,
+            floor: Mutex::new(None),
             stores,
         };
+        platform.wait_for_bridge();
+        platform.seed_demo_secrets();
+        platform
+    }
+
+    fn wait_for_bridge(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !platform._bridge.ready() {
+        while !self.bridge.lock().unwrap().as_ref().unwrap().ready() {
             assert!(Instant::now() < deadline, "the bridge never reached NATS");
             std::thread::sleep(Duration::from_millis(20));
         }
-        platform.seed_demo_secrets();
-        platform
+    }
+
+    /// Stops the bridge (it finishes what it is delivering) and starts it
+    /// again on the same address with `deliveries`; the streams keep every
+    /// message in between.
+    pub fn restart_bridge(&self, deliveries: Deliveries) {
+        let mut bridge = self.bridge.lock().unwrap();
+        if let Some(running) = bridge.take() {
+            self.runtime.block_on(running.shutdown());
+        }
+        *bridge = Some(self.runtime.block_on(start_bridge(
+            &self.bridge_listen,
+            &self.nats_url,
+            &self.url,
+            deliveries,
+        )));
+        drop(bridge);
+        self.wait_for_bridge();
+    }
+
+    /// (delivered, retried, dead-lettered) of one of the bridge's deliveries
+    /// since it last started.
+    pub fn bridge_counts(&self, delivery: &str) -> (u64, u64, u64) {
+        self.bridge
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .metrics()
+            .delivery_counts(delivery)
+    }
+
+    /// Messages `delivery` delivered since the bridge last started.
+    pub fn delivered(&self, delivery: &str) -> u64 {
+        self.bridge_counts(delivery).0
+    }
+
+    /// Publishes every envelope to its ingress subject through the bridge,
+    /// 16 at a time, as ingress would.
+    pub fn publish_all(&self, envelopes: &[greentic::messaging::envelope::Envelope]) {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let bridge = format!("http://{}", self.bridge_listen);
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .build()
+                        .into();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(envelope) = envelopes.get(i) else {
+                            return;
+                        };
+                        let subject = greentic::tenancy::subjects::ingress(
+                            &envelope.tenant,
+                            &envelope.channel,
+                        );
+                        let response = agent
+                            .post(format!("{bridge}/v1/publish/{subject}"))
+                            .header("authorization", format!("Bearer {PUBLISH_TOKEN}"))
+                            .header("content-type", "application/json")
+                            .header("nats-msg-id", &envelope.id)
+                            .send(&envelope.to_json()[..])
+                            .expect("the bridge answers");
+                        assert_eq!(response.status().as_u16(), 200, "publish {i}");
+                    }
+                });
+            }
+        });
+    }
+
+    /// The benchmark's floor app (bench/floor/spin.toml) beside the product,
+    /// publishing through the same bridge, its store on the same backend.
+    /// Answers its base URL; started on first use.
+    pub fn start_floor(&self) -> String {
+        let mut floor = self.floor.lock().unwrap();
+        let port = free_port();
+        let place = match self.kv {
+            Kv::Sqlite => self.scratch.join("floor-cache.db").display().to_string(),
+            Kv::Redis => crate::redis::fresh_url(),
+        };
+        let config = match self.kv {
+            Kv::Sqlite => format!("[key_value_store.cache]\ntype = \"spin\"\npath = \"{place}\"\n"),
+            Kv::Redis => format!("[key_value_store.cache]\ntype = \"redis\"\nurl = \"{place}\"\n"),
+        };
+        let config_file = self.scratch.join("floor-runtime-config.toml");
+        std::fs::write(&config_file, config).unwrap();
+        let env = [
+            (
+                "SPIN_VARIABLE_BRIDGE_URL".to_owned(),
+                format!("http://{}", self.bridge_listen),
+            ),
+            (
+                "SPIN_VARIABLE_BRIDGE_PUBLISH_TOKEN".to_owned(),
+                PUBLISH_TOKEN.to_owned(),
+            ),
+        ];
+        let app = spawn_tied(
+            &spin_bin(),
+            &[
+                "up".into(),
+                "--from".into(),
+                workspace_dir()
+                    .join("bench/floor/spin.toml")
+                    .display()
+                    .to_string(),
+                "--runtime-config-file".into(),
+                config_file.display().to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--state-dir".into(),
+                self.scratch.join("floor-state").display().to_string(),
+                "--quiet".into(),
+            ],
+            &env,
+            &self.scratch.join("floor.log"),
+            None,
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let empty = format!("{url}/empty");
+        app.wait_until("the floor app", Duration::from_secs(120), || {
+            ureq::get(&empty).call().is_ok()
+        });
+        *floor = Some(app);
+        url
+    }
+
+    /// How many texts the fake Telegram API was asked to send.
+    pub fn telegram_sends(&self) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.path.ends_with("/sendMessage"))
+            .count()
+    }
+
+    /// How many texts the fake Telegram API was asked to send in forum topic `topic`.
+    pub fn telegram_sends_in(&self, topic: i64) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.path.ends_with("/sendMessage") && c.body["message_thread_id"] == topic)
+            .count()
     }
 
     fn seed_demo_secrets(&self) {
@@ -471,6 +619,41 @@ impl RealPlatform {
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The bridge on `listen`, delivering to the app at `app` as `deliveries` says.
+async fn start_bridge(
+    listen: &str,
+    nats_url: &str,
+    app: &str,
+    deliveries: Deliveries,
+) -> greentic_bridge::Running {
+    let specs: Vec<DeliverySpec> = [
+        DeliverySpec::ingress(format!("{app}/internal/v1/deliveries/ingress")),
+        DeliverySpec::egress(format!("{app}/internal/v1/deliveries/egress")),
+    ]
+    .into_iter()
+    .filter(|d| match deliveries {
+        Deliveries::None => false,
+        Deliveries::Ingress => d.name == "ingress",
+        Deliveries::Both => true,
+    })
+    .map(|mut d| {
+        // As production runs them (bridge/bridge.local.toml), with retries
+        // generous enough for a loaded 2-core CI machine.
+        d.concurrency = 16;
+        d.timeout = "10s";
+        d.max_attempts = 6;
+        d.backoff = r#"["100ms", "500ms", "1s"]"#;
+        d
+    })
+    .collect();
+    let text = config_toml(listen, nats_url, &specs);
+    let config = greentic_bridge::Config::from_toml(&text, std::path::Path::new("."), token_env)
+        .expect("the bridge's test config");
+    greentic_bridge::start(config)
+        .await
+        .expect("the bridge starts")
 }
 
 fn teams_keys_path(document: &str) -> String {

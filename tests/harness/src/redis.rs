@@ -46,7 +46,7 @@ impl RedisServer {
             .local_addr()
             .unwrap()
             .port();
-        let output = spin_test_host::workspace_dir().join("target/test-output");
+        let output = crate::workspace_dir().join("target/test-output");
         std::fs::create_dir_all(&output).unwrap();
         let log = output.join(format!("redis-{port}.log"));
         let args = [

@@ -9,7 +9,7 @@ use serde_json::Value;
 /// Runs the browser script against the platform at `base_url` and answers
 /// its JSON report; the screenshot goes to `target/test-output/{screenshot}`.
 pub fn chat_in_the_web_chat_page(base_url: &str, webchat_secret: &str, screenshot: &str) -> Value {
-    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let browser = crate::workspace_dir().join("tests/browser");
     assert!(
         browser.join("node_modules/playwright-core").is_dir(),
         "the browser test needs playwright-core: scripts/setup test (or: cd tests/browser && npm ci)"
@@ -19,7 +19,7 @@ pub fn chat_in_the_web_chat_page(base_url: &str, webchat_secret: &str, screensho
         Path::new(&chromium).exists(),
         "the browser test needs Debian's Chromium: scripts/setup test (or apt-get install chromium, or set CHROMIUM)"
     );
-    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-output");
+    let out_dir = crate::workspace_dir().join("target/test-output");
     std::fs::create_dir_all(&out_dir).unwrap();
     let screenshot = out_dir.join(screenshot);
     let run = std::process::Command::new("node")

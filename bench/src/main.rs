@@ -1,0 +1,371 @@
+//! The platform's throughput under the real Spin, as bench/run prints it.
+//!
+//! For each key-value backend (SQLite, then Redis) it starts the product as
+//! the real-Spin test suites do (nats-server, the bridge, `spin up` of
+//! spin.toml, fake provider APIs) and a floor app (bench/floor: trivial
+//! components doing only the I/O the product's components do), then measures:
+//! - request rates with wrk (`-t2 -c16`): an empty component, the OpenAPI
+//!   document, a session listing with a JWT, a Telegram webhook (verified
+//!   through the broker, published with the JetStream ack), the floor under it;
+//! - the flow executor alone: 1,000 first messages of 1,000 people published
+//!   to NATS, delivered by the bridge to the executor;
+//! - the whole pipeline: webhooks as fast as ingress takes them, replies
+//!   counted where they come out (the fake Telegram API);
+//! - idle end-to-end latency: webhook sent to reply received, one at a time.
+//!
+//! Ratios are against the empty component of the same run. Figures move with
+//! the machine and what else runs on it: compare runs of one machine.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use greentic_harness::spin_up::{Deliveries, Kv, RealPlatform, TELEGRAM_WEBHOOK_SECRET};
+
+struct Args {
+    backends: Vec<Kv>,
+    seconds: u64,
+    executor_messages: usize,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        backends: vec![Kv::Sqlite, Kv::Redis],
+        seconds: 5,
+        executor_messages: 1000,
+    };
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i].as_str() {
+            "--sqlite" => args.backends = vec![Kv::Sqlite],
+            "--redis" => args.backends = vec![Kv::Redis],
+            "--seconds" => {
+                i += 1;
+                args.seconds = raw[i].parse().expect("--seconds takes a number");
+            }
+            "--messages" => {
+                i += 1;
+                args.executor_messages = raw[i].parse().expect("--messages takes a number");
+            }
+            "--bench" => {} // cargo's own
+            other => {
+                panic!("unknown argument {other}: --sqlite | --redis | --seconds N | --messages N")
+            }
+        }
+        i += 1;
+    }
+    args
+}
+
+/// What wrk measured.
+struct Load {
+    /// Requests answered 2xx or 3xx.
+    ok: u64,
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+fn wrk(
+    url: &str,
+    seconds: u64,
+    script: Option<&str>,
+    headers: &[(&str, &str)],
+    env: &[(&str, String)],
+) -> Load {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t2", "-c16", "--latency", "-d"])
+        .arg(format!("{seconds}s"));
+    if let Some(script) = script {
+        cmd.arg("-s").arg(
+            greentic_harness::workspace_dir()
+                .join("bench/wrk")
+                .join(script),
+        );
+    }
+    for (name, value) in headers {
+        cmd.arg("-H").arg(format!("{name}: {value}"));
+    }
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let out = cmd
+        .arg(url)
+        .output()
+        .expect("wrk runs (bench/run installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "wrk failed:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |prefix: &str| -> Option<&str> {
+        text.lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l[prefix.len()..].split_whitespace().next())
+    };
+    let ms = |v: &str| -> f64 {
+        let (n, unit) = v.split_at(v.find(|c: char| c.is_alphabetic()).unwrap_or(v.len()));
+        let n: f64 = n.parse().unwrap_or(f64::NAN);
+        match unit {
+            "us" => n / 1000.0,
+            "ms" => n,
+            "s" => n * 1000.0,
+            "m" => n * 60_000.0,
+            _ => f64::NAN,
+        }
+    };
+    let total: u64 = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let non_2xx = field("Non-2xx or 3xx responses:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Load {
+        ok: total - non_2xx,
+        per_sec: field("Requests/sec:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0),
+        p50_ms: field("50%").map_or(f64::NAN, ms),
+        p99_ms: field("99%").map_or(f64::NAN, ms),
+        non_2xx,
+    }
+}
+
+/// Waits until `delivery` has handled `count` messages since the bridge
+/// started (delivered or dead-lettered), at most ten minutes.
+fn wait_for(platform: &RealPlatform, delivery: &str, count: u64, started: Instant) {
+    loop {
+        let (delivered, _, dead) = platform.bridge_counts(delivery);
+        if delivered + dead >= count {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{delivery} stalled at {delivered} of {count}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn run_id() -> String {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 1_000_000)
+        .to_string()
+}
+
+struct Row {
+    what: String,
+    rate: f64,
+    unit: &'static str,
+    detail: String,
+}
+
+fn main() {
+    let args = args();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut empty_rate = None;
+    for kv in args.backends.clone() {
+        let name = format!("{kv:?}").to_lowercase();
+        eprintln!("bench: starting the platform on {name}");
+        let platform = RealPlatform::start_with(kv, Deliveries::None);
+        let floor = platform.start_floor();
+
+        if empty_rate.is_none() {
+            let empty = wrk(&format!("{floor}/empty"), args.seconds, None, &[], &[]);
+            empty_rate = Some(empty.per_sec);
+            rows.push(Row {
+                what: "empty spin-sdk component".into(),
+                rate: empty.per_sec,
+                unit: "req/s",
+                detail: format!("p50 {:.2} ms", empty.p50_ms),
+            });
+            let docs = wrk(
+                &format!("{}/api/openapi.yaml", platform.url),
+                args.seconds,
+                None,
+                &[],
+                &[],
+            );
+            rows.push(Row {
+                what: "GET /api/openapi.yaml".into(),
+                rate: docs.per_sec,
+                unit: "req/s",
+                detail: format!("p50 {:.2} ms", docs.p50_ms),
+            });
+        }
+
+        let bearer = platform.token("acme", "prod").bearer();
+        let sessions = wrk(
+            &format!("{}/api/v1/sessions", platform.url),
+            args.seconds,
+            None,
+            &[
+                ("Authorization", &bearer),
+                ("X-Tenant-ID", "acme"),
+                ("X-Team-ID", "support"),
+            ],
+            &[],
+        );
+        rows.push(Row {
+            what: format!("GET /api/v1/sessions (JWT) [{name}]"),
+            rate: sessions.per_sec,
+            unit: "req/s",
+            detail: format!(
+                "p50 {:.2} ms, non-2xx {}",
+                sessions.p50_ms, sessions.non_2xx
+            ),
+        });
+
+        // Ingress alone: every request a new person's first message, stored
+        // in the ingress stream (no deliveries yet).
+        let run = run_id();
+        let webhook = wrk(
+            &format!("{}/webhooks/prod/acme/support/telegram", platform.url),
+            args.seconds,
+            Some("telegram.lua"),
+            &[],
+            &[
+                ("SECRET", TELEGRAM_WEBHOOK_SECRET.to_owned()),
+                ("RUN", run.clone()),
+            ],
+        );
+        rows.push(Row {
+            what: format!("Telegram webhook -> verified -> acked publish [{name}]"),
+            rate: webhook.per_sec,
+            unit: "req/s",
+            detail: format!(
+                "p50 {:.2} ms, p99 {:.2} ms, non-2xx {}",
+                webhook.p50_ms, webhook.p99_ms, webhook.non_2xx
+            ),
+        });
+        let backlog = webhook.ok;
+
+        // The executor alone: those first messages, delivered by the bridge
+        // as fast as the executor takes them (replies wait in their stream).
+        platform.restart_bridge(Deliveries::Ingress);
+        let started = Instant::now();
+        wait_for(&platform, "ingress", backlog, started);
+        let executor = platform.delivered("ingress") as f64 / started.elapsed().as_secs_f64();
+        let (_, retried, dead) = platform.bridge_counts("ingress");
+        rows.push(Row {
+            what: format!(
+                "flow executor alone, {} first messages of as many people [{name}]",
+                platform.delivered("ingress")
+            ),
+            rate: executor,
+            unit: "msg/s",
+            detail: format!("retried {retried}, dead-lettered {dead}"),
+        });
+
+        // The whole pipeline: the replies waiting from above go out first,
+        // then idle latency one message at a time, then a flood.
+        platform.restart_bridge(Deliveries::Both);
+        let started = Instant::now();
+        wait_for(&platform, "egress", backlog, started);
+        let mut latencies = Vec::new();
+        for i in 0..20 {
+            let person = greentic_harness::spin_up::unique_number();
+            let topic = greentic_harness::spin_up::unique_number();
+            let sent = Instant::now();
+            let (status, body) = platform.telegram(person, person, "hi", topic);
+            assert_eq!(status, 200, "{body}");
+            while platform.telegram_sends_in(topic) < 2 {
+                assert!(
+                    sent.elapsed() < Duration::from_secs(30),
+                    "no reply to message {i}"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+        }
+        latencies.sort_by(f64::total_cmp);
+        let flood_seconds = args.seconds.max(6) * 2;
+        let flood = std::thread::spawn({
+            let url = format!("{}/webhooks/prod/acme/support/telegram", platform.url);
+            let run = run_id();
+            move || {
+                wrk(
+                    &url,
+                    flood_seconds,
+                    Some("telegram.lua"),
+                    &[],
+                    &[
+                        ("SECRET", TELEGRAM_WEBHOOK_SECRET.to_owned()),
+                        ("RUN", format!("9{run}")),
+                    ],
+                )
+            }
+        });
+        // Skip the first third: the pipeline is filling up.
+        std::thread::sleep(Duration::from_secs(flood_seconds / 3));
+        let (window_start, replies_at_start) = (Instant::now(), platform.telegram_sends());
+        std::thread::sleep(Duration::from_secs(flood_seconds - flood_seconds / 3));
+        let replies = platform.telegram_sends() - replies_at_start;
+        let window = window_start.elapsed().as_secs_f64();
+        let accepted = flood.join().unwrap();
+        // Every first message gets two replies (ACME's greeting and question).
+        let pipeline = replies as f64 / 2.0 / window;
+        rows.push(Row {
+            what: format!(
+                "whole pipeline: webhook -> NATS -> executor -> NATS -> egress -> Telegram [{name}]"
+            ),
+            rate: pipeline,
+            unit: "msg/s",
+            detail: format!(
+                "while ingress accepted {:.0}/s: pipeline / ingress = {:.2}",
+                accepted.per_sec,
+                pipeline / accepted.per_sec
+            ),
+        });
+        rows.push(Row {
+            what: format!("idle end-to-end latency, webhook -> reply at Telegram [{name}]"),
+            rate: latencies[latencies.len() / 2],
+            unit: "ms p50",
+            detail: format!("p95 {:.1} ms", latencies[latencies.len() * 95 / 100]),
+        });
+
+        // The floor under ingress, last: what it publishes piles up unread.
+        platform.restart_bridge(Deliveries::None);
+        let floor_load = wrk(
+            &format!("{floor}/floor"),
+            args.seconds,
+            Some("floor.lua"),
+            &[],
+            &[("RUN", run)],
+        );
+        rows.push(Row {
+            what: format!("floor: body + file + chained KV get + publish [{name}]"),
+            rate: floor_load.per_sec,
+            unit: "req/s",
+            detail: format!(
+                "ingress / floor = {:.2}",
+                webhook.per_sec / floor_load.per_sec
+            ),
+        });
+    }
+
+    let empty = empty_rate.unwrap_or(f64::NAN);
+    println!();
+    println!("| what | rate | vs empty component | detail |");
+    println!("|---|---|---|---|");
+    for row in &rows {
+        let ratio = if row.unit.ends_with("/s") {
+            format!("{:.2}", row.rate / empty)
+        } else {
+            String::new()
+        };
+        println!(
+            "| {} | {:.1} {} | {} | {} |",
+            row.what, row.rate, row.unit, ratio, row.detail
+        );
+    }
+}
