@@ -95,7 +95,72 @@ e2e_tests::on_every_store!(
     a_redelivery_after_the_commit_completes_the_record_and_usage,
     a_session_waiting_at_a_node_a_new_flow_version_removed_starts_over,
     a_turn_whose_replies_are_too_large_to_send_is_refused_before_its_commit,
+    a_message_costs_four_writes_for_a_new_session_and_three_later,
+    a_first_message_cut_off_before_its_batch_is_created_once_by_the_retry,
 );
+
+/// What a message costs the store, in write transactions (the count issue 16
+/// sets): a session's first message four (claim, index slot, one batch, one
+/// usage increment), five when it is its team's first in the env
+/// (registration); every later message three (memory swap, record swap,
+/// usage increment).
+fn a_message_costs_four_writes_for_a_new_session_and_three_later(stores: Stores) {
+    let p = Platform::on(stores);
+    let kv = p.host.store(greentic::messaging::executor::STORE_LABEL);
+    let writes = |message: &Published| {
+        let before = kv.writes();
+        assert_eq!(p.deliver(message).status, 200);
+        kv.writes() - before
+    };
+    assert_eq!(
+        writes(&p.message("acme", "support", "slack", "U1", "E1", "hi")),
+        5
+    );
+    assert_eq!(
+        writes(&p.message("acme", "support", "slack", "U2", "E2", "hi")),
+        4
+    );
+    assert_eq!(
+        writes(&p.message("acme", "support", "slack", "U1", "E3", "Dana")),
+        3
+    );
+    assert_eq!(
+        writes(&p.message("acme", "support", "slack", "U2", "E4", "Ada")),
+        3
+    );
+    // A redelivery of an applied message writes nothing.
+    assert_eq!(
+        writes(&p.message("acme", "support", "slack", "U1", "E3", "Dana")),
+        0
+    );
+}
+
+/// The store fails just before a first message's batch: the claim and the
+/// index slot are taken, nothing else is written. The bridge's retries wait
+/// for the claimant (503), then the patient one creates the session, once,
+/// listed once, with the message in it.
+fn a_first_message_cut_off_before_its_batch_is_created_once_by_the_retry(stores: Stores) {
+    let p = Platform::on(stores);
+    let kv = p.host.store(greentic::messaging::executor::STORE_LABEL);
+    let hi = p.message("acme", "support", "slack", "U1", "E1", "hi");
+    // Reads of the record and memory, the claim, the slot, the registry
+    // check and allocation pass; the batch fails.
+    kv.fail_after(6);
+    assert_problem(&p.deliver(&hi), 503, "unavailable");
+    kv.recover();
+    assert!(p.texts().is_empty(), "nothing was published");
+    for attempt in 1..3 {
+        let r = flow_executor::handle(&FakeBridge::delivery(&hi, attempt), p.host.as_ref());
+        assert_problem(&r, 503, "unavailable");
+    }
+    let r = flow_executor::handle(&FakeBridge::delivery(&hi, 3), p.host.as_ref());
+    assert_eq!(r.status, 200, "{}", r.json_body());
+    let r = p.sessions_api(&acme_support(), "/api/v1/sessions");
+    let listed = r.json_body()["sessions"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["message_count"], 3);
+    assert_eq!(p.texts().len(), 2);
+}
 
 /// A flow that echoes a long message three times makes replies larger than
 /// one NATS message may be: refused (422, dead-lettered with the reason)

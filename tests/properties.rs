@@ -461,7 +461,7 @@ proptest! {
             &ctx,
             greentic::testing::new_session("slack", "U1"),
             1,
-            greentic::store::session::IndexSlots { env: 1, team: 1 },
+            1,
         )
         .encode();
         let mut memory = SessionMemory::new();

@@ -12,7 +12,7 @@ use greentic::store::kv::{Cas, KeyValue};
 use greentic::store::session::Direction;
 use greentic::store::sessions::{ListQuery, ListScope, SessionStore, StoreError};
 use greentic::store::usage::{self, Teams};
-use greentic::tenancy::ids::{Counter, Day, SecretName, SecretScope, TenantCtx};
+use greentic::tenancy::ids::{Day, SecretName, SecretScope, TenantCtx};
 use greentic::testing::{TEST_MASTER_KEY, TEST_MASTER_KEY_2, new_session};
 use greentic_harness::redis::fresh_kv;
 
@@ -125,18 +125,22 @@ fn usage_counters_and_secrets_work_on_redis() {
     let kv = fresh_kv();
     let now = 1_795_867_200_000;
     let support = ctx("acme", Some("support"));
+    greentic::store::teams::TeamRegistry::new(&kv)
+        .ensure(&support)
+        .unwrap();
     std::thread::scope(|s| {
         for _ in 0..4 {
             let (kv, support) = (&kv, &support);
             s.spawn(move || {
                 for _ in 0..25 {
-                    usage::record(kv, support, Counter::MessagesIn, 1, now).unwrap();
+                    usage::record_traffic(kv, support, 1, 2, now).unwrap();
                 }
             });
         }
     });
     let counts = usage::read(&kv, &support, &Teams::All, &Day::of(now)).unwrap();
     assert_eq!(counts.messages_in, 100);
+    assert_eq!(counts.replies_out, 200);
 
     let store = SecretStore::new(&kv);
     let keys = MasterKeys::parse(TEST_MASTER_KEY, "").unwrap();

@@ -196,8 +196,8 @@ fn apply(
             };
             let mut totals = Counts::default();
             let mut per_day = Vec::new();
-            for day in &days {
-                let counts = usage::read(kv.as_ref(), &access.ctx, &teams, day)?;
+            let counted = usage::read_days(kv.as_ref(), &access.ctx, &teams, &days)?;
+            for (day, counts) in days.iter().zip(counted) {
                 totals.messages_in += counts.messages_in;
                 totals.replies_out += counts.replies_out;
                 totals.errors += counts.errors;

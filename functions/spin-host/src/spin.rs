@@ -6,7 +6,7 @@ use greentic::http::{Request, Response};
 use greentic::store::kv::{KeyValue, KvError, Swap};
 use spin_sdk::http::IncomingRequest;
 use spin_sdk::key_value::{Error as SpinKvError, Store};
-use spin_sdk::wit::wasi::keyvalue::{atomics, store as wasi_store};
+use spin_sdk::wit::wasi::keyvalue::{atomics, batch, store as wasi_store};
 
 /// The host as Spin provides it to the running component.
 pub struct SpinHost;
@@ -95,9 +95,9 @@ struct SpinStore {
 }
 
 impl SpinStore {
-    /// The same store through `wasi:keyvalue`, which has the atomics
-    /// (`fermyon:spin/key-value` does not). Opened per call: it is an in-memory
-    /// handle, and only counters and compare-and-swap need it.
+    /// The same store through `wasi:keyvalue`, which has the atomics and
+    /// batches (`fermyon:spin/key-value` does not). Opened per call: it is an
+    /// in-memory handle, and only counters, compare-and-swap and batches need it.
     fn bucket(&self) -> Result<wasi_store::Bucket, KvError> {
         wasi_store::open(&self.label).map_err(|e| wasi_error(&self.label, e))
     }
@@ -116,6 +116,12 @@ impl KeyValue for SpinStore {
 
     fn delete(&self, key: &str) -> Result<(), KvError> {
         self.store.delete(key).map_err(|e| kv_error(&self.label, e))
+    }
+
+    /// `wasi:keyvalue/batch` `set-many`: one SQLite transaction, one Redis MSET.
+    fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        let bucket = self.bucket()?;
+        batch::set_many(&bucket, pairs).map_err(|e| wasi_error(&self.label, e))
     }
 
     fn exists(&self, key: &str) -> Result<bool, KvError> {

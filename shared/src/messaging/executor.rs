@@ -12,9 +12,16 @@
 //! winner's memory, so neither is lost.
 //!
 //! [`deliver_ingress`] is that pipeline, one named step a line:
-//! `check_delivery`, `find_flow`, `find_or_create_session`, `apply_turn`
-//! (the compare-and-swap loop, the commit point), `publish_replies`,
-//! `follow_record`, `count_usage`.
+//! `check_delivery`, `find_flow`, `apply_turn` (the compare-and-swap loop,
+//! the commit point; a session's first message creates it there),
+//! `publish_replies`, `follow_record`, `count_usage`.
+//!
+//! What a message costs the store, in write transactions: a later message of
+//! a session three (the memory's swap, the record's swap, one usage
+//! increment); a session's first message four (the memory's claim, its slot
+//! in the team index, one batch with the record already following the
+//! memory, the usage increment), five when it is its team's first in the env
+//! (the team's registration). tests/executor.rs counts them.
 
 use serde_json::json;
 
@@ -31,7 +38,7 @@ use crate::store::kv::KeyValue;
 use crate::store::session::{FlowRef, Followed, NewSession, SessionMemory, SessionRecord};
 use crate::store::sessions::{SessionStore, StoreError};
 use crate::store::usage;
-use crate::tenancy::ids::{Counter, SessionId, TenantCtx};
+use crate::tenancy::ids::{SessionId, TenantCtx};
 use crate::tenancy::subjects;
 
 /// The key-value store (spin.toml label) holding sessions, their memory and usage.
@@ -68,9 +75,17 @@ pub fn deliver_ingress(
         id: &envelope.session_id,
         now: host.now_ms(),
     };
-    let record = find_or_create_session(&session, &envelope, &flow)?;
-    let input = turn_input(&envelope, &channel, &record);
-    let applied = apply_turn(&session, &envelope, &flow, &input, delivery.attempt, log)?;
+    let record = session.store.get(session.ctx, session.id)?;
+    let input = turn_input(&envelope, &channel, record.as_ref());
+    let applied = apply_turn(
+        &session,
+        &envelope,
+        &flow,
+        &input,
+        record.is_some(),
+        delivery.attempt,
+        log,
+    )?;
 
     // Everything after the commit is idempotent, so a redelivery of a
     // message applied before (duplicate) completes whatever a failure left
@@ -83,7 +98,10 @@ pub fn deliver_ingress(
     // revision it shows, in order. Usage counts what the stored follow-up
     // took in, after it is stored: a store failure in between leaves that
     // message uncounted rather than counting it twice on the retry.
-    let took_in = follow_record(&session, &envelope, &flow, &applied.memory, log)?;
+    let took_in = match applied.created {
+        Some(took_in) => took_in,
+        None => follow_record(&session, &envelope, &flow, &applied.memory, log)?,
+    };
     count_usage(&session, took_in)?;
 
     log.info(
@@ -119,6 +137,9 @@ struct Applied {
     memory: SessionMemory,
     /// Applied by an earlier delivery: this one only completes what follows the commit.
     duplicate: bool,
+    /// The message created its session, record included: what the record
+    /// took in (nothing is left for `follow_record`).
+    created: Option<Followed>,
 }
 
 /// The delivery's envelope, once it agrees with what the bridge states.
@@ -173,38 +194,31 @@ fn find_flow(host: &dyn Host, envelope: &Envelope) -> Result<(ChannelConfig, Flo
     Ok((channel, flow))
 }
 
-/// The session's record, created on its first message. A writer that lost
-/// the race to create it reads the winner's.
-fn find_or_create_session(
+/// The record a session's first message creates, already following `memory`.
+fn new_record(
     session: &Session<'_>,
     envelope: &Envelope,
-    flow: &Flow,
-) -> Result<SessionRecord, ApiError> {
-    if let Some(record) = session.store.get(session.ctx, session.id)? {
-        return Ok(record);
-    }
+    flow_ref: &FlowRef,
+    memory: &SessionMemory,
+) -> (SessionRecord, Followed) {
     let new = NewSession {
         channel: envelope.channel.clone(),
         provider: envelope.provider.clone(),
         conversation: envelope.conversation.clone(),
         user_id: envelope.sender.id.clone(),
-        flow: Some(FlowRef {
-            name: flow.name.clone(),
-            version: flow.version.clone(),
-        }),
+        flow: Some(flow_ref.clone()),
     };
-    match session.store.create(session.ctx, new, session.now) {
-        Ok(record) => Ok(record),
-        Err(StoreError::AlreadyExists) => session
-            .store
-            .get(session.ctx, session.id)?
-            .ok_or(ApiError::Unavailable("session is being created".into())),
-        Err(e) => Err(e.into()),
-    }
+    let mut record = SessionRecord::new(session.ctx, new, session.now, 0);
+    let took_in = record.follow(memory, flow_ref);
+    (record, took_in)
 }
 
 /// What the flow's templates see: the message, its session and its channel.
-fn turn_input(envelope: &Envelope, channel: &ChannelConfig, record: &SessionRecord) -> TurnInput {
+fn turn_input(
+    envelope: &Envelope,
+    channel: &ChannelConfig,
+    record: Option<&SessionRecord>,
+) -> TurnInput {
     let ctx = &envelope.tenant;
     TurnInput {
         text: envelope.text.clone(),
@@ -212,7 +226,7 @@ fn turn_input(envelope: &Envelope, channel: &ChannelConfig, record: &SessionReco
         sender_name: envelope.sender.name.clone(),
         channel: envelope.channel.to_string(),
         session_id: envelope.session_id.to_string(),
-        message_count: record.message_count + 1,
+        message_count: record.map_or(0, |r| r.message_count) + 1,
         tenant_id: ctx.tenant_id().to_owned(),
         tenant_name: channel.tenant_name.clone(),
         team_id: ctx.team_id().map(str::to_owned),
@@ -223,11 +237,14 @@ fn turn_input(envelope: &Envelope, channel: &ChannelConfig, record: &SessionReco
 /// Runs the flow over the session's memory and commits the result by
 /// compare-and-swap: the commit point. A message the memory already applied
 /// is not run again; the loser of a swap runs it again on the winner's memory.
+/// A session's first message creates it: record, memory and index entry in
+/// one batch (`has_record`: a record exists already, without memory).
 fn apply_turn(
     session: &Session<'_>,
     envelope: &Envelope,
     flow: &Flow,
     input: &TurnInput,
+    has_record: bool,
     attempt: u32,
     log: &RequestLog,
 ) -> Result<Applied, ApiError> {
@@ -241,6 +258,7 @@ fn apply_turn(
                 replies: done.replies.clone(),
                 memory: memory.clone(),
                 duplicate: true,
+                created: None,
             });
         }
         let (raw, mut memory) = match current {
@@ -256,7 +274,7 @@ fn apply_turn(
             match engine::run_turn(flow, memory.waiting_at.as_deref(), &mut memory.vars, input) {
                 Ok(turn) => turn,
                 Err(e) => {
-                    usage::record(session.kv, ctx, Counter::Errors, 1, now)?;
+                    usage::record_errors(session.kv, ctx, 1, now)?;
                     log.warn(
                     "flow.failed",
                     json!({ "flow": flow.name, "msg_id": envelope.id, "reason": e.to_string() }),
@@ -271,7 +289,7 @@ fn apply_turn(
             .to_json()
             .len();
         if outbound_bytes > MAX_PUBLISH_BYTES {
-            usage::record(session.kv, ctx, Counter::Errors, 1, now)?;
+            usage::record_errors(session.kv, ctx, 1, now)?;
             log.warn(
                 "flow.replies_too_large",
                 json!({ "flow": flow.name, "msg_id": envelope.id, "bytes": outbound_bytes }),
@@ -297,6 +315,20 @@ fn apply_turn(
                 "the session's memory is being created; retry".into(),
             ));
         }
+        if raw.is_none() && !has_record {
+            let flow_ref = FlowRef {
+                name: flow.name.clone(),
+                version: flow.version.clone(),
+            };
+            let (record, took_in) = new_record(session, envelope, &flow_ref, &memory);
+            session.store.insert(ctx, record, Some(&mut memory))?;
+            return Ok(Applied {
+                replies: turn.replies,
+                memory,
+                duplicate: false,
+                created: Some(took_in),
+            });
+        }
         if session
             .store
             .swap_memory(ctx, id, raw.as_deref(), &mut memory)?
@@ -305,6 +337,7 @@ fn apply_turn(
                 replies: turn.replies,
                 memory,
                 duplicate: false,
+                created: None,
             });
         }
     }
@@ -365,25 +398,14 @@ fn follow_record(
     Ok(took_in)
 }
 
-/// Counts the messages and replies the record took in.
+/// Counts the messages and replies the record took in: one increment.
 fn count_usage(session: &Session<'_>, took_in: Followed) -> Result<(), ApiError> {
-    if took_in.messages > 0 {
-        usage::record(
-            session.kv,
-            session.ctx,
-            Counter::MessagesIn,
-            took_in.messages as i64,
-            session.now,
-        )?;
-    }
-    if took_in.replies > 0 {
-        usage::record(
-            session.kv,
-            session.ctx,
-            Counter::RepliesOut,
-            took_in.replies as i64,
-            session.now,
-        )?;
-    }
+    usage::record_traffic(
+        session.kv,
+        session.ctx,
+        took_in.messages,
+        took_in.replies,
+        session.now,
+    )?;
     Ok(())
 }

@@ -11,5 +11,6 @@ pub mod index;
 pub mod kv;
 pub mod session;
 pub mod sessions;
+pub mod teams;
 pub mod usage;
 pub mod webchat_log;

@@ -65,23 +65,6 @@ pub struct TranscriptEntry {
     pub text: String,
 }
 
-/// Where a session sits in the two per-scope indexes (see [`crate::tenancy::keys`]); a
-/// listing trusts an index slot only if the record points back at it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexSlots {
-    pub env: u64,
-    pub team: u64,
-}
-
-impl IndexSlots {
-    pub fn slot(&self, index: crate::tenancy::keys::SessionIndex) -> u64 {
-        match index {
-            crate::tenancy::keys::SessionIndex::Env => self.env,
-            crate::tenancy::keys::SessionIndex::Team => self.team,
-        }
-    }
-}
-
 /// What [`SessionRecord::follow`] took in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Followed {
@@ -123,7 +106,10 @@ pub struct SessionRecord {
     pub transcript: Vec<TranscriptEntry>,
     /// Bumped on every write; what compare-and-swap updates are checked against.
     pub revision: u64,
-    pub index: IndexSlots,
+    /// Where the session sits in its team's index (see
+    /// [`crate::tenancy::keys::session_index`]); a listing trusts an index
+    /// slot only if the record points back at it.
+    pub slot: u64,
     /// The revision of the session memory that `cursor_node`, `status` and
     /// the transcript reflect: the record follows the memory (the executor's
     /// commit point) and never moves back to an older revision of it.
@@ -137,7 +123,7 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    pub fn new(ctx: &TenantCtx, new: NewSession, now_ms: i64, index: IndexSlots) -> Self {
+    pub fn new(ctx: &TenantCtx, new: NewSession, now_ms: i64, slot: u64) -> Self {
         let id = SessionId::derive(ctx, &new.channel, &new.conversation, &new.user_id);
         SessionRecord {
             v: SESSION_FORMAT,
@@ -155,7 +141,7 @@ impl SessionRecord {
             message_count: 0,
             transcript: Vec::new(),
             revision: 1,
-            index,
+            slot,
             memory_revision: 0,
             recent_writes: Vec::new(),
         }
@@ -383,12 +369,7 @@ mod tests {
 
     #[test]
     fn cbor_round_trip_keeps_every_field() {
-        let mut record = SessionRecord::new(
-            &ctx(),
-            new_session("U1"),
-            1_000,
-            IndexSlots { env: 3, team: 2 },
-        );
+        let mut record = SessionRecord::new(&ctx(), new_session("U1"), 1_000, 2);
         record.record_message(Direction::Inbound, "hello", 2_000);
         record.cursor_node = Some("ask_name".into());
         record.status = SessionStatus::Waiting;
@@ -398,9 +379,7 @@ mod tests {
 
     #[test]
     fn a_corrupted_record_is_a_clear_error() {
-        let bytes =
-            SessionRecord::new(&ctx(), new_session("U1"), 1, IndexSlots { env: 1, team: 1 })
-                .encode();
+        let bytes = SessionRecord::new(&ctx(), new_session("U1"), 1, 1).encode();
         let truncated = &bytes[..bytes.len() / 2];
         assert!(matches!(
             SessionRecord::decode(truncated),
@@ -418,13 +397,9 @@ mod tests {
 
     #[test]
     fn a_future_format_is_named_not_misread() {
-        let mut value: ciborium::Value = ciborium::Value::serialized(&SessionRecord::new(
-            &ctx(),
-            new_session("U1"),
-            1,
-            IndexSlots { env: 1, team: 1 },
-        ))
-        .unwrap();
+        let mut value: ciborium::Value =
+            ciborium::Value::serialized(&SessionRecord::new(&ctx(), new_session("U1"), 1, 1))
+                .unwrap();
         for (k, v) in value.as_map_mut().unwrap() {
             if k.as_text() == Some("v") {
                 *v = ciborium::Value::Integer(2.into());
@@ -440,13 +415,9 @@ mod tests {
 
     #[test]
     fn a_record_with_an_invalid_scope_does_not_decode() {
-        let mut value = ciborium::Value::serialized(&SessionRecord::new(
-            &ctx(),
-            new_session("U1"),
-            1,
-            IndexSlots { env: 1, team: 1 },
-        ))
-        .unwrap();
+        let mut value =
+            ciborium::Value::serialized(&SessionRecord::new(&ctx(), new_session("U1"), 1, 1))
+                .unwrap();
         for (k, v) in value.as_map_mut().unwrap() {
             if k.as_text() == Some("ctx") {
                 *v = ciborium::Value::serialized(&serde_json::json!({
@@ -465,8 +436,7 @@ mod tests {
 
     #[test]
     fn the_transcript_stays_bounded() {
-        let mut record =
-            SessionRecord::new(&ctx(), new_session("U1"), 0, IndexSlots { env: 1, team: 1 });
+        let mut record = SessionRecord::new(&ctx(), new_session("U1"), 0, 1);
         for i in 0..(TRANSCRIPT_LIMIT + 5) {
             record.record_message(Direction::Inbound, &format!("m{i}"), i as i64);
         }

@@ -1,18 +1,25 @@
-//! Sessions and their state over a [`KeyValue`] store, with per-scope indexes.
+//! Sessions and their state over a [`KeyValue`] store, with per-team indexes.
 //!
-//! Listing goes through per-scope slot indexes ([`crate::store::index`]), never a scan.
-//! Two per session: the env-wide one (`index/{tenant}/{env}/sessions/..`) serves
-//! listings across teams, the team one serves a single team. A listing shows a
-//! session only if its record points back at the slot it was found at.
+//! Listing goes through slot indexes ([`crate::store::index`]), never a scan:
+//! one per team (`index/{tenant}/{env}/teams/{team}/sessions/..`). A listing
+//! across teams merges the indexes of the teams the env's registry names
+//! ([`crate::store::teams`]), newest first, so creating a session costs one
+//! counter, not two. A listing shows a session only if its record points back
+//! at the slot it was found at.
+//!
+//! Creating a session writes its record, its memory (when the creator has
+//! one), its locator, its slot and, the first time, its team's registration
+//! in one batch: one transaction on Spin's SQLite backend, one MSET on Redis.
 
 use crate::http::error::ApiError;
-use crate::store::index::{InvalidCursor, SlotIndex};
+use crate::store::index::{InvalidCursor, MAX_SLOTS_PER_PAGE, SlotIndex};
 use crate::store::kv::{self, Cas, KeyValue, KvError};
 use crate::store::session::{
-    IndexSlots, NewSession, RecordError, SessionMemory, SessionRecord, SessionState, SessionStatus,
+    NewSession, RecordError, SessionMemory, SessionRecord, SessionState, SessionStatus,
 };
-use crate::tenancy::ids::{ChannelId, DEFAULT_TEAM, IdKind, SessionId, TenantCtx, validate_id};
-use crate::tenancy::keys::{self, SessionIndex};
+use crate::store::teams::TeamRegistry;
+use crate::tenancy::ids::{ChannelId, SessionId, TenantCtx};
+use crate::tenancy::keys;
 
 /// Largest page a caller may ask for.
 pub const MAX_PAGE_LIMIT: usize = 200;
@@ -75,21 +82,6 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl ListScope {
-    fn ctx(&self) -> &TenantCtx {
-        match self {
-            ListScope::Team(ctx) | ListScope::Env { ctx, .. } => ctx,
-        }
-    }
-
-    fn index(&self) -> SessionIndex {
-        match self {
-            ListScope::Team(_) => SessionIndex::Team,
-            ListScope::Env { .. } => SessionIndex::Env,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
     pub limit: usize,
@@ -126,8 +118,7 @@ impl<'a> SessionStore<'a> {
         SessionStore { kv }
     }
 
-    /// Creates the session `new` describes. Index entries are written before the
-    /// record, so a record that exists is always listed.
+    /// Creates the session `new` describes, without memory yet.
     pub fn create(
         &self,
         ctx: &TenantCtx,
@@ -135,24 +126,42 @@ impl<'a> SessionStore<'a> {
         now_ms: i64,
     ) -> Result<SessionRecord, StoreError> {
         let id = SessionId::derive(ctx, &new.channel, &new.conversation, &new.user_id);
-        let record_key = keys::session_record(ctx, &id);
-        if self.kv.exists(&record_key)? {
+        if self.kv.exists(&keys::session_record(ctx, &id))? {
             return Err(StoreError::AlreadyExists);
         }
-        let env_index = self.index(ctx, SessionIndex::Env);
-        let team_index = self.index(ctx, SessionIndex::Team);
-        let slots = IndexSlots {
-            env: env_index.allocate()?,
-            team: team_index.allocate()?,
-        };
-        let record = SessionRecord::new(ctx, new, now_ms, slots);
-        self.kv.set(
-            &keys::session_team_locator(ctx, &id),
-            ctx.team_token().as_bytes(),
-        )?;
-        team_index.set(slots.team, id.as_str().as_bytes())?;
-        env_index.set(slots.env, format!("{}/{}", ctx.team_token(), id).as_bytes())?;
-        self.kv.set(&record_key, &record.encode())?;
+        self.insert(ctx, SessionRecord::new(ctx, new, now_ms, 0), None)
+    }
+
+    /// Writes a new session: `record` (its slot is given here) and its first
+    /// `memory`, in one batch with its index entry, locator and, the first
+    /// time, its team's registration. The caller makes sure it is the only
+    /// creator (the executor claims the memory first): a batch is not a
+    /// compare-and-swap. Costs two increments the first time a team has a
+    /// session in the env, one after that, plus the batch.
+    pub fn insert(
+        &self,
+        ctx: &TenantCtx,
+        mut record: SessionRecord,
+        memory: Option<&mut SessionMemory>,
+    ) -> Result<SessionRecord, StoreError> {
+        let id = record.id.clone();
+        let index = self.index(ctx);
+        record.slot = index.allocate()?;
+        let mut writes = TeamRegistry::new(self.kv).registration(ctx)?;
+        writes.push((
+            keys::session_team_locator(ctx, &id),
+            ctx.team_token().as_bytes().to_vec(),
+        ));
+        writes.push((
+            keys::session_index(ctx).slot(record.slot),
+            id.as_str().as_bytes().to_vec(),
+        ));
+        if let Some(memory) = memory {
+            memory.write_id = kv::write_id();
+            writes.push((keys::session_state(ctx, &id), memory.encode()));
+        }
+        writes.push((keys::session_record(ctx, &id), record.encode()));
+        self.kv.set_many(&writes)?;
         Ok(record)
     }
 
@@ -233,10 +242,7 @@ impl<'a> SessionStore<'a> {
         };
         self.kv.delete(&keys::session_state(ctx, id))?;
         self.kv.delete(&keys::session_memory_claim(ctx, id))?;
-        self.index(ctx, SessionIndex::Team)
-            .remove(record.index.team)?;
-        self.index(ctx, SessionIndex::Env)
-            .remove(record.index.env)?;
+        self.index(ctx).remove(record.slot)?;
         self.kv.delete(&keys::session_record(ctx, id))?;
         self.kv.delete(&keys::session_team_locator(ctx, id))?;
         Ok(true)
@@ -320,63 +326,126 @@ impl<'a> SessionStore<'a> {
     }
 
     /// One page of the scope's sessions, newest first, read through the
-    /// scope's index: the cost is the page (at most
-    /// [`MAX_SLOTS_PER_PAGE`](crate::store::index::MAX_SLOTS_PER_PAGE) slots),
-    /// whatever else the store holds.
+    /// scope's indexes: the cost is the page (at most [`MAX_SLOTS_PER_PAGE`]
+    /// slots, plus the env's few teams), whatever else the store holds.
     pub fn list(&self, scope: &ListScope, query: &ListQuery) -> Result<Page, StoreError> {
-        let index = scope.index();
         let limit = query.limit.clamp(1, MAX_PAGE_LIMIT);
-        let mut sessions = Vec::new();
-        let next_cursor = self.index(scope.ctx(), index).walk(
-            query.cursor.as_deref(),
-            limit,
-            |slot, entry| {
-                let found = self
-                    .read_entry(scope, &entry)?
-                    .filter(|r| r.index.slot(index) == slot && query.matches(r));
-                Ok::<_, StoreError>(found.map(|r| sessions.push(r)).is_some())
-            },
-        )?;
+        match scope {
+            ListScope::Team(ctx) => {
+                let mut sessions = Vec::new();
+                let next_cursor =
+                    self.index(ctx)
+                        .walk(query.cursor.as_deref(), limit, |slot, entry| {
+                            let found = self
+                                .read_entry(ctx, &entry)?
+                                .filter(|r| r.slot == slot && query.matches(r));
+                            Ok::<_, StoreError>(found.map(|r| sessions.push(r)).is_some())
+                        })?;
+                Ok(Page {
+                    sessions,
+                    next_cursor,
+                })
+            }
+            ListScope::Env { ctx, teams } => {
+                let mut registered = TeamRegistry::new(self.kv).teams(ctx)?;
+                if let Some(allowed) = teams {
+                    registered.retain(|t| allowed.iter().any(|a| a == t.team_token()));
+                }
+                self.list_merged(ctx, &registered, query, limit)
+            }
+        }
+    }
+
+    /// The sessions of several teams' indexes, newest first (by creation
+    /// time; in one millisecond, by the teams' order in the registry, then
+    /// newest slot first). The cursor holds where each team's walk stopped.
+    fn list_merged(
+        &self,
+        env: &TenantCtx,
+        teams: &[TenantCtx],
+        query: &ListQuery,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
+        let tag = merged_cursor_tag(env, teams);
+        // Per team, the next slot to look at (0 = done). Teams registered
+        // after a listing began hold only sessions newer than its first page.
+        let mut next: Vec<u64> = match &query.cursor {
+            Some(cursor) => {
+                let mut next = decode_merged_cursor(cursor, &tag)?;
+                next.resize(teams.len(), 0);
+                next
+            }
+            None => teams
+                .iter()
+                .map(|t| self.index(t).newest())
+                .collect::<Result<_, _>>()?,
+        };
+        let mut heads: Vec<Option<SessionRecord>> = vec![None; teams.len()];
+        let (mut sessions, mut examined) = (Vec::new(), 0u64);
+        while sessions.len() < limit {
+            // Fill every empty head with its team's next live session.
+            for (i, team) in teams.iter().enumerate() {
+                while heads[i].is_none() && next[i] > 0 && examined < MAX_SLOTS_PER_PAGE {
+                    let slot = next[i];
+                    next[i] -= 1;
+                    examined += 1;
+                    if let Some(entry) = self.index(team).get(slot)? {
+                        heads[i] = self.read_entry(team, &entry)?.filter(|r| r.slot == slot);
+                    }
+                }
+            }
+            let newest = heads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.as_ref().map(|r| (i, r)))
+                .max_by(|(i, a), (j, b)| {
+                    a.created_at_ms
+                        .cmp(&b.created_at_ms)
+                        .then(j.cmp(i))
+                        .then(a.slot.cmp(&b.slot))
+                })
+                .map(|(i, _)| i);
+            let Some(i) = newest else {
+                break;
+            };
+            let record = heads[i].take().expect("chosen among the filled heads");
+            if query.matches(&record) {
+                sessions.push(record);
+            }
+            if examined >= MAX_SLOTS_PER_PAGE {
+                break;
+            }
+        }
+        // A head read but not returned is where its team goes on from.
+        for (i, head) in heads.iter().enumerate() {
+            if let Some(record) = head {
+                next[i] = record.slot;
+            }
+        }
+        let more = next.iter().any(|&n| n > 0);
         Ok(Page {
             sessions,
-            next_cursor,
+            next_cursor: more.then(|| encode_merged_cursor(&tag, &next)),
         })
     }
 
-    fn index(&self, ctx: &TenantCtx, index: SessionIndex) -> SlotIndex<'a> {
-        SlotIndex::new(self.kv, keys::session_index(ctx, index))
+    fn index(&self, ctx: &TenantCtx) -> SlotIndex<'a> {
+        SlotIndex::new(self.kv, keys::session_index(ctx))
     }
 
-    /// The session an index entry names, if it is one of the scope's: a team
-    /// index holds `{session}`, the env index `{team}/{session}`.
+    /// The session a team index entry (`{session}`) names, in that team.
     fn read_entry(
         &self,
-        scope: &ListScope,
+        team: &TenantCtx,
         entry: &[u8],
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let Ok(entry) = std::str::from_utf8(entry) else {
+        let Some(id) = std::str::from_utf8(entry)
+            .ok()
+            .and_then(|id| SessionId::parse(id).ok().flatten())
+        else {
             return Ok(None);
         };
-        let (session_ctx, id) = match scope {
-            ListScope::Team(ctx) => (ctx.clone(), entry),
-            ListScope::Env { ctx, teams } => {
-                let Some((team, id)) = entry.split_once('/') else {
-                    return Ok(None);
-                };
-                let allowed = teams
-                    .as_ref()
-                    .is_none_or(|allowed| allowed.iter().any(|t| t == team));
-                if validate_id(IdKind::Team, team).is_err() || !allowed {
-                    return Ok(None);
-                }
-                let team = (team != DEFAULT_TEAM).then_some(team);
-                (ctx.with_team(team).expect("team id checked above"), id)
-            }
-        };
-        let Ok(Some(id)) = SessionId::parse(id) else {
-            return Ok(None);
-        };
-        self.get(&session_ctx, &id)
+        self.get(team, &id)
     }
 
     /// The stored bytes and the decoded record, checked against the key's scope:
@@ -398,6 +467,51 @@ impl<'a> SessionStore<'a> {
         }
         Ok(Some((bytes, record)))
     }
+}
+
+const MERGED_CURSOR_VERSION: u8 = 1;
+
+/// Ties a merged listing's cursor to its env and its list of teams.
+fn merged_cursor_tag(env: &TenantCtx, teams: &[TenantCtx]) -> [u8; 8] {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    digest.update(keys::team_registry(env).seq());
+    for team in teams {
+        digest.update(b"/");
+        digest.update(team.team_token());
+    }
+    digest.finalize()[..8]
+        .try_into()
+        .expect("a SHA-256 digest has 32 bytes")
+}
+
+fn encode_merged_cursor(tag: &[u8; 8], next: &[u64]) -> String {
+    use base64::Engine;
+    let mut bytes = Vec::with_capacity(9 + 8 * next.len());
+    bytes.push(MERGED_CURSOR_VERSION);
+    bytes.extend_from_slice(tag);
+    for slot in next {
+        bytes.extend_from_slice(&slot.to_be_bytes());
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn decode_merged_cursor(cursor: &str, tag: &[u8; 8]) -> Result<Vec<u64>, InvalidCursor> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| InvalidCursor)?;
+    if bytes.len() < 9 || bytes[0] != MERGED_CURSOR_VERSION || bytes[1..9] != tag[..] {
+        return Err(InvalidCursor);
+    }
+    let slots = &bytes[9..];
+    if slots.len() % 8 != 0 {
+        return Err(InvalidCursor);
+    }
+    Ok(slots
+        .chunks(8)
+        .map(|c| u64::from_be_bytes(c.try_into().expect("chunks of 8")))
+        .collect())
 }
 
 #[cfg(test)]
@@ -475,9 +589,13 @@ mod tests {
         assert!(!store.delete(&c, &created.id).unwrap());
         assert_eq!(store.get(&c, &created.id).unwrap(), None);
         assert!(store.state(&c, &created.id).unwrap().is_empty());
-        // Only the index counters are left behind.
+        // Only the index counters and the team's registration are left behind.
         let left: Vec<String> = kv.snapshot().into_keys().collect();
-        assert!(left.iter().all(|k| k.ends_with("/seq")), "{left:?}");
+        assert!(
+            left.iter()
+                .all(|k| k.ends_with("/seq") || k.contains("/team-registry/")),
+            "{left:?}"
+        );
     }
 
     #[test]
@@ -612,6 +730,9 @@ mod tests {
         fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
             self.inner.set(key, value)
         }
+        fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+            self.inner.set_many(pairs)
+        }
         fn delete(&self, key: &str) -> Result<(), KvError> {
             self.inner.delete(key)
         }
@@ -705,6 +826,70 @@ mod tests {
         });
         let record = SessionStore::new(&kv).get(&c, &id).unwrap().unwrap();
         assert_eq!((record.message_count, record.revision), (100, 101));
+    }
+
+    #[test]
+    fn an_env_listing_merges_the_teams_newest_first_across_pages() {
+        let kv = TestKv::new();
+        let store = SessionStore::new(&kv);
+        let teams = [
+            ctx("acme", Some("support")),
+            ctx("acme", Some("sales")),
+            ctx("acme", None),
+        ];
+        // 60 sessions, created in turn across the teams, some in one millisecond.
+        let created: Vec<SessionId> = (0..60)
+            .map(|i| {
+                store
+                    .create(
+                        &teams[i % 3],
+                        new_session("slack", &format!("U{i}")),
+                        (i / 2) as i64,
+                    )
+                    .unwrap()
+                    .id
+            })
+            .collect();
+        let env = ListScope::Env {
+            ctx: ctx("acme", None),
+            teams: None,
+        };
+        let listed = list_all(&store, &env, query(7));
+        // Newest first; within one millisecond, the earlier-registered team first.
+        let mut expected: Vec<(i64, usize, SessionId)> = created
+            .iter()
+            .enumerate()
+            .map(|(i, id)| ((i / 2) as i64, i % 3, id.clone()))
+            .collect();
+        expected.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        assert_eq!(
+            listed,
+            expected
+                .into_iter()
+                .map(|(_, _, id)| id)
+                .collect::<Vec<_>>()
+        );
+        // Limited to two teams: their sessions only, each once.
+        let two = ListScope::Env {
+            ctx: ctx("acme", None),
+            teams: Some(vec!["sales".into(), "default".into()]),
+        };
+        let listed = list_all(&store, &two, query(5));
+        assert_eq!(listed.len(), 40);
+        assert_eq!(listed.iter().collect::<BTreeSet<_>>().len(), 40);
+        // A cursor of one team list is refused for another.
+        let cursor = store.list(&two, &query(5)).unwrap().next_cursor.unwrap();
+        let elsewhere = ListQuery {
+            cursor: Some(cursor),
+            ..query(5)
+        };
+        assert_eq!(store.list(&env, &elsewhere), Err(StoreError::InvalidCursor));
+        // Another tenant's env has none of them.
+        let bigcorp = ListScope::Env {
+            ctx: ctx("bigcorp", None),
+            teams: None,
+        };
+        assert!(list_all(&store, &bigcorp, query(50)).is_empty());
     }
 
     #[test]
@@ -869,17 +1054,13 @@ mod tests {
         // A slot pointing at a session that was never written (a create that
         // failed half-way), and a second slot pointing at the live record.
         kv.set(
-            &keys::session_index(&c, SessionIndex::Team).slot(50),
+            &keys::session_index(&c).slot(50),
             b"0123456789abcdef0123456789abcdef",
         )
         .unwrap();
-        kv.set(
-            &keys::session_index(&c, SessionIndex::Team).slot(51),
-            a.id.as_str().as_bytes(),
-        )
-        .unwrap();
-        kv.increment(&keys::session_index(&c, SessionIndex::Team).seq(), 50)
+        kv.set(&keys::session_index(&c).slot(51), a.id.as_str().as_bytes())
             .unwrap();
+        kv.increment(&keys::session_index(&c).seq(), 50).unwrap();
         assert_eq!(list_all(&store, &ListScope::Team(c), query(10)), vec![a.id]);
     }
 

@@ -2,29 +2,53 @@
 //! out and errors, kept with the store's atomic `increment` so concurrent
 //! deliveries never lose a count.
 //!
-//! Each event counts twice: under its team and under `*` (every team of the
-//! env), so an env-wide read is one key per day and counter, not one per team.
+//! A message costs one increment: messages in and replies out share one
+//! counter per team and day ([`Counter::Traffic`]), replies counted in units
+//! of 2^32, so neither can overflow into the other below four billion a day.
+//! An env-wide read sums the teams the env's registry names
+//! ([`crate::store::teams`]), a few keys per day rather than one more write per
+//! message.
 
 use serde::Serialize;
 
 use crate::store::kv::{KeyValue, KvError};
+use crate::store::teams::TeamRegistry;
 use crate::tenancy::ids::{Counter, Day, TenantCtx};
 use crate::tenancy::keys;
 
-/// Counts one or more events of `counter` for `ctx`'s team and for its env.
-pub fn record(
+/// One reply in the traffic counter.
+const REPLY: i64 = 1 << 32;
+
+/// Counts `messages` in and `replies` out for `ctx`'s team: one increment.
+pub fn record_traffic(
     kv: &dyn KeyValue,
     ctx: &TenantCtx,
-    counter: Counter,
+    messages: u64,
+    replies: u64,
+    now_ms: i64,
+) -> Result<(), KvError> {
+    let delta = messages as i64 + replies as i64 * REPLY;
+    if delta == 0 {
+        return Ok(());
+    }
+    kv.increment(&keys::usage(ctx, &Day::of(now_ms), Counter::Traffic), delta)?;
+    Ok(())
+}
+
+/// Counts `n` errors for `ctx`'s team. Errors can come before a team has a
+/// session (a first message whose flow fails), so the team is registered
+/// here too.
+pub fn record_errors(
+    kv: &dyn KeyValue,
+    ctx: &TenantCtx,
     n: i64,
     now_ms: i64,
 ) -> Result<(), KvError> {
     if n == 0 {
         return Ok(());
     }
-    let day = Day::of(now_ms);
-    kv.increment(&keys::usage(ctx, Some(ctx.team_token()), &day, counter), n)?;
-    kv.increment(&keys::usage(ctx, None, &day, counter), n)?;
+    TeamRegistry::new(kv).ensure(ctx)?;
+    kv.increment(&keys::usage(ctx, &Day::of(now_ms), Counter::Errors), n)?;
     Ok(())
 }
 
@@ -33,16 +57,6 @@ pub struct Counts {
     pub messages_in: i64,
     pub replies_out: i64,
     pub errors: i64,
-}
-
-impl Counts {
-    fn add(&mut self, counter: Counter, n: i64) {
-        match counter {
-            Counter::MessagesIn => self.messages_in += n,
-            Counter::RepliesOut => self.replies_out += n,
-            Counter::Errors => self.errors += n,
-        }
-    }
 }
 
 /// Which teams a read covers.
@@ -61,18 +75,41 @@ pub fn read(
     teams: &Teams,
     day: &Day,
 ) -> Result<Counts, KvError> {
-    let mut counts = Counts::default();
-    let scopes: Vec<Option<&str>> = match teams {
-        Teams::All => vec![None],
-        Teams::Only(list) => list.iter().map(|t| Some(t.as_str())).collect(),
+    read_days(kv, ctx, teams, std::slice::from_ref(day)).map(|mut days| days.remove(0))
+}
+
+/// The counts of each of `days`, in order, for the tenant and env of `ctx`,
+/// over `teams` (the env's registry is read once).
+pub fn read_days(
+    kv: &dyn KeyValue,
+    ctx: &TenantCtx,
+    teams: &Teams,
+    days: &[Day],
+) -> Result<Vec<Counts>, KvError> {
+    let scopes: Vec<TenantCtx> = match teams {
+        Teams::All => TeamRegistry::new(kv).teams(ctx)?,
+        Teams::Only(list) => list
+            .iter()
+            .filter_map(|t| {
+                ctx.with_team((t != crate::tenancy::ids::DEFAULT_TEAM).then_some(t.as_str()))
+                    .ok()
+            })
+            .collect(),
     };
-    for team in scopes {
-        for counter in Counter::ALL {
-            let n = crate::store::kv::read_counter(kv, &keys::usage(ctx, team, day, counter))?;
-            counts.add(counter, n);
-        }
-    }
-    Ok(counts)
+    days.iter()
+        .map(|day| {
+            let mut counts = Counts::default();
+            for team in &scopes {
+                let traffic =
+                    crate::store::kv::read_counter(kv, &keys::usage(team, day, Counter::Traffic))?;
+                counts.messages_in += traffic & (REPLY - 1);
+                counts.replies_out += traffic >> 32;
+                counts.errors +=
+                    crate::store::kv::read_counter(kv, &keys::usage(team, day, Counter::Errors))?;
+            }
+            Ok(counts)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -87,10 +124,13 @@ mod tests {
         let support = TenantCtx::new("acme", "prod", Some("support")).unwrap();
         let sales = TenantCtx::new("acme", "prod", Some("sales")).unwrap();
         let bigcorp = TenantCtx::new("bigcorp", "prod", Some("support")).unwrap();
-        record(&kv, &support, Counter::MessagesIn, 2, now).unwrap();
-        record(&kv, &support, Counter::RepliesOut, 3, now).unwrap();
-        record(&kv, &sales, Counter::MessagesIn, 1, now).unwrap();
-        record(&kv, &bigcorp, Counter::Errors, 7, now).unwrap();
+        // Teams are registered when their sessions are created.
+        for c in [&support, &sales] {
+            TeamRegistry::new(&kv).ensure(c).unwrap();
+        }
+        record_traffic(&kv, &support, 2, 3, now).unwrap();
+        record_traffic(&kv, &sales, 1, 0, now).unwrap();
+        record_errors(&kv, &bigcorp, 7, now).unwrap();
         let day = Day::of(now);
         let only = |t: &str| Teams::Only(vec![t.to_owned()]);
         assert_eq!(

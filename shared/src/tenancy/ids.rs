@@ -325,20 +325,19 @@ pub struct ConversationIdError;
 /// The most days one read may cover.
 pub const MAX_DAYS: usize = 31;
 
+/// A usage counter's key (see `crate::store::usage`): the traffic of a team
+/// and day (messages in and replies out, in one counter so a message costs one
+/// increment), and its errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
-    MessagesIn,
-    RepliesOut,
+    Traffic,
     Errors,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 3] = [Counter::MessagesIn, Counter::RepliesOut, Counter::Errors];
-
     pub fn as_str(self) -> &'static str {
         match self {
-            Counter::MessagesIn => "messages_in",
-            Counter::RepliesOut => "replies_out",
+            Counter::Traffic => "traffic",
             Counter::Errors => "errors",
         }
     }

@@ -13,11 +13,11 @@
 //! | `secrets/global/{name}` | platform-wide secret (seed format) |
 //! | `secrets/{tenant}/{name}` | tenant secret (seed format) |
 //! | `secrets/{tenant}/teams/{team}/{name}` | team secret (seed format) |
-//! | `index/{tenant}/{env}/sessions/seq` | counter: slots handed out in the env-wide session index |
-//! | `index/{tenant}/{env}/sessions/{slot}` | `{team}/{session}` at that slot |
 //! | `index/{tenant}/{env}/teams/{team}/sessions/seq` | counter: slots handed out in the team index |
 //! | `index/{tenant}/{env}/teams/{team}/sessions/{slot}` | `{session}` at that slot |
 //! | `index/{tenant}/{env}/session-teams/{session}` | the team a session id belongs to |
+//! | `index/{tenant}/{env}/team-registry/seq` and `/{slot}` | the teams with data in the env (team tokens), each registered once |
+//! | `index/{tenant}/{env}/team-registry/of/{team}` | marks a team as registered |
 //! | `claim:{tenant}:{env}:{team}:{session}` | counter: who creates the session's memory |
 //! | `webchat/{tenant}/{env}/{team}/{digest}/seq` and `/{n}` | a web chat conversation's bot activities (webchat store; digest of channel and conversation) |
 //! | `webchat-sent/{tenant}/{env}/{team}/{digest}` | an outbound message already in a web chat log (webchat store; digest of channel, conversation and message id) |
@@ -25,7 +25,8 @@
 //! | `egress-progress-claim/{tenant}/{env}/{team}/{session}` | counter: who creates the session's first progress record (egress store) |
 //! | `teams-token/{tenant}/{env}/{team}/{digest}` | the channel's Bot Framework access token and its expiry (egress store) |
 //! | `providers/teams/signing-keys` | Bot Framework's published signing keys and when they were fetched (cache store; public, not a tenant's) |
-//! | `usage/{tenant}/{env}/{team\|*}/{day}/{counter}` | counter: messages in, replies out, errors per day (`*` = all teams) |
+//! | `usage/{tenant}/{env}/{team}/{day}/traffic` | counter: messages in plus replies out times 2^32, per day |
+//! | `usage/{tenant}/{env}/{team}/{day}/errors` | counter: errors per day |
 //! | `secrets-index/{global,{tenant},{tenant}/teams/{team}}/seq` and `/{slot}` | secret names of a scope (secrets store) |
 //!
 //! `{team}` is the team id or `default`. The tenant `global` is reserved (see
@@ -72,15 +73,14 @@ pub fn session_memory_claim(ctx: &TenantCtx, session: &SessionId) -> String {
     )
 }
 
-/// `usage/{tenant}/{env}/{team}/{day}/{counter}`: a counter for one team
-/// (`default` = no team), or with `team: None` for the whole env (`*`, which
-/// no team id can be).
-pub fn usage(ctx: &TenantCtx, team: Option<&str>, day: &Day, counter: Counter) -> String {
+/// `usage/{tenant}/{env}/{team}/{day}/{counter}`: a counter of the
+/// context's team (`default` = no team) for one day.
+pub fn usage(ctx: &TenantCtx, day: &Day, counter: Counter) -> String {
     format!(
         "usage/{}/{}/{}/{}/{}",
         ctx.tenant_id(),
         ctx.env_id(),
-        team.unwrap_or("*"),
+        ctx.team_token(),
         day.as_str(),
         counter.as_str()
     )
@@ -182,15 +182,6 @@ fn digest(channel: &str, rest: &str) -> String {
     hex::encode(&digest[..16])
 }
 
-/// Which per-scope session index a key belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionIndex {
-    /// Every session of the tenant's environment, whatever the team.
-    Env,
-    /// The sessions of the context's team (or of no team).
-    Team,
-}
-
 /// The keys of one slot index (see [`crate::store::index`]): a counter and one key
 /// per slot, all under one prefix that only this module builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,18 +202,38 @@ impl IndexKeys {
     }
 }
 
-/// `index/{tenant}/{env}/sessions` or `index/{tenant}/{env}/teams/{team}/sessions`.
-pub fn session_index(ctx: &TenantCtx, index: SessionIndex) -> IndexKeys {
-    let prefix = match index {
-        SessionIndex::Env => format!("index/{}/{}/sessions", ctx.tenant_id(), ctx.env_id()),
-        SessionIndex::Team => format!(
+/// The sessions of the context's team (or of no team), in the order they
+/// were created: `index/{tenant}/{env}/teams/{team}/sessions`.
+pub fn session_index(ctx: &TenantCtx) -> IndexKeys {
+    IndexKeys {
+        prefix: format!(
             "index/{}/{}/teams/{}/sessions",
             ctx.tenant_id(),
             ctx.env_id(),
             ctx.team_token()
         ),
-    };
-    IndexKeys { prefix }
+    }
+}
+
+/// The teams (team tokens, `default` included) that have data in the
+/// context's tenant and env, each registered once when its first session is
+/// created: `index/{tenant}/{env}/team-registry`. What env-wide listings and
+/// usage read instead of an env-wide index.
+pub fn team_registry(ctx: &TenantCtx) -> IndexKeys {
+    IndexKeys {
+        prefix: format!("index/{}/{}/team-registry", ctx.tenant_id(), ctx.env_id()),
+    }
+}
+
+/// Marks the context's team as registered in [`team_registry`]:
+/// `index/{tenant}/{env}/team-registry/of/{team}`.
+pub fn team_registered(ctx: &TenantCtx) -> String {
+    format!(
+        "index/{}/{}/team-registry/of/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token()
+    )
 }
 
 /// Where a session id is found without knowing its team.
@@ -316,12 +327,13 @@ mod tests {
     #[test]
     fn index_keys_stay_under_the_tenant() {
         let c = ctx(Some("support"));
+        assert_eq!(team_registry(&c).seq(), "index/acme/prod/team-registry/seq");
         assert_eq!(
-            session_index(&c, SessionIndex::Env).seq(),
-            "index/acme/prod/sessions/seq"
+            team_registered(&c),
+            "index/acme/prod/team-registry/of/support"
         );
         assert_eq!(
-            session_index(&c, SessionIndex::Team).slot(7),
+            session_index(&c).slot(7),
             "index/acme/prod/teams/support/sessions/7"
         );
         assert_eq!(
@@ -344,13 +356,14 @@ mod tests {
             session_record(&c, &s),
             session_state(&c, &s),
             session_memory_claim(&c, &s),
-            session_index(&c, SessionIndex::Team).seq(),
-            session_index(&c, SessionIndex::Team).slot(u64::MAX),
-            session_index(&c, SessionIndex::Env).slot(u64::MAX),
+            session_index(&c).seq(),
+            session_index(&c).slot(u64::MAX),
             session_team_locator(&c, &s),
             secret(&team, &SecretName::parse(&long).unwrap()),
             secret_index(&team).slot(u64::MAX),
-            usage(&c, Some(&long), &day, Counter::RepliesOut),
+            usage(&c, &day, Counter::Traffic),
+            team_registry(&c).slot(u64::MAX),
+            team_registered(&c),
             webchat_log(&c, &channel, &conversation).slot(u64::MAX),
             webchat_sent(&c, &channel, &conversation, &message_id),
             egress_progress(&c, &s),

@@ -148,6 +148,20 @@ impl KeyValue for RedisKv {
         self.with(|c| redis::cmd("SET").arg(key).arg(value).query(c))
     }
 
+    /// MSET, as Spin's Redis backend does `set-many`.
+    fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), KvError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        self.with(|c| {
+            let mut cmd = redis::cmd("MSET");
+            for (key, value) in pairs {
+                cmd.arg(key).arg(value);
+            }
+            cmd.query::<()>(c)
+        })
+    }
+
     fn delete(&self, key: &str) -> Result<(), KvError> {
         self.with(|c| redis::cmd("DEL").arg(key).query::<i64>(c))
             .map(|_| ())
