@@ -251,7 +251,32 @@ e2e_tests::on_every_store!(
     web_chat_replies_are_read_back_by_their_conversation_only,
     two_messages_of_one_session_in_flight_keep_their_own_progress,
     equal_message_ids_in_two_web_chat_conversations_are_both_shown,
+    a_session_whose_first_progress_writer_died_is_still_sent,
 );
+
+/// The egress that won a session's first progress record died before writing
+/// it (its claim is taken, no record exists): later messages of the session
+/// are still sent, and recorded, instead of waiting for that record forever.
+fn a_session_whose_first_progress_writer_died_is_still_sent(stores: Stores) {
+    use greentic::store::kv::KeyValue;
+    let e = Egress::on(stores);
+    let out = e.three_slack_replies();
+    let ctx = TenantCtx::new("acme", "prod", Some("support")).unwrap();
+    let claim = greentic::tenancy::keys::egress_progress_claim(&ctx, &out.session_id);
+    let kv = e.host.store(greentic::messaging::egress::STORE_LABEL);
+    assert_eq!(
+        kv.increment(&claim, 1).unwrap(),
+        1,
+        "{claim} was not taken yet"
+    );
+
+    let m = Published::reply(&out);
+    let r = e.deliver(&m);
+    assert_eq!((r.status, &r.json_body()["repeat"]), (200, &json!(false)));
+    let r = e.deliver(&m);
+    assert_eq!((r.status, &r.json_body()["repeat"]), (200, &json!(true)));
+    assert_eq!(e.slack_texts(), ["first", "second", "third"]);
+}
 
 /// Message A fails part-way; message B of the same session is sent in full
 /// meanwhile; A's redelivery sends only what Slack had not accepted of A.
@@ -354,8 +379,9 @@ fn a_failure_part_way_resends_only_the_replies_not_yet_sent(stores: Stores) {
     assert_eq!(e.slack_texts()[4..], ["other"]);
 }
 
-/// When the store fails after Slack accepted a text, the answer is 503 and
-/// the redelivery sends that text again: a repeat, never a loss.
+/// When the store fails while a message is being sent, its progress cannot
+/// be recorded: the answer is 503 and the redelivery sends the message's
+/// texts again: repeats, never a loss.
 fn a_store_failure_after_a_send_repeats_that_text_and_loses_none(stores: Stores) {
     let e = Egress::on(stores);
     let m = Published::reply(&e.three_slack_replies());
@@ -371,10 +397,16 @@ fn a_store_failure_after_a_send_repeats_that_text_and_loses_none(stores: Stores)
     });
     assert_problem(&e.deliver(&m), 503, "unavailable");
     let progress = e.host.store(greentic::messaging::egress::STORE_LABEL);
-    assert_eq!(e.slack_texts(), ["first", "second"]);
+    assert_eq!(e.slack_texts(), ["first", "second", "third"]);
     progress.recover();
     assert_eq!(e.deliver(&m).status, 200);
-    assert_eq!(e.slack_texts(), ["first", "second", "second", "third"]);
+    assert_eq!(
+        e.slack_texts(),
+        ["first", "second", "third", "first", "second", "third"]
+    );
+    // Once recorded, a redelivery sends nothing.
+    assert_eq!(e.deliver(&m).json_body()["repeat"], true);
+    assert_eq!(e.slack_texts().len(), 6);
 }
 
 #[test]

@@ -16,5 +16,5 @@ end
 function request()
   counter = counter + 1
   local id = run * 1000000000 + thread_no * 10000000 + counter
-  return wrk.format("POST", nil, { ["X-Floor-Id"] = tostring(id) }, body)
+  return wrk.format("POST", nil, { ["X-Floor-Id"] = string.format("%d", id) }, body)
 end

@@ -38,10 +38,23 @@ fn bench(c: &mut Criterion) {
         .with_header("x-slack-signature", signature)
         .with_body(body);
 
-    c.bench_function("ingress slack: config + verify + normalise + encode", |b| {
+    // The channel lookup alone, as ingress does it (flows skipped), and as
+    // the whole tenant file with its flows parsed and their patterns compiled.
+    c.bench_function("channel lookup: routing only", |b| {
+        b.iter(|| black_box(TenantConfig::find_channel(&host, &ctx, &channel).unwrap()))
+    });
+    c.bench_function("channel lookup: whole tenant file", |b| {
         b.iter(|| {
             let config = TenantConfig::load(&host, "acme").unwrap().unwrap();
-            let channel = config.channel(&ctx, &channel).unwrap();
+            black_box(config.channel(&ctx, &channel))
+        })
+    });
+
+    c.bench_function("ingress slack: config + verify + normalise + encode", |b| {
+        b.iter(|| {
+            let channel = TenantConfig::find_channel(&host, &ctx, &channel)
+                .unwrap()
+                .unwrap();
             let hook = Webhook {
                 channel: &channel,
                 req: &req,

@@ -87,63 +87,108 @@ impl TenantConfig {
     /// Reads the tenant's compiled file through the host. `Ok(None)` when the
     /// tenant does not exist.
     pub fn load(host: &dyn Host, tenant_id: &str) -> Result<Option<TenantConfig>, ApiError> {
-        let Some(bytes) = host
-            .bundle_file(&file_name(tenant_id))
-            .map_err(ApiError::Internal)?
-        else {
-            return Ok(None);
-        };
-        let config: TenantConfig = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::Internal(format!("compiled config of tenant {tenant_id}: {e}"))
-        })?;
-        if config.format != FORMAT || config.id != tenant_id {
-            return Err(ApiError::Internal(format!(
-                "compiled config of tenant {tenant_id} is stale or misplaced: run `greentic bundle compile`"
-            )));
-        }
-        Ok(Some(config))
+        read::<TenantConfig>(host, tenant_id)
     }
 
     /// The channel `ctx` and `channel` address in its tenant's compiled file,
     /// or `None` when the tenant, env, team or channel is unknown: the one
     /// lookup every component does at its boundary.
+    ///
+    /// It reads the file without its flows: parsing a flow compiles its
+    /// patterns, which a request that only needs the channel (ingress,
+    /// egress, web chat) should not pay for.
     pub fn find_channel(
         host: &dyn Host,
         ctx: &TenantCtx,
         channel: &ChannelId,
     ) -> Result<Option<ChannelConfig>, ApiError> {
-        Ok(TenantConfig::load(host, ctx.tenant_id())?.and_then(|t| t.channel(ctx, channel)))
+        Ok(read::<Routing>(host, ctx.tenant_id())?
+            .and_then(|r| channel_of(&r.id, &r.tenant, ctx, channel)))
     }
 
     /// The channel `ctx` (which must name a team) and `channel` address, or
     /// `None` if the env, team or channel is not the tenant's.
     pub fn channel(&self, ctx: &TenantCtx, channel: &ChannelId) -> Option<ChannelConfig> {
-        if ctx.tenant_id() != self.id
-            || !self
-                .tenant
-                .environments
-                .iter()
-                .any(|e| e.id == ctx.env_id())
-        {
-            return None;
-        }
-        let team = self.tenant.teams.get(ctx.team_id()?)?;
-        let config = team.channels.get(channel.as_str())?;
-        let flow = config
-            .flow
-            .as_ref()
-            .or(team.flow.as_ref())
-            .or(self.tenant.flow.as_ref())
-            .cloned();
-        Some(ChannelConfig {
-            ctx: ctx.clone(),
-            channel: channel.clone(),
-            config: config.clone(),
-            flow,
-            tenant_name: self.tenant.name.clone(),
-            team_name: team.name.clone(),
-        })
+        channel_of(&self.id, &self.tenant, ctx, channel)
     }
+}
+
+/// What a channel lookup reads of a tenant's file: everything but the flows,
+/// which are skipped unparsed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Routing {
+    format: u32,
+    id: String,
+    tenant: Tenant,
+    #[serde(rename = "flows")]
+    _flows: serde::de::IgnoredAny,
+}
+
+/// The compiled layout's header, checked on whatever view of a file is read.
+trait Compiled: serde::de::DeserializeOwned {
+    fn header(&self) -> (u32, &str);
+}
+
+impl Compiled for TenantConfig {
+    fn header(&self) -> (u32, &str) {
+        (self.format, &self.id)
+    }
+}
+
+impl Compiled for Routing {
+    fn header(&self) -> (u32, &str) {
+        (self.format, &self.id)
+    }
+}
+
+/// Reads `tenants/{tenant_id}.json` as `T`: `Ok(None)` when the tenant does
+/// not exist, an internal error when its file is unreadable, stale or
+/// misplaced.
+fn read<T: Compiled>(host: &dyn Host, tenant_id: &str) -> Result<Option<T>, ApiError> {
+    let Some(bytes) = host
+        .bundle_file(&file_name(tenant_id))
+        .map_err(ApiError::Internal)?
+    else {
+        return Ok(None);
+    };
+    let config: T = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::Internal(format!("compiled config of tenant {tenant_id}: {e}")))?;
+    if config.header() != (FORMAT, tenant_id) {
+        return Err(ApiError::Internal(format!(
+            "compiled config of tenant {tenant_id} is stale or misplaced: run `greentic bundle compile`"
+        )));
+    }
+    Ok(Some(config))
+}
+
+/// The channel `ctx` (which must name a team) and `channel` address in
+/// tenant `id`, or `None` if the env, team or channel is not the tenant's.
+fn channel_of(
+    id: &str,
+    tenant: &Tenant,
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+) -> Option<ChannelConfig> {
+    if ctx.tenant_id() != id || !tenant.environments.iter().any(|e| e.id == ctx.env_id()) {
+        return None;
+    }
+    let team = tenant.teams.get(ctx.team_id()?)?;
+    let config = team.channels.get(channel.as_str())?;
+    let flow = config
+        .flow
+        .as_ref()
+        .or(team.flow.as_ref())
+        .or(tenant.flow.as_ref())
+        .cloned();
+    Some(ChannelConfig {
+        ctx: ctx.clone(),
+        channel: channel.clone(),
+        config: config.clone(),
+        flow,
+        tenant_name: tenant.name.clone(),
+        team_name: team.name.clone(),
+    })
 }
 
 impl ChannelConfig {

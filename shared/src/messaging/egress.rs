@@ -147,10 +147,21 @@ pub fn send(
             )));
         }
     };
+    // Progress is written once a message is sent, and when a send fails
+    // part-way, so the retry sends only what the provider had not accepted:
+    // one write per message, not per text. Only a crash between two texts
+    // (nothing written) makes the retry send the message's earlier texts again.
     for (n, text) in out.texts.iter().enumerate().skip(already) {
-        send_text(text)?;
-        progress.record(n + 1)?;
+        if let Err(e) = send_text(text) {
+            if n > already {
+                // The failure is what the bridge needs to hear; a record that
+                // cannot be written only means those texts go again.
+                let _ = progress.record(n);
+            }
+            return Err(e);
+        }
     }
+    progress.record(out.texts.len())?;
     Ok(Sent::Delivered)
 }
 
@@ -172,9 +183,6 @@ struct Progress<'h> {
     message: String,
     texts: String,
 }
-
-/// The record a session's progress starts from: no message, write id 0.
-const EMPTY_PROGRESS: &[u8] = br#"{"messages":[],"write_id":0}"#;
 
 /// Messages per session whose progress is kept: more than a session has in
 /// flight at once.
@@ -242,7 +250,7 @@ impl<'h> Progress<'h> {
 
     /// Records that the provider accepted the first `sent` texts.
     fn record(&self, sent: usize) -> Result<(), ApiError> {
-        for _ in 0..PROGRESS_ATTEMPTS {
+        for attempt in 1..=PROGRESS_ATTEMPTS {
             let (raw, mut record) = self.read()?;
             if self.sent_in(&record) >= sent {
                 return Ok(());
@@ -263,13 +271,18 @@ impl<'h> Progress<'h> {
                 Some(raw) => self.kv.compare_and_swap(&self.key, &raw, &bytes)? == Cas::Swapped,
                 // Spin's SQLite backend has no atomic create (a swap of an
                 // absent key is an upsert): the session's first record is
-                // created empty by whoever the store's increment picks, and
-                // filled by compare-and-swap like every later change.
+                // written by whoever the store's increment picks; another
+                // message of the session waits for it, then swaps. A winner
+                // that died before writing must not block the session: the
+                // last attempt writes anyway, at worst losing a concurrent
+                // message's count (that message is then sent again only if
+                // redelivered).
                 None => {
-                    if self.kv.increment(&self.claim_key, 1)? == 1 {
-                        self.kv.set(&self.key, EMPTY_PROGRESS)?;
+                    let first = self.kv.increment(&self.claim_key, 1)? == 1;
+                    if first || attempt == PROGRESS_ATTEMPTS {
+                        self.kv.set(&self.key, &bytes)?;
                     }
-                    false
+                    first || attempt == PROGRESS_ATTEMPTS
                 }
             };
             if stored {

@@ -78,6 +78,8 @@ pub enum Deliveries {
     None,
     /// Inbound messages to the flow executor only.
     Ingress,
+    /// Replies to egress only.
+    Egress,
     /// Inbound messages to the executor and replies to egress (production).
     Both,
 }
@@ -636,6 +638,7 @@ async fn start_bridge(
     .filter(|d| match deliveries {
         Deliveries::None => false,
         Deliveries::Ingress => d.name == "ingress",
+        Deliveries::Egress => d.name == "egress",
         Deliveries::Both => true,
     })
     .map(|mut d| {
