@@ -7,8 +7,9 @@
 //! - request rates with wrk (`-t2 -c16`): an empty component, the OpenAPI
 //!   document, a session listing with a JWT, a Telegram webhook (verified
 //!   through the broker, published with the JetStream ack), the floor under it;
-//! - the flow executor alone: 1,000 first messages of 1,000 people published
-//!   to NATS, delivered by the bridge to the executor;
+//! - the flow executor alone: the first messages (each of a new person) the
+//!   webhook phase left in the ingress stream, delivered by the bridge as
+//!   fast as the executor takes them;
 //! - egress alone: the replies those messages left waiting, sent to the
 //!   fake Telegram API;
 //! - the whole pipeline: a burst of webhooks as fast as ingress takes them,
@@ -27,14 +28,12 @@ use greentic_harness::spin_up::{Deliveries, Kv, RealPlatform, TELEGRAM_WEBHOOK_S
 struct Args {
     backends: Vec<Kv>,
     seconds: u64,
-    executor_messages: usize,
 }
 
 fn args() -> Args {
     let mut args = Args {
         backends: vec![Kv::Sqlite, Kv::Redis],
         seconds: 5,
-        executor_messages: 1000,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -46,13 +45,9 @@ fn args() -> Args {
                 i += 1;
                 args.seconds = raw[i].parse().expect("--seconds takes a number");
             }
-            "--messages" => {
-                i += 1;
-                args.executor_messages = raw[i].parse().expect("--messages takes a number");
-            }
             "--bench" => {} // cargo's own
             other => {
-                panic!("unknown argument {other}: --sqlite | --redis | --seconds N | --messages N")
+                panic!("unknown argument {other}: --sqlite | --redis | --seconds N")
             }
         }
         i += 1;
@@ -156,6 +151,26 @@ fn wait_for(platform: &RealPlatform, delivery: &str, count: u64, started: Instan
     }
 }
 
+/// Starts the bridge with only `deliveries` (one of them) and times it
+/// through `backlog` waiting messages; `what` names the row, `{}` the count.
+fn drain(platform: &RealPlatform, deliveries: Deliveries, backlog: u64, what: &str) -> Row {
+    let delivery = match deliveries {
+        Deliveries::Ingress => "ingress",
+        Deliveries::Egress => "egress",
+        other => panic!("drain times one delivery, not {other:?}"),
+    };
+    platform.restart_bridge(deliveries);
+    let started = Instant::now();
+    wait_for(platform, delivery, backlog, started);
+    let (delivered, retried, dead) = platform.bridge_counts(delivery);
+    Row {
+        what: what.replace("{}", &delivered.to_string()),
+        rate: delivered as f64 / started.elapsed().as_secs_f64(),
+        unit: "msg/s",
+        detail: format!("retried {retried}, dead-lettered {dead}"),
+    }
+}
+
 fn run_id() -> String {
     (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -255,37 +270,20 @@ fn main() {
 
         // The executor alone: those first messages, delivered by the bridge
         // as fast as the executor takes them (replies wait in their stream).
-        platform.restart_bridge(Deliveries::Ingress);
-        let started = Instant::now();
-        wait_for(&platform, "ingress", backlog, started);
-        let executor = platform.delivered("ingress") as f64 / started.elapsed().as_secs_f64();
-        let (_, retried, dead) = platform.bridge_counts("ingress");
-        rows.push(Row {
-            what: format!(
-                "flow executor alone, {} first messages of as many people [{name}]",
-                platform.delivered("ingress")
-            ),
-            rate: executor,
-            unit: "msg/s",
-            detail: format!("retried {retried}, dead-lettered {dead}"),
-        });
-
+        rows.push(drain(
+            &platform,
+            Deliveries::Ingress,
+            backlog,
+            &format!("flow executor alone, {{}} first messages of as many people [{name}]"),
+        ));
         // Egress alone: the replies those messages left waiting, sent to
         // the (fake) provider as fast as egress takes them.
-        platform.restart_bridge(Deliveries::Egress);
-        let started = Instant::now();
-        wait_for(&platform, "egress", backlog, started);
-        let egress = platform.delivered("egress") as f64 / started.elapsed().as_secs_f64();
-        let (_, retried, dead) = platform.bridge_counts("egress");
-        rows.push(Row {
-            what: format!(
-                "egress alone, {} replies of two texts [{name}]",
-                platform.delivered("egress")
-            ),
-            rate: egress,
-            unit: "msg/s",
-            detail: format!("retried {retried}, dead-lettered {dead}"),
-        });
+        rows.push(drain(
+            &platform,
+            Deliveries::Egress,
+            backlog,
+            &format!("egress alone, {{}} replies of two texts [{name}]"),
+        ));
 
         // The whole pipeline: idle latency one message at a time, then a flood.
         platform.restart_bridge(Deliveries::Both);

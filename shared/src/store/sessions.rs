@@ -687,29 +687,7 @@ mod tests {
         // Spin's Redis backend: `cas-failed` whether the swap wrote or not.
         let kv = TestKv::over(MemoryKv::misreporting_swaps());
         let c = ctx("acme", Some("support"));
-        let id = SessionStore::new(&kv)
-            .create(&c, new_session("slack", "U1"), 1)
-            .unwrap()
-            .id;
-        std::thread::scope(|s| {
-            for t in 0..4 {
-                let (kv, c, id) = (&kv, &c, &id);
-                s.spawn(move || {
-                    for i in 0..10 {
-                        loop {
-                            match SessionStore::new(kv).update(c, id, 2, |r| {
-                                r.record_message(Direction::Inbound, &format!("{t}-{i}"), 2)
-                            }) {
-                                Ok(_) => break,
-                                Err(StoreError::Conflict) => std::thread::yield_now(),
-                                Err(e) => panic!("{e}"),
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        let record = SessionStore::new(&kv).get(&c, &id).unwrap().unwrap();
+        let record = four_writers_update_one_session(&kv, &c, 10);
         assert_eq!((record.message_count, record.revision), (40, 41));
         let texts: BTreeSet<_> = record.transcript.iter().map(|e| &e.text).collect();
         assert_eq!(texts.len(), record.transcript.len(), "no message twice");
@@ -799,15 +777,26 @@ mod tests {
     fn concurrent_updates_of_one_session_lose_nothing() {
         let kv = TestKv::new();
         let c = ctx("acme", Some("support"));
-        let id = SessionStore::new(&kv)
-            .create(&c, new_session("slack", "U1"), 1)
+        let record = four_writers_update_one_session(&kv, &c, 25);
+        assert_eq!((record.message_count, record.revision), (100, 101));
+    }
+
+    /// Creates a session, then four threads each record `messages` inbound
+    /// messages in it at once; returns the record they leave.
+    fn four_writers_update_one_session(
+        kv: &TestKv,
+        c: &TenantCtx,
+        messages: usize,
+    ) -> SessionRecord {
+        let id = SessionStore::new(kv)
+            .create(c, new_session("slack", "U1"), 1)
             .unwrap()
             .id;
         std::thread::scope(|s| {
             for t in 0..4 {
-                let (kv, c, id) = (&kv, &c, &id);
+                let id = &id;
                 s.spawn(move || {
-                    for i in 0..25 {
+                    for i in 0..messages {
                         // Under heavy contention an update may give up with
                         // `Conflict`; its caller tries again (the bridge
                         // redelivers), and nothing may be lost either way.
@@ -824,8 +813,7 @@ mod tests {
                 });
             }
         });
-        let record = SessionStore::new(&kv).get(&c, &id).unwrap().unwrap();
-        assert_eq!((record.message_count, record.revision), (100, 101));
+        SessionStore::new(kv).get(c, &id).unwrap().unwrap()
     }
 
     #[test]
