@@ -504,6 +504,21 @@ fn telegram_replies_go_to_the_chat_with_the_channels_bot() {
     assert!(!e.host.raw_logs().contains("ACME-TG"));
 }
 
+/// Credentials are resolved once per message, not per text: three texts,
+/// one chained call to the broker; a redelivery after success sends nothing
+/// and asks the broker nothing.
+#[test]
+fn a_message_of_several_texts_asks_the_broker_once() {
+    let e = Egress::new();
+    let m = Published::reply(&e.three_slack_replies());
+    let before = e.broker.chained_calls();
+    assert_eq!(e.deliver(&m).status, 200);
+    assert_eq!(e.slack_texts(), ["first", "second", "third"]);
+    assert_eq!(e.broker.chained_calls() - before, 1);
+    assert_eq!(e.deliver(&m).json_body()["repeat"], true);
+    assert_eq!(e.broker.chained_calls() - before, 1);
+}
+
 #[test]
 fn teams_replies_fetch_a_bot_token_and_answer_the_activity() {
     let e = Egress::new();

@@ -348,6 +348,8 @@ pub fn assert_problem(response: &Response, status: u16, slug: &str) {
 /// platform-wide secret components may resolve, on either target.
 pub struct Broker {
     backend: Backend<Arc<MemoryHost>>,
+    /// Chained calls served to the hosts of [`Broker::component_host_on`].
+    chained: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Broker {
@@ -369,7 +371,16 @@ impl Broker {
             }
             target => Backend::Wasm(Box::new(wasm::app_on(target))),
         };
-        Broker { backend }
+        Broker {
+            backend,
+            chained: Arc::default(),
+        }
+    }
+
+    /// How many chained calls the components of [`Broker::component_host_on`]
+    /// have made to the broker.
+    pub fn chained_calls(&self) -> usize {
+        self.chained.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn kv(&self) -> &TestKv {
@@ -438,10 +449,13 @@ impl Broker {
             panic!("component_host is for native tests; in wasm use Broker::client");
         };
         let caller = stores.host(labels);
-        let broker = host.clone();
+        let (broker, chained) = (host.clone(), self.chained.clone());
         caller.serve_internal(
             secrets_broker::COMPONENT,
-            Arc::new(move |req| secrets_broker::handle(req, broker.as_ref())),
+            Arc::new(move |req| {
+                chained.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                secrets_broker::handle(req, broker.as_ref())
+            }),
         );
         caller
     }
