@@ -26,6 +26,30 @@ on_real_spin!(
     a_signed_slack_body_of_the_largest_size_is_verified_and_published,
 );
 
+/// Spin opens its SQLite stores in the journal mode the file has, and the
+/// platform leaves them in WAL mode (scripts/sqlite-wal, as scripts/dev does):
+/// one disk flush per write transaction instead of several. After a message
+/// was stored, the file says WAL in its header (bytes 18 and 19 are 2 in WAL
+/// mode, 1 with a rollback journal: https://www.sqlite.org/fileformat.html,
+/// 1.3.3) and its write-ahead log exists beside it.
+#[test]
+fn spins_sqlite_stores_run_in_wal_mode() {
+    let p = platform(Kv::Sqlite);
+    let (status, body) = p.telegram(unique_number(), unique_number(), "hi", unique_number());
+    assert_eq!(status, 200, "{body}");
+    let file = p.sqlite_file("sessions").unwrap();
+    p.eventually("the executor wrote the session", || {
+        std::fs::metadata(file.with_extension("db-wal")).is_ok_and(|m| m.len() > 0)
+    });
+    let header = std::fs::read(&file).unwrap();
+    assert_eq!(
+        header[18..20],
+        [2, 2],
+        "{} is not in WAL mode",
+        file.display()
+    );
+}
+
 // ---- the ACME support flow (bundles/flows/acme_support_flow.yaml) ----------
 
 /// What the ACME flow answers to each message of a conversation that says

@@ -196,6 +196,10 @@ impl RealPlatform {
                 (label.to_string(), place)
             })
             .collect();
+        if kv == Kv::Sqlite {
+            // As scripts/dev leaves them for `spin up`.
+            sqlite_wal(stores.iter().map(|(_, path)| path.as_str()));
+        }
         let runtime_config: String = stores
             .iter()
             .map(|(label, place)| match kv {
@@ -349,6 +353,11 @@ impl RealPlatform {
         });
     }
 
+    /// The SQLite file of store `label` (`None` on Redis).
+    pub fn sqlite_file(&self, label: &str) -> Option<PathBuf> {
+        (self.kv == Kv::Sqlite).then(|| self.scratch.join(format!("{label}.db")))
+    }
+
     /// The benchmark's floor app (bench/floor/spin.toml) beside the product,
     /// publishing through the same bridge, its store on the same backend.
     /// Answers its base URL; started on first use.
@@ -359,6 +368,9 @@ impl RealPlatform {
             Kv::Sqlite => self.scratch.join("floor-cache.db").display().to_string(),
             Kv::Redis => crate::redis::fresh_url(),
         };
+        if self.kv == Kv::Sqlite {
+            sqlite_wal([place.as_str()]);
+        }
         let config = match self.kv {
             Kv::Sqlite => format!("[key_value_store.cache]\ntype = \"spin\"\npath = \"{place}\"\n"),
             Kv::Redis => format!("[key_value_store.cache]\ntype = \"redis\"\nurl = \"{place}\"\n"),
@@ -722,4 +734,15 @@ pub fn unique_number() -> i64 {
 /// A fresh id for a test's people, threads and messages.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", unique_number())
+}
+
+/// Puts SQLite store files in WAL mode before Spin opens them, with the
+/// script scripts/dev uses.
+fn sqlite_wal<'a>(paths: impl IntoIterator<Item = &'a str>) {
+    let script = crate::workspace_dir().join("scripts/sqlite-wal");
+    let status = std::process::Command::new(&script)
+        .args(paths)
+        .status()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    assert!(status.success(), "{} failed", script.display());
 }
