@@ -191,13 +191,26 @@ async fn handle(
     }
 }
 
+/// How much of a body declared over the limit is read (and dropped) before
+/// the 413, in multiples of the limit.
+const DRAIN_FACTOR: u64 = 4;
+
 /// Reads the body, refusing (413) as soon as it passes `limit` bytes.
 async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Problem> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(n) = declared.filter(|&n| n > limit as u64) {
+        // The client is still sending: answering before its body is read
+        // and closing can reach it as a reset instead of the 413 (then a
+        // component sees a transport failure and retries). A body of up to
+        // DRAIN_FACTOR x the limit is read and dropped first; a larger one
+        // is cut off.
+        if n <= limit as u64 * DRAIN_FACTOR {
+            let mut stream = body.into_data_stream();
+            while let Some(Ok(_)) = stream.next().await {}
+        }
         return Err(Problem::payload_too_large(limit));
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
