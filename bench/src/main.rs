@@ -171,6 +171,22 @@ fn drain(platform: &RealPlatform, deliveries: Deliveries, backlog: u64, what: &s
     }
 }
 
+/// wrk sending Telegram webhooks, each a new person's first message, for
+/// `seconds`; `phase` keeps the ids of a run's phases apart.
+fn telegram_webhooks(platform: &RealPlatform, seconds: u64, run: &str, phase: u8) -> Load {
+    wrk(
+        &format!("{}/webhooks/prod/acme/support/telegram", platform.url),
+        seconds,
+        Some("telegram.lua"),
+        &[],
+        &[
+            ("SECRET", TELEGRAM_WEBHOOK_SECRET.to_owned()),
+            ("RUN", run.to_owned()),
+            ("PHASE", phase.to_string()),
+        ],
+    )
+}
+
 fn run_id() -> String {
     (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -246,17 +262,7 @@ fn main() {
         // Ingress alone: every request a new person's first message, stored
         // in the ingress stream (no deliveries yet).
         let run = run_id();
-        let webhook = wrk(
-            &format!("{}/webhooks/prod/acme/support/telegram", platform.url),
-            args.seconds,
-            Some("telegram.lua"),
-            &[],
-            &[
-                ("SECRET", TELEGRAM_WEBHOOK_SECRET.to_owned()),
-                ("RUN", run.clone()),
-                ("PHASE", "0".to_owned()),
-            ],
-        );
+        let webhook = telegram_webhooks(&platform, args.seconds, &run, 0);
         rows.push(Row {
             what: format!("Telegram webhook -> verified -> acked publish [{name}]"),
             rate: webhook.per_sec,
@@ -308,17 +314,7 @@ fn main() {
         // replies are out: the pipeline's capacity, ingress's work included.
         let replies_before = platform.telegram_sends();
         let started = Instant::now();
-        let burst = wrk(
-            &format!("{}/webhooks/prod/acme/support/telegram", platform.url),
-            args.seconds,
-            Some("telegram.lua"),
-            &[],
-            &[
-                ("SECRET", TELEGRAM_WEBHOOK_SECRET.to_owned()),
-                ("RUN", run.clone()),
-                ("PHASE", "1".to_owned()),
-            ],
-        );
+        let burst = telegram_webhooks(&platform, args.seconds, &run, 1);
         // Every first message gets two replies (ACME's greeting and question).
         let wanted = replies_before + 2 * burst.ok as usize;
         let (mut seen, mut moved) = (platform.telegram_sends(), Instant::now());
