@@ -658,6 +658,11 @@ fn a_reply_naming_another_tenant_than_its_subject_is_never_sent() {
         ..acme.clone()
     };
     assert_problem(&e.deliver(&swapped), 422, "unprocessable");
+    let misordered = Published {
+        session: Some("0123456789abcdef0123456789abcdef".into()),
+        ..acme.clone()
+    };
+    assert_problem(&e.deliver(&misordered), 422, "unprocessable");
     assert!(e.slack.calls().is_empty());
 }
 

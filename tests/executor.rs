@@ -371,6 +371,12 @@ fn a_conversation_runs_acmes_flow_over_several_deliveries(stores: Stores) {
 
     // The session and its state, through the session API.
     let session_id = replies[0].session_id.as_str().to_owned();
+    // Each reply is published as its session's, so the bridge sends them in order.
+    assert!(
+        egress
+            .iter()
+            .all(|m| m.session.as_deref() == Some(session_id.as_str()))
+    );
     let r = p.sessions_api(&acme_support(), &format!("/api/v1/sessions/{session_id}"));
     assert_eq!(r.status, 200, "{}", r.json_body());
     let body = r.json_body();
@@ -494,11 +500,17 @@ fn an_envelope_that_contradicts_its_subject_is_refused_for_the_dead_letter_queue
     for (subject_of, payload_of) in [(&bigcorp, &acme), (&acme, &bigcorp)] {
         let forged = Published {
             subject: subject_of.subject.clone(),
-            msg_id: payload_of.msg_id.clone(),
-            payload: payload_of.payload.clone(),
+            ..payload_of.clone()
         };
         assert_problem(&p.deliver(&forged), 422, "unprocessable");
     }
+    // Ordered by the bridge as another session's message: it could have
+    // overtaken its own conversation's earlier messages.
+    let misordered = Published {
+        session: bigcorp.session.clone(),
+        ..acme.clone()
+    };
+    assert_problem(&p.deliver(&misordered), 422, "unprocessable");
     // An envelope whose session id was tampered with.
     let mut envelope = Envelope::from_json(&acme.payload).unwrap();
     envelope.session_id =

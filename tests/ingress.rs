@@ -161,6 +161,8 @@ fn a_signed_slack_message_is_published_to_its_channel_subject() {
     assert_eq!(p.msg_id, "acme:prod:support:slack:event-Ev08MFMKH6");
     let e = &envelope(p);
     assert_eq!(e.id, p.msg_id);
+    // The bridge orders deliveries by it (bridge/README.md, Deliveries).
+    assert_eq!(p.session.as_deref(), Some(e.session_id.as_str()));
     assert_eq!(
         (e.tenant.tenant_id(), e.tenant.env_id(), e.tenant.team_id()),
         ("acme", "prod", Some("support"))

@@ -20,18 +20,20 @@
 //! original payload and `Nats-Msg-Id: dlq:<id>`, so dead-lettering twice (e.g.
 //! after a crash between the dead-letter ack and the consumer ack) stores it once.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
-use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use reqwest::StatusCode;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::config::{DeliveryConfig, Token};
+use crate::lanes::{Group, LaneKey, Lanes};
 use crate::metrics::Metrics;
 use crate::nats::Nats;
 use crate::subject::{self, SubjectScope};
@@ -42,6 +44,10 @@ pub const MAX_REASON_CHARS: usize = 500;
 const MAX_ERROR_BODY: usize = 16 * 1024;
 /// Delay of the nak that hands unstarted messages back on shutdown.
 const HAND_BACK_DELAY: Duration = Duration::from_millis(500);
+/// Messages pulled ahead per delivery slot: enough that a tenant's turn
+/// comes while another's burst is being delivered, few enough that a
+/// message waits far less than `ack_wait` (and is kept alive if it does not).
+pub const WINDOW_PER_SLOT: usize = 4;
 /// Pause before rebuilding a consumer after it failed.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
@@ -76,11 +82,22 @@ enum Outcome {
     Refused(Failure),
 }
 
-enum Next {
-    Message(Box<jetstream::Message>),
-    Error(consumer::pull::MessagesError),
-    Ended,
-    Shutdown,
+/// A fetched message the bridge holds until it is acked, dead-lettered or
+/// handed back.
+struct Pending {
+    message: jetstream::Message,
+    subject: String,
+    msg_id: String,
+    /// `Greentic-Session` as published, if any.
+    session: Option<String>,
+    seq: u64,
+    /// Of the next attempt: JetStream's delivery count when fetched, plus one
+    /// for each retry here.
+    attempt: u32,
+    group: Group,
+    key: LaneKey,
+    /// When JetStream last heard that this message is being worked on.
+    alive_since: Instant,
 }
 
 impl Delivery {
@@ -114,10 +131,24 @@ impl Delivery {
     }
 
     /// Pulls and delivers until `shutdown`, then stops pulling, hands back what
-    /// was fetched but not started, and waits up to `grace` for what is in flight.
+    /// was fetched but not started (and what waits for a retry), and waits up
+    /// to `grace` for what is in flight.
+    ///
+    /// The bridge pulls up to [`WINDOW_PER_SLOT`] x `concurrency` messages
+    /// ahead, and [`Lanes`] picks which starts next: one message per session
+    /// at a time, in stream order, tenants in turn. A failed attempt is
+    /// retried here, after its backoff, rather than nakked: a nak would let the
+    /// session's next message overtake it.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
-        let slots = Arc::new(Semaphore::new(self.cfg.concurrency));
-        let mut in_flight = JoinSet::new();
+        let concurrency = self.cfg.concurrency;
+        let window = concurrency * WINDOW_PER_SLOT;
+        let mut lanes: Lanes<Pending> = Lanes::default();
+        let mut retries: BTreeMap<(Instant, u64), Pending> = BTreeMap::new();
+        let mut in_flight: JoinSet<(LaneKey, Option<(Pending, Duration)>)> = JoinSet::new();
+        let mut started: HashMap<tokio::task::Id, LaneKey> = HashMap::new();
+        // Waiting messages are kept alive well before JetStream's ack_wait runs out.
+        let mut keep_alive = tokio::time::interval(self.cfg.ack_wait / 3);
+        keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ready = self.nats.streams_ready();
         tokio::select! {
             _ = ready.wait_for(|r| *r) => {}
@@ -143,51 +174,100 @@ impl Delivery {
                 "delivering"
             );
             loop {
-                while in_flight.try_join_next().is_some() {}
-                // A slot first, then a message: never hold a message we cannot start.
-                let slot = tokio::select! {
-                    slot = slots.clone().acquire_owned() => Some(slot.expect("semaphore is never closed")),
-                    _ = shutdown.wait_for(|s| *s) => None,
-                };
-                let Some(slot) = slot else {
-                    self.hand_back(&mut messages).await;
-                    break 'consumer;
-                };
-                let next = tokio::select! {
-                    next = messages.next() => match next {
-                        Some(Ok(m)) => Next::Message(Box::new(m)),
-                        Some(Err(e)) => Next::Error(e),
-                        None => Next::Ended,
+                while in_flight.len() < concurrency {
+                    let Some((key, pending)) = lanes.next() else {
+                        break;
+                    };
+                    let this = self.clone();
+                    let task_key = key.clone();
+                    let task =
+                        in_flight.spawn(async move { (task_key, this.attempt(pending).await) });
+                    started.insert(task.id(), key);
+                }
+                let held = lanes.queued() + retries.len() + in_flight.len();
+                let next_retry = retries.keys().next().map(|(due, _)| *due);
+                let mut stopping = false;
+                tokio::select! {
+                    biased;
+                    // (The watch guard must not be held across awaits: dropped here.)
+                    () = shutdown.wait_for(|s| *s).map(drop) => stopping = true,
+                    Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => match done {
+                        Ok((id, (key, None))) => {
+                            started.remove(&id);
+                            lanes.finish(&key);
+                        }
+                        Ok((id, (key, Some((pending, delay))))) => {
+                            started.remove(&id);
+                            retries.insert((Instant::now() + delay, pending.seq), Pending { key, ..pending });
+                        }
+                        // A panicked attempt: its message comes back after
+                        // ack_wait; its session must not stay blocked meanwhile.
+                        Err(e) => {
+                            tracing::error!(delivery = self.cfg.name, error = %e, "delivery task failed");
+                            if let Some(key) = started.remove(&e.id()) {
+                                lanes.finish(&key);
+                            }
+                        }
                     },
-                    _ = shutdown.wait_for(|s| *s) => Next::Shutdown,
-                };
-                match next {
-                    Next::Message(message) => {
-                        let this = self.clone();
-                        in_flight.spawn(async move {
-                            this.handle(*message).await;
-                            drop(slot);
-                        });
-                    }
-                    Next::Error(e) => {
-                        use consumer::pull::MessagesErrorKind as K;
-                        tracing::warn!(delivery = self.cfg.name, error = %e, "consumer stream error");
-                        if matches!(e.kind(), K::ConsumerDeleted | K::NoResponders) {
-                            self.nats.ensure_streams_again();
-                            break;
+                    _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if next_retry.is_some() => {
+                        let now = Instant::now();
+                        while let Some(entry) = retries.first_entry() {
+                            if entry.key().0 > now {
+                                break;
+                            }
+                            let pending = entry.remove();
+                            lanes.resume(&pending.key.clone(), &pending.group.clone(), pending);
                         }
                     }
-                    Next::Ended => break,
-                    Next::Shutdown => {
-                        self.hand_back(&mut messages).await;
-                        break 'consumer;
+                    _ = keep_alive.tick() => {
+                        self.keep_alive(lanes.iter_mut().chain(retries.values_mut())).await;
                     }
+                    next = messages.next(), if held < window => match next {
+                        Some(Ok(message)) => {
+                            if let Some(pending) = self.pending(message).await {
+                                lanes.push(&pending.group.clone(), &pending.key.clone(), pending);
+                            }
+                        }
+                        Some(Err(e)) => {
+                            use consumer::pull::MessagesErrorKind as K;
+                            tracing::warn!(delivery = self.cfg.name, error = %e, "consumer stream error");
+                            if matches!(e.kind(), K::ConsumerDeleted | K::NoResponders) {
+                                self.nats.ensure_streams_again();
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                }
+                if stopping {
+                    self.hand_back(&mut messages).await;
+                    break 'consumer;
                 }
             }
             tokio::select! {
                 _ = tokio::time::sleep(RETRY_PAUSE) => {}
                 _ = shutdown.wait_for(|s| *s) => break 'consumer,
             }
+        }
+
+        // Not started, or waiting for a retry: back to JetStream now, in
+        // stream order, so they come back in that order.
+        let mut unstarted: Vec<Pending> = lanes.drain();
+        unstarted.extend(std::mem::take(&mut retries).into_values());
+        unstarted.sort_by_key(|p| p.seq);
+        let returned = unstarted.len();
+        for pending in unstarted {
+            let _ = pending
+                .message
+                .ack_with(AckKind::Nak(Some(HAND_BACK_DELAY)))
+                .await;
+        }
+        if returned > 0 {
+            tracing::info!(
+                delivery = self.cfg.name,
+                returned,
+                "handed back queued messages"
+            );
         }
 
         let pending = in_flight.len();
@@ -199,7 +279,13 @@ impl Delivery {
             );
         }
         let drained = tokio::time::timeout(grace, async {
-            while in_flight.join_next().await.is_some() {}
+            while let Some(done) = in_flight.join_next().await {
+                // A message that failed now is not retried here: JetStream
+                // redelivers it (nakked, so soon).
+                if let Ok((_, Some((pending, delay)))) = done {
+                    let _ = pending.message.ack_with(AckKind::Nak(Some(delay))).await;
+                }
+            }
         })
         .await;
         if drained.is_err() {
@@ -209,6 +295,68 @@ impl Delivery {
                 "shutdown timeout: abandoning deliveries in flight (JetStream redelivers them)"
             );
             in_flight.abort_all();
+        }
+    }
+
+    /// A fetched message with what the delivery needs to know of it, or
+    /// `None` (terminated) for one without JetStream metadata.
+    async fn pending(&self, message: jetstream::Message) -> Option<Pending> {
+        let (attempt, seq) = match message.info() {
+            Ok(info) => (
+                u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
+                info.stream_sequence,
+            ),
+            Err(e) => {
+                tracing::error!(delivery = self.cfg.name, error = %e, "message without JetStream info");
+                let _ = message.ack_with(AckKind::Term).await;
+                return None;
+            }
+        };
+        let subject = message.subject.to_string();
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_string())
+                .filter(|v| subject::is_msg_id(v))
+        };
+        let msg_id = header(async_nats::header::NATS_MESSAGE_ID.as_ref())
+            .unwrap_or_else(|| format!("{}:{seq}", self.cfg.stream));
+        let session = header(crate::publish::SESSION_HEADER);
+        let group = match SubjectScope::parse(&subject) {
+            Some(scope) => format!("{}.{}", scope.env, scope.tenant),
+            None => subject.clone(),
+        };
+        // A session is ordered within its subject (the session id is derived
+        // from the whole scope anyway); a message without one stands alone.
+        let key = match &session {
+            Some(session) => format!("{subject} {session}"),
+            None => format!("{subject} #{seq}"),
+        };
+        Some(Pending {
+            message,
+            subject,
+            msg_id,
+            session,
+            seq,
+            attempt,
+            group,
+            key,
+            alive_since: Instant::now(),
+        })
+    }
+
+    /// Tells JetStream that messages held here longer than a third of
+    /// `ack_wait` are still being worked on, so it does not redeliver them
+    /// (to this or another replica) behind their session's back.
+    async fn keep_alive(&self, held: impl Iterator<Item = &mut Pending>) {
+        let due = Instant::now() - self.cfg.ack_wait / 3;
+        for pending in held {
+            if pending.alive_since <= due {
+                let _ = pending.message.ack_with(AckKind::Progress).await;
+                pending.alive_since = Instant::now();
+            }
         }
     }
 
@@ -266,28 +414,18 @@ impl Delivery {
         }
     }
 
-    /// One attempt at one message, and what follows from its outcome.
-    async fn handle(&self, message: jetstream::Message) {
-        let (attempt, seq) = match message.info() {
-            Ok(info) => (
-                u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
-                info.stream_sequence,
-            ),
-            Err(e) => {
-                tracing::error!(delivery = self.cfg.name, error = %e, "message without JetStream info");
-                let _ = message.ack_with(AckKind::Term).await;
-                return;
-            }
-        };
-        let subject = message.subject.to_string();
-        let msg_id = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-            .map(|v| v.as_str().to_string())
-            .filter(|id| !id.is_empty() && id.bytes().all(|c| c.is_ascii_graphic()))
-            .unwrap_or_else(|| format!("{}:{seq}", self.cfg.stream));
-        let scope = SubjectScope::parse(&subject);
+    /// One attempt at one message, and what follows from its outcome: done
+    /// with (acked or dead-lettered: `None`), or to be retried after a delay.
+    async fn attempt(&self, mut pending: Pending) -> Option<(Pending, Duration)> {
+        let Pending {
+            subject,
+            msg_id,
+            seq,
+            attempt,
+            ..
+        } = &pending;
+        let (attempt, seq) = (*attempt, *seq);
+        let scope = SubjectScope::parse(subject);
         let span = tracing::info_span!(
             "delivery",
             delivery = self.cfg.name,
@@ -301,48 +439,42 @@ impl Delivery {
             attempt,
         );
 
-        let outcome = self
-            .post(&subject, &msg_id, attempt, seq, message.payload.clone())
-            .await;
+        let outcome = self.post(&pending).await;
+        let retry = |pending: &mut Pending| {
+            let delay = self.cfg.backoff_after(attempt);
+            self.metrics.retried(&self.cfg.name);
+            pending.attempt = attempt.saturating_add(1);
+            delay
+        };
         match outcome {
             Outcome::Delivered(status) => {
                 // Counted before the ack: whoever sees the ack (a test, an
                 // operator) then sees the count too.
                 self.metrics.delivered(&self.cfg.name);
-                if let Err(e) = message.double_ack().await {
+                if let Err(e) = pending.message.double_ack().await {
                     // The endpoint has it; JetStream will offer it again after
                     // ack_wait and the receiver's dedupe (by msg id) absorbs it.
                     tracing::warn!(parent: &span, error = %e, "delivered but ack failed");
                 }
                 tracing::debug!(parent: &span, status = status.as_u16(), "delivered");
+                None
             }
-            Outcome::Rejected(failure) => {
-                self.dead_letter(&message, &subject, &msg_id, attempt, seq, failure, &span)
-                    .await
-            }
+            Outcome::Rejected(failure) => self.dead_letter(pending, failure, &span).await,
             Outcome::Failed(failure) if attempt >= self.cfg.max_attempts => {
-                self.dead_letter(&message, &subject, &msg_id, attempt, seq, failure, &span)
-                    .await
+                self.dead_letter(pending, failure, &span).await
             }
             Outcome::Refused(failure) => {
-                let delay = self.cfg.backoff_after(attempt);
-                self.metrics.retried(&self.cfg.name);
-                if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
-                    tracing::warn!(parent: &span, error = %e, "nak failed; redelivery after ack_wait");
-                }
+                let delay = retry(&mut pending);
                 tracing::error!(
                     parent: &span,
                     status = failure.status,
                     retry_in_ms = delay.as_millis() as u64,
                     "the endpoint refuses the bridge's delivery token; held until it accepts it"
                 );
+                Some((pending, delay))
             }
             Outcome::Failed(failure) => {
-                let delay = self.cfg.backoff_after(attempt);
-                self.metrics.retried(&self.cfg.name);
-                if let Err(e) = message.ack_with(AckKind::Nak(Some(delay))).await {
-                    tracing::warn!(parent: &span, error = %e, "nak failed; redelivery after ack_wait");
-                }
+                let delay = retry(&mut pending);
                 tracing::warn!(
                     parent: &span,
                     status = failure.status,
@@ -350,29 +482,26 @@ impl Delivery {
                     retry_in_ms = delay.as_millis() as u64,
                     "delivery failed; will retry"
                 );
+                Some((pending, delay))
             }
         }
     }
 
     /// POSTs the payload with the delivery headers and classifies the answer.
-    async fn post(
-        &self,
-        subject: &str,
-        msg_id: &str,
-        attempt: u32,
-        seq: u64,
-        payload: Bytes,
-    ) -> Outcome {
-        let request = self
+    async fn post(&self, pending: &Pending) -> Outcome {
+        let mut request = self
             .http
             .post(self.cfg.endpoint.clone())
             .bearer_auth(self.token.as_str())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Greentic-Subject", subject)
-            .header("X-Greentic-Msg-Id", msg_id)
-            .header("X-Greentic-Attempt", attempt)
-            .header("X-Greentic-Stream-Seq", seq)
-            .body(payload);
+            .header("X-Greentic-Subject", &pending.subject)
+            .header("X-Greentic-Msg-Id", &pending.msg_id)
+            .header("X-Greentic-Attempt", pending.attempt)
+            .header("X-Greentic-Stream-Seq", pending.seq);
+        if let Some(session) = &pending.session {
+            request = request.header("X-Greentic-Session", session);
+        }
+        let request = request.body(pending.message.payload.clone());
         match request.send().await {
             Ok(response) if response.status().is_success() => Outcome::Delivered(response.status()),
             Ok(response) => {
@@ -442,29 +571,32 @@ impl Delivery {
     }
 
     /// Stores the message in the dead-letter stream, then acks the original.
-    /// If NATS cannot take the dead letter, the original is nakked and comes back.
-    #[allow(clippy::too_many_arguments)]
+    /// If NATS cannot take the dead letter, the message is retried later.
     async fn dead_letter(
         &self,
-        message: &jetstream::Message,
-        subject: &str,
-        msg_id: &str,
-        attempts: u32,
-        seq: u64,
+        pending: Pending,
         failure: Failure,
         span: &tracing::Span,
-    ) {
+    ) -> Option<(Pending, Duration)> {
+        let Pending {
+            message,
+            subject,
+            msg_id,
+            attempt: attempts,
+            seq,
+            ..
+        } = &pending;
         if subject.starts_with(subject::DLQ_PREFIX) {
             // A dead letter that cannot be delivered is not dead-lettered again
             // (that would loop); it stays in GREENTIC_DLQ, this consumer moves on.
             let _ = message.ack_with(AckKind::Term).await;
             tracing::error!(parent: span, status = failure.status, reason = failure.reason, "dead letter undeliverable; skipped");
-            return;
+            return None;
         }
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, format!("dlq:{msg_id}"));
-        headers.insert("Greentic-Original-Subject", subject);
-        headers.insert("Greentic-Msg-Id", msg_id);
+        headers.insert("Greentic-Original-Subject", subject.as_str());
+        headers.insert("Greentic-Msg-Id", msg_id.as_str());
         headers.insert("Greentic-Dlq-Status", failure.status.as_str());
         headers.insert("Greentic-Dlq-Reason", failure.reason.as_str());
         headers.insert("Greentic-Attempts", attempts.to_string());
@@ -494,11 +626,12 @@ impl Delivery {
                     dlq_seq = ack.sequence,
                     "dead-lettered"
                 );
+                None
             }
             Err(e) => {
-                let delay = self.cfg.backoff_after(attempts);
-                let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+                let delay = self.cfg.backoff_after(*attempts);
                 tracing::error!(parent: span, error = %e, "cannot store dead letter; will retry");
+                Some((pending, delay))
             }
         }
     }

@@ -18,6 +18,7 @@
 pub mod config;
 pub mod deliver;
 pub mod http;
+pub mod lanes;
 pub mod metrics;
 pub mod nats;
 pub mod problem;

@@ -28,6 +28,10 @@ use crate::subject::{self, SubjectScope};
 
 /// Header carrying the dedupe id, the same name JetStream uses.
 pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+/// Optional: the conversation the message belongs to. Stored as a NATS
+/// header; deliveries apply one session's messages in stream order and pass
+/// it on as `X-Greentic-Session`, which the receiver checks against the body.
+pub const SESSION_HEADER: &str = "Greentic-Session";
 /// Bytes kept free under NATS's `max_payload` for headers: the message id now,
 /// and the dead-letter headers if the message ever has to be dead-lettered
 /// (worst case about 3 KiB: two ids, the subject, a 500-char UTF-8 reason),
@@ -84,6 +88,21 @@ async fn handle(
             Problem::bad_request("Nats-Msg-Id must be 1..=200 characters of [A-Za-z0-9._:-]")
         })?
         .to_string();
+    let session = match headers.get(SESSION_HEADER) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .filter(|s| subject::is_msg_id(s))
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "Greentic-Session must be 1..=200 characters of [A-Za-z0-9._:-]",
+                    )
+                })?
+                .to_string(),
+        ),
+    };
 
     // 3. Authentication (401).
     if !crate::http::bearer_matches(headers, &app.config.publish.token) {
@@ -118,14 +137,11 @@ async fn handle(
     }
 
     // 6. Publish and wait for the ack (bounded by publish.ack_timeout).
-    let ack = match nats
-        .js()
-        .send_publish(
-            subject.clone(),
-            PublishMessage::build().payload(payload).message_id(&msg_id),
-        )
-        .await
-    {
+    let mut message = PublishMessage::build().payload(payload).message_id(&msg_id);
+    if let Some(session) = &session {
+        message = message.header(SESSION_HEADER, session.as_str());
+    }
+    let ack = match nats.js().send_publish(subject.clone(), message).await {
         Ok(pending) => pending.await,
         Err(e) => Err(e),
     };

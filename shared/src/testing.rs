@@ -361,6 +361,8 @@ pub struct FakeBridge {
 pub struct Published {
     pub subject: String,
     pub msg_id: String,
+    /// `Greentic-Session` as published; delivered as `X-Greentic-Session`.
+    pub session: Option<String>,
     pub payload: Vec<u8>,
 }
 
@@ -411,12 +413,18 @@ impl FakeBridge {
             .flatten()
             .unwrap_or_default()
             .to_owned();
+        let session = req
+            .header(crate::messaging::bridge::SESSION_HEADER)
+            .ok()
+            .flatten()
+            .map(str::to_owned);
         let mut stored = self.stored.lock().unwrap();
         let duplicate = stored.iter().any(|p| p.msg_id == msg_id);
         if !duplicate {
             stored.push(Published {
                 subject,
                 msg_id,
+                session,
                 payload: req.body.clone(),
             });
         }
@@ -456,7 +464,7 @@ impl FakeBridge {
         } else {
             "/internal/v1/deliveries/ingress"
         };
-        Request::new("POST", route)
+        let request = Request::new("POST", route)
             .with_header("authorization", format!("Bearer {TEST_DELIVERY_TOKEN}"))
             .with_header("content-type", "application/json")
             .with_header(
@@ -468,7 +476,13 @@ impl FakeBridge {
                 crate::messaging::delivery::ATTEMPT_HEADER,
                 attempt.to_string(),
             )
-            .with_body(published.payload.clone())
+            .with_body(published.payload.clone());
+        match &published.session {
+            Some(session) => {
+                request.with_header(crate::messaging::delivery::SESSION_HEADER, session)
+            }
+            None => request,
+        }
     }
 }
 
@@ -520,6 +534,7 @@ impl Published {
             subject: crate::tenancy::subjects::ingress(&envelope.tenant, &envelope.channel)
                 .to_string(),
             msg_id: envelope.id.clone(),
+            session: Some(envelope.session_id.as_str().to_owned()),
             payload: envelope.to_json(),
         }
     }
@@ -529,6 +544,7 @@ impl Published {
         Published {
             subject: crate::tenancy::subjects::egress(&out.tenant, &out.channel).to_string(),
             msg_id: out.id.clone(),
+            session: Some(out.session_id.as_str().to_owned()),
             payload: out.to_json(),
         }
     }

@@ -92,6 +92,21 @@ impl Bridge {
     ) -> reqwest::Response {
         publish_to(&self.http, &self.base, subject, msg_id, token, body).await
     }
+
+    /// Publishes as a message of `session` (`Greentic-Session`); asserts the 200.
+    pub async fn publish_in_session(&self, subject: &str, msg_id: &str, session: &str, body: &str) {
+        let response = self
+            .http
+            .post(format!("{}/v1/publish/{subject}", self.base))
+            .bearer_auth(PUBLISH_TOKEN)
+            .header("Nats-Msg-Id", msg_id)
+            .header("Greentic-Session", session)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("bridge reachable");
+        assert_eq!(response.status(), 200, "publish {msg_id}");
+    }
 }
 
 pub async fn publish_to(
@@ -229,22 +244,28 @@ pub struct Received {
     pub msg_id: String,
     pub attempt: u32,
     pub seq: u64,
+    /// `X-Greentic-Session`, empty when absent.
+    pub session: String,
     pub authorization: String,
     pub content_type: String,
     pub body: Bytes,
 }
 
 type Answer = Arc<dyn Fn(&Received) -> (u16, String) + Send + Sync>;
+type Delay = Arc<dyn Fn(&Received) -> Duration + Send + Sync>;
 
 #[derive(Clone)]
 struct ReceiverState {
     seen: Arc<Mutex<Vec<Received>>>,
     answer: Answer,
-    delay: Duration,
+    delay: Delay,
     /// While false, answers wait (deliveries stay in flight).
     gate: tokio::sync::watch::Receiver<bool>,
     in_flight: Arc<AtomicUsize>,
     max_in_flight: Arc<AtomicUsize>,
+    /// Deliveries in flight per session, and the most one session ever had.
+    session_in_flight: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    max_session_in_flight: Arc<AtomicUsize>,
 }
 
 /// An HTTP endpoint that records deliveries and answers as told.
@@ -270,14 +291,25 @@ impl Receiver {
         open: bool,
         answer: impl Fn(&Received) -> (u16, String) + Send + Sync + 'static,
     ) -> Receiver {
+        Self::start_varied(move |_| delay, open, answer).await
+    }
+
+    /// Like [`Receiver::start_gated`], each answer after `delay(received)`.
+    pub async fn start_varied(
+        delay: impl Fn(&Received) -> Duration + Send + Sync + 'static,
+        open: bool,
+        answer: impl Fn(&Received) -> (u16, String) + Send + Sync + 'static,
+    ) -> Receiver {
         let (gate, gate_rx) = tokio::sync::watch::channel(open);
         let state = ReceiverState {
             seen: Arc::default(),
             answer: Arc::new(answer),
-            delay,
+            delay: Arc::new(delay),
             gate: gate_rx,
             in_flight: Arc::default(),
             max_in_flight: Arc::default(),
+            session_in_flight: Arc::default(),
+            max_session_in_flight: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
@@ -311,6 +343,11 @@ impl Receiver {
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
+
+    /// The most deliveries of one session (by `X-Greentic-Session`) ever in flight at once.
+    pub fn max_session_in_flight(&self) -> usize {
+        self.state.max_session_in_flight.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Receiver {
@@ -337,16 +374,32 @@ async fn receive(
         msg_id: h("x-greentic-msg-id"),
         attempt: h("x-greentic-attempt").parse().unwrap_or(0),
         seq: h("x-greentic-stream-seq").parse().unwrap_or(0),
+        session: h("x-greentic-session"),
         authorization: h("authorization"),
         content_type: h("content-type"),
         body,
     };
+    if !received.session.is_empty() {
+        let mut sessions = state.session_in_flight.lock().unwrap();
+        let n = sessions.entry(received.session.clone()).or_default();
+        *n += 1;
+        state.max_session_in_flight.fetch_max(*n, Ordering::SeqCst);
+    }
     state.seen.lock().unwrap().push(received.clone());
     let _ = state.gate.clone().wait_for(|open| *open).await;
-    if !state.delay.is_zero() {
-        tokio::time::sleep(state.delay).await;
+    let delay = (state.delay)(&received);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let (status, body) = (state.answer)(&received);
+    if !received.session.is_empty() {
+        *state
+            .session_in_flight
+            .lock()
+            .unwrap()
+            .get_mut(&received.session)
+            .unwrap() -= 1;
+    }
     state.in_flight.fetch_sub(1, Ordering::SeqCst);
     (
         StatusCode::from_u16(status).unwrap(),

@@ -141,7 +141,12 @@ fn webhook(
                     limit: MAX_PUBLISH_BYTES,
                 });
             }
-            let ack = BridgeClient::new(host).publish(&subject, &envelope.id, payload)?;
+            let ack = BridgeClient::new(host).publish(
+                &subject,
+                &envelope.id,
+                &envelope.session_id,
+                payload,
+            )?;
             log.info(
                 "message.published",
                 json!({

@@ -11,7 +11,11 @@ use serde::Deserialize;
 use crate::host::Host;
 use crate::http::Request;
 use crate::http::error::ApiError;
+use crate::tenancy::ids::SessionId;
 use crate::tenancy::subjects::Subject;
+
+/// Publish header naming the message's session (`X-Greentic-Session` on delivery).
+pub const SESSION_HEADER: &str = "greentic-session";
 
 pub const VAR_BRIDGE_URL: &str = "bridge_url";
 pub const VAR_PUBLISH_TOKEN: &str = "bridge_publish_token";
@@ -69,11 +73,14 @@ impl<'h> BridgeClient<'h> {
         BridgeClient { host }
     }
 
-    /// Publishes `payload` to `subject` with `msg_id` as `Nats-Msg-Id`.
+    /// Publishes `payload` to `subject` with `msg_id` as `Nats-Msg-Id`, as a
+    /// message of `session`: the bridge delivers one session's messages in
+    /// the order JetStream stored them.
     pub fn publish(
         &self,
         subject: &Subject,
         msg_id: &str,
+        session: &SessionId,
         payload: Vec<u8>,
     ) -> Result<PublishAck, BridgeError> {
         let url = configured(self.host, VAR_BRIDGE_URL)?;
@@ -82,6 +89,7 @@ impl<'h> BridgeClient<'h> {
             .with_header("authorization", format!("Bearer {token}"))
             .with_header("content-type", "application/json")
             .with_header("nats-msg-id", msg_id)
+            .with_header(SESSION_HEADER, session.as_str())
             .with_body(payload);
         let response = self
             .host

@@ -52,6 +52,9 @@ pub fn handle(
 pub const SUBJECT_HEADER: &str = "x-greentic-subject";
 pub const MSG_ID_HEADER: &str = "x-greentic-msg-id";
 pub const ATTEMPT_HEADER: &str = "x-greentic-attempt";
+/// The conversation a message belongs to, as its publisher stated it; the
+/// bridge applies one session's messages in stream order (see bridge/README).
+pub const SESSION_HEADER: &str = "x-greentic-session";
 
 /// A delivery whose token checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +63,19 @@ pub struct Delivery<'r> {
     pub msg_id: &'r str,
     /// 1 on the first delivery, counting up on redeliveries.
     pub attempt: u32,
+    /// The session the bridge ordered this message by; absent on messages
+    /// published before the bridge carried it.
+    pub session: Option<&'r str>,
     pub body: &'r [u8],
+}
+
+impl Delivery<'_> {
+    /// Whether the session the bridge ordered by is the message's own: a
+    /// message ordered under another session's key could overtake its own
+    /// conversation's earlier messages.
+    pub fn ordered_as(&self, session: &crate::tenancy::ids::SessionId) -> bool {
+        self.session.is_none_or(|s| s == session.as_str())
+    }
 }
 
 /// Checks the bridge's token, then reads the delivery headers. An unset token
@@ -92,6 +107,7 @@ pub fn authenticate<'r>(req: &'r Request, host: &dyn Host) -> Result<Delivery<'r
         subject: header(SUBJECT_HEADER)?,
         msg_id: header(MSG_ID_HEADER)?,
         attempt,
+        session: req.header(SESSION_HEADER)?,
         body: &req.body,
     })
 }

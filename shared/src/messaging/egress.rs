@@ -95,9 +95,10 @@ pub fn deliver(
     log.set_scope(&out.tenant);
     if subjects::egress(&out.tenant, &out.channel).as_str() != delivery.subject
         || out.id != delivery.msg_id
+        || !delivery.ordered_as(&out.session_id)
     {
         return Err(ApiError::Unprocessable(
-            "the message's tenant, channel or id does not match the delivery's subject".into(),
+            "the message's tenant, channel, id or session does not match the delivery's".into(),
         ));
     }
     let channel = TenantConfig::find_channel(host, &out.tenant, &out.channel)?

@@ -165,9 +165,10 @@ fn check_delivery(delivery: &Delivery<'_>, log: &mut RequestLog) -> Result<Envel
         &envelope.conversation,
         &envelope.sender.id,
     );
-    if envelope.session_id != expected {
+    if envelope.session_id != expected || !delivery.ordered_as(&expected) {
         return Err(ApiError::Unprocessable(
-            "the envelope's session id is not its conversation's".into(),
+            "the envelope's session id is not its conversation's, or not the one it was ordered by"
+                .into(),
         ));
     }
     Ok(envelope)
@@ -356,7 +357,12 @@ fn publish_replies(
     if !replies.is_empty() {
         let outbound = Outbound::reply_to(envelope, replies.to_vec());
         let egress = subjects::egress(&envelope.tenant, &envelope.channel);
-        BridgeClient::new(host).publish(&egress, &outbound.id, outbound.to_json())?;
+        BridgeClient::new(host).publish(
+            &egress,
+            &outbound.id,
+            &outbound.session_id,
+            outbound.to_json(),
+        )?;
     }
     Ok(())
 }
