@@ -175,7 +175,7 @@ impl Delivery {
             );
             loop {
                 while in_flight.len() < concurrency {
-                    let Some((key, pending)) = lanes.next() else {
+                    let Some((key, pending)) = lanes.start_next() else {
                         break;
                     };
                     let this = self.clone();

@@ -70,7 +70,7 @@ impl<T> Lanes<T> {
 
     /// The next message to start, taking tenants in turn; its lane is busy
     /// until [`Lanes::finish`] or [`Lanes::resume`].
-    pub fn next(&mut self) -> Option<(LaneKey, T)> {
+    pub fn start_next(&mut self) -> Option<(LaneKey, T)> {
         let group = self.turns.pop_front()?;
         let ready = self
             .ready
@@ -153,7 +153,7 @@ mod tests {
     use super::*;
 
     fn start_all(lanes: &mut Lanes<u32>) -> Vec<(LaneKey, u32)> {
-        std::iter::from_fn(|| lanes.next()).collect()
+        std::iter::from_fn(|| lanes.start_next()).collect()
     }
 
     #[test]
@@ -168,7 +168,7 @@ mod tests {
         lanes.finish("s1");
         assert_eq!(start_all(&mut lanes), [("s1".to_string(), 3)]);
         lanes.finish("s1");
-        assert!(lanes.next().is_none());
+        assert!(lanes.start_next().is_none());
         assert!(lanes.lanes.is_empty(), "finished lanes are forgotten");
     }
 
@@ -187,15 +187,18 @@ mod tests {
     fn a_message_waiting_for_its_retry_holds_its_session_and_goes_first() {
         let mut lanes = Lanes::default();
         lanes.push("acme", "s1", 1);
-        let (key, first) = lanes.next().unwrap();
+        let (key, first) = lanes.start_next().unwrap();
         lanes.push("acme", "s1", 2);
         // Attempt failed: the message waits outside the lanes for its backoff.
-        assert!(lanes.next().is_none(), "message 2 must not overtake 1");
+        assert!(
+            lanes.start_next().is_none(),
+            "message 2 must not overtake 1"
+        );
         lanes.resume(&key, "acme", first);
-        assert_eq!(lanes.next(), Some(("s1".to_string(), 1)));
-        assert!(lanes.next().is_none());
+        assert_eq!(lanes.start_next(), Some(("s1".to_string(), 1)));
+        assert!(lanes.start_next().is_none());
         lanes.finish("s1");
-        assert_eq!(lanes.next(), Some(("s1".to_string(), 2)));
+        assert_eq!(lanes.start_next(), Some(("s1".to_string(), 2)));
     }
 
     #[test]
@@ -205,7 +208,7 @@ mod tests {
             lanes.push("flood", &format!("f{n}"), n);
         }
         lanes.push("quiet", "q", 1000);
-        let first_two: Vec<u32> = (0..2).map(|_| lanes.next().unwrap().1).collect();
+        let first_two: Vec<u32> = (0..2).map(|_| lanes.start_next().unwrap().1).collect();
         assert_eq!(
             first_two,
             [0, 1000],
@@ -219,11 +222,11 @@ mod tests {
         lanes.push("a", "s1", 1);
         lanes.push("a", "s1", 2);
         lanes.push("b", "s2", 3);
-        let _started = lanes.next().unwrap();
+        let _started = lanes.start_next().unwrap();
         let mut left = lanes.drain();
         left.sort();
         assert_eq!(left.len(), 2);
         assert_eq!(lanes.queued(), 0);
-        assert!(lanes.next().is_none());
+        assert!(lanes.start_next().is_none());
     }
 }
