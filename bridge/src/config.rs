@@ -22,6 +22,8 @@ pub const ENV_NATS_URL: &str = "GREENTIC_BRIDGE_NATS_URL";
 pub const ENV_LISTEN: &str = "GREENTIC_BRIDGE_LISTEN";
 pub const ENV_PUBLISH_TOKEN: &str = "GREENTIC_BRIDGE_PUBLISH_TOKEN";
 pub const ENV_DELIVERY_TOKEN: &str = "GREENTIC_BRIDGE_DELIVERY_TOKEN";
+/// `index/count`: which share of the partitions this replica delivers.
+pub const ENV_REPLICA: &str = "GREENTIC_BRIDGE_REPLICA";
 
 /// Shortest bearer token accepted (bytes).
 pub const MIN_TOKEN_LEN: usize = 32;
@@ -57,6 +59,47 @@ pub struct Config {
     pub delivery_token: Option<Token>,
     /// Longest wait for in-flight publishes and deliveries on shutdown.
     pub shutdown_timeout: Duration,
+    pub replica: Replica,
+}
+
+/// This bridge's place among the replicas: it delivers the partitions `p`
+/// with `p % count == index`, and no other replica does (see bridge/README,
+/// Order and turns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replica {
+    pub index: u16,
+    pub count: u16,
+}
+
+impl Replica {
+    pub const ALONE: Replica = Replica { index: 0, count: 1 };
+
+    /// The partitions (of `partitions`) this replica delivers.
+    pub fn partitions(&self, partitions: u16) -> Vec<u16> {
+        (0..partitions)
+            .filter(|p| p % self.count == self.index)
+            .collect()
+    }
+
+    fn parse(raw: &str, partitions: u16) -> Result<Replica, String> {
+        let parsed = raw.split_once('/').and_then(|(i, n)| {
+            Some((i.trim().parse::<u16>().ok()?, n.trim().parse::<u16>().ok()?))
+        });
+        let Some((index, count)) = parsed else {
+            return Err(format!("`{raw}` is not index/count, like 0/2"));
+        };
+        if count == 0 || index >= count {
+            return Err(format!(
+                "`{raw}`: the index must be below the count (0/2, 1/2)"
+            ));
+        }
+        if count > partitions {
+            return Err(format!(
+                "`{raw}`: more replicas than streams.partitions ({partitions}) leaves some without work"
+            ));
+        }
+        Ok(Replica { index, count })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +125,9 @@ pub struct StreamsConfig {
     pub replicas: usize,
     /// Retention; zero keeps messages forever.
     pub max_age: Duration,
+    /// Partitions of the messaging streams (by env, tenant, team, channel):
+    /// the unit of ordering across bridge replicas.
+    pub partitions: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +205,7 @@ struct FileConfig {
     publish_token_file: Option<PathBuf>,
     delivery_token_file: Option<PathBuf>,
     shutdown_timeout: Option<String>,
+    replica: Option<String>,
     #[serde(default)]
     nats: FileNats,
     #[serde(default)]
@@ -190,6 +237,7 @@ struct FileStreams {
     duplicate_window: Option<String>,
     replicas: Option<usize>,
     max_age: Option<String>,
+    partitions: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -283,6 +331,12 @@ impl Config {
 
         let publish = publish_config(file.publish, publish_token)?;
         let streams = streams_config(file.streams)?;
+        let replica = match env(ENV_REPLICA).or(file.replica) {
+            None => Replica::ALONE,
+            Some(raw) => {
+                Replica::parse(&raw, streams.partitions).map_err(|e| invalid("replica", e))?
+            }
+        };
 
         let deliveries = file
             .deliveries
@@ -338,6 +392,7 @@ impl Config {
             deliveries,
             delivery_token,
             shutdown_timeout,
+            replica,
         })
     }
 }
@@ -404,10 +459,18 @@ fn streams_config(file: FileStreams) -> Result<StreamsConfig, ConfigError> {
     if !(1..=5).contains(&replicas) {
         return Err(invalid("streams.replicas", "must be 1..=5"));
     }
+    let partitions = file.partitions.unwrap_or(streams::DEFAULT_PARTITIONS);
+    if !(1..=streams::MAX_PARTITIONS).contains(&partitions) {
+        return Err(invalid(
+            "streams.partitions",
+            format!("must be 1..={}", streams::MAX_PARTITIONS),
+        ));
+    }
     Ok(StreamsConfig {
         duplicate_window,
         replicas,
         max_age,
+        partitions,
     })
 }
 

@@ -28,14 +28,17 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer};
 use futures::{FutureExt, StreamExt};
 use reqwest::StatusCode;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::{DeliveryConfig, Token};
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+
+use crate::config::{DeliveryConfig, Replica, Token};
 use crate::lanes::{Group, LaneKey, Lanes};
 use crate::metrics::Metrics;
 use crate::nats::Nats;
+use crate::streams;
 use crate::subject::{self, SubjectScope};
 
 /// Longest reason kept in a dead letter's `Greentic-Dlq-Reason`.
@@ -44,10 +47,10 @@ pub const MAX_REASON_CHARS: usize = 500;
 const MAX_ERROR_BODY: usize = 16 * 1024;
 /// Delay of the nak that hands unstarted messages back on shutdown.
 const HAND_BACK_DELAY: Duration = Duration::from_millis(500);
-/// Messages pulled ahead per delivery slot: enough that a tenant's turn
-/// comes while another's burst is being delivered, few enough that a
-/// message waits far less than `ack_wait` (and is kept alive if it does not).
-pub const WINDOW_PER_SLOT: usize = 4;
+/// Messages a puller fetches ahead, per delivery slot: enough that tenants
+/// sharing a partition take turns while one's burst is delivered, few enough
+/// that a message rarely waits long (and is kept alive if it does).
+pub const WINDOW_PER_SLOT: usize = 2;
 /// Pause before rebuilding a consumer after it failed.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
@@ -60,6 +63,9 @@ pub struct Delivery {
     redact: Vec<Token>,
     nats: Arc<Nats>,
     metrics: Arc<Metrics>,
+    /// Which partitions of the messaging streams this replica delivers.
+    replica: Replica,
+    partitions: u16,
 }
 
 /// Why an attempt failed: `status` is the HTTP status or `timeout`/`connect`.
@@ -98,6 +104,16 @@ struct Pending {
     key: LaneKey,
     /// When JetStream last heard that this message is being worked on.
     alive_since: Instant,
+    /// Its place in its puller's window, given back when it is dropped.
+    _window: OwnedSemaphorePermit,
+}
+
+/// A durable consumer a delivery pulls from.
+struct Source {
+    consumer: String,
+    filter: String,
+    /// The consumer of a bridge from before partitions: drained, never created.
+    legacy: bool,
 }
 
 impl Delivery {
@@ -107,6 +123,7 @@ impl Delivery {
         redact: Vec<Token>,
         nats: Arc<Nats>,
         metrics: Arc<Metrics>,
+        (replica, partitions): (Replica, u16),
     ) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("greentic-bridge/", env!("CARGO_PKG_VERSION")))
@@ -123,6 +140,8 @@ impl Delivery {
             redact,
             nats,
             metrics,
+            replica,
+            partitions,
         })
     }
 
@@ -134,14 +153,15 @@ impl Delivery {
     /// was fetched but not started (and what waits for a retry), and waits up
     /// to `grace` for what is in flight.
     ///
-    /// The bridge pulls up to [`WINDOW_PER_SLOT`] x `concurrency` messages
-    /// ahead, and [`Lanes`] picks which starts next: one message per session
-    /// at a time, in stream order, tenants in turn. A failed attempt is
-    /// retried here, after its backoff, rather than nakked: a nak would let the
-    /// session's next message overtake it.
+    /// One puller per consumer (per partition this replica serves) fetches
+    /// up to [`WINDOW_PER_SLOT`] x `concurrency` messages ahead of what it
+    /// has finished, and
+    /// [`Lanes`] picks which fetched message starts next: one message per
+    /// session at a time, in stream order, tenants in turn. A failed attempt
+    /// is retried here, after its backoff, rather than nakked: a nak would let
+    /// the session's next message overtake it.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let concurrency = self.cfg.concurrency;
-        let window = concurrency * WINDOW_PER_SLOT;
         let mut lanes: Lanes<Pending> = Lanes::default();
         let mut retries: BTreeMap<(Instant, u64), Pending> = BTreeMap::new();
         let mut in_flight: JoinSet<(LaneKey, Option<(Pending, Duration)>)> = JoinSet::new();
@@ -155,105 +175,74 @@ impl Delivery {
             _ = shutdown.wait_for(|s| *s) => return,
         }
 
-        'consumer: loop {
-            let mut messages = match self.open().await {
-                Ok(messages) => messages,
-                Err(e) => {
-                    tracing::warn!(delivery = self.cfg.name, error = %e, "cannot open consumer yet");
-                    tokio::select! {
-                        _ = tokio::time::sleep(RETRY_PAUSE) => continue 'consumer,
-                        _ = shutdown.wait_for(|s| *s) => break 'consumer,
+        let (fetched, mut incoming) = mpsc::channel::<Pending>(concurrency);
+        let mut pullers = JoinSet::new();
+        for source in self.sources() {
+            pullers.spawn(self.clone().pull(source, fetched.clone(), shutdown.clone()));
+        }
+        drop(fetched);
+
+        loop {
+            while in_flight.len() < concurrency {
+                let Some((key, pending)) = lanes.start_next() else {
+                    break;
+                };
+                let this = self.clone();
+                let task_key = key.clone();
+                let task = in_flight.spawn(async move { (task_key, this.attempt(pending).await) });
+                started.insert(task.id(), key);
+            }
+            let next_retry = retries.keys().next().map(|(due, _)| *due);
+            tokio::select! {
+                biased;
+                // (The watch guard must not be held across awaits: dropped here.)
+                () = shutdown.wait_for(|s| *s).map(drop) => break,
+                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => match done {
+                    Ok((id, (key, None))) => {
+                        started.remove(&id);
+                        lanes.finish(&key);
                     }
-                }
-            };
-            tracing::info!(
-                delivery = self.cfg.name,
-                stream = self.cfg.stream,
-                filter = self.cfg.filter_subject.as_str(),
-                endpoint = %self.cfg.endpoint,
-                "delivering"
-            );
-            loop {
-                while in_flight.len() < concurrency {
-                    let Some((key, pending)) = lanes.start_next() else {
-                        break;
-                    };
-                    let this = self.clone();
-                    let task_key = key.clone();
-                    let task =
-                        in_flight.spawn(async move { (task_key, this.attempt(pending).await) });
-                    started.insert(task.id(), key);
-                }
-                let held = lanes.queued() + retries.len() + in_flight.len();
-                let next_retry = retries.keys().next().map(|(due, _)| *due);
-                let mut stopping = false;
-                tokio::select! {
-                    biased;
-                    // (The watch guard must not be held across awaits: dropped here.)
-                    () = shutdown.wait_for(|s| *s).map(drop) => stopping = true,
-                    Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => match done {
-                        Ok((id, (key, None))) => {
-                            started.remove(&id);
+                    Ok((id, (key, Some((pending, delay))))) => {
+                        started.remove(&id);
+                        lanes.pause(&key);
+                        retries.insert((Instant::now() + delay, pending.seq), pending);
+                    }
+                    // A panicked attempt: its message comes back after
+                    // ack_wait; its session must not stay blocked meanwhile.
+                    Err(e) => {
+                        tracing::error!(delivery = self.cfg.name, error = %e, "delivery task failed");
+                        if let Some(key) = started.remove(&e.id()) {
                             lanes.finish(&key);
                         }
-                        Ok((id, (key, Some((pending, delay))))) => {
-                            started.remove(&id);
-                            retries.insert((Instant::now() + delay, pending.seq), Pending { key, ..pending });
-                        }
-                        // A panicked attempt: its message comes back after
-                        // ack_wait; its session must not stay blocked meanwhile.
-                        Err(e) => {
-                            tracing::error!(delivery = self.cfg.name, error = %e, "delivery task failed");
-                            if let Some(key) = started.remove(&e.id()) {
-                                lanes.finish(&key);
-                            }
-                        }
-                    },
-                    _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if next_retry.is_some() => {
-                        let now = Instant::now();
-                        while let Some(entry) = retries.first_entry() {
-                            if entry.key().0 > now {
-                                break;
-                            }
-                            let pending = entry.remove();
-                            lanes.resume(&pending.key.clone(), &pending.group.clone(), pending);
-                        }
                     }
-                    _ = keep_alive.tick() => {
-                        self.keep_alive(lanes.iter_mut().chain(retries.values_mut())).await;
+                },
+                _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if next_retry.is_some() => {
+                    let now = Instant::now();
+                    while let Some(entry) = retries.first_entry() {
+                        if entry.key().0 > now {
+                            break;
+                        }
+                        let pending = entry.remove();
+                        lanes.resume(&pending.key.clone(), &pending.group.clone(), pending);
                     }
-                    next = messages.next(), if held < window => match next {
-                        Some(Ok(message)) => {
-                            if let Some(pending) = self.pending(message).await {
-                                lanes.push(&pending.group.clone(), &pending.key.clone(), pending);
-                            }
-                        }
-                        Some(Err(e)) => {
-                            use consumer::pull::MessagesErrorKind as K;
-                            tracing::warn!(delivery = self.cfg.name, error = %e, "consumer stream error");
-                            if matches!(e.kind(), K::ConsumerDeleted | K::NoResponders) {
-                                self.nats.ensure_streams_again();
-                                break;
-                            }
-                        }
-                        None => break,
-                    },
                 }
-                if stopping {
-                    self.hand_back(&mut messages).await;
-                    break 'consumer;
+                _ = keep_alive.tick() => {
+                    self.keep_alive(lanes.iter_mut().chain(retries.values_mut())).await;
                 }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(RETRY_PAUSE) => {}
-                _ = shutdown.wait_for(|s| *s) => break 'consumer,
+                Some(pending) = incoming.recv() => {
+                    lanes.push(&pending.group.clone(), &pending.key.clone(), pending);
+                }
             }
         }
 
-        // Not started, or waiting for a retry: back to JetStream now, in
-        // stream order, so they come back in that order.
+        // Not started, or waiting for a retry, or fetched meanwhile: back to
+        // JetStream now, in stream order, so they come back in that order.
         let mut unstarted: Vec<Pending> = lanes.drain();
         unstarted.extend(std::mem::take(&mut retries).into_values());
+        while let Some(pending) = incoming.recv().await {
+            unstarted.push(pending);
+        }
+        while pullers.join_next().await.is_some() {}
         unstarted.sort_by_key(|p| p.seq);
         let returned = unstarted.len();
         for pending in unstarted {
@@ -298,9 +287,126 @@ impl Delivery {
         }
     }
 
+    /// The consumers this replica pulls from. On the messaging streams: one
+    /// per partition it serves, plus, on replica 0, the consumer of a bridge
+    /// from before partitions if one is left (its messages have no partition).
+    fn sources(&self) -> Vec<Source> {
+        let filter = self.cfg.filter_subject.as_str();
+        if !streams::is_partitioned(&self.cfg.stream) {
+            return vec![Source {
+                consumer: self.cfg.name.clone(),
+                filter: filter.to_string(),
+                legacy: false,
+            }];
+        }
+        let mut sources: Vec<Source> = self
+            .replica
+            .partitions(self.partitions)
+            .into_iter()
+            .map(|p| Source {
+                consumer: format!("{}-p{p}", self.cfg.name),
+                filter: streams::partition_filter(filter, Some(p)),
+                legacy: false,
+            })
+            .collect();
+        if self.replica.index == 0 {
+            sources.push(Source {
+                consumer: self.cfg.name.clone(),
+                filter: streams::partition_filter(filter, None),
+                legacy: true,
+            });
+        }
+        sources
+    }
+
+    /// Fetches from one consumer into `fetched`, at most its window ahead of
+    /// the messages finished, until shutdown; reopens the consumer
+    /// after errors.
+    async fn pull(
+        self: Arc<Self>,
+        source: Source,
+        fetched: mpsc::Sender<Pending>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let window = Arc::new(Semaphore::new(self.cfg.concurrency * WINDOW_PER_SLOT));
+        'consumer: loop {
+            let mut messages = match self.open(&source).await {
+                Ok(Some(messages)) => messages,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(delivery = self.cfg.name, consumer = source.consumer, error = %e, "cannot open consumer yet");
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY_PAUSE) => continue 'consumer,
+                        _ = shutdown.wait_for(|s| *s) => return,
+                    }
+                }
+            };
+            tracing::info!(
+                delivery = self.cfg.name,
+                stream = self.cfg.stream,
+                consumer = source.consumer,
+                filter = source.filter,
+                endpoint = %self.cfg.endpoint,
+                "delivering"
+            );
+            loop {
+                let mut stopping = false;
+                let mut next = None;
+                tokio::select! {
+                    biased;
+                    () = shutdown.wait_for(|s| *s).map(drop) => stopping = true,
+                    permit = window.clone().acquire_owned() => {
+                        let permit = permit.expect("the window is never closed");
+                        tokio::select! {
+                            biased;
+                            () = shutdown.wait_for(|s| *s).map(drop) => stopping = true,
+                            message = messages.next() => next = Some((message, permit)),
+                        }
+                    }
+                }
+                if stopping {
+                    self.hand_back(&mut messages).await;
+                    return;
+                }
+                match next {
+                    Some((Some(Ok(message)), permit)) => {
+                        if let Some(pending) = self.pending(message, permit).await
+                            && let Err(unsent) = fetched.send(pending).await
+                        {
+                            // The scheduler stopped: hand it back.
+                            let _ = unsent
+                                .0
+                                .message
+                                .ack_with(AckKind::Nak(Some(HAND_BACK_DELAY)))
+                                .await;
+                            return;
+                        }
+                    }
+                    Some((Some(Err(e)), _)) => {
+                        use consumer::pull::MessagesErrorKind as K;
+                        tracing::warn!(delivery = self.cfg.name, consumer = source.consumer, error = %e, "consumer stream error");
+                        if matches!(e.kind(), K::ConsumerDeleted | K::NoResponders) {
+                            self.nats.ensure_streams_again();
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
     /// A fetched message with what the delivery needs to know of it, or
     /// `None` (terminated) for one without JetStream metadata.
-    async fn pending(&self, message: jetstream::Message) -> Option<Pending> {
+    async fn pending(
+        &self,
+        message: jetstream::Message,
+        window: OwnedSemaphorePermit,
+    ) -> Option<Pending> {
         let (attempt, seq) = match message.info() {
             Ok(info) => (
                 u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX),
@@ -312,7 +418,7 @@ impl Delivery {
                 return None;
             }
         };
-        let subject = message.subject.to_string();
+        let subject = streams::published_subject(&message.subject).to_string();
         let header = |name: &str| {
             message
                 .headers
@@ -344,6 +450,7 @@ impl Delivery {
             group,
             key,
             alive_since: Instant::now(),
+            _window: window,
         })
     }
 
@@ -361,12 +468,32 @@ impl Delivery {
     }
 
     /// Creates or updates the durable consumer and starts pulling, at most
-    /// `concurrency` messages ahead.
-    async fn open(&self) -> Result<consumer::pull::Stream, async_nats::Error> {
+    /// `concurrency` messages ahead. `None` for a legacy consumer that does
+    /// not exist (nothing to drain) or has nothing left.
+    async fn open(
+        &self,
+        source: &Source,
+    ) -> Result<Option<consumer::pull::Stream>, async_nats::Error> {
+        if source.legacy {
+            let stream = self.nats.js().get_stream(self.cfg.stream.as_str()).await?;
+            match stream.consumer_info(&source.consumer).await {
+                Ok(info) if info.num_pending + info.num_ack_pending as u64 > 0 => {
+                    tracing::info!(
+                        delivery = self.cfg.name,
+                        consumer = source.consumer,
+                        pending = info.num_pending + info.num_ack_pending as u64,
+                        "draining messages stored before partitions"
+                    );
+                }
+                Ok(_) => return Ok(None),
+                Err(e) if e.kind() == ConsumerInfoErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
         let config = consumer::pull::Config {
-            durable_name: Some(self.cfg.name.clone()),
+            durable_name: Some(source.consumer.clone()),
             description: Some(format!("greentic-bridge delivery to {}", self.cfg.endpoint)),
-            filter_subject: self.cfg.filter_subject.as_str().to_string(),
+            filter_subject: source.filter.clone(),
             deliver_policy: consumer::DeliverPolicy::All,
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: self.cfg.ack_wait,
@@ -387,7 +514,7 @@ impl Delivery {
             .expires(Duration::from_secs(30))
             .messages()
             .await?;
-        Ok(messages)
+        Ok(Some(messages))
     }
 
     /// On shutdown: messages already fetched but not started go back now

@@ -6,10 +6,11 @@
 //!   session's next message starts only when its previous one is finished
 //!   (acked or dead-lettered), including while that one waits to be retried.
 //!   Different sessions still run in parallel.
-//! - **Round robin across tenants.** Sessions ready to go are queued per
-//!   tenant, and tenants take turns: a tenant with a thousand messages fetched
-//!   gets one start per round, like a tenant with one, so a burst of one tenant
-//!   does not sit in front of another's message.
+//! - **Tenants take turns.** Sessions ready to go are queued per tenant, and
+//!   the next start goes to the tenant with the fewest messages in flight
+//!   (ties in turn order): a tenant with a thousand messages fetched gets no
+//!   more than one with one, so a burst of one tenant does not sit in front of
+//!   another's message, and a quiet tenant's message takes the first free slot.
 //!
 //! Pure bookkeeping (no NATS, no clock), so the rules are tested here directly.
 
@@ -27,6 +28,8 @@ pub struct Lanes<T> {
     ready: HashMap<Group, VecDeque<LaneKey>>,
     /// Groups with a ready lane, in turn order.
     turns: VecDeque<Group>,
+    /// Started messages per group (not those waiting for a retry).
+    in_flight: HashMap<Group, usize>,
     queued: usize,
 }
 
@@ -43,6 +46,7 @@ impl<T> Default for Lanes<T> {
             lanes: HashMap::new(),
             ready: HashMap::new(),
             turns: VecDeque::new(),
+            in_flight: HashMap::new(),
             queued: 0,
         }
     }
@@ -68,10 +72,17 @@ impl<T> Lanes<T> {
         }
     }
 
-    /// The next message to start, taking tenants in turn; its lane is busy
-    /// until [`Lanes::finish`] or [`Lanes::resume`].
+    /// The next message to start: of the tenant with the fewest in flight,
+    /// the first in turn among equals. Its lane is busy until
+    /// [`Lanes::finish`], or [`Lanes::pause`] then [`Lanes::resume`].
     pub fn start_next(&mut self) -> Option<(LaneKey, T)> {
-        let group = self.turns.pop_front()?;
+        let in_flight = |g: &Group| self.in_flight.get(g).copied().unwrap_or(0);
+        let (turn, _) = self
+            .turns
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, g)| (in_flight(g), *i))?;
+        let group = self.turns.remove(turn).expect("an index of turns");
         let ready = self
             .ready
             .get_mut(&group)
@@ -85,8 +96,17 @@ impl<T> Lanes<T> {
         let lane = self.lanes.get_mut(&key).expect("a ready lane exists");
         let item = lane.queue.pop_front().expect("a ready lane has a message");
         lane.busy = true;
+        *self.in_flight.entry(lane.group.clone()).or_default() += 1;
         self.queued -= 1;
         Some((key, item))
+    }
+
+    /// The lane's started message waits for a retry: it no longer counts as
+    /// in flight, and its lane stays busy until [`Lanes::resume`].
+    pub fn pause(&mut self, key: &str) {
+        if let Some(lane) = self.lanes.get(key) {
+            self.not_in_flight(&lane.group.clone());
+        }
     }
 
     /// The lane's started message is done with (acked or dead-lettered): its
@@ -96,7 +116,10 @@ impl<T> Lanes<T> {
             return;
         };
         lane.busy = false;
-        if lane.queue.is_empty() {
+        let group = lane.group.clone();
+        let empty = lane.queue.is_empty();
+        self.not_in_flight(&group);
+        if empty {
             self.lanes.remove(key);
         } else {
             self.make_ready(key);
@@ -120,6 +143,7 @@ impl<T> Lanes<T> {
     pub fn drain(&mut self) -> Vec<T> {
         self.ready.clear();
         self.turns.clear();
+        self.in_flight.clear();
         self.queued = 0;
         self.lanes
             .drain()
@@ -133,6 +157,15 @@ impl<T> Lanes<T> {
         self.lanes
             .values_mut()
             .flat_map(|lane| lane.queue.iter_mut())
+    }
+
+    fn not_in_flight(&mut self, group: &str) {
+        if let Some(n) = self.in_flight.get_mut(group) {
+            *n -= 1;
+            if *n == 0 {
+                self.in_flight.remove(group);
+            }
+        }
     }
 
     fn make_ready(&mut self, key: &str) {

@@ -161,6 +161,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             redact.clone(),
             nats.clone(),
             metrics.clone(),
+            (config.replica, config.streams.partitions),
         )
         .map_err(|source| StartError::HttpClient {
             name: d.name.clone(),

@@ -35,11 +35,71 @@ pub fn subjects_of(stream: &str) -> Option<&'static str> {
         .map(|(_, subjects)| *subjects)
 }
 
+/// Tokens of a messaging subject as published (SPEC §5):
+/// `greentic.messaging.{kind}.{env}.{tenant}.{team}.{channel}`.
+pub const MESSAGING_TOKENS: usize = 7;
+
+/// Whether the stream's messages are stored with a partition token.
+pub fn is_partitioned(stream: &str) -> bool {
+    stream == INGRESS || stream == EGRESS
+}
+
+/// The messaging streams store each message under its subject plus one
+/// token, its partition: a hash of env, tenant, team and channel computed by
+/// NATS itself (subject mapping `partition()`), so one channel's messages,
+/// and so one session's, are always in the same partition. Each partition is
+/// delivered by one bridge replica, which is what keeps a session in order
+/// across replicas. Publishers and receivers never see the token.
+fn partition_transform(subjects: &str, partitions: u16) -> stream::SubjectTransform {
+    let prefix = subjects.trim_end_matches('>');
+    stream::SubjectTransform {
+        source: format!("{prefix}*.*.*.*"),
+        destination: format!(
+            "{prefix}{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}.{{{{wildcard(3)}}}}.{{{{wildcard(4)}}}}.{{{{partition({partitions},1,2,3,4)}}}}"
+        ),
+    }
+}
+
+/// A stored subject without its partition token: the subject as published.
+pub fn published_subject(stored: &str) -> &str {
+    match stored.rsplit_once('.') {
+        Some((subject, partition))
+            if stored.starts_with("greentic.messaging.")
+                && stored.split('.').count() == MESSAGING_TOKENS + 1
+                && partition.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            subject
+        }
+        _ => stored,
+    }
+}
+
+/// The filter of a delivery over the messaging streams, widened to the seven
+/// tokens of a subject as published (`greentic.messaging.ingress.>` becomes
+/// `greentic.messaging.ingress.*.*.*.*`), then narrowed to `partition` if
+/// given. Without one it matches only messages stored before partitions.
+pub fn partition_filter(filter: &str, partition: Option<u16>) -> String {
+    let mut tokens: Vec<&str> = filter.split('.').collect();
+    if tokens.last() == Some(&">") {
+        tokens.pop();
+        while tokens.len() < MESSAGING_TOKENS {
+            tokens.push("*");
+        }
+    }
+    let mut filter = tokens.join(".");
+    if let Some(p) = partition {
+        filter.push_str(&format!(".{p}"));
+    }
+    filter
+}
+
 /// The configuration the bridge wants for `name`.
 pub fn stream_config(name: &str, subjects: &str, cfg: &StreamsConfig) -> stream::Config {
     stream::Config {
         name: name.to_string(),
         subjects: vec![subjects.to_string()],
+        subject_transform: is_partitioned(name)
+            .then(|| partition_transform(subjects, cfg.partitions)),
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         discard: stream::DiscardPolicy::Old,
@@ -76,5 +136,42 @@ pub async fn ensure_all(
 /// retries after about 1 and 5 minutes; Telegram and Bot Framework retry within
 /// minutes too), so a retried webhook is a duplicate, not a second message.
 pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60 * 60);
+/// Default partitions per messaging stream: a handful per replica, so
+/// replicas share the work and one flooded channel holds back only the
+/// channels hashed into its partition. Fixed once streams hold messages.
+pub const DEFAULT_PARTITIONS: u16 = 8;
+pub const MAX_PARTITIONS: u16 = 256;
 /// Default retention: a week of messages, dead letters included.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_cover_seven_tokens_then_the_partition() {
+        assert_eq!(
+            partition_filter("greentic.messaging.ingress.>", Some(3)),
+            "greentic.messaging.ingress.*.*.*.*.3"
+        );
+        assert_eq!(
+            partition_filter("greentic.messaging.egress.prod.>", None),
+            "greentic.messaging.egress.prod.*.*.*"
+        );
+        assert_eq!(
+            partition_filter("greentic.messaging.ingress.prod.acme.*.slack", Some(0)),
+            "greentic.messaging.ingress.prod.acme.*.slack.0"
+        );
+    }
+
+    #[test]
+    fn the_partition_token_is_removed_only_from_stored_messaging_subjects() {
+        let published = "greentic.messaging.ingress.prod.acme.support.slack";
+        assert_eq!(published_subject(&format!("{published}.7")), published);
+        assert_eq!(published_subject(published), published);
+        assert_eq!(
+            published_subject("greentic.dlq.messaging.ingress.prod.acme.support.slack"),
+            "greentic.dlq.messaging.ingress.prod.acme.support.slack"
+        );
+    }
+}

@@ -29,17 +29,6 @@ fn header<'a>(m: &'a RawMessage, name: &str) -> &'a str {
         .as_str()
 }
 
-/// Waits until the consumer has no unacknowledged or pending message.
-async fn wait_settled(js: &async_nats::jetstream::Context, stream: &str, consumer: &str) {
-    eventually("consumer settled", || async {
-        let mut c: async_nats::jetstream::consumer::PullConsumer =
-            js.get_consumer_from_stream(consumer, stream).await.unwrap();
-        let info = c.info().await.unwrap();
-        info.num_ack_pending == 0 && info.num_pending == 0
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_is_delivered_with_its_headers_and_acked() {
     let nats = NatsServer::start();

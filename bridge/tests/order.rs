@@ -35,8 +35,7 @@ async fn one_sessions_messages_arrive_one_at_a_time_in_stream_order() {
         concurrency: 16,
         ..DeliverySpec::ingress(receiver.url.clone())
     };
-    let _bridge = Bridge::start_ready(config(&nats.url(), &[spec])).await;
-    let bridge = &_bridge;
+    let bridge = Bridge::start_ready(config(&nats.url(), &[spec])).await;
     // 50 messages of one person, sent as fast as possible, interleaved with
     // 3 other sessions' so that parallelism is possible.
     let mut published = 0;
@@ -126,18 +125,73 @@ async fn a_retried_message_is_not_overtaken_by_its_sessions_next_one() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_quiet_tenant_takes_its_turn_before_a_noisy_tenants_backlog() {
+/// The partition NATS stores `subject` under, learnt by publishing a probe to
+/// the egress twin of `subject` (same tokens, same hash, nothing delivers it).
+async fn partition_of(
+    bridge: &Bridge,
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+) -> String {
+    let egress = subject.replace(".ingress.", ".egress.");
+    let r = bridge
+        .publish(
+            &egress,
+            &format!("probe-{}", egress.replace('.', "-")),
+            "{}",
+        )
+        .await;
+    let seq = json(r).await["seq"].as_u64().unwrap();
+    let stored = js
+        .get_stream("GREENTIC_EGRESS")
+        .await
+        .unwrap()
+        .get_raw_message(seq)
+        .await
+        .unwrap();
+    assert!(stored.subject.starts_with(&egress), "{}", stored.subject);
+    stored.subject.rsplit('.').next().unwrap().to_string()
+}
+
+/// Noisy (6 messages, 6 sessions) then quiet (1), with the receiver closed
+/// until the noisy tenant's first messages hold every slot: the position
+/// the quiet message started at.
+async fn quiet_position(partitions: u16, concurrency: usize, quiet_subject: Option<&str>) -> usize {
     let nats = NatsServer::start();
-    // Closed at first: the noisy tenant's first messages occupy every slot
-    // while the rest, and then the quiet tenant's one, are pulled behind them.
-    let receiver =
-        Receiver::start_gated(Duration::from_millis(5), false, |_| (200, String::new())).await;
+    // Answers spaced 50 ms apart once open, so slots free one at a time and
+    // the order received is the order started.
+    let receiver = Receiver::start_varied(
+        |r| {
+            let n: u64 = r.msg_id.rsplit('-').next().unwrap().parse().unwrap();
+            Duration::from_millis(5 + 50 * n)
+        },
+        false,
+        |_| (200, String::new()),
+    )
+    .await;
     let spec = DeliverySpec {
-        concurrency: 2,
+        concurrency,
         ..DeliverySpec::ingress(receiver.url.clone())
     };
-    let bridge = Bridge::start_ready(config(&nats.url(), &[spec])).await;
+    let mut config = config(&nats.url(), &[spec]);
+    config.streams.partitions = partitions;
+    let bridge = Bridge::start_ready(config).await;
+    let js = js(&nats).await;
+    let quiet_subject = match quiet_subject {
+        Some(s) => s.to_string(),
+        None => {
+            // A channel of the quiet tenant hashed into another partition.
+            let noisy = partition_of(&bridge, &js, INGRESS_SUBJECT).await;
+            let mut found = None;
+            for c in 0..64 {
+                let candidate = format!("{SUBJECT_B}{c}");
+                if partition_of(&bridge, &js, &candidate).await != noisy {
+                    found = Some(candidate);
+                    break;
+                }
+            }
+            found.expect("some channel hashes into another partition")
+        }
+    };
     for n in 0..6 {
         bridge
             .publish_in_session(
@@ -149,26 +203,34 @@ async fn a_quiet_tenant_takes_its_turn_before_a_noisy_tenants_backlog() {
             .await;
     }
     bridge
-        .publish_in_session(SUBJECT_B, "quiet-0", "b0", "{}")
+        .publish_in_session(&quiet_subject, "quiet-0", "b0", "{}")
         .await;
-    // The window is 4 x concurrency = 8 messages: all 7 are pulled.
-    eventually("the first two started", || async {
-        receiver.seen().len() == 2
+    eventually("the first slots taken", || async {
+        receiver.seen().len() == concurrency
     })
     .await;
+    // Long enough for every puller to fetch what its window allows.
     tokio::time::sleep(Duration::from_millis(300)).await;
     receiver.open();
     eventually("all delivered", || async { receiver.seen().len() == 7 }).await;
-
     let order: Vec<String> = receiver.seen().iter().map(|r| r.msg_id.clone()).collect();
-    let quiet = order.iter().position(|id| id == "quiet-0").unwrap();
-    // Stream order would put it last (7th); taking turns, it starts with the
-    // first free slot after the two that held them.
-    assert!(
-        quiet <= 3,
-        "quiet tenant's message started {}th: {order:?}",
-        quiet + 1
-    );
+    order.iter().position(|id| id == "quiet-0").unwrap() + 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_tenant_in_another_partition_goes_with_the_first_free_slot() {
+    // Stream order would make it 7th; the noisy backlog waits in its own
+    // partition, the quiet message in its own, and tenants take turns.
+    let position = quiet_position(8, 2, None).await;
+    assert_eq!(position, 3, "quiet tenant's message started {position}th");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_sharing_a_partition_take_turns_within_the_pulled_window() {
+    // One partition, 4 slots, a window of 2 per slot: all 7 are pulled, the
+    // quiet one starts with the first free slot (stream order: 7th).
+    let position = quiet_position(1, 4, Some(SUBJECT_B)).await;
+    assert_eq!(position, 5, "quiet tenant's message started {position}th");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,4 +250,129 @@ async fn a_session_header_that_is_not_an_id_is_refused() {
     assert_problem(response, 400, "bad-request").await;
     let js = js(&nats).await;
     assert_eq!(stream_len(&js, "GREENTIC_INGRESS").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_partitions_and_keep_each_session_in_order() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::start_varied(
+        |r| Duration::from_millis([9, 1, 4, 2][r.seq as usize % 4]),
+        true,
+        |_| (200, String::new()),
+    )
+    .await;
+    let replica = |index: u16| {
+        let spec = DeliverySpec {
+            concurrency: 16,
+            ..DeliverySpec::ingress(receiver.url.clone())
+        };
+        let mut config = config(&nats.url(), &[spec]);
+        config.replica = greentic_bridge::config::Replica { index, count: 2 };
+        config
+    };
+    let first = Bridge::start_ready(replica(0)).await;
+    let second = Bridge::start_ready(replica(1)).await;
+    // Eight channels, so both replicas' partitions get messages; on each,
+    // one person writing 12 times and two others writing 3 times.
+    let mut published = 0;
+    for n in 0..12 {
+        for c in 0..8 {
+            let subject = format!("{INGRESS_SUBJECT}{c}");
+            for person in ["dana", "lee", "kim"] {
+                if person == "dana" || n < 3 {
+                    let bridge = if published % 2 == 0 { &first } else { &second };
+                    bridge
+                        .publish_in_session(
+                            &subject,
+                            &format!("{c}-{person}-{n}"),
+                            &format!("{c}-{person}"),
+                            "{}",
+                        )
+                        .await;
+                    published += 1;
+                }
+            }
+        }
+    }
+    eventually("all delivered", || async {
+        receiver.seen().len() >= published
+    })
+    .await;
+
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), published, "each message delivered once");
+    for (session, seqs) in by_session(&seen) {
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        assert_eq!(seqs, sorted, "{session} applied out of stream order");
+    }
+    assert_eq!(receiver.max_session_in_flight(), 1);
+    let delivered = |b: &Bridge| b.running.metrics().delivery_counts("ingress").0;
+    // (The receiver sees a delivery before the bridge hears its answer.)
+    eventually("every delivery counted", || async {
+        delivered(&first) + delivered(&second) == published as u64
+    })
+    .await;
+    assert!(
+        delivered(&first) > 0 && delivered(&second) > 0,
+        "one replica did all the work: {} / {}",
+        delivered(&first),
+        delivered(&second)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_stored_before_partitions_are_still_delivered() {
+    use async_nats::jetstream::{consumer, stream};
+    let nats = NatsServer::start();
+    let js = js(&nats).await;
+    // What a bridge from before partitions left: the stream without the
+    // partition transform, its consumer, and undelivered messages.
+    js.create_stream(stream::Config {
+        name: "GREENTIC_INGRESS".into(),
+        subjects: vec!["greentic.messaging.ingress.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.create_consumer_on_stream(
+        consumer::pull::Config {
+            durable_name: Some("ingress".into()),
+            filter_subject: "greentic.messaging.ingress.>".into(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        },
+        "GREENTIC_INGRESS",
+    )
+    .await
+    .unwrap();
+    for n in 0..3 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("old-{n}").as_str());
+        headers.insert("Greentic-Session", "s-old");
+        js.publish_with_headers(INGRESS_SUBJECT, headers, "{}".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    let receiver = Receiver::ok().await;
+    let bridge = Bridge::start_ready(config(
+        &nats.url(),
+        &[DeliverySpec::ingress(receiver.url.clone())],
+    ))
+    .await;
+    bridge
+        .publish_in_session(INGRESS_SUBJECT, "new-0", "s-new", "{}")
+        .await;
+    eventually("old and new delivered", || async {
+        receiver.seen().len() >= 4
+    })
+    .await;
+    let mut ids: Vec<String> = receiver.seen().iter().map(|r| r.msg_id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["new-0", "old-0", "old-1", "old-2"]);
+    // Every delivery states the subject as published, never the partition.
+    assert!(receiver.seen().iter().all(|r| r.subject == INGRESS_SUBJECT));
 }

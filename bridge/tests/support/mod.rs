@@ -419,6 +419,25 @@ pub fn problem_body(status: u16, detail: &str) -> String {
     .to_string()
 }
 
+/// Waits until every consumer of `delivery` (one per partition) has no
+/// unacknowledged or pending message.
+pub async fn wait_settled(js: &async_nats::jetstream::Context, stream: &str, delivery: &str) {
+    use futures::TryStreamExt;
+    eventually("consumers settled", || async {
+        let stream = js.get_stream(stream).await.unwrap();
+        let infos: Vec<_> = stream.consumers().try_collect().await.unwrap();
+        let mine: Vec<_> = infos
+            .iter()
+            .filter(|i| i.name.starts_with(&format!("{delivery}-p")))
+            .collect();
+        !mine.is_empty()
+            && mine
+                .iter()
+                .all(|i| i.num_ack_pending == 0 && i.num_pending == 0)
+    })
+    .await;
+}
+
 // ---- polling ---------------------------------------------------------------------
 
 /// Polls `check` until it holds; fails after 30 s (an eventual condition, not a timing claim).
