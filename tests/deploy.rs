@@ -159,8 +159,38 @@ fn the_bridge_deployment_is_a_valid_bridge_config_delivering_to_real_routes() {
             delivery.name
         );
     }
+    // Replica i of n: the count in GREENTIC_BRIDGE_REPLICA is the number of
+    // pods, and the last pod's index is valid for this configuration.
+    let set = find(&docs, "StatefulSet", "greentic-bridge");
+    let pods = set["spec"]["replicas"].as_u64().unwrap();
+    let env_of = |name: &str| {
+        set["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not set"))
+            .clone()
+    };
+    assert_eq!(
+        env_of("POD_INDEX")["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    let replica = env_of("GREENTIC_BRIDGE_REPLICA")["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(replica, format!("$(POD_INDEX)/{pods}"));
+    let last = replica.replace("$(POD_INDEX)", &(pods - 1).to_string());
+    let with_replica = |k: &str| match k {
+        "GREENTIC_BRIDGE_REPLICA" => Some(last.clone()),
+        _ => env(k),
+    };
+    let config = greentic_bridge::Config::from_toml(text, Path::new("."), with_replica)
+        .unwrap_or_else(|e| panic!("bridge.toml as the last pod reads it: {e}"));
+    assert_eq!(u64::from(config.replica.count), pods);
     // The tokens the bridge reads are the ones the SpinApp gives the components.
-    let deployment = find(&docs, "Deployment", "greentic-bridge");
+    let deployment = set;
     let env_secrets: BTreeSet<(String, String)> =
         deployment["spec"]["template"]["spec"]["containers"][0]["env"]
             .as_array()
