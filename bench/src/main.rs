@@ -19,6 +19,11 @@
 //!
 //! Ratios are against the empty component of the same run. Figures move with
 //! the machine and what else runs on it: compare runs of one machine.
+//!
+//! `--fairness` measures instead whether one tenant's flood slows another:
+//! BigCorp's web chat sends a message every 100 ms (each a new conversation)
+//! and times each until its reply is in the conversation's log, first alone,
+//! then while wrk floods ACME's Telegram channel as fast as ingress takes it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -28,12 +33,14 @@ use greentic_harness::spin_up::{Deliveries, Kv, RealPlatform, TELEGRAM_WEBHOOK_S
 struct Args {
     backends: Vec<Kv>,
     seconds: u64,
+    fairness: bool,
 }
 
 fn args() -> Args {
     let mut args = Args {
         backends: vec![Kv::Sqlite, Kv::Redis],
         seconds: 5,
+        fairness: false,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -45,9 +52,10 @@ fn args() -> Args {
                 i += 1;
                 args.seconds = raw[i].parse().expect("--seconds takes a number");
             }
+            "--fairness" => args.fairness = true,
             "--bench" => {} // cargo's own
             other => {
-                panic!("unknown argument {other}: --sqlite | --redis | --seconds N")
+                panic!("unknown argument {other}: --sqlite | --redis | --seconds N | --fairness")
             }
         }
         i += 1;
@@ -203,8 +211,144 @@ struct Row {
     detail: String,
 }
 
+/// Percentile `q` (0..=100) of sorted `values`.
+fn percentile(sorted: &[f64], q: usize) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) * q + 50) / 100]
+}
+
+const BIGCORP_CHAT: &str = "/webhooks/prod/bigcorp/helpdesk/webchat";
+const BIGCORP_GREETING: &str = "BigCorp Helpdesk here. What's your issue?";
+
+/// A web chat conversation's bearer token (issued before any timing).
+fn webchat_token(platform: &RealPlatform) -> String {
+    let (status, chat) = platform.call(
+        "POST",
+        &format!("{BIGCORP_CHAT}/tokens"),
+        &[(
+            "authorization",
+            &format!("Bearer {}", greentic_harness::spin_up::WEBCHAT_TOKEN_SECRET),
+        )],
+        Some(br#"{"user_name":"Bench"}"#.to_vec()),
+    );
+    assert_eq!(status, 200, "{chat}");
+    format!("Bearer {}", chat["token"].as_str().unwrap())
+}
+
+/// One web chat message in its own conversation: milliseconds from sending
+/// it until its reply is in the conversation's log (polled every 5 ms).
+fn webchat_round_trip(platform: &RealPlatform, bearer: &str) -> f64 {
+    let sent = Instant::now();
+    let (status, body) = platform.call(
+        "POST",
+        BIGCORP_CHAT,
+        &[("authorization", bearer)],
+        Some(br#"{"type":"message","id":"m1","text":"hi"}"#.to_vec()),
+    );
+    assert_eq!(status, 200, "{body}");
+    loop {
+        let (status, log) = platform.call(
+            "GET",
+            "/webchat/v1/prod/bigcorp/helpdesk/webchat/activities",
+            &[("authorization", bearer)],
+            None,
+        );
+        let replied = status == 200
+            && log["activities"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|m| m["text"] == BIGCORP_GREETING));
+        if replied {
+            return sent.elapsed().as_secs_f64() * 1000.0;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(600),
+            "no reply in 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `count` web chat conversations' tokens.
+fn webchat_tokens(platform: &RealPlatform, count: u64) -> Vec<String> {
+    (0..count).map(|_| webchat_token(platform)).collect()
+}
+
+/// BigCorp's messages, one every 100 ms, one per token, each timed to its
+/// reply on a thread of its own (a slow reply does not delay the next send).
+fn quiet_tenant(platform: &RealPlatform, tokens: &[String]) -> Vec<f64> {
+    let start = Instant::now();
+    let mut latencies: Vec<f64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, bearer)| {
+                let due = start + Duration::from_millis(100 * i as u64);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                scope.spawn(move || webchat_round_trip(platform, bearer))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+fn fairness(args: &Args) {
+    let mut lines = Vec::new();
+    for kv in args.backends.clone() {
+        let name = format!("{kv:?}").to_lowercase();
+        eprintln!("bench: fairness on {name}");
+        let platform = RealPlatform::start_with(kv, Deliveries::Both);
+        // Tokens first: issuing them is not what is timed.
+        let warm_up = webchat_tokens(&platform, 10);
+        let alone = webchat_tokens(&platform, args.seconds * 10);
+        let flooded = webchat_tokens(&platform, args.seconds.saturating_sub(1).max(1) * 10);
+        // The first requests of each component pay for compilation caches.
+        quiet_tenant(&platform, &warm_up);
+        let quiet = quiet_tenant(&platform, &alone);
+
+        let run = run_id();
+        let replies_before = platform.telegram_sends();
+        let flood_started = Instant::now();
+        let (flood, under_flood) = std::thread::scope(|scope| {
+            let flood = scope.spawn(|| telegram_webhooks(&platform, args.seconds, &run, 0));
+            // Starts with the flood, ends with it.
+            std::thread::sleep(Duration::from_millis(200));
+            let under = quiet_tenant(&platform, &flooded);
+            (flood.join().unwrap(), under)
+        });
+        let flood_secs = flood_started.elapsed().as_secs_f64();
+        // Every first message of ACME's gets two replies.
+        let answered = (platform.telegram_sends() - replies_before) / 2;
+        lines.push(format!(
+            "| {name} | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.1} | {:.0} msg/s accepted, {:.0} msg/s answered, {} left waiting |",
+            percentile(&quiet, 50),
+            percentile(&quiet, 99),
+            percentile(&under_flood, 50),
+            percentile(&under_flood, 99),
+            percentile(&under_flood, 99) / percentile(&quiet, 99),
+            flood.per_sec,
+            answered as f64 / flood_secs,
+            flood.ok.saturating_sub(answered as u64),
+        ));
+    }
+    println!();
+    println!(
+        "| backend | BigCorp alone p50 / p99 | BigCorp under ACME's flood p50 / p99 | p99 ratio | ACME's flood |"
+    );
+    println!("|---|---|---|---|---|");
+    for line in lines {
+        println!("{line}");
+    }
+}
+
 fn main() {
     let args = args();
+    if args.fairness {
+        return fairness(&args);
+    }
     let mut rows: Vec<Row> = Vec::new();
     let mut empty_rate = None;
     for kv in args.backends.clone() {
