@@ -60,14 +60,11 @@ impl<T> Lanes<T> {
 
     /// Queues a message behind every earlier message of its lane.
     pub fn push(&mut self, group: &str, key: &str, item: T) {
-        let lane = self.lanes.entry(key.to_string()).or_insert_with(|| Lane {
-            group: group.to_string(),
-            queue: VecDeque::new(),
-            busy: false,
-        });
+        let lane = self.lane(group, key);
         lane.queue.push_back(item);
+        let first_to_go = !lane.busy && lane.queue.len() == 1;
         self.queued += 1;
-        if !lane.busy && lane.queue.len() == 1 {
+        if first_to_go {
             self.make_ready(key);
         }
     }
@@ -128,11 +125,7 @@ impl<T> Lanes<T> {
 
     /// A message that waited for its retry goes first in its lane again.
     pub fn resume(&mut self, key: &str, group: &str, item: T) {
-        let lane = self.lanes.entry(key.to_string()).or_insert_with(|| Lane {
-            group: group.to_string(),
-            queue: VecDeque::new(),
-            busy: true,
-        });
+        let lane = self.lane(group, key);
         lane.queue.push_front(item);
         lane.busy = false;
         self.queued += 1;
@@ -157,6 +150,14 @@ impl<T> Lanes<T> {
         self.lanes
             .values_mut()
             .flat_map(|lane| lane.queue.iter_mut())
+    }
+
+    fn lane(&mut self, group: &str, key: &str) -> &mut Lane<T> {
+        self.lanes.entry(key.to_string()).or_insert_with(|| Lane {
+            group: group.to_string(),
+            queue: VecDeque::new(),
+            busy: false,
+        })
     }
 
     fn not_in_flight(&mut self, group: &str) {

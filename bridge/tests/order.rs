@@ -20,6 +20,23 @@ fn by_session(seen: &[Received]) -> HashMap<String, Vec<u64>> {
     sessions
 }
 
+/// Waits for `published` deliveries, then checks each came once and each
+/// session's came in stream order; returns what the receiver saw.
+async fn all_in_stream_order_per_session(receiver: &Receiver, published: usize) -> Vec<Received> {
+    eventually("all delivered", || async {
+        receiver.seen().len() >= published
+    })
+    .await;
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), published, "each message delivered once");
+    for (session, seqs) in by_session(&seen) {
+        let mut sorted = seqs.clone();
+        sorted.sort();
+        assert_eq!(seqs, sorted, "{session} applied out of stream order");
+    }
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sessions_messages_arrive_one_at_a_time_in_stream_order() {
     let nats = NatsServer::start();
@@ -49,18 +66,7 @@ async fn one_sessions_messages_arrive_one_at_a_time_in_stream_order() {
             }
         }
     }
-    eventually("all delivered", || async {
-        receiver.seen().len() >= published
-    })
-    .await;
-
-    let seen = receiver.seen();
-    assert_eq!(seen.len(), published, "each message delivered once");
-    for (session, seqs) in by_session(&seen) {
-        let mut sorted = seqs.clone();
-        sorted.sort();
-        assert_eq!(seqs, sorted, "{session} applied out of stream order");
-    }
+    let seen = all_in_stream_order_per_session(&receiver, published).await;
     assert_eq!(by_session(&seen)["s-dana"].len(), 50);
     assert_eq!(
         receiver.max_session_in_flight(),
@@ -294,18 +300,7 @@ async fn two_replicas_share_the_partitions_and_keep_each_session_in_order() {
             }
         }
     }
-    eventually("all delivered", || async {
-        receiver.seen().len() >= published
-    })
-    .await;
-
-    let seen = receiver.seen();
-    assert_eq!(seen.len(), published, "each message delivered once");
-    for (session, seqs) in by_session(&seen) {
-        let mut sorted = seqs.clone();
-        sorted.sort();
-        assert_eq!(seqs, sorted, "{session} applied out of stream order");
-    }
+    let seen = all_in_stream_order_per_session(&receiver, published).await;
     assert_eq!(receiver.max_session_in_flight(), 1);
     let delivered = |b: &Bridge| b.running.metrics().delivery_counts("ingress").0;
     // (The receiver sees a delivery before the bridge hears its answer.)
