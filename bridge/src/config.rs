@@ -141,6 +141,9 @@ pub struct DeliveryConfig {
     pub backoff: Vec<Duration>,
     pub timeout: Duration,
     pub concurrency: usize,
+    /// Most POSTs in flight for one tenant (`env.tenant`): the rest of
+    /// `concurrency` stays free for the others.
+    pub tenant_concurrency: usize,
     /// How long JetStream waits for an ack before redelivering; longer than a
     /// delivery can take (a queued message waits for a slot, then for its POST).
     pub ack_wait: Duration,
@@ -251,6 +254,7 @@ struct FileDelivery {
     backoff: Option<Vec<String>>,
     timeout: Option<String>,
     concurrency: Option<usize>,
+    tenant_concurrency: Option<usize>,
     ack_wait: Option<String>,
 }
 
@@ -547,6 +551,15 @@ fn delivery_config(i: usize, d: FileDelivery) -> Result<DeliveryConfig, ConfigEr
             format!("must be 1..={MAX_CONCURRENCY}"),
         ));
     }
+    let tenant_concurrency = d
+        .tenant_concurrency
+        .unwrap_or_else(|| default_tenant_concurrency(concurrency));
+    if !(1..=concurrency).contains(&tenant_concurrency) {
+        return Err(invalid(
+            key("tenant_concurrency"),
+            format!("must be 1..={concurrency} (the delivery's concurrency)"),
+        ));
+    }
     let ack_wait = positive(
         &key("ack_wait"),
         d.ack_wait,
@@ -564,8 +577,16 @@ fn delivery_config(i: usize, d: FileDelivery) -> Result<DeliveryConfig, ConfigEr
         backoff,
         timeout,
         concurrency,
+        tenant_concurrency,
         ack_wait,
     })
+}
+
+/// A quarter of the slots, at least one: on Spin every request competes for
+/// the same cores, so a tenant's flood with every slot makes a quiet tenant's
+/// one request wait behind all of them; a quarter still keeps the cores busy.
+fn default_tenant_concurrency(concurrency: usize) -> usize {
+    (concurrency / 4).max(1)
 }
 
 /// A token from the environment (wins) or from a file; checked for length and

@@ -162,7 +162,7 @@ impl Delivery {
     /// the session's next message overtake it.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let concurrency = self.cfg.concurrency;
-        let mut lanes: Lanes<Pending> = Lanes::default();
+        let mut lanes: Lanes<Pending> = Lanes::new(self.cfg.tenant_concurrency);
         let mut retries: BTreeMap<(Instant, u64), Pending> = BTreeMap::new();
         let mut in_flight: JoinSet<(LaneKey, Option<(Pending, Duration)>)> = JoinSet::new();
         let mut started: HashMap<tokio::task::Id, LaneKey> = HashMap::new();

@@ -30,6 +30,8 @@ pub struct Lanes<T> {
     turns: VecDeque<Group>,
     /// Started messages per group (not those waiting for a retry).
     in_flight: HashMap<Group, usize>,
+    /// Most started messages of one group at once.
+    group_cap: usize,
     queued: usize,
 }
 
@@ -40,19 +42,19 @@ struct Lane<T> {
     busy: bool,
 }
 
-impl<T> Default for Lanes<T> {
-    fn default() -> Self {
+impl<T> Lanes<T> {
+    /// Lanes whose groups may each have at most `group_cap` messages started.
+    pub fn new(group_cap: usize) -> Self {
         Lanes {
             lanes: HashMap::new(),
             ready: HashMap::new(),
             turns: VecDeque::new(),
             in_flight: HashMap::new(),
+            group_cap: group_cap.max(1),
             queued: 0,
         }
     }
-}
 
-impl<T> Lanes<T> {
     /// Messages waiting to start (not those started or waiting for a retry).
     pub fn queued(&self) -> usize {
         self.queued
@@ -70,7 +72,8 @@ impl<T> Lanes<T> {
     }
 
     /// The next message to start: of the tenant with the fewest in flight,
-    /// the first in turn among equals. Its lane is busy until
+    /// the first in turn among equals, unless every tenant with a message
+    /// ready has its cap in flight. Its lane is busy until
     /// [`Lanes::finish`], or [`Lanes::pause`] then [`Lanes::resume`].
     pub fn start_next(&mut self) -> Option<(LaneKey, T)> {
         let in_flight = |g: &Group| self.in_flight.get(g).copied().unwrap_or(0);
@@ -78,6 +81,7 @@ impl<T> Lanes<T> {
             .turns
             .iter()
             .enumerate()
+            .filter(|(_, g)| in_flight(g) < self.group_cap)
             .min_by_key(|(i, g)| (in_flight(g), *i))?;
         let group = self.turns.remove(turn).expect("an index of turns");
         let ready = self
@@ -192,7 +196,7 @@ mod tests {
 
     #[test]
     fn a_session_runs_one_message_at_a_time_in_order() {
-        let mut lanes = Lanes::default();
+        let mut lanes = Lanes::new(usize::MAX);
         for n in 1..=3 {
             lanes.push("acme", "s1", n);
         }
@@ -208,7 +212,7 @@ mod tests {
 
     #[test]
     fn different_sessions_start_together() {
-        let mut lanes = Lanes::default();
+        let mut lanes = Lanes::new(usize::MAX);
         lanes.push("acme", "s1", 1);
         lanes.push("acme", "s2", 2);
         lanes.push("acme", "s1", 3);
@@ -219,7 +223,7 @@ mod tests {
 
     #[test]
     fn a_message_waiting_for_its_retry_holds_its_session_and_goes_first() {
-        let mut lanes = Lanes::default();
+        let mut lanes = Lanes::new(usize::MAX);
         lanes.push("acme", "s1", 1);
         let (key, first) = lanes.start_next().unwrap();
         lanes.push("acme", "s1", 2);
@@ -237,7 +241,7 @@ mod tests {
 
     #[test]
     fn tenants_take_turns_whatever_their_backlog() {
-        let mut lanes = Lanes::default();
+        let mut lanes = Lanes::new(usize::MAX);
         for n in 0..100 {
             lanes.push("flood", &format!("f{n}"), n);
         }
@@ -251,8 +255,24 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_at_its_cap_waits_while_slots_stay_free_for_others() {
+        let mut lanes = Lanes::new(2);
+        for n in 0..5 {
+            lanes.push("flood", &format!("f{n}"), n);
+        }
+        let started: Vec<u32> = std::iter::from_fn(|| lanes.start_next())
+            .map(|(_, n)| n)
+            .collect();
+        assert_eq!(started, [0, 1], "the flood stops at its cap");
+        lanes.push("quiet", "q", 1000);
+        assert_eq!(lanes.start_next().map(|(_, n)| n), Some(1000));
+        lanes.finish("f0");
+        assert_eq!(lanes.start_next().map(|(_, n)| n), Some(2));
+    }
+
+    #[test]
     fn drain_returns_every_queued_message() {
-        let mut lanes = Lanes::default();
+        let mut lanes = Lanes::new(usize::MAX);
         lanes.push("a", "s1", 1);
         lanes.push("a", "s1", 2);
         lanes.push("b", "s2", 3);

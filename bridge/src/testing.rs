@@ -132,6 +132,8 @@ pub struct DeliverySpec {
     pub backoff: &'static str,
     pub timeout: &'static str,
     pub concurrency: usize,
+    /// `None`: the bridge's default (a quarter of `concurrency`).
+    pub tenant_concurrency: Option<usize>,
     pub ack_wait: Option<&'static str>,
 }
 
@@ -146,6 +148,7 @@ impl DeliverySpec {
             backoff: r#"["50ms", "100ms"]"#,
             timeout: "2s",
             concurrency: 4,
+            tenant_concurrency: None,
             ack_wait: None,
         }
     }
@@ -173,6 +176,9 @@ pub fn config_toml(listen: &str, nats_url: &str, deliveries: &[DeliverySpec]) ->
              endpoint = \"{}\"\nmax_attempts = {}\nbackoff = {}\ntimeout = \"{}\"\nconcurrency = {}\n",
             d.name, d.stream, d.filter, d.endpoint, d.max_attempts, d.backoff, d.timeout, d.concurrency
         ));
+        if let Some(n) = d.tenant_concurrency {
+            text.push_str(&format!("tenant_concurrency = {n}\n"));
+        }
         if let Some(ack_wait) = d.ack_wait {
             text.push_str(&format!("ack_wait = \"{ack_wait}\"\n"));
         }

@@ -176,6 +176,8 @@ async fn quiet_position(partitions: u16, concurrency: usize, quiet_subject: Opti
     .await;
     let spec = DeliverySpec {
         concurrency,
+        // Turns alone, without a tenant's cap.
+        tenant_concurrency: Some(concurrency),
         ..DeliverySpec::ingress(receiver.url.clone())
     };
     let mut config = config(&nats.url(), &[spec]);
@@ -240,6 +242,62 @@ async fn tenants_sharing_a_partition_take_turns_within_the_pulled_window() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_never_has_more_than_its_share_in_flight_while_others_get_theirs() {
+    let nats = NatsServer::start();
+    let receiver = Receiver::start(Duration::from_millis(50), |_| (200, String::new())).await;
+    let spec = DeliverySpec {
+        concurrency: 4,
+        tenant_concurrency: Some(2),
+        ..DeliverySpec::ingress(receiver.url.clone())
+    };
+    let bridge = Bridge::start_ready(config(&nats.url(), &[spec])).await;
+    for n in 0..12 {
+        bridge
+            .publish_in_session(INGRESS_SUBJECT, &format!("a-{n}"), &format!("a{n}"), "{}")
+            .await;
+    }
+    eventually("all delivered", || async { receiver.seen().len() == 12 }).await;
+    assert_eq!(
+        receiver.max_in_flight(),
+        2,
+        "acme alone holds at most 2 of 4 slots"
+    );
+
+    // With a second tenant, both have their share at once.
+    let both = Receiver::start(Duration::from_millis(50), |_| (200, String::new())).await;
+    let spec = DeliverySpec {
+        name: "both",
+        concurrency: 4,
+        tenant_concurrency: Some(2),
+        ..DeliverySpec::ingress(both.url.clone())
+    };
+    drop(bridge);
+    let nats = NatsServer::start();
+    let bridge = Bridge::start_ready(config(&nats.url(), &[spec])).await;
+    for n in 0..12 {
+        let (subject, tenant) = if n % 2 == 0 {
+            (INGRESS_SUBJECT, "a")
+        } else {
+            (SUBJECT_B, "b")
+        };
+        bridge
+            .publish_in_session(
+                subject,
+                &format!("{tenant}-{n}"),
+                &format!("{tenant}{n}"),
+                "{}",
+            )
+            .await;
+    }
+    eventually("all delivered", || async { both.seen().len() == 12 }).await;
+    assert!(
+        both.max_in_flight() > 2,
+        "the second tenant used the free slots"
+    );
+    assert!(both.max_in_flight() <= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_header_that_is_not_an_id_is_refused() {
     let nats = NatsServer::start();
     let bridge = Bridge::start_ready(config(&nats.url(), &[])).await;
@@ -300,7 +358,7 @@ async fn two_replicas_share_the_partitions_and_keep_each_session_in_order() {
             }
         }
     }
-    let seen = all_in_stream_order_per_session(&receiver, published).await;
+    all_in_stream_order_per_session(&receiver, published).await;
     assert_eq!(receiver.max_session_in_flight(), 1);
     let delivered = |b: &Bridge| b.running.metrics().delivery_counts("ingress").0;
     // (The receiver sees a delivery before the bridge hears its answer.)

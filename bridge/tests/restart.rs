@@ -61,6 +61,8 @@ async fn restart_mid_stream(stop: Stop) {
     for spec in &mut specs {
         spec.max_attempts = 10;
         spec.timeout = "1s";
+        // `concurrency` deliveries stuck in flight below, whatever the tenant.
+        spec.tenant_concurrency = Some(spec.concurrency);
         // After a crash, JetStream redelivers unacked messages after ack_wait.
         // After a graceful stop nothing may wait for it: the bridge finished or
         // handed back everything, so a long ack_wait must not slow recovery.
