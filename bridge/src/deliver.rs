@@ -184,7 +184,7 @@ impl Delivery {
 
         loop {
             while in_flight.len() < concurrency {
-                let Some((key, pending)) = lanes.start_next() else {
+                let Some((key, pending)) = lanes.start_next(std::time::Instant::now()) else {
                     break;
                 };
                 let this = self.clone();
@@ -230,7 +230,7 @@ impl Delivery {
                     self.keep_alive(lanes.iter_mut().chain(retries.values_mut())).await;
                 }
                 Some(pending) = incoming.recv() => {
-                    lanes.push(&pending.group.clone(), &pending.key.clone(), pending);
+                    lanes.push(&pending.group.clone(), &pending.key.clone(), pending, std::time::Instant::now());
                 }
             }
         }

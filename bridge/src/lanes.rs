@@ -15,6 +15,13 @@
 //! Pure bookkeeping (no NATS, no clock), so the rules are tested here directly.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How long a tenant counts as active after its last message was pulled:
+/// while another tenant is active, a tenant is held to its cap. Longer than
+/// the gaps between a conversation's messages, so a quiet tenant writing
+/// every few seconds does not meet the flood at full width each time.
+pub const ACTIVE_FOR: Duration = Duration::from_secs(5);
 
 /// The scope that takes turns (a tenant: `env.tenant`).
 pub type Group = String;
@@ -30,8 +37,11 @@ pub struct Lanes<T> {
     turns: VecDeque<Group>,
     /// Started messages per group (not those waiting for a retry).
     in_flight: HashMap<Group, usize>,
-    /// Most started messages of one group at once.
+    /// Most started messages of one group at once while another group is
+    /// active; a group alone uses every slot.
     group_cap: usize,
+    /// When each group last had a message pulled (pruned after [`ACTIVE_FOR`]).
+    active: HashMap<Group, Instant>,
     queued: usize,
 }
 
@@ -51,6 +61,7 @@ impl<T> Lanes<T> {
             turns: VecDeque::new(),
             in_flight: HashMap::new(),
             group_cap: group_cap.max(1),
+            active: HashMap::new(),
             queued: 0,
         }
     }
@@ -60,8 +71,13 @@ impl<T> Lanes<T> {
         self.queued
     }
 
-    /// Queues a message behind every earlier message of its lane.
-    pub fn push(&mut self, group: &str, key: &str, item: T) {
+    /// Queues a message, pulled at `now`, behind every earlier message of its lane.
+    pub fn push(&mut self, group: &str, key: &str, item: T, now: Instant) {
+        if self.active.len() > 64 {
+            self.active
+                .retain(|_, at| now.duration_since(*at) < ACTIVE_FOR);
+        }
+        self.active.insert(group.to_string(), now);
         let lane = self.lane(group, key);
         lane.queue.push_back(item);
         let first_to_go = !lane.busy && lane.queue.len() == 1;
@@ -71,17 +87,22 @@ impl<T> Lanes<T> {
         }
     }
 
-    /// The next message to start: of the tenant with the fewest in flight,
-    /// the first in turn among equals, unless every tenant with a message
-    /// ready has its cap in flight. Its lane is busy until
+    /// The next message to start at `now`: of the tenant with the fewest in
+    /// flight, the first in turn among equals, leaving out tenants at their
+    /// cap while another tenant is active. Its lane is busy until
     /// [`Lanes::finish`], or [`Lanes::pause`] then [`Lanes::resume`].
-    pub fn start_next(&mut self) -> Option<(LaneKey, T)> {
+    pub fn start_next(&mut self, now: Instant) -> Option<(LaneKey, T)> {
         let in_flight = |g: &Group| self.in_flight.get(g).copied().unwrap_or(0);
+        let others_active = |g: &Group| {
+            self.active
+                .iter()
+                .any(|(other, at)| other != g && now.duration_since(*at) < ACTIVE_FOR)
+        };
         let (turn, _) = self
             .turns
             .iter()
             .enumerate()
-            .filter(|(_, g)| in_flight(g) < self.group_cap)
+            .filter(|(_, g)| in_flight(g) < self.group_cap || !others_active(g))
             .min_by_key(|(i, g)| (in_flight(g), *i))?;
         let group = self.turns.remove(turn).expect("an index of turns");
         let ready = self
@@ -141,6 +162,7 @@ impl<T> Lanes<T> {
         self.ready.clear();
         self.turns.clear();
         self.in_flight.clear();
+        self.active.clear();
         self.queued = 0;
         self.lanes
             .drain()
@@ -191,14 +213,14 @@ mod tests {
     use super::*;
 
     fn start_all(lanes: &mut Lanes<u32>) -> Vec<(LaneKey, u32)> {
-        std::iter::from_fn(|| lanes.start_next()).collect()
+        std::iter::from_fn(|| lanes.start_next(Instant::now())).collect()
     }
 
     #[test]
     fn a_session_runs_one_message_at_a_time_in_order() {
         let mut lanes = Lanes::new(usize::MAX);
         for n in 1..=3 {
-            lanes.push("acme", "s1", n);
+            lanes.push("acme", "s1", n, Instant::now());
         }
         assert_eq!(start_all(&mut lanes), [("s1".to_string(), 1)]);
         lanes.finish("s1");
@@ -206,16 +228,16 @@ mod tests {
         lanes.finish("s1");
         assert_eq!(start_all(&mut lanes), [("s1".to_string(), 3)]);
         lanes.finish("s1");
-        assert!(lanes.start_next().is_none());
+        assert!(lanes.start_next(Instant::now()).is_none());
         assert!(lanes.lanes.is_empty(), "finished lanes are forgotten");
     }
 
     #[test]
     fn different_sessions_start_together() {
         let mut lanes = Lanes::new(usize::MAX);
-        lanes.push("acme", "s1", 1);
-        lanes.push("acme", "s2", 2);
-        lanes.push("acme", "s1", 3);
+        lanes.push("acme", "s1", 1, Instant::now());
+        lanes.push("acme", "s2", 2, Instant::now());
+        lanes.push("acme", "s1", 3, Instant::now());
         let started: Vec<u32> = start_all(&mut lanes).into_iter().map(|(_, n)| n).collect();
         assert_eq!(started, [1, 2]);
         assert_eq!(lanes.queued(), 1);
@@ -224,29 +246,37 @@ mod tests {
     #[test]
     fn a_message_waiting_for_its_retry_holds_its_session_and_goes_first() {
         let mut lanes = Lanes::new(usize::MAX);
-        lanes.push("acme", "s1", 1);
-        let (key, first) = lanes.start_next().unwrap();
-        lanes.push("acme", "s1", 2);
+        lanes.push("acme", "s1", 1, Instant::now());
+        let (key, first) = lanes.start_next(Instant::now()).unwrap();
+        lanes.push("acme", "s1", 2, Instant::now());
         // Attempt failed: the message waits outside the lanes for its backoff.
         assert!(
-            lanes.start_next().is_none(),
+            lanes.start_next(Instant::now()).is_none(),
             "message 2 must not overtake 1"
         );
         lanes.resume(&key, "acme", first);
-        assert_eq!(lanes.start_next(), Some(("s1".to_string(), 1)));
-        assert!(lanes.start_next().is_none());
+        assert_eq!(
+            lanes.start_next(Instant::now()),
+            Some(("s1".to_string(), 1))
+        );
+        assert!(lanes.start_next(Instant::now()).is_none());
         lanes.finish("s1");
-        assert_eq!(lanes.start_next(), Some(("s1".to_string(), 2)));
+        assert_eq!(
+            lanes.start_next(Instant::now()),
+            Some(("s1".to_string(), 2))
+        );
     }
 
     #[test]
     fn tenants_take_turns_whatever_their_backlog() {
         let mut lanes = Lanes::new(usize::MAX);
         for n in 0..100 {
-            lanes.push("flood", &format!("f{n}"), n);
+            lanes.push("flood", &format!("f{n}"), n, Instant::now());
         }
-        lanes.push("quiet", "q", 1000);
-        let first_two: Vec<u32> = (0..2).map(|_| lanes.start_next().unwrap().1).collect();
+        lanes.push("quiet", "q", 1000, Instant::now());
+        let first_two: Vec<u32> = (0..2)
+            .map(|_| lanes.start_next(Instant::now()).unwrap().1)
+            .collect();
         assert_eq!(
             first_two,
             [0, 1000],
@@ -255,32 +285,51 @@ mod tests {
     }
 
     #[test]
-    fn a_tenant_at_its_cap_waits_while_slots_stay_free_for_others() {
-        let mut lanes = Lanes::new(2);
-        for n in 0..5 {
-            lanes.push("flood", &format!("f{n}"), n);
+    fn the_tenant_with_fewest_in_flight_goes_first() {
+        let mut lanes = Lanes::new(usize::MAX);
+        for n in 0..4 {
+            lanes.push("flood", &format!("f{n}"), n, Instant::now());
         }
-        let started: Vec<u32> = std::iter::from_fn(|| lanes.start_next())
-            .map(|(_, n)| n)
-            .collect();
-        assert_eq!(started, [0, 1], "the flood stops at its cap");
-        lanes.push("quiet", "q", 1000);
-        assert_eq!(lanes.start_next().map(|(_, n)| n), Some(1000));
+        // Two of the flood start (all slots), then a quiet message arrives.
+        let (f0, _) = lanes.start_next(Instant::now()).unwrap();
+        let _f1 = lanes.start_next(Instant::now()).unwrap();
+        lanes.push("quiet", "q", 1000, Instant::now());
+        lanes.finish(&f0);
+        // The flood was first in turn, but has one in flight to the quiet's none.
+        assert_eq!(lanes.start_next(Instant::now()).map(|(_, n)| n), Some(1000));
+        assert_eq!(lanes.start_next(Instant::now()).map(|(_, n)| n), Some(2));
+    }
+
+    #[test]
+    fn a_tenant_alone_uses_every_slot_and_its_cap_only_beside_another() {
+        let t0 = Instant::now();
+        let mut lanes = Lanes::new(2);
+        for n in 0..6 {
+            lanes.push("flood", &format!("f{n}"), n, t0);
+        }
+        let started: Vec<u32> = (0..5).map(|_| lanes.start_next(t0).unwrap().1).collect();
+        assert_eq!(started, [0, 1, 2, 3, 4], "alone, the flood is not capped");
+        lanes.push("quiet", "q", 1000, t0);
+        assert_eq!(lanes.start_next(t0).map(|(_, n)| n), Some(1000));
+        lanes.finish("q");
         lanes.finish("f0");
-        assert_eq!(lanes.start_next().map(|(_, n)| n), Some(2));
+        // The quiet tenant is still active: the flood (4 in flight) stays
+        // at its cap of 2 until it has been quiet for ACTIVE_FOR.
+        assert!(lanes.start_next(t0 + ACTIVE_FOR / 2).is_none());
+        assert_eq!(lanes.start_next(t0 + ACTIVE_FOR).map(|(_, n)| n), Some(5));
     }
 
     #[test]
     fn drain_returns_every_queued_message() {
         let mut lanes = Lanes::new(usize::MAX);
-        lanes.push("a", "s1", 1);
-        lanes.push("a", "s1", 2);
-        lanes.push("b", "s2", 3);
-        let _started = lanes.start_next().unwrap();
+        lanes.push("a", "s1", 1, Instant::now());
+        lanes.push("a", "s1", 2, Instant::now());
+        lanes.push("b", "s2", 3, Instant::now());
+        let _started = lanes.start_next(Instant::now()).unwrap();
         let mut left = lanes.drain();
         left.sort();
         assert_eq!(left.len(), 2);
         assert_eq!(lanes.queued(), 0);
-        assert!(lanes.start_next().is_none());
+        assert!(lanes.start_next(Instant::now()).is_none());
     }
 }

@@ -268,8 +268,6 @@ async fn deliveries_in_flight_never_exceed_the_configured_concurrency() {
     let receiver = Receiver::start(Duration::from_millis(100), |_| (200, String::new())).await;
     let mut spec = DeliverySpec::ingress(receiver.url.clone());
     spec.concurrency = 3;
-    // One tenant's messages: its share is the whole delivery here.
-    spec.tenant_concurrency = Some(3);
     // Publish everything first (a bridge without deliveries), so the delivering
     // bridge finds a backlog and can only be held back by its limit.
     let publisher = Bridge::start_ready(config(&nats.url(), &[])).await;

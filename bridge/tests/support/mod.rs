@@ -266,6 +266,8 @@ struct ReceiverState {
     /// Deliveries in flight per session, and the most one session ever had.
     session_in_flight: Arc<Mutex<std::collections::HashMap<String, usize>>>,
     max_session_in_flight: Arc<AtomicUsize>,
+    /// Deliveries in flight per subject: (now, most ever).
+    subject_in_flight: Arc<Mutex<std::collections::HashMap<String, (usize, usize)>>>,
 }
 
 /// An HTTP endpoint that records deliveries and answers as told.
@@ -310,6 +312,7 @@ impl Receiver {
             max_in_flight: Arc::default(),
             session_in_flight: Arc::default(),
             max_session_in_flight: Arc::default(),
+            subject_in_flight: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
@@ -342,6 +345,16 @@ impl Receiver {
 
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most deliveries of one subject ever in flight at once.
+    pub fn max_in_flight_of(&self, subject: &str) -> usize {
+        self.state
+            .subject_in_flight
+            .lock()
+            .unwrap()
+            .get(subject)
+            .map_or(0, |(_, most)| *most)
     }
 
     /// The most deliveries of one session (by `X-Greentic-Session`) ever in flight at once.
@@ -385,6 +398,12 @@ async fn receive(
         *n += 1;
         state.max_session_in_flight.fetch_max(*n, Ordering::SeqCst);
     }
+    {
+        let mut subjects = state.subject_in_flight.lock().unwrap();
+        let (now, most) = subjects.entry(received.subject.clone()).or_default();
+        *now += 1;
+        *most = (*most).max(*now);
+    }
     state.seen.lock().unwrap().push(received.clone());
     let _ = state.gate.clone().wait_for(|open| *open).await;
     let delay = (state.delay)(&received);
@@ -400,6 +419,13 @@ async fn receive(
             .get_mut(&received.session)
             .unwrap() -= 1;
     }
+    state
+        .subject_in_flight
+        .lock()
+        .unwrap()
+        .get_mut(&received.subject)
+        .unwrap()
+        .0 -= 1;
     state.in_flight.fetch_sub(1, Ordering::SeqCst);
     (
         StatusCode::from_u16(status).unwrap(),
