@@ -192,6 +192,11 @@ impl Delivery {
                 let task = in_flight.spawn(async move { (task_key, this.attempt(pending).await) });
                 started.insert(task.id(), key);
             }
+            self.metrics.holding(
+                &self.cfg.name,
+                lanes.queued() + retries.len(),
+                lanes.active(std::time::Instant::now()),
+            );
             let next_retry = retries.keys().next().map(|(due, _)| *due);
             tokio::select! {
                 biased;

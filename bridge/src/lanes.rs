@@ -71,6 +71,14 @@ impl<T> Lanes<T> {
         self.queued
     }
 
+    /// Tenants with a message pulled within [`ACTIVE_FOR`] of `now`.
+    pub fn active(&self, now: Instant) -> usize {
+        self.active
+            .values()
+            .filter(|at| now.duration_since(**at) < ACTIVE_FOR)
+            .count()
+    }
+
     /// Queues a message, pulled at `now`, behind every earlier message of its lane.
     pub fn push(&mut self, group: &str, key: &str, item: T, now: Instant) {
         if self.active.len() > 64 {

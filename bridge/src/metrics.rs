@@ -1,20 +1,24 @@
 //! Counters for `/metrics`, rendered in the Prometheus text format by hand.
 //!
-//! Why by hand: six counters with one label each do not justify a metrics
-//! framework. Label values are known at start (stream names, delivery names),
-//! so every series exists from the first scrape, at zero; a counter that only
-//! appears after its first event makes `rate()` and alerts misbehave.
+//! Why by hand: a few counters and gauges with one label each do not justify
+//! a metrics framework. Label values are known at start (stream names,
+//! delivery names), so every series exists from the first scrape, at zero; a
+//! counter that only appears after its first event makes `rate()` and alerts
+//! misbehave. No label names a tenant: tenants come and go by the thousand,
+//! and a series per tenant would grow without bound; per-tenant figures are
+//! in the logs (every line carries `tenant`) and the usage API.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// One counter family with a single label.
+/// One counter (or gauge) family with a single label.
 #[derive(Debug)]
 struct Family {
     name: &'static str,
     help: &'static str,
+    kind: &'static str,
     label: &'static str,
     values: Mutex<BTreeMap<String, u64>>,
 }
@@ -24,9 +28,22 @@ impl Family {
         Family {
             name,
             help,
+            kind: "counter",
             label,
             values: Mutex::new(values.iter().map(|v| (v.to_string(), 0)).collect()),
         }
+    }
+
+    fn gauge(name: &'static str, help: &'static str, label: &'static str, values: &[&str]) -> Self {
+        Family {
+            kind: "gauge",
+            ..Self::new(name, help, label, values)
+        }
+    }
+
+    fn set(&self, value: &str, n: u64) {
+        let mut values = self.values.lock().expect("metrics lock");
+        values.insert(value.to_string(), n);
     }
 
     fn inc(&self, value: &str) {
@@ -46,7 +63,7 @@ impl Family {
 
     fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
-        let _ = writeln!(out, "# TYPE {} counter", self.name);
+        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
         let values = self.values.lock().expect("metrics lock");
         for (value, n) in values.iter() {
             // Label values are stream and delivery names: [A-Za-z0-9_-], nothing to escape.
@@ -63,6 +80,8 @@ pub struct Metrics {
     delivered: Family,
     retried: Family,
     dead_lettered: Family,
+    waiting: Family,
+    tenants_active: Family,
     publish_errors: AtomicU64,
 }
 
@@ -99,8 +118,26 @@ impl Metrics {
                 "delivery",
                 deliveries,
             ),
+            waiting: Family::gauge(
+                "greentic_bridge_waiting",
+                "Messages pulled but not being delivered: waiting for their session's previous message, their tenant's turn or a retry.",
+                "delivery",
+                deliveries,
+            ),
+            tenants_active: Family::gauge(
+                "greentic_bridge_tenants_active",
+                "Tenants with a message pulled in the last 5 s; above 1, each is held to tenant_concurrency.",
+                "delivery",
+                deliveries,
+            ),
             publish_errors: AtomicU64::new(0),
         }
+    }
+
+    /// What a delivery holds now: messages waiting, tenants active.
+    pub fn holding(&self, delivery: &str, waiting: usize, tenants_active: usize) {
+        self.waiting.set(delivery, waiting as u64);
+        self.tenants_active.set(delivery, tenants_active as u64);
     }
 
     pub fn published(&self, stream: &str, duplicate: bool) {
@@ -150,6 +187,8 @@ impl Metrics {
             &self.delivered,
             &self.retried,
             &self.dead_lettered,
+            &self.waiting,
+            &self.tenants_active,
         ] {
             family.render(&mut out);
         }
@@ -185,6 +224,8 @@ mod tests {
             "greentic_bridge_delivered_total{delivery=\"ingress\"} 0",
             "greentic_bridge_retried_total{delivery=\"ingress\"} 0",
             "greentic_bridge_dead_lettered_total{delivery=\"ingress\"} 0",
+            "greentic_bridge_waiting{delivery=\"ingress\"} 0",
+            "greentic_bridge_tenants_active{delivery=\"ingress\"} 0",
             "greentic_bridge_publish_errors_total 0",
             "greentic_bridge_nats_connected 1",
         ] {
@@ -201,6 +242,7 @@ mod tests {
         m.delivered("d");
         m.retried("d");
         m.dead_lettered("d");
+        m.holding("d", 7, 2);
         m.publish_error();
         assert_eq!(m.published_count("S"), (2, 1));
         assert_eq!(m.delivery_counts("d"), (1, 1, 1));
@@ -208,5 +250,8 @@ mod tests {
         assert!(text.contains("greentic_bridge_published_total{stream=\"S\"} 2\n"));
         assert!(text.contains("greentic_bridge_publish_errors_total 1\n"));
         assert!(text.contains("greentic_bridge_nats_connected 0\n"));
+        assert!(text.contains("# TYPE greentic_bridge_waiting gauge\n"));
+        assert!(text.contains("greentic_bridge_waiting{delivery=\"d\"} 7\n"));
+        assert!(text.contains("greentic_bridge_tenants_active{delivery=\"d\"} 2\n"));
     }
 }

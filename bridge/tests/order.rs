@@ -219,6 +219,13 @@ async fn quiet_position(partitions: u16, concurrency: usize, quiet_subject: Opti
     .await;
     // Long enough for every puller to fetch what its window allows.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // The operator sees it: the messages held back and the tenants active
+    // (in both cases here, three wait: two of the noisy tenant's and the
+    // quiet one; the rest are in flight or, partitioned, not pulled yet).
+    let metrics = bridge.running.metrics().render(true);
+    let waiting = "greentic_bridge_waiting{delivery=\"ingress\"} 3\n";
+    assert!(metrics.contains(waiting), "{waiting} in\n{metrics}");
+    assert!(metrics.contains("greentic_bridge_tenants_active{delivery=\"ingress\"} 2\n"));
     receiver.open();
     eventually("all delivered", || async { receiver.seen().len() == 7 }).await;
     let order: Vec<String> = receiver.seen().iter().map(|r| r.msg_id.clone()).collect();
