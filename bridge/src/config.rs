@@ -692,7 +692,27 @@ endpoint = "http://127.0.0.1:3000/internal/v1/deliveries/ingress"
         assert_eq!(c.publish.allow.patterns().len(), 2);
         assert_eq!(c.streams.duplicate_window, Duration::from_secs(7200));
         assert_eq!(c.streams.replicas, 1);
+        assert_eq!(c.streams.partitions, 8);
+        assert_eq!(c.replica, Replica::ALONE);
         assert!(c.deliveries.is_empty());
+    }
+
+    #[test]
+    fn a_replica_serves_its_share_of_the_partitions_and_nonsense_is_refused() {
+        let c = parse("replica = \"1/3\"\n").unwrap();
+        assert_eq!(c.replica, Replica { index: 1, count: 3 });
+        assert_eq!(c.replica.partitions(8), [1, 4, 7]);
+        let env = env_with(&[(ENV_PUBLISH_TOKEN, PUB), (ENV_REPLICA, "0/2")]);
+        let c = Config::from_toml("replica = \"1/3\"\n", Path::new("."), env).unwrap();
+        assert_eq!(c.replica, Replica { index: 0, count: 2 }, "env wins");
+        for bad in ["2/2", "0/0", "1", "a/b", "-1/2"] {
+            let e = err(&format!("replica = \"{bad}\"\n"));
+            assert!(e.starts_with("replica"), "{bad}: {e}");
+        }
+        let e = err("replica = \"0/9\"\n");
+        assert!(e.contains("more replicas than streams.partitions"), "{e}");
+        assert!(err("[streams]\npartitions = 0\n").starts_with("streams.partitions"));
+        assert!(err("[streams]\npartitions = 257\n").starts_with("streams.partitions"));
     }
 
     #[test]
@@ -709,11 +729,22 @@ endpoint = "http://127.0.0.1:3000/internal/v1/deliveries/ingress"
         assert_eq!(d.max_attempts, 5);
         assert_eq!(d.timeout, Duration::from_secs(10));
         assert_eq!(d.concurrency, 16);
+        assert_eq!(d.tenant_concurrency, 4);
         assert_eq!(d.backoff, [1, 5, 30, 120].map(Duration::from_secs).to_vec());
         assert!(d.ack_wait > d.timeout);
         assert_eq!(d.backoff_after(1), Duration::from_secs(1));
         assert_eq!(d.backoff_after(4), Duration::from_secs(120));
         assert_eq!(d.backoff_after(9), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn a_tenant_share_beyond_the_delivery_is_refused() {
+        for bad in ["0", "17"] {
+            let e = err(&format!("{DELIVERY}tenant_concurrency = {bad}\n"));
+            assert!(e.starts_with("delivery[0].tenant_concurrency"), "{bad}: {e}");
+        }
+        let c = parse(&format!("{DELIVERY}concurrency = 2\n")).unwrap();
+        assert_eq!(c.deliveries[0].tenant_concurrency, 1, "at least one");
     }
 
     #[test]
