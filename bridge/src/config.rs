@@ -741,7 +741,10 @@ endpoint = "http://127.0.0.1:3000/internal/v1/deliveries/ingress"
     fn a_tenant_share_beyond_the_delivery_is_refused() {
         for bad in ["0", "17"] {
             let e = err(&format!("{DELIVERY}tenant_concurrency = {bad}\n"));
-            assert!(e.starts_with("delivery[0].tenant_concurrency"), "{bad}: {e}");
+            assert!(
+                e.starts_with("delivery[0].tenant_concurrency"),
+                "{bad}: {e}"
+            );
         }
         let c = parse(&format!("{DELIVERY}concurrency = 2\n")).unwrap();
         assert_eq!(c.deliveries[0].tenant_concurrency, 1, "at least one");
