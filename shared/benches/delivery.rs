@@ -113,6 +113,7 @@ fn bench(c: &mut Criterion) {
             subject: &subject,
             msg_id: &envelope.id,
             attempt: 1,
+            session: Some(envelope.session_id.as_str()),
             body: &body,
         };
         let mut log = RequestLog::new(&host, "bench", "r".into());
