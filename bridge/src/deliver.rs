@@ -240,14 +240,41 @@ impl Delivery {
             }
         }
 
-        // Not started, or waiting for a retry, or fetched meanwhile: back to
-        // JetStream now, in stream order, so they come back in that order.
+        // Not started, waiting for a retry, or fetched meanwhile: kept until
+        // what is in flight is done, then handed back to JetStream with what
+        // failed meanwhile, all in stream order, so they come back in that order.
         let mut unstarted: Vec<Pending> = lanes.drain();
         unstarted.extend(std::mem::take(&mut retries).into_values());
         while let Some(pending) = incoming.recv().await {
             unstarted.push(pending);
         }
         while pullers.join_next().await.is_some() {}
+
+        let pending = in_flight.len();
+        if pending > 0 {
+            tracing::info!(
+                delivery = self.cfg.name,
+                in_flight = pending,
+                "finishing deliveries in flight"
+            );
+        }
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(done) = in_flight.join_next().await {
+                if let Ok((_, Some((pending, _)))) = done {
+                    unstarted.push(pending);
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                delivery = self.cfg.name,
+                in_flight = in_flight.len(),
+                "shutdown timeout: abandoning deliveries in flight (JetStream redelivers them)"
+            );
+            in_flight.abort_all();
+        }
+
         unstarted.sort_by_key(|p| p.seq);
         let returned = unstarted.len();
         for pending in unstarted {
@@ -262,33 +289,6 @@ impl Delivery {
                 returned,
                 "handed back queued messages"
             );
-        }
-
-        let pending = in_flight.len();
-        if pending > 0 {
-            tracing::info!(
-                delivery = self.cfg.name,
-                in_flight = pending,
-                "finishing deliveries in flight"
-            );
-        }
-        let drained = tokio::time::timeout(grace, async {
-            while let Some(done) = in_flight.join_next().await {
-                // A message that failed now is not retried here: JetStream
-                // redelivers it (nakked, so soon).
-                if let Ok((_, Some((pending, delay)))) = done {
-                    let _ = pending.message.ack_with(AckKind::Nak(Some(delay))).await;
-                }
-            }
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                delivery = self.cfg.name,
-                in_flight = in_flight.len(),
-                "shutdown timeout: abandoning deliveries in flight (JetStream redelivers them)"
-            );
-            in_flight.abort_all();
         }
     }
 

@@ -416,3 +416,51 @@ async fn messages_stored_before_partitions_are_still_delivered() {
     // Every delivery states the subject as published, never the partition.
     assert!(receiver.seen().iter().all(|r| r.subject == INGRESS_SUBJECT));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_stays_in_order_across_a_restart_while_its_first_message_fails() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let nats = NatsServer::start();
+    let healthy = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let healthy = healthy.clone();
+        Receiver::start(Duration::ZERO, move |r| {
+            if r.msg_id == "m1" && !healthy.load(Ordering::SeqCst) {
+                (503, problem_body(503, "busy"))
+            } else {
+                (200, String::new())
+            }
+        })
+        .await
+    };
+    let spec = || DeliverySpec {
+        max_attempts: 100,
+        backoff: r#"["200ms"]"#,
+        ..DeliverySpec::ingress(receiver.url.clone())
+    };
+    let first = Bridge::start_ready(config(&nats.url(), &[spec()])).await;
+    for n in 1..=3 {
+        first
+            .publish_in_session(INGRESS_SUBJECT, &format!("m{n}"), "s-1", "{}")
+            .await;
+    }
+    eventually("m1 refused twice", || async {
+        receiver.seen().iter().filter(|r| r.msg_id == "m1").count() >= 2
+    })
+    .await;
+    // Stopped while m1 waits for its retry and m2, m3 wait behind it.
+    first.running.shutdown().await;
+    healthy.store(true, Ordering::SeqCst);
+    let _second = Bridge::start_ready(config(&nats.url(), &[spec()])).await;
+    eventually("m3 delivered", || async {
+        receiver.seen().iter().any(|r| r.msg_id == "m3")
+    })
+    .await;
+
+    let ids: Vec<String> = receiver.seen().iter().map(|r| r.msg_id.clone()).collect();
+    let last_m1 = ids.iter().rposition(|id| id == "m1").unwrap();
+    let first_m2 = ids.iter().position(|id| id == "m2").unwrap();
+    let first_m3 = ids.iter().position(|id| id == "m3").unwrap();
+    assert!(last_m1 < first_m2 && first_m2 < first_m3, "{ids:?}");
+}
