@@ -141,8 +141,9 @@ pub struct DeliveryConfig {
     pub backoff: Vec<Duration>,
     pub timeout: Duration,
     pub concurrency: usize,
-    /// Most POSTs in flight for one tenant (`env.tenant`): the rest of
-    /// `concurrency` stays free for the others.
+    /// Most POSTs in flight for one tenant (`env.tenant`) while another
+    /// tenant is active: the rest of `concurrency` stays free for the others.
+    /// A tenant alone uses every slot.
     pub tenant_concurrency: usize,
     /// How long JetStream waits for an ack before redelivering; longer than a
     /// delivery can take (a queued message waits for a slot, then for its POST).
@@ -584,7 +585,8 @@ fn delivery_config(i: usize, d: FileDelivery) -> Result<DeliveryConfig, ConfigEr
 
 /// A quarter of the slots, at least one: on Spin every request competes for
 /// the same cores, so a tenant's flood with every slot makes a quiet tenant's
-/// one request wait behind all of them; a quarter still keeps the cores busy.
+/// one request wait behind all of them (the cap holds only beside another
+/// active tenant, so a tenant alone still has every slot).
 fn default_tenant_concurrency(concurrency: usize) -> usize {
     (concurrency / 4).max(1)
 }
