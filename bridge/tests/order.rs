@@ -251,22 +251,35 @@ async fn tenants_sharing_a_partition_take_turns_within_the_pulled_window() {
 
 /// 12 messages (each its own session) on `subjects` in turn, through a
 /// delivery of 4 slots with a tenant cap of 2; the receiver that saw them.
+/// Each subject has one message delivered first, so that every tenant is
+/// active before the burst however the partitions' pullers interleave.
 async fn through_capped_delivery(subjects: &[&str]) -> Receiver {
     let nats = NatsServer::start();
-    let receiver = Receiver::start(Duration::from_millis(50), |_| (200, String::new())).await;
+    // Slow answers: the burst is all pulled while the first ones are in flight.
+    let receiver = Receiver::start(Duration::from_millis(200), |_| (200, String::new())).await;
     let spec = DeliverySpec {
         concurrency: 4,
         tenant_concurrency: Some(2),
         ..DeliverySpec::ingress(receiver.url.clone())
     };
     let bridge = Bridge::start_ready(config(&nats.url(), &[spec])).await;
+    for (i, subject) in subjects.iter().enumerate() {
+        bridge
+            .publish_in_session(subject, &format!("first-{i}"), &format!("first{i}"), "{}")
+            .await;
+    }
+    eventually("the first ones delivered", || async {
+        receiver.seen().len() == subjects.len()
+    })
+    .await;
     for n in 0..12 {
         let subject = subjects[n % subjects.len()];
         bridge
             .publish_in_session(subject, &format!("m-{n}"), &format!("s{n}"), "{}")
             .await;
     }
-    eventually("all delivered", || async { receiver.seen().len() == 12 }).await;
+    let total = 12 + subjects.len();
+    eventually("all delivered", || async { receiver.seen().len() == total }).await;
     receiver
 }
 
