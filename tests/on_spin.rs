@@ -708,21 +708,7 @@ fn a_signed_slack_body_of_the_largest_size_is_verified_and_published(kv: Kv) {
     body["event"]["blocks"][0]["padding"] = json!("p".repeat(pad));
     let raw = body.to_string().into_bytes();
     assert_eq!(raw.len(), ingress::BODY_LIMIT - 1);
-    let headers = greentic_harness::providers::slack::signed_headers(
-        greentic_harness::spin_up::SLACK_SIGNING_SECRET,
-        p.now_secs(),
-        &raw,
-    );
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let (status, answer) = p.call(
-        "POST",
-        "/webhooks/prod/acme/support/slack",
-        &headers,
-        Some(raw),
-    );
+    let (status, answer) = signed_slack_post(p, "prod", raw);
     assert_eq!(
         (status, &answer["status"]),
         (200, &json!("published")),
@@ -732,31 +718,36 @@ fn a_signed_slack_body_of_the_largest_size_is_verified_and_published(kv: Kv) {
 
 // ---- provider-side views ------------------------------------------------------
 
-/// What Slack was asked to post in `thread`: (authorization, text).
 /// A signed Slack message event from `user` in `thread`, to acme/`env`'s
 /// support channel, answered 200 (published).
 fn slack_message(p: &RealPlatform, env: &str, user: &str, text: &str, thread: &str) {
     let body =
         greentic_harness::providers::slack::message_event(&unique("Ev"), user, text, Some(thread))
             .to_string();
+    let (status, answer) = signed_slack_post(p, env, body.into_bytes());
+    assert_eq!(status, 200, "{text}: {answer}");
+}
+
+/// `raw` signed as Slack signs it, posted to acme/`env`'s support channel.
+fn signed_slack_post(p: &RealPlatform, env: &str, raw: Vec<u8>) -> (u16, Value) {
     let headers = greentic_harness::providers::slack::signed_headers(
         greentic_harness::spin_up::SLACK_SIGNING_SECRET,
         p.now_secs(),
-        body.as_bytes(),
+        &raw,
     );
     let headers: Vec<(&str, &str)> = headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let (status, answer) = p.call(
+    p.call(
         "POST",
         &format!("/webhooks/{env}/acme/support/slack"),
         &headers,
-        Some(body.into_bytes()),
-    );
-    assert_eq!(status, 200, "{text}: {answer}");
+        Some(raw),
+    )
 }
 
+/// What Slack was asked to post in `thread`: (authorization, text).
 fn slack_posts(p: &RealPlatform, thread: &str) -> Vec<(String, String)> {
     p.provider_calls()
         .into_iter()
