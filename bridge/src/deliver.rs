@@ -164,7 +164,9 @@ impl Delivery {
         let concurrency = self.cfg.concurrency;
         let mut lanes: Lanes<Pending> = Lanes::new(self.cfg.tenant_concurrency);
         let mut retries: BTreeMap<(Instant, u64), Pending> = BTreeMap::new();
-        let mut in_flight: JoinSet<(LaneKey, Option<(Pending, Duration)>)> = JoinSet::new();
+        // Each attempt's outcome, and which lane it holds (kept here, so a
+        // panicked attempt still frees its lane).
+        let mut in_flight: JoinSet<Option<(Pending, Duration)>> = JoinSet::new();
         let mut started: HashMap<tokio::task::Id, LaneKey> = HashMap::new();
         // Waiting messages are kept alive well before JetStream's ack_wait runs out.
         let mut keep_alive = tokio::time::interval(self.cfg.ack_wait / 3);
@@ -188,8 +190,7 @@ impl Delivery {
                     break;
                 };
                 let this = self.clone();
-                let task_key = key.clone();
-                let task = in_flight.spawn(async move { (task_key, this.attempt(pending).await) });
+                let task = in_flight.spawn(async move { this.attempt(pending).await });
                 started.insert(task.id(), key);
             }
             self.metrics.holding(
@@ -202,25 +203,26 @@ impl Delivery {
                 biased;
                 // (The watch guard must not be held across awaits: dropped here.)
                 () = shutdown.wait_for(|s| *s).map(drop) => break,
-                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => match done {
-                    Ok((id, (key, None))) => {
-                        started.remove(&id);
-                        lanes.finish(&key);
-                    }
-                    Ok((id, (key, Some((pending, delay))))) => {
-                        started.remove(&id);
-                        lanes.pause(&key);
-                        retries.insert((Instant::now() + delay, pending.seq), pending);
-                    }
-                    // A panicked attempt: its message comes back after
-                    // ack_wait; its session must not stay blocked meanwhile.
-                    Err(e) => {
-                        tracing::error!(delivery = self.cfg.name, error = %e, "delivery task failed");
-                        if let Some(key) = started.remove(&e.id()) {
+                Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    let id = match &done {
+                        Ok((id, _)) => *id,
+                        Err(e) => e.id(),
+                    };
+                    let key = started.remove(&id).expect("every attempt is recorded");
+                    match done {
+                        Ok((_, None)) => lanes.finish(&key),
+                        Ok((_, Some((pending, delay)))) => {
+                            lanes.pause(&key);
+                            retries.insert((Instant::now() + delay, pending.seq), pending);
+                        }
+                        // A panicked attempt: its message comes back after
+                        // ack_wait; its session must not stay blocked meanwhile.
+                        Err(e) => {
+                            tracing::error!(delivery = self.cfg.name, error = %e, "delivery task failed");
                             lanes.finish(&key);
                         }
                     }
-                },
+                }
                 _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if next_retry.is_some() => {
                     let now = Instant::now();
                     while let Some(entry) = retries.first_entry() {
@@ -260,7 +262,7 @@ impl Delivery {
         }
         let drained = tokio::time::timeout(grace, async {
             while let Some(done) = in_flight.join_next().await {
-                if let Ok((_, Some((pending, _)))) = done {
+                if let Ok(Some((pending, _))) = done {
                     unstarted.push(pending);
                 }
             }
@@ -430,11 +432,12 @@ impl Delivery {
                 .as_ref()
                 .and_then(|h| h.get(name))
                 .map(|v| v.as_str().to_string())
-                .filter(|v| subject::is_msg_id(v))
         };
+        // Any printable id (a dead letter's is `dlq:` + the original's).
         let msg_id = header(async_nats::header::NATS_MESSAGE_ID.as_ref())
+            .filter(|id| !id.is_empty() && id.bytes().all(|c| c.is_ascii_graphic()))
             .unwrap_or_else(|| format!("{}:{seq}", self.cfg.stream));
-        let session = header(crate::publish::SESSION_HEADER);
+        let session = header(crate::publish::SESSION_HEADER).filter(|s| subject::is_msg_id(s));
         let group = match SubjectScope::parse(&subject) {
             Some(scope) => format!("{}.{}", scope.env, scope.tenant),
             None => subject.clone(),

@@ -254,6 +254,37 @@ pub struct Received {
 type Answer = Arc<dyn Fn(&Received) -> (u16, String) + Send + Sync>;
 type Delay = Arc<dyn Fn(&Received) -> Duration + Send + Sync>;
 
+/// Deliveries in flight per key (a session, a subject): now, and the most ever.
+#[derive(Clone, Default)]
+struct InFlightBy(Arc<Mutex<std::collections::HashMap<String, (usize, usize)>>>);
+
+impl InFlightBy {
+    fn enter(&self, key: &str) {
+        let mut keys = self.0.lock().unwrap();
+        let (now, most) = keys.entry(key.to_string()).or_default();
+        *now += 1;
+        *most = (*most).max(*now);
+    }
+
+    fn leave(&self, key: &str) {
+        self.0.lock().unwrap().get_mut(key).unwrap().0 -= 1;
+    }
+
+    fn most_of(&self, key: &str) -> usize {
+        self.0.lock().unwrap().get(key).map_or(0, |(_, most)| *most)
+    }
+
+    fn most_of_any(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(_, most)| *most)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 #[derive(Clone)]
 struct ReceiverState {
     seen: Arc<Mutex<Vec<Received>>>,
@@ -263,11 +294,9 @@ struct ReceiverState {
     gate: tokio::sync::watch::Receiver<bool>,
     in_flight: Arc<AtomicUsize>,
     max_in_flight: Arc<AtomicUsize>,
-    /// Deliveries in flight per session, and the most one session ever had.
-    session_in_flight: Arc<Mutex<std::collections::HashMap<String, usize>>>,
-    max_session_in_flight: Arc<AtomicUsize>,
-    /// Deliveries in flight per subject: (now, most ever).
-    subject_in_flight: Arc<Mutex<std::collections::HashMap<String, (usize, usize)>>>,
+    /// By `X-Greentic-Session` (deliveries without one are not counted).
+    session_in_flight: InFlightBy,
+    subject_in_flight: InFlightBy,
 }
 
 /// An HTTP endpoint that records deliveries and answers as told.
@@ -310,9 +339,8 @@ impl Receiver {
             gate: gate_rx,
             in_flight: Arc::default(),
             max_in_flight: Arc::default(),
-            session_in_flight: Arc::default(),
-            max_session_in_flight: Arc::default(),
-            subject_in_flight: Arc::default(),
+            session_in_flight: InFlightBy::default(),
+            subject_in_flight: InFlightBy::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
@@ -349,17 +377,12 @@ impl Receiver {
 
     /// The most deliveries of one subject ever in flight at once.
     pub fn max_in_flight_of(&self, subject: &str) -> usize {
-        self.state
-            .subject_in_flight
-            .lock()
-            .unwrap()
-            .get(subject)
-            .map_or(0, |(_, most)| *most)
+        self.state.subject_in_flight.most_of(subject)
     }
 
     /// The most deliveries of one session (by `X-Greentic-Session`) ever in flight at once.
     pub fn max_session_in_flight(&self) -> usize {
-        self.state.max_session_in_flight.load(Ordering::SeqCst)
+        self.state.session_in_flight.most_of_any()
     }
 }
 
@@ -393,17 +416,9 @@ async fn receive(
         body,
     };
     if !received.session.is_empty() {
-        let mut sessions = state.session_in_flight.lock().unwrap();
-        let n = sessions.entry(received.session.clone()).or_default();
-        *n += 1;
-        state.max_session_in_flight.fetch_max(*n, Ordering::SeqCst);
+        state.session_in_flight.enter(&received.session);
     }
-    {
-        let mut subjects = state.subject_in_flight.lock().unwrap();
-        let (now, most) = subjects.entry(received.subject.clone()).or_default();
-        *now += 1;
-        *most = (*most).max(*now);
-    }
+    state.subject_in_flight.enter(&received.subject);
     state.seen.lock().unwrap().push(received.clone());
     let _ = state.gate.clone().wait_for(|open| *open).await;
     let delay = (state.delay)(&received);
@@ -412,20 +427,9 @@ async fn receive(
     }
     let (status, body) = (state.answer)(&received);
     if !received.session.is_empty() {
-        *state
-            .session_in_flight
-            .lock()
-            .unwrap()
-            .get_mut(&received.session)
-            .unwrap() -= 1;
+        state.session_in_flight.leave(&received.session);
     }
-    state
-        .subject_in_flight
-        .lock()
-        .unwrap()
-        .get_mut(&received.subject)
-        .unwrap()
-        .0 -= 1;
+    state.subject_in_flight.leave(&received.subject);
     state.in_flight.fetch_sub(1, Ordering::SeqCst);
     (
         StatusCode::from_u16(status).unwrap(),
