@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod nats;
 pub mod problem;
 pub mod publish;
+pub mod rate;
 pub mod streams;
 pub mod subject;
 #[cfg(feature = "testing")]
