@@ -32,6 +32,11 @@ pub const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 /// header; deliveries apply one session's messages in stream order and pass
 /// it on as `X-Greentic-Session`, which the receiver checks against the body.
 pub const SESSION_HEADER: &str = "Greentic-Session";
+/// Optional: the tenant's inbound rate, messages per minute
+/// ([`crate::rate::parse_rate`]). Stored as a NATS header; deliveries start
+/// the tenant's messages no faster than the latest rate they saw
+/// ([`crate::deliver`]).
+pub const RATE_HEADER: &str = "Greentic-Rate";
 /// Bytes kept free under NATS's `max_payload` for headers: the message id now,
 /// and the dead-letter headers if the message ever has to be dead-lettered
 /// (worst case about 3 KiB: two ids, the subject, a 500-char UTF-8 reason),
@@ -104,6 +109,21 @@ async fn handle(
         ),
     };
 
+    let rate = match headers.get(RATE_HEADER) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(crate::rate::parse_rate)
+                .ok_or_else(|| {
+                    Problem::bad_request(
+                        "Greentic-Rate must be a decimal integer of messages per minute, 1..=1000000",
+                    )
+                })?,
+        ),
+    };
+
     // 3. Authentication (401).
     if !crate::http::bearer_matches(headers, &app.config.publish.token) {
         return Err(Problem::unauthorized());
@@ -140,6 +160,9 @@ async fn handle(
     let mut message = PublishMessage::build().payload(payload).message_id(&msg_id);
     if let Some(session) = &session {
         message = message.header(SESSION_HEADER, session.as_str());
+    }
+    if let Some(rate) = rate {
+        message = message.header(RATE_HEADER, rate.to_string().as_str());
     }
     let ack = match nats.js().send_publish(subject.clone(), message).await {
         Ok(pending) => pending.await,
