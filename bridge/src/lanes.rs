@@ -11,6 +11,11 @@
 //!   (ties in turn order): a tenant with a thousand messages fetched gets no
 //!   more than one with one, so a burst of one tenant does not sit in front of
 //!   another's message, and a quiet tenant's message takes the first free slot.
+//! - **A group out of its rate is closed.** The caller may refuse a group's
+//!   next message (its tenant has no token: [`crate::rate`]); the group is
+//!   then passed over until the time the caller named, and the others take
+//!   the slots. Its messages stay where they are, so its sessions keep their
+//!   order.
 //!
 //! Pure bookkeeping (no NATS, no clock), so the rules are tested here directly.
 
@@ -42,6 +47,8 @@ pub struct Lanes<T> {
     group_cap: usize,
     /// When each group last had a message pulled (pruned after [`ACTIVE_FOR`]).
     active: HashMap<Group, Instant>,
+    /// Groups whose next start was refused, until when (see [`Lanes::start_next_with`]).
+    closed: HashMap<Group, Instant>,
     queued: usize,
 }
 
@@ -62,6 +69,7 @@ impl<T> Lanes<T> {
             in_flight: HashMap::new(),
             group_cap: group_cap.max(1),
             active: HashMap::new(),
+            closed: HashMap::new(),
             queued: 0,
         }
     }
@@ -100,18 +108,48 @@ impl<T> Lanes<T> {
     /// cap while another tenant is active. Its lane is busy until
     /// [`Lanes::finish`], or [`Lanes::pause`] then [`Lanes::resume`].
     pub fn start_next(&mut self, now: Instant) -> Option<(LaneKey, T)> {
-        let in_flight = |g: &Group| self.in_flight.get(g).copied().unwrap_or(0);
-        let others_active = |g: &Group| {
-            self.active
+        self.start_next_with(now, |_, _| Ok(()))
+    }
+
+    /// Like [`Lanes::start_next`], but the chosen message starts only if
+    /// `admit(group, message)` says so; if it answers `Err(until)`, its group
+    /// is closed until then (passed over, its messages left in place) and the
+    /// next group is tried. `admit` is asked only about the message that
+    /// would start, so it may take what starting costs (a token).
+    pub fn start_next_with(
+        &mut self,
+        now: Instant,
+        mut admit: impl FnMut(&Group, &T) -> Result<(), Instant>,
+    ) -> Option<(LaneKey, T)> {
+        self.closed.retain(|_, until| *until > now);
+        let turn = loop {
+            let in_flight = |g: &Group| self.in_flight.get(g).copied().unwrap_or(0);
+            let others_active = |g: &Group| {
+                self.active
+                    .iter()
+                    .any(|(other, at)| other != g && now.duration_since(*at) < ACTIVE_FOR)
+            };
+            let (turn, group) = self
+                .turns
                 .iter()
-                .any(|(other, at)| other != g && now.duration_since(*at) < ACTIVE_FOR)
+                .enumerate()
+                .filter(|(_, g)| !self.closed.contains_key(*g))
+                .filter(|(_, g)| in_flight(g) < self.group_cap || !others_active(g))
+                .min_by_key(|(i, g)| (in_flight(g), *i))?;
+            let key = self.ready[group]
+                .front()
+                .expect("a group in turn has ready lanes");
+            let head = self.lanes[key]
+                .queue
+                .front()
+                .expect("a ready lane has a message");
+            match admit(group, head) {
+                Ok(()) => break turn,
+                Err(until) => {
+                    self.closed.insert(group.clone(), until);
+                }
+            }
         };
-        let (turn, _) = self
-            .turns
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| in_flight(g) < self.group_cap || !others_active(g))
-            .min_by_key(|(i, g)| (in_flight(g), *i))?;
         let group = self.turns.remove(turn).expect("an index of turns");
         let ready = self
             .ready
@@ -165,12 +203,34 @@ impl<T> Lanes<T> {
         self.make_ready(key);
     }
 
+    /// Whether `group` is closed at `now` (its last start was refused).
+    pub fn is_closed(&self, group: &str, now: Instant) -> bool {
+        self.closed.get(group).is_some_and(|until| *until > now)
+    }
+
+    /// The earliest time after `now` a closed group opens again, if any
+    /// (forgetting the groups already open).
+    pub fn reopens_at(&mut self, now: Instant) -> Option<Instant> {
+        self.closed.retain(|_, until| *until > now);
+        self.closed.values().min().copied()
+    }
+
+    /// The queued messages of one group. Walks every lane: meant for the
+    /// moment a group is closed, not for every start.
+    pub fn group_mut<'a>(&'a mut self, group: &'a str) -> impl Iterator<Item = &'a mut T> {
+        self.lanes
+            .values_mut()
+            .filter(move |lane| lane.group == group)
+            .flat_map(|lane| lane.queue.iter_mut())
+    }
+
     /// Every queued message, lanes emptied (on shutdown).
     pub fn drain(&mut self) -> Vec<T> {
         self.ready.clear();
         self.turns.clear();
         self.in_flight.clear();
         self.active.clear();
+        self.closed.clear();
         self.queued = 0;
         self.lanes
             .drain()
@@ -325,6 +385,52 @@ mod tests {
         // at its cap of 2 until it has been quiet for ACTIVE_FOR.
         assert!(lanes.start_next(t0 + ACTIVE_FOR / 2).is_none());
         assert_eq!(lanes.start_next(t0 + ACTIVE_FOR).map(|(_, n)| n), Some(5));
+    }
+
+    #[test]
+    fn a_refused_group_is_passed_over_until_it_opens_and_keeps_its_order() {
+        let t0 = Instant::now();
+        let reopen = t0 + Duration::from_secs(1);
+        let mut lanes = Lanes::new(usize::MAX);
+        lanes.push("limited", "s1", 1, t0);
+        lanes.push("limited", "s1", 2, t0);
+        lanes.push("limited", "s2", 3, t0);
+        lanes.push("free", "f", 100, t0);
+        let mut asked = Vec::new();
+        let mut refuse_limited = |group: &Group, n: &u32| {
+            asked.push(*n);
+            if group == "limited" {
+                Err(reopen)
+            } else {
+                Ok(())
+            }
+        };
+        // The limited group goes first in turn, is refused, and the free one
+        // takes the slot; the limited group is asked once, about its head.
+        assert_eq!(
+            lanes
+                .start_next_with(t0, &mut refuse_limited)
+                .map(|(_, n)| n),
+            Some(100)
+        );
+        assert!(lanes.start_next_with(t0, &mut refuse_limited).is_none());
+        assert_eq!(asked, [1, 100]);
+        assert!(lanes.is_closed("limited", t0));
+        assert_eq!(lanes.reopens_at(t0), Some(reopen));
+        assert_eq!(lanes.queued(), 3, "nothing of the refused group is lost");
+        let mut held: Vec<u32> = lanes.group_mut("limited").map(|n| *n).collect();
+        held.sort();
+        assert_eq!(held, [1, 2, 3]);
+        // Open again: the session's messages start in their order.
+        assert!(!lanes.is_closed("limited", reopen));
+        let admit_all = |_: &Group, _: &u32| Ok(());
+        let started: Vec<u32> = std::iter::from_fn(|| lanes.start_next_with(reopen, admit_all))
+            .map(|(_, n)| n)
+            .collect();
+        assert_eq!(started, [1, 3]);
+        lanes.finish("s1");
+        assert_eq!(lanes.start_next(reopen).map(|(_, n)| n), Some(2));
+        assert_eq!(lanes.reopens_at(reopen), None);
     }
 
     #[test]
