@@ -38,6 +38,7 @@ use crate::config::{DeliveryConfig, Replica, Token};
 use crate::lanes::{Group, LaneKey, Lanes};
 use crate::metrics::Metrics;
 use crate::nats::Nats;
+use crate::rate::{self, Rates};
 use crate::streams;
 use crate::subject::{self, SubjectScope};
 
@@ -51,6 +52,13 @@ const HAND_BACK_DELAY: Duration = Duration::from_millis(500);
 /// sharing a partition take turns while one's burst is delivered, few enough
 /// that a message rarely waits long (and is kept alive if it does).
 pub const WINDOW_PER_SLOT: usize = 2;
+/// Messages held back by their tenant's rate that a puller may keep besides
+/// its window, in multiples of the window. A held message gives its window
+/// place back, so a throttled tenant's backlog does not stop the partition
+/// (other tenants' messages behind it are still pulled and started); this
+/// bounds what the bridge keeps in memory for it: per partition at most
+/// (1 + HELD_PER_WINDOW) x the window of fetched messages.
+pub const HELD_PER_WINDOW: usize = 4;
 /// Pause before rebuilding a consumer after it failed.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
@@ -102,10 +110,47 @@ struct Pending {
     attempt: u32,
     group: Group,
     key: LaneKey,
+    /// Its `Greentic-Rate` until it has started (took its group's token):
+    /// a retry takes none.
+    rate: Option<u32>,
+    /// When its group's rate first held it back, until it starts.
+    held_since: Option<std::time::Instant>,
+    /// How long the rate held it back, once started: `X-Greentic-Delayed-Ms`.
+    delayed: Option<Duration>,
     /// When JetStream last heard that this message is being worked on.
     alive_since: Instant,
-    /// Its place in its puller's window, given back when it is dropped.
-    _window: OwnedSemaphorePermit,
+    /// Its place in its puller's window, given back when it is dropped or
+    /// held back by its rate (see [`HELD_PER_WINDOW`]).
+    window: Option<OwnedSemaphorePermit>,
+    /// Its place among all its puller may hold, window and held together.
+    _room: OwnedSemaphorePermit,
+}
+
+impl Pending {
+    /// Its group is out of tokens at `now`: a rated message not started yet
+    /// is held back from now on (if not already), and its window place goes
+    /// back to the puller. True when it was not held before.
+    fn hold(&mut self, now: std::time::Instant) -> bool {
+        if self.rate.is_none() || self.held_since.is_some() {
+            return false;
+        }
+        self.held_since = Some(now);
+        self.window = None;
+        true
+    }
+
+    /// It starts at `now`: the token is taken, the hold (if any) is over.
+    /// True when it had been held.
+    fn start(&mut self, now: std::time::Instant) -> bool {
+        self.rate = None;
+        match self.held_since.take() {
+            Some(since) => {
+                self.delayed = Some(now.saturating_duration_since(since));
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// A durable consumer a delivery pulls from.
@@ -157,7 +202,10 @@ impl Delivery {
     /// up to [`WINDOW_PER_SLOT`] x `concurrency` messages ahead of what it
     /// has finished, and
     /// [`Lanes`] picks which fetched message starts next: one message per
-    /// session at a time, in stream order, tenants in turn. A failed attempt
+    /// session at a time, in stream order, tenants in turn, and a tenant
+    /// whose messages carry a rate no faster than it ([`Rates`]): one out of
+    /// tokens is passed over until its next token, its messages held back
+    /// (kept alive like every waiting message, never nakked). A failed attempt
     /// is retried here, after its backoff, rather than nakked: a nak would let
     /// the session's next message overtake it.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
@@ -168,6 +216,9 @@ impl Delivery {
         // panicked attempt still frees its lane).
         let mut in_flight: JoinSet<Option<(Pending, Duration)>> = JoinSet::new();
         let mut started: HashMap<tokio::task::Id, LaneKey> = HashMap::new();
+        let mut rates = Rates::default();
+        // Queued messages held back by their group's rate.
+        let mut rate_held = 0usize;
         // Waiting messages are kept alive well before JetStream's ack_wait runs out.
         let mut keep_alive = tokio::time::interval(self.cfg.ack_wait / 3);
         keep_alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -185,20 +236,49 @@ impl Delivery {
         drop(fetched);
 
         loop {
+            // Groups refused a start for want of a token: closed until their
+            // next one, their queued messages held back (below).
+            let mut out_of_tokens: Vec<Group> = Vec::new();
             while in_flight.len() < concurrency {
-                let Some((key, pending)) = lanes.start_next(std::time::Instant::now()) else {
+                let now = std::time::Instant::now();
+                let next = lanes.start_next_with(now, |group, pending| match pending.rate {
+                    None => Ok(()),
+                    Some(rate) => rates
+                        .take(group, rate, now)
+                        .inspect_err(|_| out_of_tokens.push(group.clone())),
+                });
+                let Some((key, mut pending)) = next else {
                     break;
                 };
+                if pending.start(now) {
+                    rate_held -= 1;
+                }
                 let this = self.clone();
                 let task = in_flight.spawn(async move { this.attempt(pending).await });
                 started.insert(task.id(), key);
             }
+            let now = std::time::Instant::now();
+            for group in out_of_tokens {
+                for pending in lanes.group_mut(&group) {
+                    if pending.hold(now) {
+                        rate_held += 1;
+                    }
+                }
+            }
             self.metrics.holding(
                 &self.cfg.name,
                 lanes.queued() + retries.len(),
-                lanes.active(std::time::Instant::now()),
+                rate_held,
+                lanes.active(now),
             );
             let next_retry = retries.keys().next().map(|(due, _)| *due);
+            // A group out of tokens can start again (only worth waking for
+            // with a slot free: a finished attempt wakes the loop anyway).
+            let reopens = if in_flight.len() < concurrency {
+                lanes.reopens_at(now).map(Instant::from_std)
+            } else {
+                None
+            };
             tokio::select! {
                 biased;
                 // (The watch guard must not be held across awaits: dropped here.)
@@ -233,11 +313,20 @@ impl Delivery {
                         lanes.resume(&pending.key.clone(), &pending.group.clone(), pending);
                     }
                 }
+                _ = tokio::time::sleep_until(reopens.unwrap_or_else(Instant::now)), if reopens.is_some() => {}
                 _ = keep_alive.tick() => {
                     self.keep_alive(lanes.iter_mut().chain(retries.values_mut())).await;
                 }
-                Some(pending) = incoming.recv() => {
-                    lanes.push(&pending.group.clone(), &pending.key.clone(), pending, std::time::Instant::now());
+                Some(mut pending) = incoming.recv() => {
+                    let now = std::time::Instant::now();
+                    if let Some(rate) = pending.rate {
+                        // The tenant's configuration as of its latest message.
+                        rates.observe(&pending.group, rate, now);
+                    }
+                    if lanes.is_closed(&pending.group, now) && pending.hold(now) {
+                        rate_held += 1;
+                    }
+                    lanes.push(&pending.group.clone(), &pending.key.clone(), pending, now);
                 }
             }
         }
@@ -335,7 +424,9 @@ impl Delivery {
         fetched: mpsc::Sender<Pending>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let window = Arc::new(Semaphore::new(self.cfg.concurrency * WINDOW_PER_SLOT));
+        let window_size = self.cfg.concurrency * WINDOW_PER_SLOT;
+        let window = Arc::new(Semaphore::new(window_size));
+        let room = Arc::new(Semaphore::new(window_size * (1 + HELD_PER_WINDOW)));
         'consumer: loop {
             let mut messages = match self.open(&source).await {
                 Ok(Some(messages)) => messages,
@@ -362,8 +453,13 @@ impl Delivery {
                 tokio::select! {
                     biased;
                     () = shutdown.wait_for(|s| *s).map(drop) => stopping = true,
-                    permit = window.clone().acquire_owned() => {
-                        let permit = permit.expect("the window is never closed");
+                    permits = async {
+                        (window.clone().acquire_owned().await, room.clone().acquire_owned().await)
+                    } => {
+                        let permit = (
+                            permits.0.expect("the window is never closed"),
+                            permits.1.expect("the room is never closed"),
+                        );
                         tokio::select! {
                             biased;
                             () = shutdown.wait_for(|s| *s).map(drop) => stopping = true,
@@ -412,7 +508,7 @@ impl Delivery {
     async fn pending(
         &self,
         message: jetstream::Message,
-        window: OwnedSemaphorePermit,
+        (window, room): (OwnedSemaphorePermit, OwnedSemaphorePermit),
     ) -> Option<Pending> {
         let (attempt, seq) = match message.info() {
             Ok(info) => (
@@ -438,6 +534,9 @@ impl Delivery {
             .filter(|id| !id.is_empty() && id.bytes().all(|c| c.is_ascii_graphic()))
             .unwrap_or_else(|| format!("{}:{seq}", self.cfg.stream));
         let session = header(crate::publish::SESSION_HEADER).filter(|s| subject::is_msg_id(s));
+        // The publish API stores only valid rates; any other value (a message
+        // stored by someone else) limits nothing.
+        let rate = header(crate::publish::RATE_HEADER).and_then(|r| rate::parse_rate(&r));
         let group = match SubjectScope::parse(&subject) {
             Some(scope) => format!("{}.{}", scope.env, scope.tenant),
             None => subject.clone(),
@@ -457,8 +556,12 @@ impl Delivery {
             attempt,
             group,
             key,
+            rate,
+            held_since: None,
+            delayed: None,
             alive_since: Instant::now(),
-            _window: window,
+            window: Some(window),
+            _room: room,
         })
     }
 
@@ -586,6 +689,9 @@ impl Delivery {
                 // Counted before the ack: whoever sees the ack (a test, an
                 // operator) then sees the count too.
                 self.metrics.delivered(&self.cfg.name);
+                if pending.delayed.is_some() {
+                    self.metrics.rate_delayed(&self.cfg.name);
+                }
                 if let Err(e) = pending.message.double_ack().await {
                     // The endpoint has it; JetStream will offer it again after
                     // ack_wait and the receiver's dedupe (by msg id) absorbs it.
@@ -635,6 +741,11 @@ impl Delivery {
             .header("X-Greentic-Stream-Seq", pending.seq);
         if let Some(session) = &pending.session {
             request = request.header("X-Greentic-Session", session);
+        }
+        if let Some(delayed) = pending.delayed {
+            // Rounded up: a message the rate held at all says so with at least 1.
+            let ms = delayed.as_micros().div_ceil(1000);
+            request = request.header("X-Greentic-Delayed-Ms", ms.to_string());
         }
         let request = request.body(pending.message.payload.clone());
         match request.send().await {

@@ -82,6 +82,8 @@ pub struct Metrics {
     dead_lettered: Family,
     waiting: Family,
     tenants_active: Family,
+    rate_held: Family,
+    rate_delayed: Family,
     publish_errors: AtomicU64,
 }
 
@@ -120,7 +122,7 @@ impl Metrics {
             ),
             waiting: Family::gauge(
                 "greentic_bridge_waiting",
-                "Messages pulled but not being delivered: waiting for their session's previous message, their tenant's turn or a retry.",
+                "Messages pulled but not being delivered: waiting for their session's previous message, their tenant's turn or rate, or a retry.",
                 "delivery",
                 deliveries,
             ),
@@ -130,14 +132,41 @@ impl Metrics {
                 "delivery",
                 deliveries,
             ),
+            rate_held: Family::gauge(
+                "greentic_bridge_rate_held",
+                "Messages pulled and held back by their tenant's Greentic-Rate.",
+                "delivery",
+                deliveries,
+            ),
+            rate_delayed: Family::new(
+                "greentic_bridge_rate_delayed_total",
+                "Messages delivered after their tenant's Greentic-Rate held them back.",
+                "delivery",
+                deliveries,
+            ),
             publish_errors: AtomicU64::new(0),
         }
     }
 
-    /// What a delivery holds now: messages waiting, tenants active.
-    pub fn holding(&self, delivery: &str, waiting: usize, tenants_active: usize) {
+    /// What a delivery holds now: messages waiting (of which `rate_held`
+    /// held back by a rate), tenants active.
+    pub fn holding(&self, delivery: &str, waiting: usize, rate_held: usize, tenants_active: usize) {
         self.waiting.set(delivery, waiting as u64);
+        self.rate_held.set(delivery, rate_held as u64);
         self.tenants_active.set(delivery, tenants_active as u64);
+    }
+
+    /// A message held back by its rate was delivered.
+    pub fn rate_delayed(&self, delivery: &str) {
+        self.rate_delayed.inc(delivery)
+    }
+
+    /// Current values, for tests: (held now, delivered after being held) of a delivery.
+    pub fn rate_counts(&self, delivery: &str) -> (u64, u64) {
+        (
+            self.rate_held.get(delivery),
+            self.rate_delayed.get(delivery),
+        )
     }
 
     pub fn published(&self, stream: &str, duplicate: bool) {
@@ -189,6 +218,8 @@ impl Metrics {
             &self.dead_lettered,
             &self.waiting,
             &self.tenants_active,
+            &self.rate_held,
+            &self.rate_delayed,
         ] {
             family.render(&mut out);
         }
@@ -226,6 +257,8 @@ mod tests {
             "greentic_bridge_dead_lettered_total{delivery=\"ingress\"} 0",
             "greentic_bridge_waiting{delivery=\"ingress\"} 0",
             "greentic_bridge_tenants_active{delivery=\"ingress\"} 0",
+            "greentic_bridge_rate_held{delivery=\"ingress\"} 0",
+            "greentic_bridge_rate_delayed_total{delivery=\"ingress\"} 0",
             "greentic_bridge_publish_errors_total 0",
             "greentic_bridge_nats_connected 1",
         ] {
@@ -242,7 +275,8 @@ mod tests {
         m.delivered("d");
         m.retried("d");
         m.dead_lettered("d");
-        m.holding("d", 7, 2);
+        m.holding("d", 7, 3, 2);
+        m.rate_delayed("d");
         m.publish_error();
         assert_eq!(m.published_count("S"), (2, 1));
         assert_eq!(m.delivery_counts("d"), (1, 1, 1));
@@ -253,5 +287,8 @@ mod tests {
         assert!(text.contains("# TYPE greentic_bridge_waiting gauge\n"));
         assert!(text.contains("greentic_bridge_waiting{delivery=\"d\"} 7\n"));
         assert!(text.contains("greentic_bridge_tenants_active{delivery=\"d\"} 2\n"));
+        assert!(text.contains("greentic_bridge_rate_held{delivery=\"d\"} 3\n"));
+        assert!(text.contains("greentic_bridge_rate_delayed_total{delivery=\"d\"} 1\n"));
+        assert_eq!(m.rate_counts("d"), (3, 1));
     }
 }
