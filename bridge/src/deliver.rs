@@ -319,9 +319,12 @@ impl Delivery {
                 }
                 Some(mut pending) = incoming.recv() => {
                     let now = std::time::Instant::now();
-                    if let Some(rate) = pending.rate {
-                        // The tenant's configuration as of its latest message.
-                        rates.observe(&pending.group, rate, now);
+                    // The tenant's configuration as of its latest message;
+                    // a new rate is tried at once, not after the old one's wait.
+                    if let Some(rate) = pending.rate
+                        && rates.observe(&pending.group, rate, now)
+                    {
+                        lanes.open(&pending.group);
                     }
                     if lanes.is_closed(&pending.group, now) && pending.hold(now) {
                         rate_held += 1;

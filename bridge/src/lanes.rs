@@ -208,6 +208,11 @@ impl<T> Lanes<T> {
         self.closed.get(group).is_some_and(|until| *until > now)
     }
 
+    /// Opens a closed group now (what it waited for has changed).
+    pub fn open(&mut self, group: &str) {
+        self.closed.remove(group);
+    }
+
     /// The earliest time after `now` a closed group opens again, if any
     /// (forgetting the groups already open).
     pub fn reopens_at(&mut self, now: Instant) -> Option<Instant> {
@@ -431,6 +436,18 @@ mod tests {
         lanes.finish("s1");
         assert_eq!(lanes.start_next(reopen).map(|(_, n)| n), Some(2));
         assert_eq!(lanes.reopens_at(reopen), None);
+    }
+
+    #[test]
+    fn a_closed_group_can_be_opened_early() {
+        let t0 = Instant::now();
+        let mut lanes = Lanes::new(usize::MAX);
+        lanes.push("limited", "s1", 1, t0);
+        let refuse = |_: &Group, _: &u32| Err(t0 + Duration::from_secs(60));
+        assert!(lanes.start_next_with(t0, refuse).is_none());
+        lanes.open("limited");
+        assert!(!lanes.is_closed("limited", t0));
+        assert_eq!(lanes.start_next(t0).map(|(_, n)| n), Some(1));
     }
 
     #[test]

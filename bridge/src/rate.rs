@@ -91,18 +91,22 @@ impl Default for Rates {
 impl Rates {
     /// A message of `group` carrying `rate` was pulled at `now`: the group's
     /// rate is now that one (the tenant's configuration changed, or not).
-    /// What the bucket holds is kept, up to the new capacity.
-    pub fn observe(&mut self, group: &str, rate: u32, now: Instant) {
+    /// What the bucket holds is kept, up to the new capacity. True when the
+    /// rate changed (a wait computed at the old rate no longer holds).
+    pub fn observe(&mut self, group: &str, rate: u32, now: Instant) -> bool {
         match self.buckets.get_mut(group) {
             Some(bucket) => {
                 bucket.refill(now);
+                let changed = bucket.rate != rate;
                 bucket.rate = rate;
                 bucket.level = bucket.level.min(capacity(rate));
+                changed
             }
             None => {
                 self.prune(now);
                 self.buckets
                     .insert(group.to_string(), Bucket::full(rate, now));
+                false
             }
         }
     }
@@ -215,10 +219,11 @@ mod tests {
     fn the_latest_messages_rate_applies_keeping_what_the_bucket_holds() {
         let t0 = Instant::now();
         let mut rates = Rates::default();
-        rates.observe("acme", 60, t0);
+        assert!(!rates.observe("acme", 60, t0));
         assert_eq!(rates.take("acme", 60, t0), Ok(()));
+        assert!(!rates.observe("acme", 60, t0), "unchanged");
         // Raised to 120/min, empty: the next token comes in half a second.
-        rates.observe("acme", 120, t0);
+        assert!(rates.observe("acme", 120, t0));
         assert_eq!(rates.take("acme", 120, t0), Err(t0 + S / 2));
         // Lowered from a full 6000/min (100 tokens) to 60/min: one token left.
         rates.observe("big", 6000, t0);
