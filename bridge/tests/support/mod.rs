@@ -107,6 +107,38 @@ impl Bridge {
             .expect("bridge reachable");
         assert_eq!(response.status(), 200, "publish {msg_id}");
     }
+
+    /// Publishes `{}` with `Nats-Msg-Id` and the extra `headers`; the answer as is.
+    pub async fn publish_headers(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/publish/{subject}", self.base))
+            .bearer_auth(PUBLISH_TOKEN)
+            .header("Nats-Msg-Id", msg_id);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body("{}").send().await.expect("bridge reachable")
+    }
+
+    /// Publishes as a message of `session` from a tenant limited to `rate`
+    /// per minute (`Greentic-Rate`); asserts the 200.
+    pub async fn publish_rated(&self, subject: &str, msg_id: &str, session: &str, rate: u32) {
+        let rate = rate.to_string();
+        let response = self
+            .publish_headers(
+                subject,
+                msg_id,
+                &[("Greentic-Session", session), ("Greentic-Rate", &rate)],
+            )
+            .await;
+        assert_eq!(response.status(), 200, "publish {msg_id}");
+    }
 }
 
 pub async fn publish_to(
@@ -246,6 +278,10 @@ pub struct Received {
     pub seq: u64,
     /// `X-Greentic-Session`, empty when absent.
     pub session: String,
+    /// `X-Greentic-Delayed-Ms`, `None` when absent.
+    pub delayed_ms: Option<u64>,
+    /// When the receiver got it (before any gate or delay).
+    pub at: Instant,
     pub authorization: String,
     pub content_type: String,
     pub body: Bytes,
@@ -411,6 +447,13 @@ async fn receive(
         attempt: h("x-greentic-attempt").parse().unwrap_or(0),
         seq: h("x-greentic-stream-seq").parse().unwrap_or(0),
         session: h("x-greentic-session"),
+        delayed_ms: headers.get("x-greentic-delayed-ms").map(|v| {
+            v.to_str()
+                .unwrap()
+                .parse()
+                .expect("delayed ms is an integer")
+        }),
+        at: Instant::now(),
         authorization: h("authorization"),
         content_type: h("content-type"),
         body,
