@@ -190,9 +190,9 @@ fn compile(path: &std::path::Path, out: &std::path::Path) -> ExitCode {
     match write_compiled(out, &files) {
         Ok(()) => {
             println!(
-                "{}: {} tenant files in {}",
+                "{}: {} tenants compiled in {}",
                 path.display(),
-                files.len(),
+                loaded.bundle.tenants.len(),
                 out.display()
             );
             ExitCode::SUCCESS
@@ -204,16 +204,18 @@ fn compile(path: &std::path::Path, out: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Writes the tenant files and removes those of tenants no longer in the
-/// bundle, so a removed tenant stops resolving.
+/// Writes the compiled files and removes those of tenants no longer in the
+/// bundle (their config and their limits), so a removed tenant stops resolving.
 fn write_compiled(out: &std::path::Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
-    let tenants = out.join("tenants");
-    std::fs::create_dir_all(&tenants)?;
-    for entry in std::fs::read_dir(&tenants)? {
-        let entry = entry?;
-        let name = format!("tenants/{}", entry.file_name().to_string_lossy());
-        if !files.iter().any(|(f, _)| *f == name) {
-            std::fs::remove_file(entry.path())?;
+    for folder in ["tenants", "limits"] {
+        let dir = out.join(folder);
+        std::fs::create_dir_all(&dir)?;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = format!("{folder}/{}", entry.file_name().to_string_lossy());
+            if !files.iter().any(|(f, _)| *f == name) {
+                std::fs::remove_file(entry.path())?;
+            }
         }
     }
     for (name, bytes) in files {

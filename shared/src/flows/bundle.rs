@@ -15,6 +15,10 @@
 //!           slack:
 //!             provider: messaging-slack
 //!             config: { workspace_id: "T123456" }
+//!     limits:                          # this tenant's rates (any subset)
+//!       api_requests_per_minute: 600
+//! limits:                              # platform defaults (any subset)
+//!   messages_per_minute: 6000
 //! ```
 //!
 //! Flows named here live beside the bundle as `flows/{name}.yaml`. Secrets never
@@ -29,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::flows::flow::Flow;
 use crate::flows::yaml::{self, ConfigError};
 use crate::tenancy::ids::{DEFAULT_TEAM, IdKind, validate_id};
+use crate::tenancy::limits::{Limits, LimitsSpec};
 
 /// The messaging providers a channel can be.
 pub const PROVIDERS: &[&str] = &[
@@ -51,6 +56,10 @@ const SECRET_LIKE: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bundle {
+    /// Platform defaults of every tenant's limits (each tenant may override
+    /// any of them); what neither sets takes the built-in default.
+    #[serde(default)]
+    pub limits: LimitsSpec,
     pub tenants: BTreeMap<String, Tenant>,
 }
 
@@ -66,6 +75,9 @@ pub struct Tenant {
     pub flow: Option<String>,
     #[serde(default)]
     pub teams: BTreeMap<String, Team>,
+    /// This tenant's own limits, over the bundle's (see [`crate::tenancy::limits`]).
+    #[serde(default)]
+    pub limits: LimitsSpec,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,10 +140,26 @@ impl Bundle {
             .or(t.flow.as_deref())
     }
 
+    /// The limits of tenant `id`: its own over the bundle's over the built-in defaults.
+    pub fn limits_of(&self, id: &str) -> Limits {
+        match self.tenants.get(id) {
+            Some(tenant) => tenant.limits.over(self.platform_limits()),
+            None => self.platform_limits(),
+        }
+    }
+
+    /// The limits of a tenant the bundle does not list: the bundle's over the built-in defaults.
+    pub fn platform_limits(&self) -> Limits {
+        self.limits.over(Limits::default())
+    }
+
     fn problems(&self, file: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         let mut error =
             |path: String, reason: String| errors.push(ConfigError::new(file, path, reason));
+        for (field, reason) in self.limits.problems() {
+            error(format!("limits.{field}"), reason);
+        }
         if self.tenants.is_empty() {
             error(
                 "tenants".into(),
@@ -142,6 +170,9 @@ impl Bundle {
             let at = format!("tenants.{tenant_id}");
             if let Err(e) = validate_id(IdKind::Tenant, tenant_id) {
                 error(at.clone(), e.to_string());
+            }
+            for (field, reason) in tenant.limits.problems() {
+                error(format!("{at}.limits.{field}"), reason);
             }
             if tenant.environments.is_empty() {
                 error(
@@ -415,6 +446,46 @@ tenants:
                 "{purpose}"
             );
         }
+    }
+
+    #[test]
+    fn limits_are_checked_where_they_are_written_and_resolved_per_tenant() {
+        let text = |platform: &str, acme: &str| {
+            format!(
+                "limits: {{ {platform} }}\ntenants:\n  acme:\n    name: A\n    environments: [{{ id: prod }}]\n    flow: f\n    limits: {{ {acme} }}\n  bigcorp:\n    name: B\n    environments: [{{ id: prod }}]\n    flow: f\n"
+            )
+        };
+        let errors = shown(
+            Bundle::parse(
+                "b.yaml",
+                &text("messages_per_minute: 0", "api_requests_per_minute: 5000000"),
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors[0].starts_with("b.yaml: limits.messages_per_minute: a limit of 0"));
+        assert!(errors[1].starts_with(
+            "b.yaml: tenants.acme.limits.api_requests_per_minute: 5000000 per minute"
+        ));
+        let typo = Bundle::parse("b.yaml", &text("", "api_request_per_minute: 5"));
+        assert!(typo.is_err(), "an unknown limit is refused, not ignored");
+        let bundle = Bundle::parse(
+            "b.yaml",
+            &text("messages_per_minute: 120", "api_requests_per_minute: 30"),
+        )
+        .unwrap();
+        let acme = bundle.limits_of("acme");
+        let bigcorp = bundle.limits_of("bigcorp");
+        assert_eq!(
+            (acme.messages_per_minute, acme.api_requests_per_minute),
+            (120, 30)
+        );
+        assert_eq!(bigcorp.messages_per_minute, 120);
+        assert_eq!(
+            bigcorp.api_requests_per_minute,
+            Limits::default().api_requests_per_minute
+        );
+        assert_eq!(bundle.limits_of("unknown"), bigcorp);
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! one JSON file per tenant holding its teams, channels and the flows they
 //! use; a component mounts that folder (`files` in spin.toml) and reads only
 //! `tenants/{tenant}.json`, whose name comes from a validated tenant id.
+//!
+//! Each tenant's resolved limits are in its file, and also alone in
+//! `limits/{tenant}.json` (with the platform's in `limits.json`, for tokens
+//! of tenants the bundle does not list): the REST APIs read only those few
+//! bytes per request ([`crate::service::limits`]).
 
 use std::collections::BTreeMap;
 
@@ -17,9 +22,10 @@ use crate::flows::flow::Flow;
 use crate::host::Host;
 use crate::http::error::ApiError;
 use crate::tenancy::ids::{ChannelId, TenantCtx};
+use crate::tenancy::limits::{self, Limits};
 
 /// Bumped when the compiled layout changes; an older file is refused.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +35,8 @@ pub struct TenantConfig {
     pub tenant: Tenant,
     /// The flows this tenant's teams and channels run, by name.
     pub flows: BTreeMap<String, Flow>,
+    /// Resolved: the tenant's own over the bundle's over the built-in defaults.
+    pub limits: Limits,
 }
 
 /// The file of one tenant, relative to the compiled folder.
@@ -36,38 +44,46 @@ pub fn file_name(tenant_id: &str) -> String {
     format!("tenants/{tenant_id}.json")
 }
 
-/// One file per tenant: `(file name, JSON)`.
+/// One file per tenant, one of limits per tenant and the platform's
+/// limits: `(file name, JSON)`.
 pub fn compile(loaded: &LoadedBundle) -> Vec<(String, Vec<u8>)> {
-    loaded
-        .bundle
-        .tenants
-        .iter()
-        .map(|(id, tenant)| {
-            let mut flows = BTreeMap::new();
-            let named = std::iter::once(tenant.flow.as_ref())
-                .chain(tenant.teams.values().map(|t| t.flow.as_ref()))
-                .chain(
-                    tenant
-                        .teams
-                        .values()
-                        .flat_map(|t| t.channels.values().map(|c| c.flow.as_ref())),
-                )
-                .flatten();
-            for name in named {
-                if let Some(flow) = loaded.flows.get(name) {
-                    flows.insert(name.clone(), flow.clone());
-                }
+    let mut files = vec![(
+        limits::PLATFORM_FILE.to_owned(),
+        json(&loaded.bundle.platform_limits()),
+    )];
+    for id in loaded.bundle.tenants.keys() {
+        files.push((limits::file_name(id), json(&loaded.bundle.limits_of(id))));
+    }
+    let tenants = loaded.bundle.tenants.iter().map(|(id, tenant)| {
+        let mut flows = BTreeMap::new();
+        let named = std::iter::once(tenant.flow.as_ref())
+            .chain(tenant.teams.values().map(|t| t.flow.as_ref()))
+            .chain(
+                tenant
+                    .teams
+                    .values()
+                    .flat_map(|t| t.channels.values().map(|c| c.flow.as_ref())),
+            )
+            .flatten();
+        for name in named {
+            if let Some(flow) = loaded.flows.get(name) {
+                flows.insert(name.clone(), flow.clone());
             }
-            let config = TenantConfig {
-                format: FORMAT,
-                id: id.clone(),
-                tenant: tenant.clone(),
-                flows,
-            };
-            let json = serde_json::to_vec_pretty(&config).expect("configs always serialise");
-            (file_name(id), json)
-        })
-        .collect()
+        }
+        let config = TenantConfig {
+            format: FORMAT,
+            id: id.clone(),
+            tenant: tenant.clone(),
+            flows,
+            limits: loaded.bundle.limits_of(id),
+        };
+        (file_name(id), json(&config))
+    });
+    tenants.chain(files).collect()
+}
+
+fn json(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec_pretty(value).expect("configs always serialise")
 }
 
 /// A channel as a request addresses it: present in the bundle, in an
@@ -81,6 +97,8 @@ pub struct ChannelConfig {
     pub flow: Option<String>,
     pub tenant_name: String,
     pub team_name: Option<String>,
+    /// The tenant's resolved limits.
+    pub limits: Limits,
 }
 
 impl TenantConfig {
@@ -103,13 +121,13 @@ impl TenantConfig {
         channel: &ChannelId,
     ) -> Result<Option<ChannelConfig>, ApiError> {
         Ok(read::<Routing>(host, ctx.tenant_id())?
-            .and_then(|r| channel_of(&r.id, &r.tenant, ctx, channel)))
+            .and_then(|r| channel_of(&r.id, &r.tenant, r.limits, ctx, channel)))
     }
 
     /// The channel `ctx` (which must name a team) and `channel` address, or
     /// `None` if the env, team or channel is not the tenant's.
     pub fn channel(&self, ctx: &TenantCtx, channel: &ChannelId) -> Option<ChannelConfig> {
-        channel_of(&self.id, &self.tenant, ctx, channel)
+        channel_of(&self.id, &self.tenant, self.limits, ctx, channel)
     }
 }
 
@@ -123,6 +141,7 @@ struct Routing {
     tenant: Tenant,
     #[serde(rename = "flows")]
     _flows: serde::de::IgnoredAny,
+    limits: Limits,
 }
 
 /// The compiled layout's header, checked on whatever view of a file is read.
@@ -167,6 +186,7 @@ fn read<T: Compiled>(host: &dyn Host, tenant_id: &str) -> Result<Option<T>, ApiE
 fn channel_of(
     id: &str,
     tenant: &Tenant,
+    limits: Limits,
     ctx: &TenantCtx,
     channel: &ChannelId,
 ) -> Option<ChannelConfig> {
@@ -188,6 +208,7 @@ fn channel_of(
         flow,
         tenant_name: tenant.name.clone(),
         team_name: team.name.clone(),
+        limits,
     })
 }
 
@@ -212,7 +233,16 @@ mod tests {
         .unwrap();
         let files = compile(&loaded);
         let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["tenants/acme.json", "tenants/bigcorp.json"]);
+        assert_eq!(
+            names,
+            [
+                "tenants/acme.json",
+                "tenants/bigcorp.json",
+                "limits.json",
+                "limits/acme.json",
+                "limits/bigcorp.json"
+            ]
+        );
         let acme: TenantConfig = serde_json::from_slice(&files[0].1).unwrap();
         assert_eq!(acme.flows.keys().collect::<Vec<_>>(), ["acme_support_flow"]);
         assert!(!String::from_utf8_lossy(&files[0].1).contains("bigcorp"));

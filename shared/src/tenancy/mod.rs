@@ -7,4 +7,5 @@
 
 pub mod ids;
 pub mod keys;
+pub mod limits;
 pub mod subjects;

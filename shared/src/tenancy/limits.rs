@@ -1,0 +1,178 @@
+//! What one tenant may consume of the shared platform: its rates.
+//!
+//! A bundle may set platform defaults (top-level `limits:`) and each tenant
+//! may override any of them (`tenants.{id}.limits:`); whatever neither sets
+//! takes the built-in default below. `greentic bundle compile` resolves the
+//! three into one [`Limits`] per tenant, so a request reads finished numbers.
+//!
+//! Every rate is per minute. Where each one is enforced:
+//! - `messages_per_minute`: by the bridge, which holds a tenant's inbound
+//!   messages beyond it (delayed, never dropped); ingress sends the rate with
+//!   each message it publishes.
+//! - `api_requests_per_minute` (whole tenant) and
+//!   `api_requests_per_minute_per_subject` (one token subject): by the REST
+//!   APIs, which answer 429 beyond them (`crate::service::limits`).
+//! - `webchat_messages_per_minute_per_conversation` and
+//!   `webchat_messages_per_minute_per_channel`: by the web chat's message
+//!   route, since anyone holding a web chat token can post.
+
+use serde::{Deserialize, Serialize};
+
+/// The largest rate accepted anywhere: above it a limit protects nothing
+/// (ingress itself accepts well under this), so a larger figure is a typo.
+pub const MAX_PER_MINUTE: u32 = 1_000_000;
+
+/// Where `greentic bundle compile` puts the platform's limits, for tenants
+/// it does not list.
+pub const PLATFORM_FILE: &str = "limits.json";
+
+/// Where `greentic bundle compile` puts tenant `tenant_id`'s limits, relative
+/// to the compiled folder; the id must be a validated tenant id.
+pub fn file_name(tenant_id: &str) -> String {
+    format!("limits/{tenant_id}.json")
+}
+
+/// A tenant's resolved limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub messages_per_minute: u32,
+    pub api_requests_per_minute: u32,
+    pub api_requests_per_minute_per_subject: u32,
+    pub webchat_messages_per_minute_per_conversation: u32,
+    pub webchat_messages_per_minute_per_channel: u32,
+}
+
+impl Default for Limits {
+    /// The built-in platform defaults: generous for an organisation's normal
+    /// traffic, low enough that one tenant cannot take the platform alone.
+    fn default() -> Self {
+        Limits {
+            messages_per_minute: 6_000,
+            api_requests_per_minute: 1_200,
+            api_requests_per_minute_per_subject: 600,
+            webchat_messages_per_minute_per_conversation: 30,
+            webchat_messages_per_minute_per_channel: 600,
+        }
+    }
+}
+
+/// Limits as a bundle writes them: any subset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_requests_per_minute: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_requests_per_minute_per_subject: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webchat_messages_per_minute_per_conversation: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webchat_messages_per_minute_per_channel: Option<u32>,
+}
+
+impl LimitsSpec {
+    fn fields(&self) -> [(&'static str, Option<u32>); 5] {
+        [
+            ("messages_per_minute", self.messages_per_minute),
+            ("api_requests_per_minute", self.api_requests_per_minute),
+            (
+                "api_requests_per_minute_per_subject",
+                self.api_requests_per_minute_per_subject,
+            ),
+            (
+                "webchat_messages_per_minute_per_conversation",
+                self.webchat_messages_per_minute_per_conversation,
+            ),
+            (
+                "webchat_messages_per_minute_per_channel",
+                self.webchat_messages_per_minute_per_channel,
+            ),
+        ]
+    }
+
+    /// What is wrong with the figures set: `(field, reason)` each.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        self.fields()
+            .into_iter()
+            .filter_map(|(field, value)| match value? {
+                0 => Some((
+                    field,
+                    "a limit of 0 would refuse everything; leave it out for the default".to_owned(),
+                )),
+                v if v > MAX_PER_MINUTE => Some((
+                    field,
+                    format!("{v} per minute is beyond any real traffic; the most accepted is {MAX_PER_MINUTE}"),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// These figures over `base`: each one set replaces base's.
+    pub fn over(&self, base: Limits) -> Limits {
+        Limits {
+            messages_per_minute: self.messages_per_minute.unwrap_or(base.messages_per_minute),
+            api_requests_per_minute: self
+                .api_requests_per_minute
+                .unwrap_or(base.api_requests_per_minute),
+            api_requests_per_minute_per_subject: self
+                .api_requests_per_minute_per_subject
+                .unwrap_or(base.api_requests_per_minute_per_subject),
+            webchat_messages_per_minute_per_conversation: self
+                .webchat_messages_per_minute_per_conversation
+                .unwrap_or(base.webchat_messages_per_minute_per_conversation),
+            webchat_messages_per_minute_per_channel: self
+                .webchat_messages_per_minute_per_channel
+                .unwrap_or(base.webchat_messages_per_minute_per_channel),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_overrides_the_platform_which_overrides_the_built_in_defaults() {
+        let platform = LimitsSpec {
+            messages_per_minute: Some(100),
+            api_requests_per_minute: Some(50),
+            ..LimitsSpec::default()
+        };
+        let tenant = LimitsSpec {
+            api_requests_per_minute: Some(10),
+            ..LimitsSpec::default()
+        };
+        let resolved = tenant.over(platform.over(Limits::default()));
+        assert_eq!(resolved.messages_per_minute, 100);
+        assert_eq!(resolved.api_requests_per_minute, 10);
+        assert_eq!(
+            resolved.webchat_messages_per_minute_per_channel,
+            Limits::default().webchat_messages_per_minute_per_channel
+        );
+    }
+
+    #[test]
+    fn zero_and_absurd_figures_are_refused_by_name() {
+        let spec = LimitsSpec {
+            messages_per_minute: Some(0),
+            api_requests_per_minute: Some(MAX_PER_MINUTE),
+            webchat_messages_per_minute_per_channel: Some(MAX_PER_MINUTE + 1),
+            ..LimitsSpec::default()
+        };
+        let problems = spec.problems();
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            fields,
+            [
+                "messages_per_minute",
+                "webchat_messages_per_minute_per_channel"
+            ]
+        );
+        assert!(problems[0].1.contains("0 would refuse everything"));
+        assert!(problems[1].1.contains("1000000"));
+    }
+}
