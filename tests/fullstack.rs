@@ -71,7 +71,7 @@ impl Stack {
             WEBCHAT_SECRET,
         );
         // The hosts keep the test clock (NOW_SECS): messages carry its time.
-        let host = broker.component_host_on(&["sessions", "webchat", "egress"], stores);
+        let host = broker.component_host_on(&["sessions", "webchat", "egress", "limits"], stores);
 
         let slack_posts: Posts = Arc::default();
         let slack_answer = Arc::new(Mutex::new(json!({ "ok": true, "ts": "1.1" })));

@@ -23,6 +23,7 @@ e2e_tests::on_every_target!(
     a_cursor_from_one_scope_is_refused_in_another,
     no_admin_reaches_another_scopes_secrets,
     components_resolve_only_their_own_scopes_secrets,
+    no_caller_spends_or_sees_another_tenants_or_teams_rate_limits,
 );
 
 /// The operations on one session, as data: adding one here adds its cases to
@@ -89,10 +90,15 @@ fn listing_returns_exactly_the_callers_scope(target: Target) {
 }
 
 fn no_caller_reaches_another_scopes_session(target: Target) {
-    let p = Platform::seeded(target);
+    let mut p = Platform::seeded(target);
     let before = p.kv().snapshot();
     let never_existed = "0123456789abcdef0123456789abcdef";
-    for caller in every_scope() {
+    for (minute, caller) in every_scope().into_iter().enumerate() {
+        // Each caller in a minute of its own: its ~150 calls here, with the
+        // calls of its tenant's other scopes (one token subject), would go
+        // past the subject's per-minute quota (600), which is not what this
+        // matrix is about (tests/limits.rs is).
+        p.set_now_ms((e2e_tests::NOW_SECS as i64 + 60 * minute as i64) * 1000);
         for (method, prefix) in SESSION_OPERATIONS {
             // With the team header and without it (found through the locator).
             for call in [scoped_call(&caller), Call::with(&scoped_token(&caller))] {
@@ -310,5 +316,67 @@ fn components_resolve_only_their_own_scopes_secrets(target: Target) {
                 );
             }
         }
+    }
+}
+
+/// The limits row of the matrix: acme's support caller spends its whole
+/// per-minute quota (the subject's: 600); then every scope asks once. acme's
+/// scopes (the same token subject) are refused, bigcorp's are admitted with
+/// quotas untouched, and each scope's refusals show in that scope's usage only.
+fn no_caller_spends_or_sees_another_tenants_or_teams_rate_limits(target: Target) {
+    let p = Platform::empty(target);
+    let support = TenantCtx::new("acme", "prod", Some("support")).unwrap();
+    for _ in 0..600 {
+        let r = p.call(scoped_call(&support).request("GET", "/api/v1/sessions"));
+        assert_eq!(r.status, 200);
+    }
+    assert_problem(
+        &p.call(scoped_call(&support).request("GET", "/api/v1/sessions")),
+        429,
+        "too-many-requests",
+    );
+    let mut bigcorp_calls = 0;
+    for ctx in every_scope() {
+        let r = p.call(scoped_call(&ctx).request("GET", "/api/v1/sessions"));
+        if ctx.tenant_id() == "acme" {
+            assert_problem(&r, 429, "too-many-requests");
+        } else {
+            // bigcorp's counts are its own calls and nothing of acme's.
+            bigcorp_calls += 1;
+            assert_eq!(r.status, 200, "{ctx:?}: {}", r.json_body());
+            assert_eq!(
+                r.header("ratelimit"),
+                Some(
+                    format!(
+                        "\"tenant\";r={};t=60, \"subject\";r={};t=60",
+                        1200 - bigcorp_calls,
+                        600 - bigcorp_calls
+                    )
+                    .as_str()
+                ),
+                "{ctx:?}"
+            );
+        }
+    }
+    // A reader of each scope (another subject, so not refused itself).
+    let refused_seen_by = |ctx: &TenantCtx| {
+        let mut reader = scoped_token(ctx);
+        reader.claims.sub = "auditor".into();
+        let r = p.call(
+            Call::with(&reader)
+                .env(ctx.env_id())
+                .team(ctx.team_token())
+                .request("GET", "/api/v1/usage"),
+        );
+        assert_eq!(r.status, 200, "{ctx:?}: {}", r.json_body());
+        r.json_body()["totals"]["api_requests_refused"].clone()
+    };
+    for ctx in every_scope() {
+        let expected = match (ctx.tenant_id(), ctx.env_id(), ctx.team_token()) {
+            ("acme", "prod", "support") => 2,
+            ("acme", _, _) => 1,
+            _ => 0,
+        };
+        assert_eq!(refused_seen_by(&ctx), expected, "{ctx:?}");
     }
 }

@@ -25,6 +25,7 @@ on_real_spin!(
     a_person_talks_to_bigcorps_flow_in_the_web_chat_page,
     a_header_that_is_not_utf8_is_answered_by_spin_itself,
     a_signed_slack_body_of_the_largest_size_is_verified_and_published,
+    rest_calls_over_a_subjects_quota_are_refused_with_429_and_rate_limit_headers,
 );
 
 /// Spin opens its SQLite stores in the journal mode the file has, and the
@@ -669,6 +670,8 @@ fn a_person_talks_to_bigcorps_flow_in_the_web_chat_page(kv: Kv) {
         &format!("webchat-{kv:?}.png").to_lowercase(),
     );
     assert_eq!(report["ok"], true, "{report}");
+    // Past the conversation's 30 messages a minute, the page said so.
+    assert!(report["refused_after"].is_u64(), "{report}");
 }
 
 /// tests/README.md, conformance row 6: Spin refuses such a request itself,
@@ -800,4 +803,65 @@ fn unique_number() -> i64 {
 /// A Slack thread timestamp no other test uses.
 fn unique_thread() -> String {
     format!("{}.000100", unique_number())
+}
+
+/// The REST rate limit under the real Spin (its key-value `increment` on
+/// SQLite and on Redis): a token subject's 600 calls a minute are admitted
+/// with `RateLimit` headers counting down, the 601st is 429 with
+/// `Retry-After`. A tenant the bundle does not list (it gets the platform's
+/// limits), so no other test's calls share its quota.
+fn rest_calls_over_a_subjects_quota_are_refused_with_429_and_rate_limit_headers(kv: Kv) {
+    let p = platform(kv);
+    let tenant = format!("limits-{}", unique_number());
+    let mut token = p.token(&tenant, "prod");
+    token.claims.sub = "prober".into();
+    let bearer = token.bearer();
+    let call = || {
+        p.call_with_headers(
+            "GET",
+            "/api/v1/sessions",
+            &[
+                ("authorization", bearer.as_str()),
+                ("x-tenant-id", tenant.as_str()),
+            ],
+            None,
+        )
+    };
+    let header = |headers: &[(String, String)], name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    // Windows are whole minutes of the wall clock: start early in one, so
+    // the 601 calls (well under a second here) all fall in it.
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if second > 40 {
+        std::thread::sleep(std::time::Duration::from_secs(61 - second));
+    }
+    for i in 1..=600u32 {
+        let (status, headers, body) = call();
+        assert_eq!(status, 200, "call {i}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(
+            header(&headers, "ratelimit-policy"),
+            "\"tenant\";q=1200;w=60, \"subject\";q=600;w=60"
+        );
+        let current = header(&headers, "ratelimit");
+        assert!(
+            current.starts_with(&format!("\"tenant\";r={};t=", 1200 - i))
+                && current.contains(&format!("\"subject\";r={};t=", 600 - i)),
+            "call {i}: {current}"
+        );
+    }
+    let (status, headers, body) = call();
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    let retry_after: u64 = header(&headers, "retry-after").parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let problem: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(problem["type"], "urn:greentic:problem:too-many-requests");
 }

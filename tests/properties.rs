@@ -58,7 +58,10 @@ fn ingress() -> Ingress {
         "webchat_token_secret",
         WEBCHAT_SECRET,
     );
-    let host = broker.component_host(&[greentic::messaging::providers::teams_keys::CACHE_STORE]);
+    let host = broker.component_host(&[
+        greentic::messaging::providers::teams_keys::CACHE_STORE,
+        greentic::service::limits::STORE_LABEL,
+    ]);
     host.set_variable("teams_jwks", &teams::jwks().to_string());
     let bridge = FakeBridge::serve(&host);
     Ingress {
@@ -338,7 +341,7 @@ proptest! {
         ],
         id in "[ -~]{0,40}",
     ) {
-        let host = MemoryHost::new(&[session_api::STORE_LABEL]);
+        let host = MemoryHost::new(&[session_api::STORE_LABEL, "limits"]);
         greentic::store::sessions::SessionStore::new(host.store(session_api::STORE_LABEL))
             .create(
                 &greentic::TenantCtx::new("acme", "prod", Some("support")).unwrap(),
@@ -490,7 +493,7 @@ proptest! {
         version in 2u16..1000,
     ) {
         use greentic::store::session::SessionRecord;
-        let host = MemoryHost::new(&[session_api::STORE_LABEL]);
+        let host = MemoryHost::new(&[session_api::STORE_LABEL, "limits"]);
         let kv = host.store(session_api::STORE_LABEL);
         let ctx = greentic::TenantCtx::new("acme", "prod", Some("support")).unwrap();
         let created = greentic::store::sessions::SessionStore::new(kv)

@@ -121,7 +121,7 @@ fn concurrent_creators_and_updaters_lose_nothing_on_redis() {
 }
 
 #[test]
-fn usage_counters_and_secrets_work_on_redis() {
+fn usage_counters_rate_windows_and_secrets_work_on_redis() {
     let kv = fresh_kv();
     let now = 1_795_867_200_000;
     let support = ctx("acme", Some("support"));
@@ -138,9 +138,30 @@ fn usage_counters_and_secrets_work_on_redis() {
             });
         }
     });
-    let counts = usage::read(&kv, &support, &Teams::All, &Day::of(now)).unwrap();
+    let limits = fresh_kv();
+    let counts = usage::read(&kv, &limits, &support, &Teams::All, &Day::of(now)).unwrap();
     assert_eq!(counts.messages_in, 100);
     assert_eq!(counts.replies_out, 200);
+
+    // A rate window on Redis: 100 requests from 4 writers against a quota of
+    // 60 admit exactly 60, however they interleave.
+    let admitted = std::sync::atomic::AtomicU32::new(0);
+    let window = greentic::tenancy::keys::rate_api(&support);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            let (limits, window, admitted) = (&limits, &window, &admitted);
+            s.spawn(move || {
+                for _ in 0..25 {
+                    let counted =
+                        greentic::store::rate::count(limits, window, "tenant", 60, now).unwrap();
+                    if !counted.exceeded() {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(admitted.into_inner(), 60);
 
     let store = SecretStore::new(&kv);
     let keys = MasterKeys::parse(TEST_MASTER_KEY, "").unwrap();

@@ -165,7 +165,10 @@ fn serve_broker(host: Arc<MemoryHost>) -> String {
 }
 
 fn broker_host() -> Arc<MemoryHost> {
-    let host = MemoryHost::new(&[greentic::secrets::STORE_LABEL]);
+    let host = MemoryHost::new(&[
+        greentic::secrets::STORE_LABEL,
+        greentic::service::limits::STORE_LABEL,
+    ]);
     host.set_variable(greentic::secrets::crypto::VAR_MASTER_KEY, TEST_MASTER_KEY);
     // Tokens the CLI mints carry the real time.
     host.set_now_ms(now() as i64 * 1000);
@@ -378,6 +381,8 @@ fn bundle_compile_writes_one_file_per_tenant_and_drops_removed_tenants() {
     let out = std::env::temp_dir().join(format!("greentic-compile-{}", std::process::id()));
     std::fs::create_dir_all(out.join("tenants")).unwrap();
     std::fs::write(out.join("tenants/gone.json"), "{}").unwrap();
+    std::fs::create_dir_all(out.join("limits")).unwrap();
+    std::fs::write(out.join("limits/gone.json"), "{}").unwrap();
     let run = greentic()
         .args(["bundle", "compile"])
         .arg(&demo)
@@ -400,6 +405,19 @@ fn bundle_compile_writes_one_file_per_tenant_and_drops_removed_tenants() {
         serde_json::from_slice(&std::fs::read(out.join("tenants/acme.json")).unwrap()).unwrap();
     assert_eq!(acme.id, "acme");
     assert!(acme.tenant.teams.contains_key("support"));
+    let mut limits: Vec<String> = std::fs::read_dir(out.join("limits"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    limits.sort();
+    assert_eq!(
+        limits,
+        ["acme.json", "bigcorp.json"],
+        "a removed tenant's limits go too"
+    );
+    let platform: greentic::tenancy::limits::Limits =
+        serde_json::from_slice(&std::fs::read(out.join("limits.json")).unwrap()).unwrap();
+    assert_eq!(platform, greentic::tenancy::limits::Limits::default());
     std::fs::remove_dir_all(&out).unwrap();
 }
 

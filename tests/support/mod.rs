@@ -146,7 +146,10 @@ impl Platform {
     pub fn empty(target: Target) -> Self {
         Platform {
             backend: match target {
-                Target::Native => Backend::Native(MemoryHost::new(&[session_api::STORE_LABEL])),
+                Target::Native => Backend::Native(MemoryHost::new(&[
+                    session_api::STORE_LABEL,
+                    greentic::service::limits::STORE_LABEL,
+                ])),
                 target => Backend::Wasm(Box::new(wasm::app_on(target))),
             },
             now_ms: NOW_SECS as i64 * 1000,
@@ -361,7 +364,10 @@ impl Broker {
     pub fn on(target: Target) -> Self {
         let backend = match target {
             Target::Native => {
-                let host = MemoryHost::new(&[greentic::secrets::STORE_LABEL]);
+                let host = MemoryHost::new(&[
+                    greentic::secrets::STORE_LABEL,
+                    greentic::service::limits::STORE_LABEL,
+                ]);
                 host.set_variable(
                     greentic::secrets::crypto::VAR_MASTER_KEY,
                     greentic::testing::TEST_MASTER_KEY,

@@ -30,7 +30,7 @@ use greentic::secrets::client::{
 use greentic::secrets::crypto::{MasterKeys, NONCE_LEN};
 use greentic::secrets::store::{Put, SecretError, SecretMeta, SecretStore};
 use greentic::service;
-use greentic::service::auth::{Access, authorise_request, roles};
+use greentic::service::auth::{Access, roles};
 use greentic::service::log::RequestLog;
 use greentic::tenancy::ids::{IdError, IdKind, SecretName, SecretScope, TenantCtx};
 use serde::Deserialize;
@@ -124,10 +124,9 @@ pub fn handle(req: &Request, host: &dyn Host) -> Response {
             Operation::Internal(call) => internal(call, req, host, log),
             Operation::Admin(admin_op) => {
                 let name = admin_op.name().cloned();
-                authorise_request(req, host)
-                    .and_then(|access| {
-                        log.set_scope(&access.ctx);
-                        admin(admin_op, &access, host, log)
+                service::admit(req, host, log)
+                    .and_then(|(access, windows)| {
+                        admin(admin_op, &access, host, log).map(|r| r.with_rate_limit(&windows))
                     })
                     .inspect_err(|e| {
                         if matches!(e.status(), 401 | 403) {

@@ -3,14 +3,16 @@
 //!
 //! Every request takes the same steps, in the order SPEC §9 fixes: body size
 //! (413, in `service::serve`), route, id syntax in path and query (400), then
-//! `authorise_request` (scope headers 400, token 401, claims 403), then existence (404). A session of another
+//! `service::admit` (scope headers 400, token 401, claims 403, the tenant's
+//! rate limits 429), then existence (404). A session of another
 //! tenant, environment or team is indistinguishable from one that does not exist.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use greentic::http::{DEFAULT_BODY_LIMIT, Request, Response};
 use greentic::service;
-use greentic::service::auth::{Access, authorise_request, roles};
+use greentic::service::auth::{Access, roles};
+use greentic::service::limits;
 use greentic::service::log::RequestLog;
 use greentic::store::session::{SessionRecord, SessionStatus};
 use greentic::store::sessions::{ListQuery, MAX_PAGE_LIMIT, SessionStore};
@@ -47,9 +49,8 @@ pub fn handle(req: &Request, host: &dyn Host) -> Response {
             Ok(parsed) => parsed,
             Err((route, e)) => return (route, Err(e)),
         };
-        let outcome = authorise_request(req, host).and_then(|access| {
-            log.set_scope(&access.ctx);
-            apply(operation, &access, host, log)
+        let outcome = service::admit(req, host, log).and_then(|(access, windows)| {
+            apply(operation, &access, host, log).map(|r| r.with_rate_limit(&windows))
         });
         (route, outcome)
     })
@@ -196,16 +197,17 @@ fn apply(
             };
             let mut totals = Counts::default();
             let mut per_day = Vec::new();
-            let counted = usage::read_days(kv.as_ref(), &access.ctx, &teams, &days)?;
+            let limits_kv = host.open_store(limits::STORE_LABEL)?;
+            let counted =
+                usage::read_days(kv.as_ref(), limits_kv.as_ref(), &access.ctx, &teams, &days)?;
             for (day, counts) in days.iter().zip(counted) {
-                totals.messages_in += counts.messages_in;
-                totals.replies_out += counts.replies_out;
-                totals.errors += counts.errors;
+                totals.add(&counts);
                 per_day.push(json!({ "date": day.as_str(), "counts": counts }));
             }
+            let limits = limits::of_tenant(host, access.ctx.tenant_id())?;
             Ok(Response::json(
                 200,
-                &json!({ "days": per_day, "totals": totals }),
+                &json!({ "days": per_day, "totals": totals, "limits": limits }),
             ))
         }
         Operation::List(query) => {

@@ -12,6 +12,7 @@
 use serde::Serialize;
 
 use crate::http::Response;
+use crate::http::ratelimit::{self, RateWindow};
 use crate::tenancy::ids::{ConversationIdError, IdError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +42,9 @@ pub enum ApiError {
     /// A dependency (key-value store, bridge, broker) did not answer; retrying later may work.
     #[error("{0}")]
     Unavailable(String),
+    /// Over a rate limit: nothing was done; try again after the window resets.
+    #[error("rate limit exceeded: {}", exceeded_policies(.0))]
+    TooManyRequests(Vec<RateWindow>),
     /// The deployment lacks configuration this request needs (an auth key, a secret).
     #[error("{0}")]
     NotConfigured(String),
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Conflict(_) => 409,
             ApiError::Unprocessable(_) => 422,
+            ApiError::TooManyRequests(_) => 429,
             ApiError::Unavailable(_) | ApiError::NotConfigured(_) => 503,
             ApiError::Internal(_) => 500,
         }
@@ -87,6 +92,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
             ApiError::Unprocessable(_) => "unprocessable",
+            ApiError::TooManyRequests(_) => "too-many-requests",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotConfigured(_) => "not-configured",
             ApiError::Internal(_) => "internal",
@@ -104,6 +110,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::Conflict(_) => "Conflict",
             ApiError::Unprocessable(_) => "Unprocessable content",
+            ApiError::TooManyRequests(_) => "Too many requests",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::NotConfigured(_) => "Not configured",
             ApiError::Internal(_) => "Internal error",
@@ -131,10 +138,29 @@ impl ApiError {
                 response = response.with_header("allow", *allow)
             }
             ApiError::Unavailable(_) => response = response.with_header("retry-after", "5"),
+            ApiError::TooManyRequests(windows) => {
+                response = response
+                    .with_header("retry-after", ratelimit::retry_after(windows).to_string())
+                    .with_rate_limit(windows)
+            }
             _ => {}
         }
         response
     }
+}
+
+fn exceeded_policies(windows: &[RateWindow]) -> String {
+    let names: Vec<String> = windows
+        .iter()
+        .filter(|w| w.exceeded())
+        .map(|w| {
+            format!(
+                "{} requests per {} s for this {}",
+                w.quota, w.window_s, w.policy
+            )
+        })
+        .collect();
+    names.join("; ")
 }
 
 /// Problem types are URNs: stable names that do not pretend to be documentation URLs.

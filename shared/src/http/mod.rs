@@ -6,6 +6,7 @@
 //! Uses only `tenancy` (an invalid id is an [`error::ApiError`]).
 
 pub mod error;
+pub mod ratelimit;
 
 use serde::Serialize;
 
@@ -119,6 +120,16 @@ impl Response {
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+
+    /// Adds `RateLimit-Policy` and `RateLimit` for the windows this request counted in.
+    pub fn with_rate_limit(mut self, windows: &[ratelimit::RateWindow]) -> Self {
+        if !windows.is_empty() {
+            for (name, value) in ratelimit::headers(windows) {
+                self = self.with_header(name, value);
+            }
+        }
         self
     }
 

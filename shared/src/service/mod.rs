@@ -7,18 +7,37 @@
 //! component goes through (per-tenant limits at the edge, say) belongs here.
 
 pub mod auth;
+pub mod limits;
 pub mod log;
 
 use serde_json::json;
 
 use crate::host::Host;
 use crate::http::error::ApiError;
+use crate::http::ratelimit::RateWindow;
 use crate::http::{Request, Response};
+use crate::service::auth::Access;
 use crate::service::log::{RequestLog, request_id};
 
 /// What a component's handler returns: the route template it matched (logged
 /// instead of the raw path, which may hold anything a client sent) and the outcome.
 pub type Outcome = (&'static str, Result<Response, ApiError>);
+
+/// The one admission step of a REST request, after its route and ids are
+/// parsed: authorisation ([`auth::authorise_request`]: scope headers 400,
+/// token 401, claims 403), then the tenant's rate limits
+/// ([`limits::charge_api`]: 429). Scopes `log` to the caller's tenant. The
+/// windows returned go on the answer as `RateLimit` headers.
+pub fn admit(
+    req: &Request,
+    host: &dyn Host,
+    log: &mut RequestLog,
+) -> Result<(Access, Vec<RateWindow>), ApiError> {
+    let access = auth::authorise_request(req, host)?;
+    log.set_scope(&access.ctx);
+    let windows = limits::charge_api(host, &access, log)?;
+    Ok((access, windows))
+}
 
 /// Runs `handler` for `req`. Bodies over `body_limit` are refused with 413
 /// before the handler sees them. The response always carries `X-Request-ID`.

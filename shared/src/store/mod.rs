@@ -9,6 +9,7 @@
 
 pub mod index;
 pub mod kv;
+pub mod rate;
 pub mod session;
 pub mod sessions;
 pub mod teams;

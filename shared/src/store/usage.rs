@@ -8,6 +8,12 @@
 //! An env-wide read sums the teams the env's registry names
 //! ([`crate::store::teams`]), a few keys per day rather than one more write per
 //! message.
+//!
+//! What the per-tenant limits held back is counted too: inbound messages the
+//! bridge delayed for the tenant's rate (by the executor, beside the traffic),
+//! and REST calls and web chat messages refused with 429 (by whoever refused
+//! them, in the limits store, which has its own team registry). Counting costs
+//! nothing on a request that is not limited.
 
 use serde::Serialize;
 
@@ -52,11 +58,57 @@ pub fn record_errors(
     Ok(())
 }
 
+/// Counts `n` inbound messages of `ctx`'s team that the bridge held for the
+/// tenant's rate before delivering them.
+pub fn record_delayed(
+    kv: &dyn KeyValue,
+    ctx: &TenantCtx,
+    n: i64,
+    now_ms: i64,
+) -> Result<(), KvError> {
+    if n == 0 {
+        return Ok(());
+    }
+    kv.increment(&keys::usage(ctx, &Day::of(now_ms), Counter::Delayed), n)?;
+    Ok(())
+}
+
+/// Counts one request of `ctx`'s team refused with 429, as `counter`
+/// ([`Counter::ApiRefused`] or [`Counter::WebchatRefused`]), in the limits store.
+pub fn record_refused(
+    limits: &dyn KeyValue,
+    ctx: &TenantCtx,
+    counter: Counter,
+    now_ms: i64,
+) -> Result<(), KvError> {
+    TeamRegistry::new(limits).ensure(ctx)?;
+    limits.increment(&keys::usage(ctx, &Day::of(now_ms), counter), 1)?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub messages_in: i64,
     pub replies_out: i64,
     pub errors: i64,
+    /// Inbound messages delayed by the tenant's message rate (never dropped).
+    pub messages_delayed: i64,
+    /// REST calls refused with 429.
+    pub api_requests_refused: i64,
+    /// Web chat messages refused with 429.
+    pub webchat_messages_refused: i64,
+}
+
+impl Counts {
+    /// Adds `other` to these counts.
+    pub fn add(&mut self, other: &Counts) {
+        self.messages_in += other.messages_in;
+        self.replies_out += other.replies_out;
+        self.errors += other.errors;
+        self.messages_delayed += other.messages_delayed;
+        self.api_requests_refused += other.api_requests_refused;
+        self.webchat_messages_refused += other.webchat_messages_refused;
+    }
 }
 
 /// Which teams a read covers.
@@ -68,26 +120,37 @@ pub enum Teams {
     Only(Vec<String>),
 }
 
-/// The counts of `day` for the tenant and env of `ctx`, over `teams`.
+/// The counts of `day` for the tenant and env of `ctx`, over `teams`:
+/// traffic from `kv` (the sessions store), refusals from `limits`.
 pub fn read(
     kv: &dyn KeyValue,
+    limits: &dyn KeyValue,
     ctx: &TenantCtx,
     teams: &Teams,
     day: &Day,
 ) -> Result<Counts, KvError> {
-    read_days(kv, ctx, teams, std::slice::from_ref(day)).map(|mut days| days.remove(0))
+    read_days(kv, limits, ctx, teams, std::slice::from_ref(day)).map(|mut days| days.remove(0))
 }
 
 /// The counts of each of `days`, in order, for the tenant and env of `ctx`,
-/// over `teams` (the env's registry is read once).
+/// over `teams` (each store's registry is read once).
 pub fn read_days(
     kv: &dyn KeyValue,
+    limits: &dyn KeyValue,
     ctx: &TenantCtx,
     teams: &Teams,
     days: &[Day],
 ) -> Result<Vec<Counts>, KvError> {
     let scopes: Vec<TenantCtx> = match teams {
-        Teams::All => TeamRegistry::new(kv).teams(ctx)?,
+        Teams::All => {
+            let mut all = TeamRegistry::new(kv).teams(ctx)?;
+            for team in TeamRegistry::new(limits).teams(ctx)? {
+                if !all.contains(&team) {
+                    all.push(team);
+                }
+            }
+            all
+        }
         Teams::Only(list) => list
             .iter()
             .filter_map(|t| {
@@ -104,8 +167,13 @@ pub fn read_days(
                     crate::store::kv::read_counter(kv, &keys::usage(team, day, Counter::Traffic))?;
                 counts.messages_in += traffic & (REPLY - 1);
                 counts.replies_out += traffic >> 32;
-                counts.errors +=
-                    crate::store::kv::read_counter(kv, &keys::usage(team, day, Counter::Errors))?;
+                let counter = |kv: &dyn KeyValue, counter| {
+                    crate::store::kv::read_counter(kv, &keys::usage(team, day, counter))
+                };
+                counts.errors += counter(kv, Counter::Errors)?;
+                counts.messages_delayed += counter(kv, Counter::Delayed)?;
+                counts.api_requests_refused += counter(limits, Counter::ApiRefused)?;
+                counts.webchat_messages_refused += counter(limits, Counter::WebchatRefused)?;
             }
             Ok(counts)
         })
@@ -120,6 +188,7 @@ mod tests {
     #[test]
     fn counts_are_per_team_and_per_env_and_never_cross_tenants() {
         let kv = TestKv::new();
+        let limits = TestKv::new();
         let now = 1_795_867_200_000;
         let support = TenantCtx::new("acme", "prod", Some("support")).unwrap();
         let sales = TenantCtx::new("acme", "prod", Some("sales")).unwrap();
@@ -131,25 +200,65 @@ mod tests {
         record_traffic(&kv, &support, 2, 3, now).unwrap();
         record_traffic(&kv, &sales, 1, 0, now).unwrap();
         record_errors(&kv, &bigcorp, 7, now).unwrap();
+        record_delayed(&kv, &support, 4, now).unwrap();
+        // A team with refusals but no sessions is still counted env-wide.
+        let quiet = TenantCtx::new("acme", "prod", Some("quiet")).unwrap();
+        record_refused(&limits, &quiet, Counter::ApiRefused, now).unwrap();
+        record_refused(&limits, &bigcorp, Counter::WebchatRefused, now).unwrap();
         let day = Day::of(now);
         let only = |t: &str| Teams::Only(vec![t.to_owned()]);
         assert_eq!(
-            read(&kv, &support, &only("support"), &day).unwrap(),
+            read(&kv, &limits, &support, &only("support"), &day).unwrap(),
             Counts {
                 messages_in: 2,
                 replies_out: 3,
-                errors: 0
+                messages_delayed: 4,
+                ..Counts::default()
             }
         );
+        let acme_all = read(&kv, &limits, &support, &Teams::All, &day).unwrap();
         assert_eq!(
-            read(&kv, &support, &Teams::All, &day).unwrap().messages_in,
+            (
+                acme_all.api_requests_refused,
+                acme_all.webchat_messages_refused,
+                acme_all.messages_delayed
+            ),
+            (1, 0, 4)
+        );
+        assert_eq!(
+            read(&kv, &limits, &support, &only("support"), &day)
+                .unwrap()
+                .api_requests_refused,
+            0,
+            "another team's refusals are not this team's"
+        );
+        assert_eq!(
+            read(&kv, &limits, &bigcorp, &Teams::All, &day)
+                .unwrap()
+                .webchat_messages_refused,
+            1
+        );
+        assert_eq!(
+            read(&kv, &limits, &support, &Teams::All, &day)
+                .unwrap()
+                .messages_in,
             3
         );
-        assert_eq!(read(&kv, &support, &Teams::All, &day).unwrap().errors, 0);
-        assert_eq!(read(&kv, &bigcorp, &Teams::All, &day).unwrap().errors, 7);
+        assert_eq!(
+            read(&kv, &limits, &support, &Teams::All, &day)
+                .unwrap()
+                .errors,
+            0
+        );
+        assert_eq!(
+            read(&kv, &limits, &bigcorp, &Teams::All, &day)
+                .unwrap()
+                .errors,
+            7
+        );
         let staging = TenantCtx::new("acme", "staging", None).unwrap();
         assert_eq!(
-            read(&kv, &staging, &Teams::All, &day).unwrap(),
+            read(&kv, &limits, &staging, &Teams::All, &day).unwrap(),
             Counts::default()
         );
     }

@@ -332,6 +332,12 @@ pub const MAX_DAYS: usize = 31;
 pub enum Counter {
     Traffic,
     Errors,
+    /// Inbound messages the bridge held for the tenant's rate.
+    Delayed,
+    /// REST calls refused with 429.
+    ApiRefused,
+    /// Web chat messages refused with 429.
+    WebchatRefused,
 }
 
 impl Counter {
@@ -339,6 +345,9 @@ impl Counter {
         match self {
             Counter::Traffic => "traffic",
             Counter::Errors => "errors",
+            Counter::Delayed => "delayed",
+            Counter::ApiRefused => "api-refused",
+            Counter::WebchatRefused => "webchat-refused",
         }
     }
 }

@@ -27,6 +27,13 @@
 //! | `providers/teams/signing-keys` | Bot Framework's published signing keys and when they were fetched (cache store; public, not a tenant's) |
 //! | `usage/{tenant}/{env}/{team}/{day}/traffic` | counter: messages in plus replies out times 2^32, per day |
 //! | `usage/{tenant}/{env}/{team}/{day}/errors` | counter: errors per day |
+//! | `usage/{tenant}/{env}/{team}/{day}/delayed` | counter: inbound messages the bridge held for the tenant's rate, per day |
+//! | `usage/{tenant}/{env}/{team}/{day}/api-refused` and `/webchat-refused` | counters: REST calls and web chat messages refused with 429, per day (limits store) |
+//! | `rate-api/{tenant}/{minute}` | counter: the tenant's REST calls in that minute (limits store) |
+//! | `rate-api-subject/{tenant}/{digest}/{minute}` | counter: one token subject's REST calls in that minute (limits store; digest of the subject) |
+//! | `rate-webchat/{tenant}/{env}/{team}/{digest}/{minute}` | counter: a web chat conversation's messages in that minute (limits store) |
+//! | `rate-channel/{tenant}/{env}/{team}/{digest}/{minute}` | counter: a web chat channel's messages in that minute (limits store) |
+//! | `index/{tenant}/{env}/team-registry/...` in the limits store | the teams with refusals counted, as in the sessions store |
 //! | `secrets-index/{global,{tenant},{tenant}/teams/{team}}/seq` and `/{slot}` | secret names of a scope (secrets store) |
 //!
 //! `{team}` is the team id or `default`. The tenant `global` is reserved (see
@@ -166,6 +173,73 @@ pub fn egress_progress_claim(ctx: &TenantCtx, session: &SessionId) -> String {
         ctx.team_token(),
         session.as_str()
     )
+}
+
+/// The per-minute request counters of a tenant's REST API calls (limits
+/// store): `rate-api/{tenant}/{window}`.
+pub fn rate_api(ctx: &TenantCtx) -> RateKeys {
+    RateKeys {
+        prefix: format!("rate-api/{}", ctx.tenant_id()),
+    }
+}
+
+/// The per-minute request counters of one token subject within a tenant
+/// (limits store): `rate-api-subject/{tenant}/{digest of subject}/{window}`.
+/// A subject is whatever an issuer put in `sub`, so only its digest goes in a key.
+pub fn rate_api_subject(ctx: &TenantCtx, subject: &str) -> RateKeys {
+    RateKeys {
+        prefix: format!(
+            "rate-api-subject/{}/{}",
+            ctx.tenant_id(),
+            digest("", subject)
+        ),
+    }
+}
+
+/// The per-minute message counters of one web chat conversation (limits
+/// store): `rate-webchat/{tenant}/{env}/{team}/{digest of channel and conversation}/{window}`.
+pub fn rate_webchat_conversation(
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+    conversation: &ConversationId,
+) -> RateKeys {
+    RateKeys {
+        prefix: format!(
+            "rate-webchat/{}/{}/{}/{}",
+            ctx.tenant_id(),
+            ctx.env_id(),
+            ctx.team_token(),
+            digest(channel.as_str(), conversation.as_str())
+        ),
+    }
+}
+
+/// The per-minute message counters of a web chat channel (limits store):
+/// `rate-channel/{tenant}/{env}/{team}/{digest of channel}/{window}`.
+pub fn rate_webchat_channel(ctx: &TenantCtx, channel: &ChannelId) -> RateKeys {
+    RateKeys {
+        prefix: format!(
+            "rate-channel/{}/{}/{}/{}",
+            ctx.tenant_id(),
+            ctx.env_id(),
+            ctx.team_token(),
+            digest(channel.as_str(), "")
+        ),
+    }
+}
+
+/// The counters of one rate limit: one key per fixed window, all under one
+/// prefix that only this module builds (see [`crate::store::rate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateKeys {
+    prefix: String,
+}
+
+impl RateKeys {
+    /// The counter of window number `window` (minutes since the epoch).
+    pub fn window(&self, window: u64) -> String {
+        format!("{}/{window}", self.prefix)
+    }
 }
 
 /// 16 bytes of SHA-256 over `{channel}/{rest}`, in hex. A channel id holds no
@@ -352,6 +426,8 @@ mod tests {
         let message_id = "m".repeat(1000);
         let day = Day::of(0);
         let team = SecretScope::team_of(&c).unwrap();
+        // The last minute a clock of Unix milliseconds in an i64 can name.
+        let last_minute = i64::MAX as u64 / 60_000;
         for key in [
             session_record(&c, &s),
             session_state(&c, &s),
@@ -369,6 +445,11 @@ mod tests {
             egress_progress(&c, &s),
             egress_progress_claim(&c, &s),
             teams_access_token(&c, &channel),
+            rate_api(&c).window(last_minute),
+            rate_api_subject(&c, &message_id).window(last_minute),
+            rate_webchat_conversation(&c, &channel, &conversation).window(last_minute),
+            rate_webchat_channel(&c, &channel).window(last_minute),
+            usage(&c, &day, Counter::ApiRefused),
         ] {
             assert!(key.len() <= 256, "{} bytes: {key}", key.len());
         }

@@ -33,7 +33,9 @@ pub enum Kv {
 }
 
 /// The labels spin.toml declares (runtime-config.toml defines each).
-const STORES: &[&str] = &["sessions", "secrets", "webchat", "egress", "cache"];
+const STORES: &[&str] = &[
+    "sessions", "secrets", "webchat", "egress", "cache", "limits",
+];
 
 /// The secrets the platform's demo channels are given by [`RealPlatform::start`].
 pub const SLACK_SIGNING_SECRET: &str = "on-spin-slack-signing-secret-0123";
@@ -520,6 +522,18 @@ impl RealPlatform {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> (u16, Vec<u8>) {
+        let (status, _, body) = self.call_with_headers(method, path, headers, body);
+        (status, body)
+    }
+
+    /// [`Self::call_raw`] with the response's headers (names in lower case).
+    pub fn call_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
@@ -535,8 +549,19 @@ impl RealPlatform {
             .run(req.body(body.unwrap_or_default()).unwrap())
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.spin.output()));
         let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
         (
             status,
+            headers,
             response.into_body().read_to_vec().unwrap_or_default(),
         )
     }

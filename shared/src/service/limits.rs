@@ -1,0 +1,139 @@
+//! Per-tenant rate limits of the REST APIs: every authorised request counts
+//! once against its tenant's per-minute quota and once against its token
+//! subject's; over either, it is refused with 429 before it reads or changes
+//! anything.
+//!
+//! Counting comes after authentication on purpose: the tenant a request is
+//! counted against comes from a verified token, so nobody can spend another
+//! tenant's quota (or lock it out) with requests that carry its id but no
+//! valid token. The quotas come from the tenant's compiled limits file
+//! (`limits/{tenant}.json`, a few bytes) and the counters live in the `limits`
+//! key-value store, which only the components that enforce limits declare.
+
+use serde_json::json;
+
+use crate::host::Host;
+use crate::http::error::ApiError;
+use crate::http::ratelimit::RateWindow;
+use crate::service::auth::Access;
+use crate::service::log::RequestLog;
+use crate::store::{rate, usage};
+use crate::tenancy::ids::{ChannelId, ConversationId, Counter, TenantCtx};
+use crate::tenancy::keys;
+use crate::tenancy::limits::{self, Limits};
+
+/// The key-value store (spin.toml label) of rate windows and refusal counts.
+pub const STORE_LABEL: &str = "limits";
+
+/// Tenant `tenant_id`'s limits: its compiled file, else the platform's (a
+/// token may name a tenant the bundle does not list), else the built-in
+/// defaults when no bundle is mounted at all.
+pub fn of_tenant(host: &dyn Host, tenant_id: &str) -> Result<Limits, ApiError> {
+    for name in [
+        limits::file_name(tenant_id),
+        limits::PLATFORM_FILE.to_owned(),
+    ] {
+        if let Some(bytes) = host.bundle_file(&name).map_err(ApiError::Internal)? {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::Internal(format!(
+                    "compiled {name} is unreadable ({e}): run `greentic bundle compile`"
+                ))
+            });
+        }
+    }
+    Ok(Limits::default())
+}
+
+/// Counts this request of `access` against its tenant's and its subject's
+/// quotas. Returns the windows (for the `RateLimit` headers of the answer),
+/// or 429 with them when either is exceeded; the refusal is counted in the
+/// tenant's usage and logged.
+pub fn charge_api(
+    host: &dyn Host,
+    access: &Access,
+    log: &RequestLog,
+) -> Result<Vec<RateWindow>, ApiError> {
+    let limits = of_tenant(host, access.ctx.tenant_id())?;
+    let kv = host.open_store(STORE_LABEL)?;
+    let now = host.now_ms();
+    let windows = vec![
+        rate::count(
+            kv.as_ref(),
+            &keys::rate_api(&access.ctx),
+            "tenant",
+            limits.api_requests_per_minute,
+            now,
+        )?,
+        rate::count(
+            kv.as_ref(),
+            &keys::rate_api_subject(&access.ctx, &access.principal.subject),
+            "subject",
+            limits.api_requests_per_minute_per_subject,
+            now,
+        )?,
+    ];
+    refuse_if_exceeded(
+        kv.as_ref(),
+        &access.ctx,
+        Counter::ApiRefused,
+        windows,
+        now,
+        log,
+    )
+}
+
+/// Counts one web chat message against its conversation's and its channel's
+/// quotas (`limits` are the channel's tenant's). Anyone holding a web chat
+/// token can post, so this is what keeps one visitor, or one page's
+/// visitors together, from flooding the tenant. Over either, 429 before the
+/// message is published; the refusal is counted in the tenant's usage.
+pub fn charge_webchat(
+    host: &dyn Host,
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+    conversation: &ConversationId,
+    limits: &Limits,
+    log: &RequestLog,
+) -> Result<Vec<RateWindow>, ApiError> {
+    let kv = host.open_store(STORE_LABEL)?;
+    let now = host.now_ms();
+    let windows = vec![
+        rate::count(
+            kv.as_ref(),
+            &keys::rate_webchat_conversation(ctx, channel, conversation),
+            "conversation",
+            limits.webchat_messages_per_minute_per_conversation,
+            now,
+        )?,
+        rate::count(
+            kv.as_ref(),
+            &keys::rate_webchat_channel(ctx, channel),
+            "channel",
+            limits.webchat_messages_per_minute_per_channel,
+            now,
+        )?,
+    ];
+    refuse_if_exceeded(kv.as_ref(), ctx, Counter::WebchatRefused, windows, now, log)
+}
+
+/// `windows` when none is exceeded; else the refusal, counted and logged.
+fn refuse_if_exceeded(
+    kv: &dyn crate::store::kv::KeyValue,
+    ctx: &TenantCtx,
+    counter: Counter,
+    windows: Vec<RateWindow>,
+    now: i64,
+    log: &RequestLog,
+) -> Result<Vec<RateWindow>, ApiError> {
+    if !windows.iter().any(RateWindow::exceeded) {
+        return Ok(windows);
+    }
+    usage::record_refused(kv, ctx, counter, now)?;
+    let exceeded: Vec<&str> = windows
+        .iter()
+        .filter(|w| w.exceeded())
+        .map(|w| w.policy)
+        .collect();
+    log.info("rate.limited", json!({ "limit": exceeded }));
+    Err(ApiError::TooManyRequests(windows))
+}
