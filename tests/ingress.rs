@@ -8,6 +8,7 @@ use e2e_tests::{Broker, Call, assert_problem};
 use greentic::host::Host;
 use greentic::http::{Request, Response};
 use greentic::messaging::envelope::Envelope;
+use greentic::tenancy::limits::Limits;
 use greentic::testing::{FakeBridge, MemoryHost, NOW_SECS, Published, UNSAFE_IDS, keys, token};
 use greentic_harness::providers;
 use serde_json::{Value, json};
@@ -46,8 +47,10 @@ impl Ingress {
             "webchat_token_secret",
             WEBCHAT_SECRET,
         );
-        let host =
-            broker.component_host(&[greentic::messaging::providers::teams_keys::CACHE_STORE]);
+        let host = broker.component_host(&[
+            greentic::messaging::providers::teams_keys::CACHE_STORE,
+            greentic::service::limits::STORE_LABEL,
+        ]);
         let bridge = FakeBridge::serve(&host);
         host.set_variable("teams_jwks", &providers::teams::jwks().to_string());
         Ingress {
@@ -779,6 +782,114 @@ fn web_chat_tokens_are_bound_to_their_channel_and_conversation() {
         "unauthorized",
     );
     assert_eq!(ingress.bridge.published().len(), 1);
+}
+
+/// Rewrites a tenant's compiled limits, as `greentic bundle compile` writes
+/// them from `tenants.{tenant}.limits`.
+fn set_limits(ingress: &Ingress, tenant: &str, change: impl FnOnce(&mut Limits)) {
+    let file = format!("tenants/{tenant}.json");
+    let mut config: Value =
+        serde_json::from_slice(&ingress.host.bundle_file(&file).unwrap().unwrap()).unwrap();
+    let mut limits: Limits = serde_json::from_value(config["limits"].clone()).unwrap();
+    change(&mut limits);
+    config["limits"] = serde_json::to_value(limits).unwrap();
+    ingress
+        .host
+        .set_bundle_file(&file, Some(serde_json::to_vec(&config).unwrap()));
+}
+
+#[test]
+fn every_message_is_published_with_its_tenants_rate() {
+    let ingress = Ingress::new();
+    set_limits(&ingress, "acme", |l| l.messages_per_minute = 90);
+    assert_eq!(ingress.slack(&slack_message("Ev1", "hi")).status, 200);
+    assert_eq!(
+        ingress
+            .telegram(Some(TELEGRAM_SECRET), &telegram_update(1, "hi"))
+            .status,
+        200
+    );
+    let rates: Vec<Option<u32>> = ingress.bridge.published().iter().map(|p| p.rate).collect();
+    assert_eq!(rates, [Some(90), Some(90)]);
+}
+
+#[test]
+fn web_chat_messages_over_a_conversations_or_channels_rate_are_429_and_not_published() {
+    let ingress = Ingress::new();
+    set_limits(&ingress, "bigcorp", |l| {
+        l.webchat_messages_per_minute_per_conversation = 3;
+        l.webchat_messages_per_minute_per_channel = 5;
+    });
+    let channel = "/webhooks/prod/bigcorp/helpdesk/webchat";
+    let visitor = || {
+        let issued = ingress.webchat_token(channel, WEBCHAT_SECRET);
+        assert_eq!(issued.status, 200, "{}", issued.json_body());
+        issued.json_body()["token"].as_str().unwrap().to_owned()
+    };
+    let post = |token: &str, id: &str| {
+        ingress.post(
+            channel,
+            &[("authorization", &format!("Bearer {token}"))],
+            json!({"type": "message", "id": id, "text": "hello"})
+                .to_string()
+                .as_bytes(),
+        )
+    };
+    let (first, second) = (visitor(), visitor());
+    for i in 0..3 {
+        let r = post(&first, &format!("a{i}"));
+        assert_eq!(r.status, 200, "{}", r.json_body());
+    }
+    let published = ingress.bridge.published().len();
+    let over = post(&first, "a3");
+    assert_problem(&over, 429, "too-many-requests");
+    assert_eq!(over.header("retry-after"), Some("60"));
+    assert_eq!(
+        over.header("ratelimit-policy"),
+        Some("\"conversation\";q=3;w=60, \"channel\";q=5;w=60")
+    );
+    assert_eq!(
+        over.header("ratelimit"),
+        Some("\"conversation\";r=0;t=60, \"channel\";r=1;t=60")
+    );
+    assert_eq!(
+        ingress.bridge.published().len(),
+        published,
+        "nothing published"
+    );
+
+    // Another visitor has a conversation of its own, until the channel is full.
+    assert_eq!(post(&second, "b0").status, 200);
+    let channel_full = post(&second, "b1");
+    assert_problem(&channel_full, 429, "too-many-requests");
+    assert!(
+        channel_full
+            .header("ratelimit")
+            .unwrap()
+            .ends_with("\"channel\";r=0;t=60")
+    );
+
+    // acme's channels are not bigcorp's: its Slack channel is untouched.
+    assert_eq!(ingress.slack(&slack_message("Ev1", "hi")).status, 200);
+    // The next minute, the visitor may post again.
+    ingress.host.set_now_ms((NOW_SECS as i64 + 60) * 1000);
+    assert_eq!(post(&first, "a4").status, 200);
+
+    // Refusals are bigcorp's helpdesk team's usage, in the limits store.
+    let limits_kv = ingress.host.store(greentic::service::limits::STORE_LABEL);
+    let counted = |tenant: &str, team: &str| {
+        greentic::store::usage::read(
+            &greentic::store::kv::TestKv::new(),
+            limits_kv,
+            &greentic::TenantCtx::new(tenant, "prod", Some(team)).unwrap(),
+            &greentic::store::usage::Teams::All,
+            &greentic::tenancy::ids::Day::of(NOW_SECS as i64 * 1000),
+        )
+        .unwrap()
+        .webchat_messages_refused
+    };
+    assert_eq!(counted("bigcorp", "helpdesk"), 2);
+    assert_eq!(counted("acme", "support"), 0);
 }
 
 #[test]

@@ -114,6 +114,7 @@ fn bench(c: &mut Criterion) {
             msg_id: &envelope.id,
             attempt: 1,
             session: Some(envelope.session_id.as_str()),
+            delayed_ms: None,
             body: &body,
         };
         let mut log = RequestLog::new(&host, "bench", "r".into());

@@ -363,6 +363,8 @@ pub struct Published {
     pub msg_id: String,
     /// `Greentic-Session` as published; delivered as `X-Greentic-Session`.
     pub session: Option<String>,
+    /// `Greentic-Rate` as published: the tenant's inbound messages per minute.
+    pub rate: Option<u32>,
     pub payload: Vec<u8>,
 }
 
@@ -418,6 +420,11 @@ impl FakeBridge {
             .ok()
             .flatten()
             .map(str::to_owned);
+        let rate = req
+            .header(crate::messaging::bridge::RATE_HEADER)
+            .ok()
+            .flatten()
+            .map(|r| r.parse().expect("Greentic-Rate is a number"));
         let mut stored = self.stored.lock().unwrap();
         let duplicate = stored.iter().any(|p| p.msg_id == msg_id);
         if !duplicate {
@@ -425,6 +432,7 @@ impl FakeBridge {
                 subject,
                 msg_id,
                 session,
+                rate,
                 payload: req.body.clone(),
             });
         }
@@ -535,6 +543,7 @@ impl Published {
                 .to_string(),
             msg_id: envelope.id.clone(),
             session: Some(envelope.session_id.as_str().to_owned()),
+            rate: None,
             payload: envelope.to_json(),
         }
     }
@@ -545,6 +554,7 @@ impl Published {
             subject: crate::tenancy::subjects::egress(&out.tenant, &out.channel).to_string(),
             msg_id: out.id.clone(),
             session: Some(out.session_id.as_str().to_owned()),
+            rate: None,
             payload: out.to_json(),
         }
     }

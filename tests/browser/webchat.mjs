@@ -39,7 +39,22 @@ try {
   }
   const shown = await page.locator(".msg").allTextContents();
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ ok: true, messages: shown, screenshot }));
+
+  // Past the conversation's rate (the demo's default: 30 messages a minute,
+  // two sent above), the page says so instead of pretending it was sent.
+  const status = page.locator("#status");
+  let refusedAfter = null;
+  for (let i = 0; i < 40 && refusedAfter === null; i++) {
+    await page.fill("input[name=text]", `message ${i}`);
+    await page.press("input[name=text]", "Enter");
+    await page.waitForFunction(n => document.querySelectorAll(".msg.user").length >= n, 3 + i);
+    // The status changes only once the post is answered.
+    await page.waitForTimeout(50);
+    const said = await status.textContent();
+    if (/too fast\. Try again in \d+ seconds/.test(said)) refusedAfter = i;
+  }
+  if (refusedAfter === null) throw new Error("40 quick messages were never refused");
+  console.log(JSON.stringify({ ok: true, messages: shown, screenshot, refused_after: refusedAfter }));
 } finally {
   await browser.close();
 }

@@ -16,8 +16,9 @@ use greentic::messaging::bridge::{BridgeClient, MAX_PUBLISH_BYTES};
 use greentic::messaging::providers::{self, Inbound, Webhook, webchat};
 use greentic::secrets::client::BrokerClient;
 use greentic::service;
+use greentic::service::limits;
 use greentic::service::log::RequestLog;
-use greentic::tenancy::ids::{ChannelId, TenantCtx};
+use greentic::tenancy::ids::{ChannelId, ConversationId, TenantCtx};
 use greentic::tenancy::subjects;
 use serde_json::json;
 
@@ -141,10 +142,24 @@ fn webhook(
                     limit: MAX_PUBLISH_BYTES,
                 });
             }
+            let windows = if provider == "messaging-webchat" {
+                let conversation = ConversationId::parse(&envelope.conversation.id)?;
+                limits::charge_webchat(
+                    host,
+                    &channel.ctx,
+                    &channel.channel,
+                    &conversation,
+                    &channel.limits,
+                    log,
+                )?
+            } else {
+                Vec::new()
+            };
             let ack = BridgeClient::new(host).publish(
                 &subject,
                 &envelope.id,
                 &envelope.session_id,
+                Some(channel.limits.messages_per_minute),
                 payload,
             )?;
             log.info(
@@ -162,7 +177,8 @@ fn webhook(
             Ok(Response::json(
                 200,
                 &json!({ "status": "published", "id": envelope.id, "duplicate": ack.duplicate }),
-            ))
+            )
+            .with_rate_limit(&windows))
         }
     }
 }

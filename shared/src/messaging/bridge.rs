@@ -16,6 +16,9 @@ use crate::tenancy::subjects::Subject;
 
 /// Publish header naming the message's session (`X-Greentic-Session` on delivery).
 pub const SESSION_HEADER: &str = "greentic-session";
+/// Publish header with the tenant's inbound rate, messages per minute: the
+/// bridge holds the tenant's messages beyond it (delayed, never dropped).
+pub const RATE_HEADER: &str = "greentic-rate";
 
 pub const VAR_BRIDGE_URL: &str = "bridge_url";
 pub const VAR_PUBLISH_TOKEN: &str = "bridge_publish_token";
@@ -75,22 +78,27 @@ impl<'h> BridgeClient<'h> {
 
     /// Publishes `payload` to `subject` with `msg_id` as `Nats-Msg-Id`, as a
     /// message of `session`: the bridge delivers one session's messages in
-    /// the order JetStream stored them.
+    /// the order JetStream stored them. With `rate_per_minute`, the bridge
+    /// delivers the tenant's messages no faster than that.
     pub fn publish(
         &self,
         subject: &Subject,
         msg_id: &str,
         session: &SessionId,
+        rate_per_minute: Option<u32>,
         payload: Vec<u8>,
     ) -> Result<PublishAck, BridgeError> {
         let url = configured(self.host, VAR_BRIDGE_URL)?;
         let token = configured(self.host, VAR_PUBLISH_TOKEN)?;
-        let req = Request::new("POST", &format!("/v1/publish/{subject}"))
+        let mut req = Request::new("POST", &format!("/v1/publish/{subject}"))
             .with_header("authorization", format!("Bearer {token}"))
             .with_header("content-type", "application/json")
             .with_header("nats-msg-id", msg_id)
-            .with_header(SESSION_HEADER, session.as_str())
-            .with_body(payload);
+            .with_header(SESSION_HEADER, session.as_str());
+        if let Some(rate) = rate_per_minute {
+            req = req.with_header(RATE_HEADER, rate.to_string());
+        }
+        let req = req.with_body(payload);
         let response = self
             .host
             .send(url.trim_end_matches('/'), req)

@@ -55,6 +55,8 @@ pub const ATTEMPT_HEADER: &str = "x-greentic-attempt";
 /// The conversation a message belongs to, as its publisher stated it; the
 /// bridge applies one session's messages in stream order (see bridge/README).
 pub const SESSION_HEADER: &str = "x-greentic-session";
+/// Present when the bridge held the message for its tenant's rate: how long, ms.
+pub const DELAYED_HEADER: &str = "x-greentic-delayed-ms";
 
 /// A delivery whose token checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,9 @@ pub struct Delivery<'r> {
     /// The session the bridge ordered this message by; absent on messages
     /// published before the bridge carried it.
     pub session: Option<&'r str>,
+    /// The bridge held the message this long for its tenant's rate; `None`
+    /// when it was not held.
+    pub delayed_ms: Option<u64>,
     pub body: &'r [u8],
 }
 
@@ -108,6 +113,13 @@ pub fn authenticate<'r>(req: &'r Request, host: &dyn Host) -> Result<Delivery<'r
         msg_id: header(MSG_ID_HEADER)?,
         attempt,
         session: req.header(SESSION_HEADER)?,
+        delayed_ms: req
+            .header(DELAYED_HEADER)?
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| ApiError::BadRequest(format!("{DELAYED_HEADER} is not a number")))
+            })
+            .transpose()?,
         body: &req.body,
     })
 }

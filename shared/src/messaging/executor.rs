@@ -102,7 +102,7 @@ pub fn deliver_ingress(
         Some(took_in) => took_in,
         None => follow_record(&session, &envelope, &flow, &applied.memory, log)?,
     };
-    count_usage(&session, took_in)?;
+    count_usage(&session, took_in, delivery.delayed_ms.is_some())?;
 
     log.info(
         "message.applied",
@@ -361,6 +361,7 @@ fn publish_replies(
             &egress,
             &outbound.id,
             &outbound.session_id,
+            None,
             outbound.to_json(),
         )?;
     }
@@ -404,8 +405,10 @@ fn follow_record(
     Ok(took_in)
 }
 
-/// Counts the messages and replies the record took in: one increment.
-fn count_usage(session: &Session<'_>, took_in: Followed) -> Result<(), ApiError> {
+/// Counts the messages and replies the record took in: one increment; one
+/// more when the bridge held this message for its tenant's rate (counted
+/// with the message itself, so a redelivery does not count it twice).
+fn count_usage(session: &Session<'_>, took_in: Followed, delayed: bool) -> Result<(), ApiError> {
     usage::record_traffic(
         session.kv,
         session.ctx,
@@ -413,5 +416,8 @@ fn count_usage(session: &Session<'_>, took_in: Followed) -> Result<(), ApiError>
         took_in.replies,
         session.now,
     )?;
+    if delayed && took_in.messages > 0 {
+        usage::record_delayed(session.kv, session.ctx, 1, session.now)?;
+    }
     Ok(())
 }
