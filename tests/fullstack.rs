@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e_tests::{Broker, Call, NOW_SECS, Stores, token};
+use greentic::host::Host;
 use greentic::http::{Request, Response};
 use greentic::testing::MemoryHost;
 use greentic_bridge::testing::{DELIVERY_TOKEN, DeliverySpec, NatsServer, PUBLISH_TOKEN, config};
@@ -33,6 +34,8 @@ struct Stack {
     front: SocketAddr,
     slack_posts: Posts,
     slack_answer: Arc<Mutex<Value>>,
+    /// The components' host: its stores and its compiled bundle.
+    host: Arc<MemoryHost>,
 }
 
 impl Stack {
@@ -119,6 +122,7 @@ impl Stack {
             front,
             slack_posts,
             slack_answer,
+            host,
         };
         stack.eventually("the bridge is ready", || {
             stack.bridge.as_ref().unwrap().ready()
@@ -277,6 +281,62 @@ fn route(req: &Request, host: &MemoryHost) -> Response {
             body: Vec::new(),
         },
     }
+}
+
+/// A tenant's `messages_per_minute`, end to end: ingress publishes each
+/// message with it, the bridge holds what is beyond it (never refusing the
+/// webhook), the executor counts what was held, and the session API shows it.
+#[test]
+fn a_tenants_messages_beyond_its_rate_are_delayed_not_refused_and_counted() {
+    let stack = Stack::start();
+    let file = "tenants/acme.json";
+    let mut config: Value =
+        serde_json::from_slice(&stack.host.bundle_file(file).unwrap().unwrap()).unwrap();
+    config["limits"]["messages_per_minute"] = json!(60); // one a second
+    stack
+        .host
+        .set_bundle_file(file, Some(serde_json::to_vec(&config).unwrap()));
+
+    let started = Instant::now();
+    for (event, text) in [("EvRATE1", "hi"), ("EvRATE2", "Dana"), ("EvRATE3", "12345")] {
+        let (status, body) = stack.slack(event, text);
+        assert_eq!(
+            (status, &body["status"]),
+            (200, &json!("published")),
+            "{body}"
+        );
+    }
+    stack.eventually("four replies", || stack.posts().len() >= 4);
+    // The first message took the bucket's one token; the next two waited
+    // for a token each (one a second), in the session's order.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_900),
+        "three messages at one a second took {:?}",
+        started.elapsed()
+    );
+    let texts: Vec<Value> = stack
+        .posts()
+        .iter()
+        .map(|p| p["body"]["text"].clone())
+        .collect();
+    assert_eq!(texts[2], "Thanks Dana! What is your order number?");
+    assert!(
+        texts[3]
+            .as_str()
+            .unwrap()
+            .starts_with("Got it, order 12345.")
+    );
+
+    let auth = token("acme", "prod").bearer();
+    let (status, usage) = http(
+        "GET",
+        &stack.url("/api/v1/usage"),
+        &[("authorization", &auth), ("x-tenant-id", "acme")],
+        None,
+    );
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["totals"]["messages_in"], 3);
+    assert_eq!(usage["totals"]["messages_delayed"], 2);
 }
 
 #[test]
