@@ -18,7 +18,7 @@
 //!     limits:                          # this tenant's rates (any subset)
 //!       api_requests_per_minute: 600
 //! limits:                              # platform defaults (any subset)
-//!   messages_per_minute: 6000
+//!   messages_per_minute: 60000
 //! ```
 //!
 //! Flows named here live beside the bundle as `flows/{name}.yaml`. Secrets never

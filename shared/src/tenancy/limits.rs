@@ -45,10 +45,13 @@ pub struct Limits {
 
 impl Default for Limits {
     /// The built-in platform defaults: generous for an organisation's normal
-    /// traffic, low enough that one tenant cannot take the platform alone.
+    /// traffic, low enough that one tenant's runaway client cannot take the
+    /// platform alone. The message rate is only a guard against floods
+    /// (1,000 a second, more than one small node answers): a deployment sets
+    /// each tenant's share of its own capacity in the bundle.
     fn default() -> Self {
         Limits {
-            messages_per_minute: 6_000,
+            messages_per_minute: 60_000,
             api_requests_per_minute: 1_200,
             api_requests_per_minute_per_subject: 600,
             webchat_messages_per_minute_per_conversation: 30,
