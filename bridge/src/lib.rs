@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod nats;
 pub mod problem;
 pub mod publish;
+pub mod quickack;
 pub mod rate;
 pub mod streams;
 pub mod subject;
@@ -32,7 +33,6 @@ pub mod testing;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -189,10 +189,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let router = http::router(state.clone());
     let mut http_shutdown = shutdown_rx.clone();
     tasks.spawn(async move {
-        // Small request/response exchanges: do not let Nagle hold answers back.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        // Small request/response exchanges: neither Nagle nor a delayed
+        // acknowledgement may hold one back (see quickack.rs).
+        let listener = quickack::QuickAckListener(listener);
         let server = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = http_shutdown.wait_for(|s| *s).await;
         });
