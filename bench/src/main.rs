@@ -425,6 +425,44 @@ fn main() {
             ),
         });
         let backlog = webhook.ok;
+        // Ingress doing less, to say what each step of a webhook costs: only
+        // the tenant's file (a channel it does not have: 404), then also the
+        // broker's verification (a wrong secret: 401). Neither publishes.
+        for (what, path, secret) in [
+            (
+                "ingress, tenant file only (unknown channel, 404)",
+                "/webhooks/prod/acme/support/nochannel",
+                TELEGRAM_WEBHOOK_SECRET,
+            ),
+            (
+                "ingress, file + broker verification (wrong secret, 401)",
+                "/webhooks/prod/acme/support/telegram",
+                "not-the-secret",
+            ),
+        ] {
+            let load = wrk(
+                &format!("{}{path}", platform.url),
+                args.seconds,
+                Some("telegram.lua"),
+                &[],
+                &[
+                    ("SECRET", secret.to_owned()),
+                    ("RUN", run.clone()),
+                    ("PHASE", "1".to_owned()),
+                ],
+            );
+            rows.push(Row {
+                what: format!("{what} [{name}]"),
+                rate: load.per_sec,
+                unit: "req/s",
+                detail: format!(
+                    "p50 {:.2} ms, refused {} of {}",
+                    load.p50_ms,
+                    load.non_2xx,
+                    load.non_2xx + load.ok
+                ),
+            });
+        }
 
         // The executor alone: those first messages, delivered by the bridge
         // as fast as the executor takes them (replies wait in their stream).
