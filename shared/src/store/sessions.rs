@@ -230,6 +230,13 @@ impl<'a> SessionStore<'a> {
                 return Ok(record);
             }
         }
+        // The last swap may have landed though reported as a conflict (and
+        // been built upon since): a conflict must mean "not applied", or a
+        // caller that tries again applies the change twice.
+        let (_, record) = self.read(ctx, id)?.ok_or(StoreError::NotFound)?;
+        if record.recent_writes.contains(&write) {
+            return Ok(record);
+        }
         Err(StoreError::Conflict)
     }
 
@@ -693,10 +700,14 @@ mod tests {
         assert_eq!(texts.len(), record.transcript.len(), "no message twice");
     }
 
-    /// A store whose first compare-and-swap lands, is overwritten by another
-    /// writer before its writer can read it back, and is reported as unsure.
+    /// A store that refuses its first `refused_first` compare-and-swaps (as
+    /// if other writers kept winning), then lets one land, has it
+    /// overwritten by another writer before its writer can read it back, and
+    /// reports it as unsure.
     struct OvertakenOnce<'a> {
         inner: &'a TestKv,
+        refused_first: usize,
+        swaps: std::sync::atomic::AtomicUsize,
         overtaken: std::sync::atomic::AtomicBool,
         other_writer: &'a (dyn Fn(&TestKv) + Sync),
     }
@@ -729,6 +740,10 @@ mod tests {
             expected: &[u8],
             new: &[u8],
         ) -> Result<kv::Swap, KvError> {
+            let n = self.swaps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n < self.refused_first {
+                return Ok(kv::Swap::Conflict);
+            }
             let reported = self.inner.swap_reported(key, expected, new)?;
             if reported == kv::Swap::Swapped
                 && !self
@@ -750,27 +765,33 @@ mod tests {
             .create(&c, new_session("slack", "U1"), 1)
             .unwrap()
             .id;
-        let other = |inner: &TestKv| {
-            SessionStore::new(inner)
-                .update(&c, &id, 3, |r| {
-                    r.record_message(Direction::Inbound, "theirs", 3)
+        // Overtaken on its first swap, or on its very last allowed one (after
+        // which a caller would be told "conflict" and try again).
+        for (refused_first, theirs) in [(0, "theirs"), (MAX_UPDATE_ATTEMPTS - 1, "theirs-again")] {
+            let other = |inner: &TestKv| {
+                SessionStore::new(inner)
+                    .update(&c, &id, 3, |r| {
+                        r.record_message(Direction::Inbound, theirs, 3)
+                    })
+                    .unwrap();
+            };
+            let overtaken = OvertakenOnce {
+                inner: &kv,
+                refused_first,
+                swaps: Default::default(),
+                overtaken: Default::default(),
+                other_writer: &other,
+            };
+            SessionStore::new(&overtaken)
+                .update(&c, &id, 2, |r| {
+                    r.record_message(Direction::Inbound, "mine", 2)
                 })
-                .unwrap();
-        };
-        let overtaken = OvertakenOnce {
-            inner: &kv,
-            overtaken: Default::default(),
-            other_writer: &other,
-        };
-        SessionStore::new(&overtaken)
-            .update(&c, &id, 2, |r| {
-                r.record_message(Direction::Inbound, "mine", 2)
-            })
-            .unwrap();
+                .expect("a landed update is reported as applied");
+        }
         let record = SessionStore::new(&kv).get(&c, &id).unwrap().unwrap();
         let texts: Vec<_> = record.transcript.iter().map(|e| e.text.as_str()).collect();
-        assert_eq!(texts, ["mine", "theirs"]);
-        assert_eq!(record.message_count, 2);
+        assert_eq!(texts, ["mine", "theirs", "mine", "theirs-again"]);
+        assert_eq!(record.message_count, 4);
     }
 
     #[test]
