@@ -3,6 +3,13 @@
 //! Kept in the `webchat` store with a slot index per conversation (the
 //! store's atomic increment hands out positions), so appends never collide
 //! and a read costs the new activities only.
+//!
+//! A conversation keeps its newest [`MAX_ACTIVITIES`]: appending past that
+//! drops the oldest activity and its redelivery marker, so one visitor
+//! cannot grow the store without bound (the web chat's per-conversation rate
+//! limits how fast). A message redelivered after that many newer activities
+//! would be shown again; a store failure while dropping leaves that one
+//! activity behind.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +23,9 @@ pub const STORE_LABEL: &str = "webchat";
 
 /// Most activities one read returns; the client reads again from the new watermark.
 pub const MAX_READ: u64 = 100;
+
+/// Most activities a conversation keeps: the newest.
+pub const MAX_ACTIVITIES: u64 = 200;
 
 /// One activity as the web client shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +84,25 @@ impl<'a> ConversationLog<'a> {
         let json = serde_json::to_vec(activity).expect("activities always serialise");
         self.index.set(slot, &json)?;
         self.kv.set(&sent, b"1")?;
+        if slot > MAX_ACTIVITIES {
+            self.drop_slot(slot - MAX_ACTIVITIES)?;
+        }
         Ok(true)
+    }
+
+    /// Removes the activity at `slot` and its redelivery marker.
+    fn drop_slot(&self, slot: u64) -> Result<(), KvError> {
+        if let Some(bytes) = self.index.get(slot)?
+            && let Ok(old) = serde_json::from_slice::<Activity>(&bytes)
+        {
+            self.kv.delete(&keys::webchat_sent(
+                &self.ctx,
+                &self.channel,
+                &self.conversation,
+                &old.id,
+            ))?;
+        }
+        self.index.remove(slot)
     }
 
     /// Activities after `watermark`, oldest first, and the watermark to read
@@ -82,7 +110,10 @@ impl<'a> ConversationLog<'a> {
     /// made-up one) reads as the newest, so the client picks up from there.
     pub fn read_after(&self, watermark: u64) -> Result<(Vec<Activity>, u64), KvError> {
         let newest = self.index.newest()?;
-        let watermark = watermark.min(newest);
+        // Nothing older than the kept activities is left to read.
+        let watermark = watermark
+            .min(newest)
+            .max(newest.saturating_sub(MAX_ACTIVITIES));
         let last = newest.min(watermark.saturating_add(MAX_READ));
         let mut activities = Vec::new();
         for slot in watermark + 1..=last {
@@ -161,5 +192,28 @@ mod tests {
         );
         assert!(ConversationId::parse("a/b").is_err());
         assert!(ConversationId::parse("").is_err());
+    }
+
+    #[test]
+    fn a_conversation_keeps_its_newest_activities_only() {
+        let kv = TestKv::new();
+        let ctx = TenantCtx::new("bigcorp", "prod", Some("helpdesk")).unwrap();
+        let webchat = ChannelId::parse("webchat").unwrap();
+        let conversation = ConversationId::parse("wc-a").unwrap();
+        let log = ConversationLog::new(&kv, &ctx, &webchat, &conversation);
+        let total = MAX_ACTIVITIES + 5;
+        for n in 1..=total {
+            assert!(log.append(&activity(&n.to_string())).unwrap());
+        }
+        // A slot, a marker per kept activity, and the counter: nothing more.
+        assert_eq!(kv.snapshot().len() as u64, 2 * MAX_ACTIVITIES + 1);
+        // From the start, a reader gets the oldest kept activity first.
+        let (read, watermark) = log.read_after(0).unwrap();
+        assert_eq!(read.first().unwrap().id, "6");
+        assert_eq!(read.len() as u64, MAX_READ);
+        assert_eq!(watermark, 5 + MAX_READ);
+        // A dropped activity's marker is gone, a kept one's is not.
+        assert!(log.append(&activity("1")).unwrap(), "dropped: shown again");
+        assert!(!log.append(&activity(&total.to_string())).unwrap());
     }
 }

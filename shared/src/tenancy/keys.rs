@@ -19,7 +19,7 @@
 //! | `index/{tenant}/{env}/team-registry/seq` and `/{slot}` | the teams with data in the env (team tokens), each registered once |
 //! | `index/{tenant}/{env}/team-registry/of/{team}` | marks a team as registered |
 //! | `claim:{tenant}:{env}:{team}:{session}` | counter: who creates the session's memory |
-//! | `webchat/{tenant}/{env}/{team}/{digest}/seq` and `/{n}` | a web chat conversation's bot activities (webchat store; digest of channel and conversation) |
+//! | `webchat/{tenant}/{env}/{team}/{digest}/seq` and `/{n}` | a web chat conversation's bot activities, the newest 200 kept (webchat store; digest of channel and conversation) |
 //! | `webchat-sent/{tenant}/{env}/{team}/{digest}` | an outbound message already in a web chat log (webchat store; digest of channel, conversation and message id) |
 //! | `egress-progress/{tenant}/{env}/{team}/{session}` | the session's recent outbound messages: for each, its id, a digest of its texts, how many a provider accepted (egress store) |
 //! | `egress-progress-claim/{tenant}/{env}/{team}/{session}` | counter: who creates the session's first progress record (egress store) |
