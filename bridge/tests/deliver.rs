@@ -14,12 +14,7 @@ async fn dead_letter(js: &async_nats::jetstream::Context, n: u64) -> RawMessage 
         stream_len(js, "GREENTIC_DLQ").await >= n
     })
     .await;
-    js.get_stream("GREENTIC_DLQ")
-        .await
-        .unwrap()
-        .get_raw_message(n)
-        .await
-        .unwrap()
+    stored_message(js, "GREENTIC_DLQ", n).await
 }
 
 fn header<'a>(m: &'a RawMessage, name: &str) -> &'a str {

@@ -148,13 +148,7 @@ async fn partition_of(
         )
         .await;
     let seq = json(r).await["seq"].as_u64().unwrap();
-    let stored = js
-        .get_stream("GREENTIC_EGRESS")
-        .await
-        .unwrap()
-        .get_raw_message(seq)
-        .await
-        .unwrap();
+    let stored = stored_message(js, "GREENTIC_EGRESS", seq).await;
     assert!(stored.subject.starts_with(&egress), "{}", stored.subject);
     stored.subject.rsplit('.').next().unwrap().to_string()
 }

@@ -41,13 +41,7 @@ async fn a_publish_is_answered_after_the_ack_with_stream_and_seq() {
     assert_eq!(body["seq"], 1);
 
     // What JetStream holds is exactly what was sent, under the caller's id.
-    let stored = js
-        .get_stream("GREENTIC_INGRESS")
-        .await
-        .unwrap()
-        .get_raw_message(1)
-        .await
-        .unwrap();
+    let stored = stored_message(&js, "GREENTIC_INGRESS", 1).await;
     // Stored under its subject plus its partition (bridge/README.md, Order
     // and turns): one of the default 8.
     let (subject, partition) = stored.subject.rsplit_once('.').unwrap();

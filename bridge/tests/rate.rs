@@ -48,13 +48,7 @@ async fn a_rate_that_is_not_1_to_1000000_per_minute_is_refused_and_a_valid_one_s
         .publish_headers(INGRESS_SUBJECT, "m1", &[("Greentic-Rate", "60")])
         .await;
     assert_eq!(response.status(), 200);
-    let stored = js
-        .get_stream("GREENTIC_INGRESS")
-        .await
-        .unwrap()
-        .get_raw_message(1)
-        .await
-        .unwrap();
+    let stored = stored_message(&js, "GREENTIC_INGRESS", 1).await;
     assert_eq!(stored.headers.get("Greentic-Rate").unwrap().as_str(), "60");
     let seen = each_once(&receiver, 1).await;
     assert_eq!(seen[0].delayed_ms, None, "a first message is not held");

@@ -29,6 +29,20 @@ pub async fn js(nats: &NatsServer) -> async_nats::jetstream::Context {
     async_nats::jetstream::new(client)
 }
 
+/// Message `seq` of `stream` as JetStream stores it (subject, headers, payload).
+pub async fn stored_message(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    seq: u64,
+) -> async_nats::jetstream::message::StreamMessage {
+    js.get_stream(stream)
+        .await
+        .unwrap()
+        .get_raw_message(seq)
+        .await
+        .unwrap()
+}
+
 pub async fn stream_len(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
     match js.get_stream(stream).await {
         Ok(mut s) => s.info().await.unwrap().state.messages,

@@ -33,12 +33,13 @@ pub fn record_traffic(
     replies: u64,
     now_ms: i64,
 ) -> Result<(), KvError> {
-    let delta = messages as i64 + replies as i64 * REPLY;
-    if delta == 0 {
-        return Ok(());
-    }
-    kv.increment(&keys::usage(ctx, &Day::of(now_ms), Counter::Traffic), delta)?;
-    Ok(())
+    add(
+        kv,
+        ctx,
+        Counter::Traffic,
+        messages as i64 + replies as i64 * REPLY,
+        now_ms,
+    )
 }
 
 /// Counts `n` errors for `ctx`'s team. Errors can come before a team has a
@@ -54,8 +55,7 @@ pub fn record_errors(
         return Ok(());
     }
     TeamRegistry::new(kv).ensure(ctx)?;
-    kv.increment(&keys::usage(ctx, &Day::of(now_ms), Counter::Errors), n)?;
-    Ok(())
+    add(kv, ctx, Counter::Errors, n, now_ms)
 }
 
 /// Counts `n` inbound messages of `ctx`'s team that the bridge held for the
@@ -66,11 +66,7 @@ pub fn record_delayed(
     n: i64,
     now_ms: i64,
 ) -> Result<(), KvError> {
-    if n == 0 {
-        return Ok(());
-    }
-    kv.increment(&keys::usage(ctx, &Day::of(now_ms), Counter::Delayed), n)?;
-    Ok(())
+    add(kv, ctx, Counter::Delayed, n, now_ms)
 }
 
 /// Counts one request of `ctx`'s team refused with 429, as `counter`
@@ -82,7 +78,21 @@ pub fn record_refused(
     now_ms: i64,
 ) -> Result<(), KvError> {
     TeamRegistry::new(limits).ensure(ctx)?;
-    limits.increment(&keys::usage(ctx, &Day::of(now_ms), counter), 1)?;
+    add(limits, ctx, counter, 1, now_ms)
+}
+
+/// Adds `n` to `counter` of `ctx`'s team for the day of `now_ms`: one
+/// increment, none for 0.
+fn add(
+    kv: &dyn KeyValue,
+    ctx: &TenantCtx,
+    counter: Counter,
+    n: i64,
+    now_ms: i64,
+) -> Result<(), KvError> {
+    if n != 0 {
+        kv.increment(&keys::usage(ctx, &Day::of(now_ms), counter), n)?;
+    }
     Ok(())
 }
 
