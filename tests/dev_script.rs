@@ -43,10 +43,15 @@ fn dev_script_comes_up_and_a_sigterm_stops_everything_it_started() {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(600);
+    let mut applied = Vec::new();
     let webchat_line = loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match seen.recv_timeout(left) {
             Ok(line) if line.starts_with("web chat: ") => break line,
+            // `greentic tenant apply bundles/demo.yaml`'s report.
+            Ok(line) if line.starts_with("acme: ") || line.starts_with("bigcorp: ") => {
+                applied.push(line)
+            }
             Ok(_) => {}
             Err(_) => {
                 let _ = dev.kill();
@@ -54,6 +59,15 @@ fn dev_script_comes_up_and_a_sigterm_stops_everything_it_started() {
             }
         }
     };
+    // The demo's tenants were applied (created on a fresh store, or found
+    // unchanged when .spin/ keeps them from an earlier run).
+    assert_eq!(applied.len(), 2, "{applied:?}");
+    assert!(
+        applied
+            .iter()
+            .all(|l| l.ends_with("created (version 1)") || l.contains("unchanged")),
+        "{applied:?}"
+    );
     let url = webchat_line["web chat: ".len()..]
         .split(' ')
         .next()

@@ -170,19 +170,13 @@ fn a_first_message_cut_off_before_its_batch_is_created_once_by_the_retry(stores:
 /// before anything is committed, never committed and then lost.
 fn a_turn_whose_replies_are_too_large_to_send_is_refused_before_its_commit(stores: Stores) {
     let p = Platform::on(stores);
-    let host = p.host.as_ref();
-    let mut acme = greentic::flows::tenant_config::TenantConfig::load(host, "acme")
-        .unwrap()
-        .unwrap();
-    let flow = acme.flows.get_mut("acme_support_flow").unwrap();
-    flow.nodes[0].config.insert(
-        "message".into(),
-        json!("{{ message.text }}{{ message.text }}{{ message.text }}"),
-    );
-    host.set_bundle_file(
-        &greentic::flows::tenant_config::file_name("acme"),
-        Some(serde_json::to_vec(&acme).unwrap()),
-    );
+    p.host.update_tenant("acme", |acme| {
+        let flow = acme.flows.get_mut("acme_support_flow").unwrap();
+        flow.nodes[0].config.insert(
+            "message".into(),
+            json!("{{ message.text }}{{ message.text }}{{ message.text }}"),
+        );
+    });
     let long = p.message("acme", "support", "slack", "U1", "E1", &"x".repeat(30_000));
     let r = p.deliver(&long);
     assert_problem(&r, 422, "unprocessable");

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e_tests::{Broker, Call, NOW_SECS, Stores, token};
-use greentic::host::Host;
 use greentic::http::{Request, Response};
 use greentic::testing::MemoryHost;
 use greentic_bridge::testing::{DELIVERY_TOKEN, DeliverySpec, NatsServer, PUBLISH_TOKEN, config};
@@ -289,13 +288,9 @@ fn route(req: &Request, host: &MemoryHost) -> Response {
 #[test]
 fn a_tenants_messages_beyond_its_rate_are_delayed_not_refused_and_counted() {
     let stack = Stack::start();
-    let file = "tenants/acme.json";
-    let mut config: Value =
-        serde_json::from_slice(&stack.host.bundle_file(file).unwrap().unwrap()).unwrap();
-    config["limits"]["messages_per_minute"] = json!(60); // one a second
-    stack
-        .host
-        .set_bundle_file(file, Some(serde_json::to_vec(&config).unwrap()));
+    stack.host.update_tenant("acme", |acme| {
+        acme.tenant.limits.messages_per_minute = Some(60); // one a second
+    });
 
     let started = Instant::now();
     for (event, text) in [("EvRATE1", "hi"), ("EvRATE2", "Dana"), ("EvRATE3", "12345")] {

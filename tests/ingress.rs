@@ -8,7 +8,7 @@ use e2e_tests::{Broker, Call, assert_problem};
 use greentic::host::Host;
 use greentic::http::{Request, Response};
 use greentic::messaging::envelope::Envelope;
-use greentic::tenancy::limits::Limits;
+use greentic::tenancy::limits::LimitsSpec;
 use greentic::testing::{FakeBridge, MemoryHost, NOW_SECS, Published, UNSAFE_IDS, keys, token};
 use greentic_harness::providers;
 use serde_json::{Value, json};
@@ -784,24 +784,17 @@ fn web_chat_tokens_are_bound_to_their_channel_and_conversation() {
     assert_eq!(ingress.bridge.published().len(), 1);
 }
 
-/// Rewrites a tenant's compiled limits, as `greentic bundle compile` writes
-/// them from `tenants.{tenant}.limits`.
-fn set_limits(ingress: &Ingress, tenant: &str, change: impl FnOnce(&mut Limits)) {
-    let file = format!("tenants/{tenant}.json");
-    let mut config: Value =
-        serde_json::from_slice(&ingress.host.bundle_file(&file).unwrap().unwrap()).unwrap();
-    let mut limits: Limits = serde_json::from_value(config["limits"].clone()).unwrap();
-    change(&mut limits);
-    config["limits"] = serde_json::to_value(limits).unwrap();
+/// Changes a tenant's limits, as its admin would with a new configuration version.
+fn set_limits(ingress: &Ingress, tenant: &str, change: impl FnOnce(&mut LimitsSpec)) {
     ingress
         .host
-        .set_bundle_file(&file, Some(serde_json::to_vec(&config).unwrap()));
+        .update_tenant(tenant, |document| change(&mut document.tenant.limits));
 }
 
 #[test]
 fn every_message_is_published_with_its_tenants_rate() {
     let ingress = Ingress::new();
-    set_limits(&ingress, "acme", |l| l.messages_per_minute = 90);
+    set_limits(&ingress, "acme", |l| l.messages_per_minute = Some(90));
     assert_eq!(ingress.slack(&slack_message("Ev1", "hi")).status, 200);
     assert_eq!(
         ingress
@@ -817,8 +810,8 @@ fn every_message_is_published_with_its_tenants_rate() {
 fn web_chat_messages_over_a_conversations_or_channels_rate_are_429_and_not_published() {
     let ingress = Ingress::new();
     set_limits(&ingress, "bigcorp", |l| {
-        l.webchat_messages_per_minute_per_conversation = 3;
-        l.webchat_messages_per_minute_per_channel = 5;
+        l.webchat_messages_per_minute_per_conversation = Some(3);
+        l.webchat_messages_per_minute_per_channel = Some(5);
     });
     let channel = "/webhooks/prod/bigcorp/helpdesk/webchat";
     let visitor = || {

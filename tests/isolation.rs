@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use e2e_tests::{
-    Broker, Call, Platform, TEAMS, TENANTS, Target, assert_problem, every_scope, token,
+    Broker, Call, Console, Platform, TEAMS, TENANTS, Target, assert_problem, every_scope, token,
 };
 use greentic::TenantCtx;
 use greentic::http::Response;
@@ -24,6 +24,7 @@ e2e_tests::on_every_target!(
     no_admin_reaches_another_scopes_secrets,
     components_resolve_only_their_own_scopes_secrets,
     no_caller_spends_or_sees_another_tenants_or_teams_rate_limits,
+    no_caller_reads_or_changes_another_tenants_configuration,
 );
 
 /// The operations on one session, as data: adding one here adds its cases to
@@ -379,4 +380,118 @@ fn no_caller_spends_or_sees_another_tenants_or_teams_rate_limits(target: Target)
         };
         assert_eq!(refused_seen_by(&ctx), expected, "{ctx:?}");
     }
+}
+
+/// The tenant API's operations on one tenant, as data: `{t}` is the tenant.
+const CONFIG_OPERATIONS: &[(&str, &str)] = &[
+    ("GET", "/api/v1/tenants/{t}"),
+    ("GET", "/api/v1/tenants/{t}/versions"),
+    ("GET", "/api/v1/tenants/{t}/versions/1"),
+    ("PUT", "/api/v1/tenants/{t}"),
+    ("POST", "/api/v1/tenants/{t}/rollback"),
+    ("PUT", "/api/v1/tenants/{t}/status"),
+];
+
+fn config_request(call: &Call, method: &str, path: &str, tenant: &str) -> greentic::http::Request {
+    let body = match path.rsplit('/').next() {
+        Some("rollback") => serde_json::json!({ "version": 1 }).to_string().into_bytes(),
+        Some("status") => serde_json::json!({ "status": "suspended" })
+            .to_string()
+            .into_bytes(),
+        _ => {
+            let source = if tenant == "bigcorp" {
+                "bigcorp"
+            } else {
+                "acme"
+            };
+            let document = greentic::flows::control::TenantDocument::from_bundle(
+                greentic::testing::demo_bundle(),
+                source,
+            )
+            .unwrap();
+            serde_json::to_vec(&document).unwrap()
+        }
+    };
+    call.request(method, &path.replace("{t}", tenant))
+        .with_body(body)
+}
+
+/// Every kind of token of each tenant (admin, read-only, writer, an admin
+/// limited to one team) and no token, against every operation of the tenant
+/// API on every tenant: another tenant's configuration, existing or not, is
+/// the same 403; a tenant's own is readable by its tenant-wide tokens and
+/// changeable by its admin only; suspension and listing are the platform's.
+/// Nothing refused is written.
+fn no_caller_reads_or_changes_another_tenants_configuration(target: Target) {
+    let console = Console::on(target);
+    let before = console.config().snapshot();
+    for &caller_tenant in TENANTS {
+        let tokens = [
+            (
+                "admin",
+                Some(token(caller_tenant, "prod").roles(&["admin"])),
+            ),
+            ("reader", Some(token(caller_tenant, "prod"))),
+            (
+                "writer",
+                Some(token(caller_tenant, "prod").roles(&["writer"])),
+            ),
+            (
+                "team admin",
+                Some(
+                    token(caller_tenant, "prod")
+                        .teams(&["support"])
+                        .roles(&["admin"]),
+                ),
+            ),
+            ("no token", None),
+        ];
+        for (kind, tok) in &tokens {
+            let call = match tok {
+                Some(tok) => Call::with(tok),
+                None => Call {
+                    token: None,
+                    tenant: Some(caller_tenant.to_owned()),
+                    env: None,
+                    team: None,
+                },
+            };
+            let listing = console.call(call.request("GET", "/api/v1/tenants"));
+            let expected_listing = if tok.is_some() { 403 } else { 401 };
+            assert_eq!(
+                listing.status, expected_listing,
+                "{caller_tenant} {kind} lists tenants"
+            );
+            for &(method, path) in CONFIG_OPERATIONS {
+                for target_tenant in TENANTS.iter().copied().chain(["ghost"]) {
+                    let r = console.call(config_request(&call, method, path, target_tenant));
+                    let what =
+                        format!("{caller_tenant} {kind}: {method} {path} of {target_tenant}");
+                    let own = target_tenant == caller_tenant;
+                    let write = method != "GET";
+                    let expected = match (tok.is_some(), *kind, own) {
+                        (false, _, _) => 401,
+                        (true, _, false) => 403,
+                        (true, "team admin", true) => 403,
+                        (true, _, true) if path.ends_with("status") => 403,
+                        (true, "admin", true) => 200,
+                        (true, _, true) if write => 403,
+                        (true, _, true) => 200,
+                    };
+                    assert_eq!(r.status, expected, "{what}: {}", r.json_body());
+                    if !own && tok.is_some() {
+                        let ghost = console.call(config_request(&call, method, path, "ghost"));
+                        assert_eq!(
+                            anonymous(&r),
+                            anonymous(&ghost),
+                            "{what} tells whether the tenant exists"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Every write above was refused or changed nothing (the admins sent
+    // their own current document and rolled back to the version they are at).
+    assert_eq!(console.config().snapshot(), before);
 }

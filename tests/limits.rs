@@ -176,17 +176,14 @@ fn the_secrets_api_is_counted_too(target: Target) {
     assert_rate_headers(&r, TENANT_QUOTA - 1, SUBJECT_QUOTA - 1, 60);
 }
 
-/// A tenant's own limits (here written into its compiled file, as `greentic
-/// bundle compile` does from `tenants.acme.limits`) apply to it alone.
+/// A tenant's own limits (a new version of its configuration) apply to it alone.
 #[test]
 fn a_tenants_own_limits_apply_to_it_alone() {
     let host = MemoryHost::new(&[session_api::STORE_LABEL, "limits"]);
-    let low = Limits {
-        api_requests_per_minute: 5,
-        api_requests_per_minute_per_subject: 2,
-        ..Limits::default()
-    };
-    host.set_bundle_file("limits/acme.json", Some(serde_json::to_vec(&low).unwrap()));
+    host.update_tenant("acme", |acme| {
+        acme.tenant.limits.api_requests_per_minute = Some(5);
+        acme.tenant.limits.api_requests_per_minute_per_subject = Some(2);
+    });
     let call = |tok: &TokenBuilder| {
         session_api::handle(&Call::with(tok).request("GET", "/api/v1/sessions"), &host)
     };

@@ -26,6 +26,7 @@ on_real_spin!(
     a_header_that_is_not_utf8_is_answered_by_spin_itself,
     a_signed_slack_body_of_the_largest_size_is_verified_and_published,
     rest_calls_over_a_subjects_quota_are_refused_with_429_and_rate_limit_headers,
+    a_tenant_onboarded_changed_rolled_back_and_suspended_at_runtime,
 );
 
 /// Spin opens its SQLite stores in the journal mode the file has, and the
@@ -864,4 +865,186 @@ fn rest_calls_over_a_subjects_quota_are_refused_with_429_and_rate_limit_headers(
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     let problem: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(problem["type"], "urn:greentic:problem:too-many-requests");
+}
+
+/// A tenant of one team with a Telegram channel, running `flow`.
+fn telegram_tenant(flow: Value) -> Value {
+    json!({
+        "tenant": {
+            "name": "Runtime Co.",
+            "environments": [{ "id": "prod" }],
+            "flow": "greeter",
+            "teams": { "support": { "channels": { "telegram": {
+                "provider": "messaging-telegram",
+                "config": { "chat_id": telegram_chat() },
+            } } } },
+        },
+        "flows": { "greeter": flow },
+    })
+}
+
+/// The tenant control plane under the real Spin, with no build or restart
+/// between the steps: an operator creates a tenant through the API and its
+/// first Telegram message is answered by its flow; its admin changes the flow
+/// (the session waiting at an `ask` the new version lacks starts the flow
+/// over instead of failing), rolls it back, and an operator suspends it
+/// (webhook and API refused) and resumes it.
+fn a_tenant_onboarded_changed_rolled_back_and_suspended_at_runtime(kv: Kv) {
+    use greentic_harness::providers::telegram;
+    let p = platform(kv);
+    let tenant = format!("runtime{}", unique_number());
+    let v1 = json!({ "name": "greeter", "version": "1", "nodes": [
+        { "id": "ask_name", "type": "ask", "config": { "prompt": "v1: your name?", "key": "name" }, "next": "thanks" },
+        { "id": "thanks", "type": "reply", "config": { "message": "v1: thanks {{ state.name }}" } },
+    ] });
+    let v2 = json!({ "name": "greeter", "version": "2", "nodes": [
+        { "id": "hello", "type": "reply", "config": { "message": "v2: hello {{ message.text }}" } },
+    ] });
+    let operator = p.token("ops", "prod").roles(&["platform-admin"]).bearer();
+    let admin = p.token(&tenant, "prod").roles(&["admin"]).bearer();
+    let as_operator = [("authorization", operator.as_str()), ("x-tenant-id", "ops")];
+    let as_admin = |if_match: &'static str| {
+        [
+            ("authorization", admin.clone()),
+            ("x-tenant-id", tenant.clone()),
+            ("if-match", if_match.to_owned()),
+        ]
+    };
+    let headers = |h: &[(&'static str, String); 3]| -> Vec<(&'static str, String)> { h.to_vec() };
+    let call = |method: &str, path: &str, h: Vec<(&str, String)>, body: Value| {
+        let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        p.call(method, path, &h, Some(body.to_string().into_bytes()))
+    };
+    let tenant_path = format!("/api/v1/tenants/{tenant}");
+
+    let (status, body) = p.call(
+        "PUT",
+        &tenant_path,
+        &as_operator,
+        Some(telegram_tenant(v1.clone()).to_string().into_bytes()),
+    );
+    assert_eq!(status, 201, "{body}");
+    let bot_token = format!("999:{tenant}");
+    for (name, value) in [
+        ("telegram_webhook_secret", "runtime-webhook-secret"),
+        ("telegram_bot_token", bot_token.as_str()),
+    ] {
+        let (status, body) = p.call(
+            "PUT",
+            &format!("/api/v1/secrets/{name}"),
+            &[
+                ("authorization", &admin),
+                ("x-tenant-id", &tenant),
+                ("x-team-id", "support"),
+            ],
+            Some(json!({ "value": value }).to_string().into_bytes()),
+        );
+        assert!(matches!(status, 200 | 201), "{name}: {status} {body}");
+    }
+    let (from, topic) = (unique_number(), unique_number());
+    let send = |text: &str| {
+        p.call(
+            "POST",
+            &format!("/webhooks/prod/{tenant}/support/telegram"),
+            &[(telegram::SECRET_HEADER, "runtime-webhook-secret")],
+            Some(
+                telegram::update(unique_number(), from, text, Some(topic))
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+    };
+    let replies = |n: usize| {
+        p.eventually(&format!("{n} replies reached Telegram"), || {
+            telegram_sends(p, topic).len() >= n
+        });
+        let sends = telegram_sends(p, topic);
+        assert!(
+            sends
+                .iter()
+                .all(|s| s.0 == format!("/bot{bot_token}/sendMessage")),
+            "{sends:?}"
+        );
+        sends.into_iter().map(|s| s.1).collect::<Vec<_>>()
+    };
+
+    assert_eq!(send("hi").0, 200);
+    assert_eq!(replies(1), ["v1: your name?"]);
+
+    // The admin's new flow applies to the next message, whose session waits
+    // at an `ask` the new version does not have.
+    let (status, body) = call(
+        "PUT",
+        &tenant_path,
+        headers(&as_admin("\"1\"")),
+        telegram_tenant(v2),
+    );
+    assert_eq!(
+        (status, &body["result"]),
+        (200, &json!("updated")),
+        "{body}"
+    );
+    assert_eq!(send("Dana").0, 200);
+    assert_eq!(replies(2)[1], "v2: hello Dana");
+
+    let (status, body) = call(
+        "POST",
+        &format!("{tenant_path}/rollback"),
+        headers(&as_admin("\"2\"")),
+        json!({ "version": 1 }),
+    );
+    assert_eq!((status, &body["version"]), (200, &json!(3)), "{body}");
+    assert_eq!(send("again").0, 200);
+    assert_eq!(replies(3)[2], "v1: your name?");
+
+    let set_status = |status: &str| {
+        p.call(
+            "PUT",
+            &format!("{tenant_path}/status"),
+            &as_operator,
+            Some(json!({ "status": status }).to_string().into_bytes()),
+        )
+    };
+    assert_eq!(set_status("suspended").0, 200);
+    let (status, body) = send("anyone there?");
+    assert_eq!(
+        (status, &body["type"]),
+        (403, &json!("urn:greentic:problem:tenant-suspended")),
+        "{body}"
+    );
+    let (status, _) = p.call(
+        "GET",
+        "/api/v1/sessions",
+        &[("authorization", &admin), ("x-tenant-id", &tenant)],
+        None,
+    );
+    assert_eq!(status, 403);
+
+    assert_eq!(set_status("active").0, 200);
+    assert_eq!(send("Dana").0, 200);
+    assert_eq!(replies(4)[3], "v1: thanks Dana");
+    assert_eq!(
+        telegram_sends(p, topic).len(),
+        4,
+        "nothing was answered while suspended"
+    );
+
+    let (status, history) = p.call(
+        "GET",
+        &format!("{tenant_path}/versions"),
+        &[("authorization", &admin), ("x-tenant-id", &tenant)],
+        None,
+    );
+    assert_eq!(status, 200, "{history}");
+    let changes = e2e_tests::item_fields(&history, "change");
+    assert_eq!(
+        changes,
+        [
+            "resumed",
+            "suspended",
+            "rolled back to 1",
+            "updated",
+            "created"
+        ]
+    );
 }

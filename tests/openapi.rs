@@ -311,15 +311,13 @@ fn every_public_route_is_documented_and_every_path_reaches_its_component() {
 }
 
 /// The application as deployed: the bridge's delivery token set, so the
-/// delivery routes check credentials rather than answer 503 not-configured.
+/// delivery routes check credentials rather than answer 503 not-configured,
+/// and the demo's tenants applied, so their channels exist.
 fn deployed_app() -> spin_test_host::SpinApp {
-    wasm::builder()
-        .variable(
-            greentic::messaging::bridge::VAR_DELIVERY_TOKEN,
-            greentic::testing::TEST_DELIVERY_TOKEN,
-        )
-        .build()
-        .unwrap()
+    wasm::start(wasm::builder().variable(
+        greentic::messaging::bridge::VAR_DELIVERY_TOKEN,
+        greentic::testing::TEST_DELIVERY_TOKEN,
+    ))
 }
 
 /// Every secured operation, sent its examples without a credential, is 401

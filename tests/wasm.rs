@@ -80,16 +80,16 @@ fn every_runtime_config_defines_every_declared_store() {
 #[test]
 fn the_messaging_components_answer_through_the_wasm_build() {
     use hmac::{KeyInit, Mac};
-    let app = wasm::builder()
-        .variable("bridge_publish_token", "wasm-test-publish-token-0123456789")
-        .variable(
-            "bridge_delivery_token",
-            "wasm-test-delivery-token-0123456789",
-        )
-        // Nothing listens there: publishing must fail as "unavailable".
-        .variable("bridge_url", "http://127.0.0.1:9")
-        .build()
-        .unwrap_or_else(|e| panic!("cannot start the wasm application: {e:#}"));
+    let app = wasm::start(
+        wasm::builder()
+            .variable("bridge_publish_token", "wasm-test-publish-token-0123456789")
+            .variable(
+                "bridge_delivery_token",
+                "wasm-test-delivery-token-0123456789",
+            )
+            // Nothing listens there: publishing must fail as "unavailable".
+            .variable("bridge_url", "http://127.0.0.1:9"),
+    );
     let put = |tenant: &str, team: &str, name: &str, value: &str| {
         let req = Request::new("PUT", &format!("/api/v1/secrets/{name}"))
             .with_header(

@@ -7,8 +7,12 @@
 //!   (`SPIN_VARIABLE_AUTH_HS256_SECRET`, the variable `spin up` reads).
 //! - `greentic secret put|list|delete` manages a tenant's or team's secrets
 //!   through the secrets broker's REST API (see [`secret`]).
+//! - `greentic tenant apply bundles/demo.yaml` creates or updates a bundle's
+//!   tenants in the running platform through the tenant API (see [`tenant`]).
 
+mod client;
 mod secret;
+mod tenant;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +40,9 @@ enum Command {
     /// Tenant and team secrets, through the running platform's REST API.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Tenants' configuration, through the running platform's tenant API.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
     /// Slack helpers for trying the platform locally.
     #[command(subcommand)]
     Slack(SlackCommand),
@@ -66,13 +73,6 @@ enum BundleCommand {
     Validate {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-    },
-    /// Validate a bundle and write one file per tenant (`{out}/tenants/{tenant}.json`),
-    /// the folder components mount at `/bundle` (spin.toml runs this on `spin build`).
-    Compile {
-        path: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
     },
 }
 
@@ -116,9 +116,9 @@ struct MintArgs {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Bundle(BundleCommand::Validate { paths }) => validate(&paths),
-        Command::Bundle(BundleCommand::Compile { path, out }) => compile(&path, &out),
         Command::Token(TokenCommand::Mint(args)) => mint(args),
         Command::Secret(command) => secret::run(command),
+        Command::Tenant(command) => tenant::run(command),
         Command::Slack(SlackCommand::Sign { timestamp, secret }) => slack_sign(timestamp, &secret),
     }
 }
@@ -174,54 +174,6 @@ fn slack_sign(timestamp: i64, secret: &str) -> ExitCode {
     mac.update(&body);
     println!("v0={}", hex::encode(mac.finalize().into_bytes()));
     ExitCode::SUCCESS
-}
-
-fn compile(path: &std::path::Path, out: &std::path::Path) -> ExitCode {
-    let loaded = match greentic::flows::bundle::load(path) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return ExitCode::FAILURE;
-        }
-    };
-    let files = greentic::flows::tenant_config::compile(&loaded);
-    match write_compiled(out, &files) {
-        Ok(()) => {
-            println!(
-                "{}: {} tenants compiled in {}",
-                path.display(),
-                loaded.bundle.tenants.len(),
-                out.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: writing {}: {e}", out.display());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Writes the compiled files and removes those of tenants no longer in the
-/// bundle (their config and their limits), so a removed tenant stops resolving.
-fn write_compiled(out: &std::path::Path, files: &[(String, Vec<u8>)]) -> std::io::Result<()> {
-    for folder in ["tenants", "limits"] {
-        let dir = out.join(folder);
-        std::fs::create_dir_all(&dir)?;
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = format!("{folder}/{}", entry.file_name().to_string_lossy());
-            if !files.iter().any(|(f, _)| *f == name) {
-                std::fs::remove_file(entry.path())?;
-            }
-        }
-    }
-    for (name, bytes) in files {
-        std::fs::write(out.join(name), bytes)?;
-    }
-    Ok(())
 }
 
 fn mint(args: MintArgs) -> ExitCode {

@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 use greentic::tenancy::ids::SecretName;
 use serde_json::Value;
 
-use crate::{MintArgs, mint_token};
+use crate::client::Connection;
 
 #[derive(Subcommand)]
 pub enum SecretCommand {
@@ -42,9 +42,6 @@ pub enum SecretCommand {
 /// Where a secret lives and how to reach the API that holds it.
 #[derive(Args)]
 pub struct Target {
-    /// Base URL of the running platform.
-    #[arg(long, env = "GREENTIC_URL", default_value = "http://127.0.0.1:3000")]
-    url: String,
     #[arg(long)]
     tenant: String,
     #[arg(long)]
@@ -55,21 +52,8 @@ pub struct Target {
     /// A platform-wide secret (needs a `platform-admin` token).
     #[arg(long, conflicts_with = "team")]
     global: bool,
-    /// Bearer token; from the environment only, so it stays out of shell history.
-    #[arg(
-        long = "token",
-        env = "GREENTIC_TOKEN",
-        hide_env_values = true,
-        hide = true
-    )]
-    token: Option<String>,
-    #[arg(
-        long = "hs256-secret",
-        env = "SPIN_VARIABLE_AUTH_HS256_SECRET",
-        hide_env_values = true,
-        hide = true
-    )]
-    hs256_secret: Option<String>,
+    #[command(flatten)]
+    connection: Connection,
 }
 
 pub fn run(command: SecretCommand) -> ExitCode {
@@ -138,7 +122,7 @@ fn delete(name: &str, target: &Target) -> Result<(), String> {
 
 impl Target {
     fn base(&self) -> &str {
-        self.url.trim_end_matches('/')
+        self.connection.base()
     }
 
     fn secret_url(&self, name: &str) -> Result<String, String> {
@@ -153,75 +137,22 @@ impl Target {
     }
 
     fn bearer(&self) -> Result<String, String> {
-        if let Some(token) = &self.token {
-            return Ok(token.trim().to_owned());
-        }
-        let secret = self.hs256_secret.clone().ok_or(
-            "set GREENTIC_TOKEN, or SPIN_VARIABLE_AUTH_HS256_SECRET to mint a development token",
-        )?;
         let role = if self.global {
             "platform-admin"
         } else {
             "admin"
         };
-        mint_token(MintArgs {
-            tenant: self.tenant.clone(),
-            env: self.env.clone(),
-            teams: self.team.iter().cloned().collect(),
-            roles: vec![role.to_owned()],
-            sub: "greentic-cli".to_owned(),
-            ttl: 60,
-            issuer: "greentic-dev".to_owned(),
-            audience: "greentic".to_owned(),
-            secret,
-        })
+        let teams = self.team.iter().cloned().collect();
+        self.connection.bearer(&self.tenant, &self.env, teams, role)
     }
 
-    /// One request; a success body as JSON (`null` when empty), or the
-    /// problem's status, title and detail.
     fn call(&self, method: &str, url: &str, body: Option<String>) -> Result<Value, String> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut request = ureq::http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header("authorization", format!("Bearer {}", self.bearer()?))
-            .header("x-tenant-id", &self.tenant)
-            .header("x-env-id", &self.env);
-        if let Some(team) = &self.team {
-            request = request.header("x-team-id", team);
-        }
-        let response = match body {
-            Some(body) => agent.run(
-                request
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .map_err(|e| e.to_string())?,
-            ),
-            None => agent.run(request.body(()).map_err(|e| e.to_string())?),
-        }
-        .map_err(|e| format!("{method} {url}: {e}"))?;
-        let status = response.status();
-        let text = response
-            .into_body()
-            .read_to_string()
-            .map_err(|e| format!("{method} {url}: reading the answer: {e}"))?;
-        let json: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        if status.is_success() {
-            return Ok(json);
-        }
-        let detail = [&json["title"], &json["detail"]]
-            .into_iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(": ");
-        Err(format!("{method} {url} answered {status}: {detail}"))
+        let mut headers = vec![
+            ("x-tenant-id", self.tenant.clone()),
+            ("x-env-id", self.env.clone()),
+        ];
+        headers.extend(self.team.iter().map(|t| ("x-team-id", t.clone())));
+        crate::client::call(method, url, &self.bearer()?, &headers, body)
     }
 }
 

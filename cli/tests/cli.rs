@@ -130,6 +130,14 @@ fn the_demo_bundle_validates_and_a_broken_one_is_explained() {
 /// The secrets broker's handler behind a real HTTP listener on loopback, as
 /// the CLI meets it under `spin up`.
 fn serve_broker(host: Arc<MemoryHost>) -> String {
+    serve(host, secrets_broker::handle)
+}
+
+/// A component's handler over `host` behind a real HTTP listener on loopback.
+fn serve(
+    host: Arc<MemoryHost>,
+    handle: fn(&Request, &dyn greentic::host::Host) -> greentic::http::Response,
+) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     listener.set_nonblocking(true).unwrap();
@@ -149,7 +157,7 @@ fn serve_broker(host: Arc<MemoryHost>) -> String {
                     for (name, value) in &parts.headers {
                         request = request.with_header(name.as_str(), value.as_bytes());
                     }
-                    let response = secrets_broker::handle(&request, host.as_ref());
+                    let response = handle(&request, host.as_ref());
                     let mut builder = axum::http::Response::builder().status(response.status);
                     for (name, value) in &response.headers {
                         builder = builder.header(name, value);
@@ -375,50 +383,95 @@ fn secret_put_explains_refusals_and_stores_nothing() {
     );
 }
 
-#[test]
-fn bundle_compile_writes_one_file_per_tenant_and_drops_removed_tenants() {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bundles/demo.yaml");
-    let out = std::env::temp_dir().join(format!("greentic-compile-{}", std::process::id()));
-    std::fs::create_dir_all(out.join("tenants")).unwrap();
-    std::fs::write(out.join("tenants/gone.json"), "{}").unwrap();
-    std::fs::create_dir_all(out.join("limits")).unwrap();
-    std::fs::write(out.join("limits/gone.json"), "{}").unwrap();
-    let run = greentic()
-        .args(["bundle", "compile"])
-        .arg(&demo)
-        .arg("--out")
-        .arg(&out)
+/// The tenant API over a fresh `config` store (no tenant yet), with the real clock.
+fn tenant_api_host() -> Arc<MemoryHost> {
+    let host = MemoryHost::new(&[greentic::service::limits::STORE_LABEL]);
+    let config = host.store(greentic::store::config::STORE_LABEL);
+    for key in config.snapshot().keys() {
+        greentic::store::kv::KeyValue::delete(config, key).unwrap();
+    }
+    host.set_now_ms(now() as i64 * 1000);
+    Arc::new(host)
+}
+
+fn tenant_apply(url: &str, args: &[&str]) -> std::process::Output {
+    greentic()
+        .args(["tenant", "apply"])
+        .args(args)
+        .env("GREENTIC_URL", url)
+        .env("SPIN_VARIABLE_AUTH_HS256_SECRET", TEST_HS256_SECRET)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn tenant_apply_creates_then_updates_only_what_changed() {
+    let host = tenant_api_host();
+    let url = serve(host.clone(), tenant_api::handle);
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bundles/demo.yaml");
+    let demo = demo.to_str().unwrap();
+    let first = tenant_apply(&url, &[demo]);
+    let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(
-        run.status.success(),
+        first.status.success(),
         "{}",
-        String::from_utf8_lossy(&run.stderr)
+        String::from_utf8_lossy(&first.stderr)
     );
-    let mut names: Vec<String> = std::fs::read_dir(out.join("tenants"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(names, ["acme.json", "bigcorp.json"]);
-    let acme: greentic::flows::tenant_config::TenantConfig =
-        serde_json::from_slice(&std::fs::read(out.join("tenants/acme.json")).unwrap()).unwrap();
-    assert_eq!(acme.id, "acme");
-    assert!(acme.tenant.teams.contains_key("support"));
-    let mut limits: Vec<String> = std::fs::read_dir(out.join("limits"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    limits.sort();
     assert_eq!(
-        limits,
-        ["acme.json", "bigcorp.json"],
-        "a removed tenant's limits go too"
+        stdout,
+        "acme: created (version 1)\nbigcorp: created (version 1)\n"
     );
-    let platform: greentic::tenancy::limits::Limits =
-        serde_json::from_slice(&std::fs::read(out.join("limits.json")).unwrap()).unwrap();
-    assert_eq!(platform, greentic::tenancy::limits::Limits::default());
-    std::fs::remove_dir_all(&out).unwrap();
+    let again = tenant_apply(&url, &[demo]);
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        "acme: unchanged (version 1)\nbigcorp: unchanged (version 1)\n"
+    );
+
+    // acme's own admin changes acme's name in a copy of the bundle.
+    let dir = std::env::temp_dir().join(format!("greentic-apply-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    let bundles = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bundles");
+    for flow in std::fs::read_dir(bundles.join("flows")).unwrap() {
+        let flow = flow.unwrap().path();
+        std::fs::copy(&flow, dir.join("flows").join(flow.file_name().unwrap())).unwrap();
+    }
+    let text = std::fs::read_to_string(bundles.join("demo.yaml")).unwrap();
+    let changed = dir.join("demo.yaml");
+    std::fs::write(&changed, text.replace("ACME Corporation", "ACME Corp.")).unwrap();
+    let changed = changed.to_str().unwrap();
+    let own = tenant_apply(&url, &["--tenant", "acme", changed]);
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&own.stdout),
+        "acme: updated to version 2\n"
+    );
+    let config = greentic::flows::tenant_config::TenantConfig::load(host.as_ref(), "acme")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (config.version, config.tenant.name.as_str()),
+        (2, "ACME Corp.")
+    );
+
+    // A tenant admin cannot create a tenant; the refusal is explained.
+    let newcomer = changed.replace("demo.yaml", "newcomer.yaml");
+    std::fs::write(&newcomer, text.replace("  bigcorp:", "  newco:")).unwrap();
+    let refused = tenant_apply(&url, &["--tenant", "newco", &newcomer]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("answered 403") && stderr.contains("only a platform admin creates tenants"),
+        "{stderr}"
+    );
+    assert!(
+        greentic::flows::tenant_config::TenantConfig::load(host.as_ref(), "newco")
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]

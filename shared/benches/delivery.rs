@@ -1,5 +1,5 @@
 //! One flow-executor delivery, native with in-memory KV: check the envelope,
-//! read the tenant's compiled config, load the session record and memory, run
+//! read the tenant's configuration, load the session record and memory, run
 //! a five-node flow turn, commit by compare-and-swap, encode and publish the
 //! replies (to a bridge stub that only acknowledges), update the record and
 //! the usage counters. Prints the CBOR sizes of the record and memory.
@@ -8,16 +8,18 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use greentic::flows::bundle::{Bundle, LoadedBundle};
+use greentic::flows::control::{Author, ControlPlane, TenantDocument};
 use greentic::flows::flow::Flow;
-use greentic::flows::tenant_config::{self, TenantConfig};
+use greentic::flows::tenant_config::TenantConfig;
 use greentic::host::Host;
 use greentic::http::Response;
 use greentic::messaging::delivery::Delivery;
 use greentic::messaging::envelope::{ReplyAddress, Sender};
 use greentic::messaging::providers::{self, Message};
 use greentic::service::log::RequestLog;
+use greentic::store::config;
 use greentic::store::sessions::SessionStore;
-use greentic::tenancy::ids::{ChannelId, Conversation, TenantCtx};
+use greentic::tenancy::ids::{ChannelId, Conversation, TenantCtx, TenantId};
 use greentic::testing::{MemoryHost, TEST_BRIDGE_URL};
 use std::hint::black_box;
 
@@ -59,9 +61,15 @@ fn bench(c: &mut Criterion) {
         bundle: Bundle::parse("bench.yaml", BUNDLE).unwrap(),
         flows: [("five".to_owned(), Flow::parse("five.yaml", FLOW).unwrap())].into(),
     };
-    for (name, bytes) in tenant_config::compile(&loaded) {
-        host.set_bundle_file(&name, Some(bytes));
-    }
+    let plane = ControlPlane::new(host.store(config::STORE_LABEL));
+    let author = Author {
+        subject: "bench",
+        now_ms: 0,
+        if_match: None,
+    };
+    let document = TenantDocument::from_bundle(&loaded, "acme").unwrap();
+    let acme = TenantId::parse("acme").unwrap();
+    plane.apply(&acme, document, &author, true).unwrap();
     host.serve_url(
         TEST_BRIDGE_URL,
         Arc::new(|_| {

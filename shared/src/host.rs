@@ -32,8 +32,4 @@ pub trait Host {
     /// component of the app is `http://{component}.spin.internal` (Spin's
     /// service chaining, dispatched in memory).
     fn send(&self, base_url: &str, req: Request) -> Result<Response, OutboundError>;
-    /// A file of the compiled bundle (`greentic bundle compile`), by its path
-    /// inside that folder, e.g. `tenants/acme.json`; `None` when absent. Under
-    /// Spin the folder is mounted read-only at `/bundle`.
-    fn bundle_file(&self, name: &str) -> Result<Option<Vec<u8>>, String>;
 }

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::flows::control::{Author, ControlPlane, TenantDocument};
 use crate::host::{Host, OutboundError};
 use crate::http::{Request, Response};
 use crate::service::auth::{self, Claims};
 use crate::store::kv::{KeyValue, KvError, TestKv};
+use crate::tenancy::ids::TenantId;
 
 /// Ids every id position (path segment, header, claim, bundle key) must refuse:
 /// key and subject separators, NATS wildcards, traversal, case, padding,
@@ -132,7 +134,6 @@ pub struct MemoryHost {
     /// Reachable servers by base URL (`http://{component}.spin.internal`, or
     /// an outside service such as the bridge).
     internal: Mutex<BTreeMap<String, InternalHandler>>,
-    bundle: Mutex<BTreeMap<String, Vec<u8>>>,
     stores: BTreeMap<String, TestKv>,
     variables: Mutex<BTreeMap<String, String>>,
     now_ms: AtomicI64,
@@ -141,8 +142,9 @@ pub struct MemoryHost {
 }
 
 impl MemoryHost {
-    /// A host whose component declared exactly `labels`, with the auth
-    /// variables set to the test issuer, audience and secret.
+    /// A host whose component declared `labels` and the `config` store (the
+    /// demo bundle's tenants applied to it), with the auth variables set to
+    /// the test issuer, audience and secret.
     pub fn new(labels: &[&str]) -> Self {
         Self::with_stores(labels, |_| TestKv::new())
     }
@@ -151,8 +153,11 @@ impl MemoryHost {
     pub fn with_stores(labels: &[&str], open: impl Fn(&str) -> TestKv) -> Self {
         let host = MemoryHost {
             internal: Mutex::new(BTreeMap::new()),
-            bundle: Mutex::new(demo_bundle().clone()),
-            stores: labels.iter().map(|l| (l.to_string(), open(l))).collect(),
+            stores: labels
+                .iter()
+                .chain(&[crate::store::config::STORE_LABEL])
+                .map(|l| (l.to_string(), open(l)))
+                .collect(),
             variables: Mutex::new(BTreeMap::new()),
             now_ms: AtomicI64::new(NOW_SECS as i64 * 1000),
             random_counter: AtomicU64::new(0),
@@ -161,6 +166,7 @@ impl MemoryHost {
         host.set_variable(auth::VAR_ISSUER, TEST_ISSUER);
         host.set_variable(auth::VAR_AUDIENCE, TEST_AUDIENCE);
         host.set_variable(auth::VAR_HS256_SECRET, TEST_HS256_SECRET);
+        apply_demo(host.store(crate::store::config::STORE_LABEL));
         host
     }
 
@@ -178,13 +184,10 @@ impl MemoryHost {
             .insert(base_url.to_owned(), handler);
     }
 
-    /// Replaces (or with `None`, removes) a file of the compiled bundle.
-    pub fn set_bundle_file(&self, name: &str, contents: Option<Vec<u8>>) {
-        let mut bundle = self.bundle.lock().unwrap();
-        match contents {
-            Some(bytes) => bundle.insert(name.to_owned(), bytes),
-            None => bundle.remove(name),
-        };
+    /// Changes tenant `id`'s configuration as its admin would: `edit` gets
+    /// the current document, the result is checked and applied as a new version.
+    pub fn update_tenant(&self, id: &str, edit: impl FnOnce(&mut TenantDocument)) {
+        update_tenant(self.store(crate::store::config::STORE_LABEL), id, edit);
     }
 
     pub fn store(&self, label: &str) -> &TestKv {
@@ -256,24 +259,58 @@ impl Host for MemoryHost {
         let handler = handler.ok_or_else(|| OutboundError::Denied(base_url.to_owned()))?;
         Ok(handler(&req))
     }
+}
 
-    fn bundle_file(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
-        Ok(self.bundle.lock().unwrap().get(name).cloned())
+/// `bundles/demo.yaml`, loaded once per test process.
+pub fn demo_bundle() -> &'static crate::flows::bundle::LoadedBundle {
+    static LOADED: std::sync::OnceLock<crate::flows::bundle::LoadedBundle> =
+        std::sync::OnceLock::new();
+    LOADED.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../bundles/demo.yaml");
+        crate::flows::bundle::load(std::path::Path::new(path))
+            .unwrap_or_else(|e| panic!("the demo bundle is invalid: {e:?}"))
+    })
+}
+
+/// Applies every tenant of the demo bundle to a `config` store, as
+/// `greentic tenant apply bundles/demo.yaml` does through the API.
+pub fn apply_demo(config: &dyn KeyValue) {
+    let plane = ControlPlane::new(config);
+    for id in demo_bundle().bundle.tenants.keys() {
+        let document = TenantDocument::from_bundle(demo_bundle(), id).expect("listed above");
+        let tenant = TenantId::parse(id).expect("the demo's ids are valid");
+        plane
+            .apply(&tenant, document, &demo_author(None), true)
+            .unwrap_or_else(|e| panic!("cannot apply the demo's tenant {id}: {e}"));
     }
 }
 
-/// `bundles/demo.yaml` compiled as `greentic bundle compile` does, once per
-/// test process: the bundle every `MemoryHost` starts with.
-pub fn demo_bundle() -> &'static BTreeMap<String, Vec<u8>> {
-    static COMPILED: std::sync::OnceLock<BTreeMap<String, Vec<u8>>> = std::sync::OnceLock::new();
-    COMPILED.get_or_init(|| {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../bundles/demo.yaml");
-        let loaded = crate::flows::bundle::load(std::path::Path::new(path))
-            .unwrap_or_else(|e| panic!("the demo bundle is invalid: {e:?}"));
-        crate::flows::tenant_config::compile(&loaded)
-            .into_iter()
-            .collect()
-    })
+/// Changes tenant `id`'s configuration in a `config` store: `edit` gets the
+/// current document, the result is checked and applied as a new version.
+pub fn update_tenant(config: &dyn KeyValue, id: &str, edit: impl FnOnce(&mut TenantDocument)) {
+    let tenant = TenantId::parse(id).expect("test ids are valid");
+    let plane = ControlPlane::new(config);
+    let mut document = plane
+        .store()
+        .current::<TenantDocument>(&tenant)
+        .expect("the config store reads")
+        .expect("the tenant exists")
+        .document;
+    edit(&mut document);
+    document
+        .check(&tenant)
+        .unwrap_or_else(|e| panic!("the edited document is invalid: {e:?}"));
+    plane
+        .apply(&tenant, document, &demo_author(None), false)
+        .unwrap_or_else(|e| panic!("cannot update tenant {id}: {e}"));
+}
+
+fn demo_author(if_match: Option<u64>) -> Author<'static> {
+    Author {
+        subject: "demo",
+        now_ms: NOW_SECS as i64 * 1000,
+        if_match,
+    }
 }
 
 /// (tenant, team or none for the tenant itself, secret name)

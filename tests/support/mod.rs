@@ -276,6 +276,61 @@ fn raw_logs<H: Borrow<MemoryHost>>(backend: &Backend<H>) -> String {
     }
 }
 
+/// The tenant API beside the components that read what it writes: requests
+/// under `/api/v1/tenants` go to the tenant API, `/api/v1/sessions` and
+/// `/api/v1/usage` to the session API, `/webhooks` to ingress, on either target.
+pub struct Console {
+    backend: Backend<MemoryHost>,
+}
+
+/// The tenant of the platform operator's tokens in these tests.
+pub const OPERATOR: &str = "ops";
+
+impl Console {
+    pub fn on(target: Target) -> Self {
+        Console {
+            backend: match target {
+                Target::Native => Backend::Native(MemoryHost::new(&[
+                    session_api::STORE_LABEL,
+                    greentic::service::limits::STORE_LABEL,
+                    "cache",
+                ])),
+                target => Backend::Wasm(Box::new(wasm::app_on(target))),
+            },
+        }
+    }
+
+    /// The `config` store, holding the demo's tenants to begin with.
+    pub fn config(&self) -> &TestKv {
+        match &self.backend {
+            Backend::Native(host) => host.store(greentic::store::config::STORE_LABEL),
+            Backend::Wasm(app) => app.store(greentic::store::config::STORE_LABEL),
+        }
+    }
+
+    pub fn call(&self, req: Request) -> Response {
+        match &self.backend {
+            Backend::Native(host) if req.path.starts_with("/api/v1/tenants") => {
+                tenant_api::handle(&req, host)
+            }
+            Backend::Native(host) if req.path.starts_with("/webhooks/") => {
+                ingress::handle(&req, host)
+            }
+            Backend::Native(host) => session_api::handle(&req, host),
+            Backend::Wasm(app) => app.send(req),
+        }
+    }
+
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        logs(&self.backend)
+    }
+}
+
+/// A platform operator's token (role `platform-admin`, tenant [`OPERATOR`]).
+pub fn operator() -> Call {
+    Call::with(&token(OPERATOR, "prod").roles(&["platform-admin"]))
+}
+
 /// Who calls and which scope headers they send.
 #[derive(Clone)]
 pub struct Call {
@@ -327,6 +382,16 @@ impl Call {
         }
         req
     }
+}
+
+/// One string field of every item of a page (`{"items": [...]}`).
+pub fn item_fields(page: &serde_json::Value, field: &str) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page: {page}"))
+        .iter()
+        .map(|item| item[field].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 /// Asserts an RFC 9457 problem with `status` and problem type `slug`.

@@ -77,10 +77,14 @@ pub fn app_on(target: Target) -> SpinApp {
     }
 }
 
-fn start(builder: Builder) -> SpinApp {
-    builder
+/// The application started, with the demo bundle's tenants in its `config`
+/// store (as `greentic tenant apply bundles/demo.yaml` leaves them).
+pub fn start(builder: Builder) -> SpinApp {
+    let app = builder
         .build()
-        .unwrap_or_else(|e| panic!("cannot start the wasm application: {e:#}"))
+        .unwrap_or_else(|e| panic!("cannot start the wasm application: {e:#}"));
+    greentic::testing::apply_demo(app.store(greentic::store::config::STORE_LABEL));
+    app
 }
 
 /// Asks the caller at `route` to resolve (`verify: None`) or HMAC-verify a secret.

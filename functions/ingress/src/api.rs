@@ -92,14 +92,18 @@ fn parse(req: &Request) -> Result<Parsed, (&'static str, ApiError)> {
     Ok((route, target, ctx, channel))
 }
 
-/// The channel, if the tenant's bundle has it in that env and team. Every
-/// miss is the same bare 404, so a caller learns nothing about which part is unknown.
+/// The channel, if the tenant's configuration has it in that env and team.
+/// Every miss is the same bare 404, so a caller learns nothing about which
+/// part is unknown. A suspended tenant's channels take nothing new (403
+/// `tenant-suspended`).
 fn find_channel(
     host: &dyn Host,
     ctx: &TenantCtx,
     channel: &ChannelId,
 ) -> Result<ChannelConfig, ApiError> {
-    TenantConfig::find_channel(host, ctx, channel)?.ok_or(ApiError::NotFound)
+    let channel = TenantConfig::find_channel(host, ctx, channel)?.ok_or(ApiError::NotFound)?;
+    channel.require_active()?;
+    Ok(channel)
 }
 
 fn webhook(

@@ -1,7 +1,7 @@
 //! Spin component: provider webhooks (`/webhooks/{env}/{tenant}/{team}/{channel}`).
 //!
 //! A thin adapter: [`api::handle`] resolves the channel from the path and the
-//! tenant's compiled bundle, lets `greentic::messaging::providers` verify and normalise
+//! tenant's configuration, lets `greentic::messaging::providers` verify and normalise
 //! the request (secrets come from the broker, by service chaining), and
 //! publishes the envelope through the bridge. It answers 200 only once
 //! JetStream has stored the message.

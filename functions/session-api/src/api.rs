@@ -7,9 +7,10 @@
 //! rate limits 429), then existence (404). A session of another
 //! tenant, environment or team is indistinguishable from one that does not exist.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use greentic::http::{DEFAULT_BODY_LIMIT, Request, Response};
+use greentic::messaging::providers::rfc3339;
 use greentic::service;
 use greentic::service::auth::{Access, roles};
 use greentic::service::limits;
@@ -262,11 +263,6 @@ fn find(
     };
     let record = store.get(&ctx, &id)?.ok_or(ApiError::NotFound)?;
     Ok((ctx, record))
-}
-
-fn rfc3339(ms: i64) -> String {
-    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// The JSON face of a session record; the transcript only on a single GET.

@@ -77,16 +77,6 @@ impl Host for SpinHost {
             body: answer.into_body(),
         })
     }
-
-    /// The compiled bundle is mounted at `/bundle` (`files` in spin.toml);
-    /// `name` is built from validated ids, so it cannot leave that folder.
-    fn bundle_file(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
-        match std::fs::read(format!("/bundle/{name}")) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("reading /bundle/{name}: {e}")),
-        }
-    }
 }
 
 struct SpinStore {

@@ -66,6 +66,7 @@ pub fn handle(req: &Request, host: &dyn Host) -> Response {
             let channel = TenantConfig::find_channel(host, &ctx, &channel)?
                 .filter(|c| c.config.provider == "messaging-webchat")
                 .ok_or(ApiError::NotFound)?;
+            channel.require_active()?;
             let secrets = BrokerClient::new(host, COMPONENT);
             let claims = webchat::verify_token(&channel, bearer(req)?, host.now_ms(), &secrets)?;
             let conversation = ConversationId::parse(&claims.conv)?;

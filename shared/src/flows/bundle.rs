@@ -53,6 +53,14 @@ const SECRET_LIKE: &[&str] = &[
     "apikey",
 ];
 
+const SECRET_REFUSED: &str =
+    "looks like a secret; store it with `greentic secret put`, not in the configuration";
+
+fn looks_like_secret(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    SECRET_LIKE.iter().any(|s| lower.contains(s))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bundle {
@@ -153,7 +161,7 @@ impl Bundle {
         self.limits.over(Limits::default())
     }
 
-    fn problems(&self, file: &str) -> Vec<ConfigError> {
+    pub(crate) fn problems(&self, file: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         let mut error =
             |path: String, reason: String| errors.push(ConfigError::new(file, path, reason));
@@ -173,6 +181,9 @@ impl Bundle {
             }
             for (field, reason) in tenant.limits.problems() {
                 error(format!("{at}.limits.{field}"), reason);
+            }
+            for key in tenant.settings.keys().filter(|k| looks_like_secret(k)) {
+                error(format!("{at}.settings.{key}"), SECRET_REFUSED.into());
             }
             if tenant.environments.is_empty() {
                 error(
@@ -236,14 +247,8 @@ impl Bundle {
                             "a Teams channel needs its bot's app id (the audience of Bot Framework tokens)".into(),
                         );
                     }
-                    for key in channel.config.keys() {
-                        let lower = key.to_ascii_lowercase();
-                        if SECRET_LIKE.iter().any(|s| lower.contains(s)) {
-                            error(
-                                format!("{at}.config.{key}"),
-                                "looks like a secret; store it with the secrets broker, not in a bundle".into(),
-                            );
-                        }
+                    for key in channel.config.keys().filter(|k| looks_like_secret(k)) {
+                        error(format!("{at}.config.{key}"), SECRET_REFUSED.into());
                     }
                 }
             }
@@ -252,7 +257,7 @@ impl Bundle {
     }
 
     /// Every flow name the bundle refers to, each with the path that names it first.
-    fn flow_references(&self) -> BTreeMap<&str, String> {
+    pub(crate) fn flow_references(&self) -> BTreeMap<&str, String> {
         let mut refs = BTreeMap::new();
         for (tenant_id, tenant) in &self.tenants {
             if let Some(f) = &tenant.flow {
@@ -406,7 +411,7 @@ tenants:
             "b.yaml: tenants.Acme: tenant id is not valid: ids match ^[a-z0-9][a-z0-9_-]{0,62}$",
             "b.yaml: tenants.Acme.environments[1].id: environment `prod` is listed twice",
             "b.yaml: tenants.Acme.teams.default: `default` stands for \"no team\" and cannot name a team",
-            "b.yaml: tenants.Acme.teams.default.channels.slack.config.signing_secret: looks like a secret; store it with the secrets broker, not in a bundle",
+            "b.yaml: tenants.Acme.teams.default.channels.slack.config.signing_secret: looks like a secret; store it with `greentic secret put`, not in the configuration",
         ] {
             assert!(
                 errors.iter().any(|e| e == expected),

@@ -53,7 +53,7 @@ impl Flow {
         }
     }
 
-    fn problems(&self, file: &str) -> Vec<ConfigError> {
+    pub(crate) fn problems(&self, file: &str) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         let mut error =
             |path: String, reason: &str| errors.push(ConfigError::new(file, path, reason));

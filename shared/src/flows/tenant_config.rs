@@ -1,92 +1,39 @@
 //! One tenant's configuration, as a request reads it.
 //!
 //! Under Spin every request starts a fresh instance, so whatever a request
-//! reads of the bundle it reads every time. Parsing the whole bundle per
-//! request would make every tenant pay for all the others. So the bundle is
-//! validated once, at build time (`greentic bundle compile`), and split into
-//! one JSON file per tenant holding its teams, channels and the flows they
-//! use; a component mounts that folder (`files` in spin.toml) and reads only
-//! `tenants/{tenant}.json`, whose name comes from a validated tenant id.
-//!
-//! Each tenant's resolved limits are in its file, and also alone in
-//! `limits/{tenant}.json` (with the platform's in `limits.json`, for tokens
-//! of tenants the bundle does not list): the REST APIs read only those few
-//! bytes per request ([`crate::service::limits`]).
+//! reads of the configuration it reads every time. It reads one key: its
+//! tenant's current version in the `config` store
+//! ([`crate::store::config`]), whose name comes from a validated tenant id,
+//! so the cost does not depend on how many tenants exist. The control plane
+//! ([`crate::flows::control`]) validated the version before storing it.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::flows::bundle::{Channel, LoadedBundle, Tenant};
+use crate::flows::bundle::{Channel, Tenant};
+use crate::flows::control::TenantDocument;
 use crate::flows::flow::Flow;
 use crate::host::Host;
 use crate::http::error::ApiError;
-use crate::tenancy::ids::{ChannelId, TenantCtx};
-use crate::tenancy::limits::{self, Limits};
+use crate::store::config::{self, ConfigStore, Status, Version};
+use crate::tenancy::ids::{ChannelId, TenantCtx, TenantId};
+use crate::tenancy::limits::Limits;
 
-/// Bumped when the compiled layout changes; an older file is refused.
-pub const FORMAT: u32 = 2;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A tenant's current configuration.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TenantConfig {
-    pub format: u32,
     pub id: String,
+    pub version: u64,
+    pub status: Status,
     pub tenant: Tenant,
     /// The flows this tenant's teams and channels run, by name.
     pub flows: BTreeMap<String, Flow>,
-    /// Resolved: the tenant's own over the bundle's over the built-in defaults.
+    /// Resolved: the tenant's own over the built-in defaults.
     pub limits: Limits,
 }
 
-/// The file of one tenant, relative to the compiled folder.
-pub fn file_name(tenant_id: &str) -> String {
-    format!("tenants/{tenant_id}.json")
-}
-
-/// One file per tenant, one of limits per tenant and the platform's
-/// limits: `(file name, JSON)`.
-pub fn compile(loaded: &LoadedBundle) -> Vec<(String, Vec<u8>)> {
-    let mut files = vec![(
-        limits::PLATFORM_FILE.to_owned(),
-        json(&loaded.bundle.platform_limits()),
-    )];
-    for id in loaded.bundle.tenants.keys() {
-        files.push((limits::file_name(id), json(&loaded.bundle.limits_of(id))));
-    }
-    let tenants = loaded.bundle.tenants.iter().map(|(id, tenant)| {
-        let mut flows = BTreeMap::new();
-        let named = std::iter::once(tenant.flow.as_ref())
-            .chain(tenant.teams.values().map(|t| t.flow.as_ref()))
-            .chain(
-                tenant
-                    .teams
-                    .values()
-                    .flat_map(|t| t.channels.values().map(|c| c.flow.as_ref())),
-            )
-            .flatten();
-        for name in named {
-            if let Some(flow) = loaded.flows.get(name) {
-                flows.insert(name.clone(), flow.clone());
-            }
-        }
-        let config = TenantConfig {
-            format: FORMAT,
-            id: id.clone(),
-            tenant: tenant.clone(),
-            flows,
-            limits: loaded.bundle.limits_of(id),
-        };
-        (file_name(id), json(&config))
-    });
-    tenants.chain(files).collect()
-}
-
-fn json(value: &impl Serialize) -> Vec<u8> {
-    serde_json::to_vec_pretty(value).expect("configs always serialise")
-}
-
-/// A channel as a request addresses it: present in the bundle, in an
+/// A channel as a request addresses it: configured for its tenant, in an
 /// environment the tenant has, under the team named.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelConfig {
@@ -99,86 +46,81 @@ pub struct ChannelConfig {
     pub team_name: Option<String>,
     /// The tenant's resolved limits.
     pub limits: Limits,
+    /// Whether the tenant takes new traffic ([`ChannelConfig::require_active`]).
+    pub status: Status,
 }
 
 impl TenantConfig {
-    /// Reads the tenant's compiled file through the host. `Ok(None)` when the
-    /// tenant does not exist.
+    /// Reads the tenant's current configuration. `Ok(None)` when the tenant
+    /// does not exist.
     pub fn load(host: &dyn Host, tenant_id: &str) -> Result<Option<TenantConfig>, ApiError> {
-        read::<TenantConfig>(host, tenant_id)
+        Ok(
+            read::<TenantDocument>(host, tenant_id)?.map(|v| TenantConfig {
+                id: v.tenant,
+                version: v.version,
+                status: v.status,
+                tenant: v.document.tenant,
+                flows: v.document.flows,
+                limits: v.limits,
+            }),
+        )
     }
 
-    /// The channel `ctx` and `channel` address in its tenant's compiled file,
+    /// The channel `ctx` and `channel` address in its tenant's configuration,
     /// or `None` when the tenant, env, team or channel is unknown: the one
     /// lookup every component does at its boundary.
     ///
-    /// It reads the file without its flows: parsing a flow compiles its
-    /// patterns, which a request that only needs the channel (ingress,
+    /// It reads the configuration without its flows: parsing a flow compiles
+    /// its patterns, which a request that only needs the channel (ingress,
     /// egress, web chat) should not pay for.
     pub fn find_channel(
         host: &dyn Host,
         ctx: &TenantCtx,
         channel: &ChannelId,
     ) -> Result<Option<ChannelConfig>, ApiError> {
-        Ok(read::<Routing>(host, ctx.tenant_id())?
-            .and_then(|r| channel_of(&r.id, &r.tenant, r.limits, ctx, channel)))
+        Ok(read::<Routing>(host, ctx.tenant_id())?.and_then(|v| {
+            channel_of(
+                &v.tenant,
+                &v.document.tenant,
+                v.limits,
+                v.status,
+                ctx,
+                channel,
+            )
+        }))
     }
 
     /// The channel `ctx` (which must name a team) and `channel` address, or
     /// `None` if the env, team or channel is not the tenant's.
     pub fn channel(&self, ctx: &TenantCtx, channel: &ChannelId) -> Option<ChannelConfig> {
-        channel_of(&self.id, &self.tenant, self.limits, ctx, channel)
+        channel_of(
+            &self.id,
+            &self.tenant,
+            self.limits,
+            self.status,
+            ctx,
+            channel,
+        )
     }
 }
 
-/// What a channel lookup reads of a tenant's file: everything but the flows,
-/// which are skipped unparsed.
+/// What a channel lookup reads of a tenant's document: everything but the
+/// flows, which are skipped unparsed.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Routing {
-    format: u32,
-    id: String,
     tenant: Tenant,
-    #[serde(rename = "flows")]
+    #[serde(rename = "flows", default)]
     _flows: serde::de::IgnoredAny,
-    limits: Limits,
 }
 
-/// The compiled layout's header, checked on whatever view of a file is read.
-trait Compiled: serde::de::DeserializeOwned {
-    fn header(&self) -> (u32, &str);
-}
-
-impl Compiled for TenantConfig {
-    fn header(&self) -> (u32, &str) {
-        (self.format, &self.id)
-    }
-}
-
-impl Compiled for Routing {
-    fn header(&self) -> (u32, &str) {
-        (self.format, &self.id)
-    }
-}
-
-/// Reads `tenants/{tenant_id}.json` as `T`: `Ok(None)` when the tenant does
-/// not exist, an internal error when its file is unreadable, stale or
-/// misplaced.
-fn read<T: Compiled>(host: &dyn Host, tenant_id: &str) -> Result<Option<T>, ApiError> {
-    let Some(bytes) = host
-        .bundle_file(&file_name(tenant_id))
-        .map_err(ApiError::Internal)?
-    else {
-        return Ok(None);
-    };
-    let config: T = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::Internal(format!("compiled config of tenant {tenant_id}: {e}")))?;
-    if config.header() != (FORMAT, tenant_id) {
-        return Err(ApiError::Internal(format!(
-            "compiled config of tenant {tenant_id} is stale or misplaced: run `greentic bundle compile`"
-        )));
-    }
-    Ok(Some(config))
+/// The current version of tenant `tenant_id` with its document read as `D`.
+fn read<D: serde::de::DeserializeOwned>(
+    host: &dyn Host,
+    tenant_id: &str,
+) -> Result<Option<Version<D>>, ApiError> {
+    let tenant = TenantId::parse(tenant_id)?;
+    let kv = host.open_store(config::STORE_LABEL)?;
+    ConfigStore::new(kv.as_ref()).current(&tenant)
 }
 
 /// The channel `ctx` (which must name a team) and `channel` address in
@@ -187,6 +129,7 @@ fn channel_of(
     id: &str,
     tenant: &Tenant,
     limits: Limits,
+    status: Status,
     ctx: &TenantCtx,
     channel: &ChannelId,
 ) -> Option<ChannelConfig> {
@@ -209,10 +152,20 @@ fn channel_of(
         tenant_name: tenant.name.clone(),
         team_name: team.name.clone(),
         limits,
+        status,
     })
 }
 
 impl ChannelConfig {
+    /// Refuses new traffic of a suspended tenant (ingress, the web chat's
+    /// reads). Deliveries of what was accepted before do not ask.
+    pub fn require_active(&self) -> Result<(), ApiError> {
+        match self.status {
+            Status::Active => Ok(()),
+            Status::Suspended => Err(ApiError::TenantSuspended),
+        }
+    }
+
     /// A string setting of the channel's `config` (non-secret provider settings).
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.config.config.get(key).and_then(|v| v.as_str())
@@ -223,30 +176,6 @@ impl ChannelConfig {
 mod tests {
     use super::*;
     use crate::testing::MemoryHost;
-
-    #[test]
-    fn each_tenant_gets_its_own_file_with_only_its_flows() {
-        let loaded = crate::flows::bundle::load(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../bundles/demo.yaml"
-        )))
-        .unwrap();
-        let files = compile(&loaded);
-        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "tenants/acme.json",
-                "tenants/bigcorp.json",
-                "limits.json",
-                "limits/acme.json",
-                "limits/bigcorp.json"
-            ]
-        );
-        let acme: TenantConfig = serde_json::from_slice(&files[0].1).unwrap();
-        assert_eq!(acme.flows.keys().collect::<Vec<_>>(), ["acme_support_flow"]);
-        assert!(!String::from_utf8_lossy(&files[0].1).contains("bigcorp"));
-    }
 
     #[test]
     fn channels_resolve_only_within_their_tenant_env_and_team() {
@@ -275,5 +204,43 @@ mod tests {
         let bigcorp = TenantCtx::new("bigcorp", "prod", Some("support")).unwrap();
         assert!(config.channel(&bigcorp, &slack).is_none());
         assert_eq!(TenantConfig::load(&host, "nobody").unwrap(), None);
+    }
+
+    /// ARCHITECTURE's invariant: a request's cost does not grow with the
+    /// number of tenants. The lookup is one read whatever the store holds,
+    /// and never a scan.
+    #[test]
+    fn a_channel_lookup_is_one_read_however_many_tenants_exist() {
+        use crate::flows::control::{Author, ControlPlane, TenantDocument};
+        use crate::store::config::STORE_LABEL;
+        let host = MemoryHost::new(&[]);
+        let kv = host.store(STORE_LABEL);
+        let ctx = TenantCtx::new("acme", "prod", Some("support")).unwrap();
+        let slack = ChannelId::parse("slack").unwrap();
+        let cost = || {
+            let (ops, scans) = (kv.ops(), kv.full_scans());
+            assert!(
+                TenantConfig::find_channel(&host, &ctx, &slack)
+                    .unwrap()
+                    .is_some()
+            );
+            (kv.ops() - ops, kv.full_scans() - scans)
+        };
+        assert_eq!(cost(), (1, 0));
+        let plane = ControlPlane::new(kv);
+        let document =
+            TenantDocument::from_bundle(crate::testing::demo_bundle(), "bigcorp").unwrap();
+        let author = Author {
+            subject: "test",
+            now_ms: 0,
+            if_match: None,
+        };
+        for i in 0..1_000 {
+            let tenant = TenantId::parse(&format!("t{i}")).unwrap();
+            plane
+                .apply(&tenant, document.clone(), &author, true)
+                .unwrap();
+        }
+        assert_eq!(cost(), (1, 0));
     }
 }

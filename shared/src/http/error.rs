@@ -23,6 +23,10 @@ pub enum ApiError {
     InvalidId(#[from] IdError),
     #[error("{0}")]
     BadRequest(String),
+    /// A configuration document that does not validate: one line per
+    /// problem (`file: path: reason`), also listed in the problem's `errors`.
+    #[error("the document is invalid: {}", .0.join("; "))]
+    InvalidDocument(Vec<String>),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -35,6 +39,12 @@ pub enum ApiError {
     MethodNotAllowed { allow: &'static str },
     #[error("{0}")]
     Conflict(String),
+    /// `If-Match` named a version that is no longer the current one.
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// The tenant is suspended: nothing new of it is accepted.
+    #[error("tenant is suspended")]
+    TenantSuspended,
     /// Well-formed, but it cannot be applied as it is (a delivery whose
     /// envelope contradicts its subject, a flow that fails): retrying will not help.
     #[error("{0}")]
@@ -61,18 +71,21 @@ struct Problem<'a> {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [String]>,
 }
 
 impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             ApiError::PayloadTooLarge { .. } => 413,
-            ApiError::InvalidId(_) | ApiError::BadRequest(_) => 400,
+            ApiError::InvalidId(_) | ApiError::BadRequest(_) | ApiError::InvalidDocument(_) => 400,
             ApiError::Unauthorized(_) => 401,
-            ApiError::Forbidden(_) => 403,
+            ApiError::Forbidden(_) | ApiError::TenantSuspended => 403,
             ApiError::NotFound => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Conflict(_) => 409,
+            ApiError::PreconditionFailed(_) => 412,
             ApiError::Unprocessable(_) => 422,
             ApiError::TooManyRequests(_) => 429,
             ApiError::Unavailable(_) | ApiError::NotConfigured(_) => 503,
@@ -86,11 +99,14 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::InvalidId(_) => "invalid-id",
             ApiError::BadRequest(_) => "bad-request",
+            ApiError::InvalidDocument(_) => "invalid-document",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::TenantSuspended => "tenant-suspended",
             ApiError::NotFound => "not-found",
             ApiError::MethodNotAllowed { .. } => "method-not-allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::PreconditionFailed(_) => "precondition-failed",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::TooManyRequests(_) => "too-many-requests",
             ApiError::Unavailable(_) => "unavailable",
@@ -104,11 +120,14 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "Payload too large",
             ApiError::InvalidId(_) => "Invalid identifier",
             ApiError::BadRequest(_) => "Bad request",
+            ApiError::InvalidDocument(_) => "Invalid document",
             ApiError::Unauthorized(_) => "Unauthorized",
             ApiError::Forbidden(_) => "Forbidden",
+            ApiError::TenantSuspended => "Tenant suspended",
             ApiError::NotFound => "Not found",
             ApiError::MethodNotAllowed { .. } => "Method not allowed",
             ApiError::Conflict(_) => "Conflict",
+            ApiError::PreconditionFailed(_) => "Precondition failed",
             ApiError::Unprocessable(_) => "Unprocessable content",
             ApiError::TooManyRequests(_) => "Too many requests",
             ApiError::Unavailable(_) => "Service unavailable",
@@ -124,6 +143,10 @@ impl ApiError {
             status: self.status(),
             detail: self.to_string(),
             request_id,
+            errors: match &self {
+                ApiError::InvalidDocument(errors) => Some(errors),
+                _ => None,
+            },
         };
         let mut response = Response::json(problem.status, &problem);
         response.headers[0].1 = "application/problem+json".into();

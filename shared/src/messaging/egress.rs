@@ -103,7 +103,9 @@ pub fn deliver(
     }
     let channel = TenantConfig::find_channel(host, &out.tenant, &out.channel)?
         .filter(|c| c.config.provider == out.provider)
-        .ok_or_else(|| ApiError::Unprocessable("the channel is not in the bundle".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unprocessable("the channel is not in the tenant's configuration".into())
+        })?;
     let secrets = BrokerClient::new(host, "egress");
     let sent = send(host, &secrets, &channel, &out)?;
     log.info(

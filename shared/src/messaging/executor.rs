@@ -175,14 +175,16 @@ fn check_delivery(delivery: &Delivery<'_>, log: &mut RequestLog) -> Result<Envel
 }
 
 /// The channel the message came in on and the flow it runs, from the
-/// tenant's compiled bundle.
+/// tenant's current configuration.
 fn find_flow(host: &dyn Host, envelope: &Envelope) -> Result<(ChannelConfig, Flow), ApiError> {
     let ctx = &envelope.tenant;
     let tenant = TenantConfig::load(host, ctx.tenant_id())?;
     let channel = tenant
         .as_ref()
         .and_then(|t| t.channel(ctx, &envelope.channel))
-        .ok_or_else(|| ApiError::Unprocessable("the channel is not in the bundle".into()))?;
+        .ok_or_else(|| {
+            ApiError::Unprocessable("the channel is not in the tenant's configuration".into())
+        })?;
     let flow_name = channel
         .flow
         .clone()
@@ -190,7 +192,9 @@ fn find_flow(host: &dyn Host, envelope: &Envelope) -> Result<(ChannelConfig, Flo
     let flow = tenant
         .and_then(|mut t| t.flows.remove(&flow_name))
         .ok_or_else(|| {
-            ApiError::Unprocessable(format!("flow `{flow_name}` is not in the bundle"))
+            ApiError::Unprocessable(format!(
+                "flow `{flow_name}` is not in the tenant's configuration"
+            ))
         })?;
     Ok((channel, flow))
 }

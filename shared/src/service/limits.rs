@@ -6,9 +6,9 @@
 //! Counting comes after authentication on purpose: the tenant a request is
 //! counted against comes from a verified token, so nobody can spend another
 //! tenant's quota (or lock it out) with requests that carry its id but no
-//! valid token. The quotas come from the tenant's compiled limits file
-//! (`limits/{tenant}.json`, a few bytes) and the counters live in the `limits`
-//! key-value store, which only the components that enforce limits declare.
+//! valid token. The quotas come from the tenant's current configuration (the
+//! `config` store) and the counters live in the `limits` key-value store,
+//! which only the components that enforce limits declare.
 
 use serde_json::json;
 
@@ -17,31 +17,27 @@ use crate::http::error::ApiError;
 use crate::http::ratelimit::RateWindow;
 use crate::service::auth::Access;
 use crate::service::log::RequestLog;
+use crate::store::config::{self, ConfigStore, Status};
 use crate::store::{rate, usage};
-use crate::tenancy::ids::{ChannelId, ConversationId, Counter, TenantCtx};
+use crate::tenancy::ids::{ChannelId, ConversationId, Counter, TenantCtx, TenantId};
 use crate::tenancy::keys;
-use crate::tenancy::limits::{self, Limits};
+use crate::tenancy::limits::Limits;
 
 /// The key-value store (spin.toml label) of rate windows and refusal counts.
 pub const STORE_LABEL: &str = "limits";
 
-/// Tenant `tenant_id`'s limits: its compiled file, else the platform's (a
-/// token may name a tenant the bundle does not list), else the built-in
-/// defaults when no bundle is mounted at all.
+/// Tenant `tenant_id`'s limits, from its current configuration (one read
+/// of the `config` store, the document skipped unparsed); the built-in
+/// defaults for a tenant with no configuration (a token may name one).
+/// A suspended tenant is refused here, before anything is counted.
 pub fn of_tenant(host: &dyn Host, tenant_id: &str) -> Result<Limits, ApiError> {
-    for name in [
-        limits::file_name(tenant_id),
-        limits::PLATFORM_FILE.to_owned(),
-    ] {
-        if let Some(bytes) = host.bundle_file(&name).map_err(ApiError::Internal)? {
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                ApiError::Internal(format!(
-                    "compiled {name} is unreadable ({e}): run `greentic bundle compile`"
-                ))
-            });
-        }
+    let tenant = TenantId::parse(tenant_id)?;
+    let kv = host.open_store(config::STORE_LABEL)?;
+    match ConfigStore::new(kv.as_ref()).current::<serde::de::IgnoredAny>(&tenant)? {
+        None => Ok(Limits::default()),
+        Some(v) if v.status == Status::Suspended => Err(ApiError::TenantSuspended),
+        Some(v) => Ok(v.limits),
     }
-    Ok(Limits::default())
 }
 
 /// Counts this request of `access` against its tenant's and its subject's

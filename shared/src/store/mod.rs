@@ -7,6 +7,7 @@
 //! where it is defined). A new kind of stored data (a tenant's config store,
 //! retention and deletion of a tenant's data) belongs here.
 
+pub mod config;
 pub mod index;
 pub mod kv;
 pub mod rate;

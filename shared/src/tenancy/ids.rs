@@ -190,6 +190,29 @@ impl From<TenantCtx> for RawTenantCtx {
     }
 }
 
+/// A validated tenant id, for what belongs to a tenant as a whole (its
+/// configuration) rather than to one env or team.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        validate_id(IdKind::Tenant, raw)?;
+        Ok(TenantId(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A validated id of a single kind (channel, session, secret name), for the
 /// places that need one id rather than a whole [`TenantCtx`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -35,6 +35,10 @@
 //! | `rate-channel/{tenant}/{env}/{team}/{digest}/{minute}` | counter: a web chat channel's messages in that minute (limits store) |
 //! | `index/{tenant}/{env}/team-registry/...` in the limits store | the teams with refusals counted, as in the sessions store |
 //! | `secrets-index/{global,{tenant},{tenant}/teams/{team}}/seq` and `/{slot}` | secret names of a scope (secrets store) |
+//! | `config/{tenant}/head` | the tenant's current configuration version, JSON: what every request of the tenant reads (config store) |
+//! | `config/{tenant}/versions/{n}` | version `n` of the tenant's configuration, immutable (config store) |
+//! | `config/{tenant}/claim` | counter: whoever increments it to 1 creates the tenant (config store) |
+//! | `config/global/tenants/seq` and `/{slot}` | the tenants created, each once: what the tenant listing walks (config store) |
 //!
 //! `{team}` is the team id or `default`. The tenant `global` is reserved (see
 //! [`crate::tenancy::ids`]) so `secrets/global/` is never a tenant's folder. Every
@@ -44,6 +48,7 @@
 
 use crate::tenancy::ids::{
     ChannelId, ConversationId, Counter, Day, SecretName, SecretScope, SessionId, TenantCtx,
+    TenantId,
 };
 
 /// `sessions/{tenant}/{env}/{team}/{session_id}.cbor`
@@ -320,6 +325,32 @@ pub fn session_team_locator(ctx: &TenantCtx, session: &SessionId) -> String {
     )
 }
 
+/// `config/{tenant}/head`: the tenant's current configuration, the one key a
+/// request reads to find its channel, flow, limits and status.
+pub fn config_head(tenant: &TenantId) -> String {
+    format!("config/{tenant}/head")
+}
+
+/// `config/{tenant}/versions/{n}`: version `n`, written once and never changed.
+pub fn config_version(tenant: &TenantId, version: u64) -> String {
+    format!("config/{tenant}/versions/{version}")
+}
+
+/// `config/{tenant}/claim`: a counter; whoever increments it to 1 writes the
+/// tenant's first version (compare-and-swap cannot create a key atomically
+/// on Spin's SQLite backend).
+pub fn config_claim(tenant: &TenantId) -> String {
+    format!("config/{tenant}/claim")
+}
+
+/// `config/global/tenants`: one slot per tenant created (the reserved tenant
+/// `global` keeps platform-wide keys apart from every tenant's).
+pub fn tenant_index() -> IndexKeys {
+    IndexKeys {
+        prefix: "config/global/tenants".into(),
+    }
+}
+
 /// `secrets/global/{name}`, `secrets/{tenant}/{name}` or
 /// `secrets/{tenant}/teams/{team}/{name}`: the seed's secret namespacing.
 pub fn secret(scope: &SecretScope, name: &SecretName) -> String {
@@ -417,6 +448,19 @@ mod tests {
     }
 
     #[test]
+    fn config_keys_are_the_tenants_and_the_index_is_the_platforms() {
+        let acme = TenantId::parse("acme").unwrap();
+        assert_eq!(config_head(&acme), "config/acme/head");
+        assert_eq!(config_version(&acme, 3), "config/acme/versions/3");
+        assert_eq!(config_claim(&acme), "config/acme/claim");
+        assert_eq!(tenant_index().slot(7), "config/global/tenants/7");
+        assert!(
+            TenantId::parse("global").is_err(),
+            "no tenant's keys can be the index's"
+        );
+    }
+
+    #[test]
     fn the_longest_key_fits_spins_limit() {
         let long = "a".repeat(63);
         let c = TenantCtx::new(&long, &long, Some(&long)).unwrap();
@@ -426,6 +470,7 @@ mod tests {
         let message_id = "m".repeat(1000);
         let day = Day::of(0);
         let team = SecretScope::team_of(&c).unwrap();
+        let tenant = TenantId::parse(&long).unwrap();
         // The last minute a clock of Unix milliseconds in an i64 can name.
         let last_minute = i64::MAX as u64 / 60_000;
         for key in [
@@ -450,6 +495,10 @@ mod tests {
             rate_webchat_conversation(&c, &channel, &conversation).window(last_minute),
             rate_webchat_channel(&c, &channel).window(last_minute),
             usage(&c, &day, Counter::ApiRefused),
+            config_head(&tenant),
+            config_version(&tenant, u64::MAX),
+            config_claim(&tenant),
+            tenant_index().slot(u64::MAX),
         ] {
             assert!(key.len() <= 256, "{} bytes: {key}", key.len());
         }

@@ -2,8 +2,8 @@
 //!
 //! A bundle may set platform defaults (top-level `limits:`) and each tenant
 //! may override any of them (`tenants.{id}.limits:`); whatever neither sets
-//! takes the built-in default below. `greentic bundle compile` resolves the
-//! three into one [`Limits`] per tenant, so a request reads finished numbers.
+//! takes the built-in default below. Each configuration version stores the
+//! resolved [`Limits`] of its tenant, so a request reads finished numbers.
 //!
 //! Every rate is per minute. Where each one is enforced:
 //! - `messages_per_minute`: by the bridge, which holds a tenant's inbound
@@ -21,16 +21,6 @@ use serde::{Deserialize, Serialize};
 /// The largest rate accepted anywhere: above it a limit protects nothing
 /// (ingress itself accepts well under this), so a larger figure is a typo.
 pub const MAX_PER_MINUTE: u32 = 1_000_000;
-
-/// Where `greentic bundle compile` puts the platform's limits, for tenants
-/// it does not list.
-pub const PLATFORM_FILE: &str = "limits.json";
-
-/// Where `greentic bundle compile` puts tenant `tenant_id`'s limits, relative
-/// to the compiled folder; the id must be a validated tenant id.
-pub fn file_name(tenant_id: &str) -> String {
-    format!("limits/{tenant_id}.json")
-}
 
 /// A tenant's resolved limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +102,26 @@ impl LimitsSpec {
                 _ => None,
             })
             .collect()
+    }
+
+    /// These figures, with `base`'s where these leave one out (a tenant's
+    /// own over the platform's, both as written).
+    pub fn or(&self, base: &LimitsSpec) -> LimitsSpec {
+        LimitsSpec {
+            messages_per_minute: self.messages_per_minute.or(base.messages_per_minute),
+            api_requests_per_minute: self
+                .api_requests_per_minute
+                .or(base.api_requests_per_minute),
+            api_requests_per_minute_per_subject: self
+                .api_requests_per_minute_per_subject
+                .or(base.api_requests_per_minute_per_subject),
+            webchat_messages_per_minute_per_conversation: self
+                .webchat_messages_per_minute_per_conversation
+                .or(base.webchat_messages_per_minute_per_conversation),
+            webchat_messages_per_minute_per_channel: self
+                .webchat_messages_per_minute_per_channel
+                .or(base.webchat_messages_per_minute_per_channel),
+        }
     }
 
     /// These figures over `base`: each one set replaces base's.

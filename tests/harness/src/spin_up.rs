@@ -34,8 +34,11 @@ pub enum Kv {
 
 /// The labels spin.toml declares (runtime-config.toml defines each).
 const STORES: &[&str] = &[
-    "sessions", "secrets", "webchat", "egress", "cache", "limits",
+    "sessions", "secrets", "webchat", "egress", "cache", "limits", "config",
 ];
+
+/// The tenant of the platform operator's tokens (role `platform-admin`).
+pub const PLATFORM_OPERATOR: &str = "ops";
 
 /// The secrets the platform's demo channels are given by [`RealPlatform::start`].
 pub const SLACK_SIGNING_SECRET: &str = "on-spin-slack-signing-secret-0123";
@@ -273,6 +276,7 @@ impl RealPlatform {
             stores,
         };
         platform.wait_for_bridge();
+        platform.apply_demo_tenants();
         platform.seed_demo_secrets();
         platform
     }
@@ -437,6 +441,29 @@ impl RealPlatform {
             .iter()
             .filter(|c| c.path.ends_with("/sendMessage") && c.body["message_thread_id"] == topic)
             .count()
+    }
+
+    /// The demo bundle's tenants, applied through the tenant API as
+    /// `greentic tenant apply bundles/demo.yaml` (and scripts/dev) does.
+    fn apply_demo_tenants(&self) {
+        let demo = greentic::testing::demo_bundle();
+        let operator = self
+            .token(PLATFORM_OPERATOR, "prod")
+            .roles(&["platform-admin"]);
+        for id in demo.bundle.tenants.keys() {
+            let document = greentic::flows::control::TenantDocument::from_bundle(demo, id)
+                .expect("the bundle lists it");
+            let (status, body) = self.call(
+                "PUT",
+                &format!("/api/v1/tenants/{id}"),
+                &[
+                    ("authorization", &operator.bearer()),
+                    ("x-tenant-id", PLATFORM_OPERATOR),
+                ],
+                Some(serde_json::to_vec(&document).unwrap()),
+            );
+            assert!(matches!(status, 200 | 201), "tenant {id}: {status} {body}");
+        }
     }
 
     fn seed_demo_secrets(&self) {

@@ -1,6 +1,6 @@
 //! The floor under ingress: the same I/O a Telegram webhook costs ingress,
-//! and nothing else. It reads the request body, reads one file (ingress reads
-//! its tenant's compiled bundle file), makes one chained call whose callee does
+//! and nothing else. It reads the request body, does one key-value get
+//! (ingress reads its tenant's configuration), makes one chained call whose callee does
 //! one key-value get (ingress asks the secrets broker), and publishes one
 //! message through the bridge (one outbound POST answered after the JetStream
 //! ack). The benchmark divides ingress's rate by this one's.
@@ -22,7 +22,10 @@ async fn serve(req: spin_sdk::http::IncomingRequest) -> spin_sdk::http::Response
     while let Some(Ok(chunk)) = stream.next().await {
         body.extend_from_slice(&chunk);
     }
-    let file = std::fs::read("/bundle/tenants/acme.json").expect("the bundle is mounted");
+    let file = spin_sdk::key_value::Store::open("cache")
+        .and_then(|store| store.get("config/acme/head"))
+        .expect("the store answers")
+        .unwrap_or_default();
     let secret: Response = spin_sdk::http::send(
         Request::builder()
             .method(Method::Post)

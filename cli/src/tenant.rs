@@ -1,0 +1,125 @@
+//! `greentic tenant apply`: a bundle's tenants applied to the running
+//! platform through the tenant API (`/api/v1/tenants`), each created or
+//! updated as a new version, or left alone when nothing changed.
+//!
+//! The bundle is validated here first, as `greentic bundle validate` does,
+//! so a broken file is explained before anything is sent. Each update names
+//! the version it was made from (`If-Match`): a change someone else made
+//! meanwhile is refused (412), never overwritten.
+//!
+//! The bearer token is `GREENTIC_TOKEN`; without it, for development, a
+//! token valid for one minute is minted from `SPIN_VARIABLE_AUTH_HS256_SECRET`:
+//! role `platform-admin` of the operator's tenant to apply every tenant, or
+//! role `admin` of the tenant given with `--tenant`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use greentic::flows::control::TenantDocument;
+use greentic::tenancy::ids::TenantId;
+
+use crate::client::Connection;
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Create or update the tenants of a bundle (with the flows beside it in `flows/`).
+    Apply(ApplyArgs),
+}
+
+#[derive(Args)]
+pub struct ApplyArgs {
+    /// The bundle (e.g. bundles/demo.yaml).
+    path: PathBuf,
+    /// Apply only this tenant, as its own admin; without it, every tenant as a platform admin.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// The operator's own tenant, named by a platform admin's token.
+    #[arg(long, default_value = "ops")]
+    operator_tenant: String,
+    /// The environment the token names.
+    #[arg(long, default_value = "prod")]
+    env: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+pub fn run(command: TenantCommand) -> ExitCode {
+    let TenantCommand::Apply(args) = command;
+    match apply(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn apply(args: &ApplyArgs) -> Result<(), String> {
+    let loaded = greentic::flows::bundle::load(&args.path).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        lines.join("\n")
+    })?;
+    let ids: Vec<String> = match &args.tenant {
+        Some(id) if loaded.bundle.tenants.contains_key(id) => vec![id.clone()],
+        Some(id) => return Err(format!("{}: no tenant `{id}`", args.path.display())),
+        None => loaded.bundle.tenants.keys().cloned().collect(),
+    };
+    let (caller, role) = match &args.tenant {
+        Some(id) => (id.clone(), "admin"),
+        None => (args.operator_tenant.clone(), "platform-admin"),
+    };
+    let bearer = args
+        .connection
+        .bearer(&caller, &args.env, Vec::new(), role)?;
+    let headers = [("x-tenant-id", caller), ("x-env-id", args.env.clone())];
+    let mut failed = false;
+    for id in ids {
+        let tenant = TenantId::parse(&id).map_err(|e| e.to_string())?;
+        let document = TenantDocument::from_bundle(&loaded, &id).expect("listed above");
+        match apply_one(args, &tenant, &document, &bearer, &headers) {
+            Ok(outcome) => println!("{id}: {outcome}"),
+            Err(e) => {
+                eprintln!("{id}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Err("some tenants were not applied".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Applies one tenant's document: `created`, `updated to version N` or
+/// `unchanged (version N)`.
+fn apply_one(
+    args: &ApplyArgs,
+    tenant: &TenantId,
+    document: &TenantDocument,
+    bearer: &str,
+    headers: &[(&str, String)],
+) -> Result<String, String> {
+    let url = format!("{}/api/v1/tenants/{tenant}", args.connection.base());
+    let current = crate::client::request("GET", &url, bearer, headers, None)?;
+    let mut headers = headers.to_vec();
+    match current.status {
+        404 => {}
+        _ => {
+            let current = current.success("GET", &url)?;
+            let version = current["version"]
+                .as_u64()
+                .ok_or("GET answered no version")?;
+            headers.push(("if-match", format!("\"{version}\"")));
+        }
+    }
+    let body = serde_json::to_string(document).expect("documents serialise");
+    let answer = crate::client::call("PUT", &url, bearer, &headers, Some(body))?;
+    let version = answer["version"].as_u64().unwrap_or_default();
+    Ok(match answer["result"].as_str() {
+        Some("created") => format!("created (version {version})"),
+        Some("updated") => format!("updated to version {version}"),
+        _ => format!("unchanged (version {version})"),
+    })
+}
