@@ -434,3 +434,44 @@ fn a_reply_slack_refuses_is_dead_lettered_and_nats_down_is_503_for_the_provider(
         "the provider's retry gets through"
     );
 }
+
+/// The hybrid deployment model (README, "Deploying"): acme on a dedicated
+/// instance, with its own stores, bridge and NATS, beside a shared instance
+/// where acme was never applied. acme's webhook sent to the shared instance
+/// is the bare 404 of an unknown channel and leaves nothing there: no key in
+/// its stores, no message in its streams. Sent to the dedicated instance, it
+/// is answered by acme's flow.
+#[test]
+fn hybrid_a_dedicated_tenants_messages_reach_only_its_own_instance() {
+    let dedicated = Stack::start();
+    let shared = Stack::start();
+    let config = shared.host.store(greentic::store::config::STORE_LABEL);
+    for key in config.snapshot().into_keys() {
+        if key.starts_with("config/acme/") {
+            greentic::store::kv::KeyValue::delete(config, &key).unwrap();
+        }
+    }
+
+    let (status, body) = shared.slack("EvHYBRID1", "hi");
+    assert_eq!(
+        (status, &body["detail"]),
+        (404, &json!("not found")),
+        "{body}"
+    );
+    for label in ["sessions", "webchat", "egress", "limits", "config"] {
+        let keys: Vec<String> = shared.host.store(label).snapshot().into_keys().collect();
+        assert!(
+            keys.iter().all(|k| !k.contains("acme")),
+            "the shared {label} store holds {keys:?}"
+        );
+    }
+    let metrics = shared.bridge.as_ref().unwrap().metrics();
+    assert_eq!(metrics.published_count("GREENTIC_INGRESS"), (0, 0));
+
+    let (status, body) = dedicated.slack("EvHYBRID2", "hi");
+    assert_eq!(status, 200, "{body}");
+    dedicated.eventually("acme's flow answers on its own instance", || {
+        !dedicated.posts().is_empty()
+    });
+    assert!(shared.posts().is_empty());
+}
