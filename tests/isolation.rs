@@ -25,6 +25,7 @@ e2e_tests::on_every_target!(
     components_resolve_only_their_own_scopes_secrets,
     no_caller_spends_or_sees_another_tenants_or_teams_rate_limits,
     no_caller_reads_or_changes_another_tenants_configuration,
+    an_export_holds_exactly_the_callers_scope,
 );
 
 /// The operations on one session, as data: adding one here adds its cases to
@@ -494,4 +495,22 @@ fn no_caller_reads_or_changes_another_tenants_configuration(target: Target) {
     // Every write above was refused or changed nothing (the admins sent
     // their own current document and rolled back to the version they are at).
     assert_eq!(console.config().snapshot(), before);
+}
+
+/// `/api/v1/export` of every scope's admin holds exactly that scope's
+/// sessions: never another tenant's, env's or team's.
+fn an_export_holds_exactly_the_callers_scope(target: Target) {
+    let p = Platform::seeded(target);
+    for ctx in every_scope() {
+        let admin = token(ctx.tenant_id(), ctx.env_id())
+            .teams(&[ctx.team_token()])
+            .roles(&["admin"]);
+        let call = Call::with(&admin).env(ctx.env_id()).team(ctx.team_token());
+        let exported: BTreeSet<String> = p
+            .export_all(&call, 2)
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(exported, ids(p.sessions_in(|c| c == &ctx)), "{ctx:?}");
+    }
 }

@@ -18,6 +18,7 @@ e2e_tests::on_every_target!(
     a_response_carries_the_request_id,
     a_store_outage_is_503_and_changes_nothing,
     without_a_verification_key_nothing_is_served,
+    an_export_pages_through_every_session_of_the_scope_with_transcript_and_state,
 );
 
 fn support() -> TenantCtx {
@@ -296,4 +297,63 @@ fn without_a_verification_key_nothing_is_served(target: Target) {
     let r = p.call(Call::with(&token("acme", "prod")).request("GET", "/api/v1/sessions"));
     assert_problem(&r, 503, "not-configured");
     assert_eq!(p.kv().ops(), ops, "the store is not touched");
+}
+
+fn an_export_pages_through_every_session_of_the_scope_with_transcript_and_state(target: Target) {
+    let mut p = Platform::seeded(target);
+    let id = p.add_session(&support(), "slack", "U-export");
+    let store = SessionStore::new(p.kv());
+    store
+        .update(&support(), &id, 1, |r| {
+            r.record_message(Direction::Inbound, "export me", 1_795_867_201_000)
+        })
+        .unwrap();
+    let mut state = SessionState::new();
+    state.insert("name".into(), json!("Dana"));
+    store.put_state(&support(), &id, &state).unwrap();
+
+    let admin = Call::with(&token("acme", "prod").roles(&["admin"]));
+    let lines = p.export_all(&admin, 2);
+    let mut exported: Vec<String> = lines
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut expected: Vec<String> = p
+        .sessions_in(|c| c.tenant_id() == "acme" && c.env_id() == "prod")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    exported.sort();
+    expected.sort();
+    assert_eq!(exported, expected, "each session of acme/prod exactly once");
+    let line = lines.iter().find(|l| l["id"] == id.as_str()).unwrap();
+    assert_eq!(line["transcript"][0]["text"], "export me");
+    assert_eq!(line["state"], json!({ "name": "Dana" }));
+
+    // A team-limited admin exports its team only.
+    let team_admin = Call::with(&token("acme", "prod").teams(&["sales"]).roles(&["admin"]));
+    let sales: Vec<String> = p
+        .export_all(&team_admin, 100)
+        .iter()
+        .map(|l| l["team"].as_str().unwrap_or("default").to_owned())
+        .collect();
+    assert!(
+        !sales.is_empty() && sales.iter().all(|t| t == "sales"),
+        "{sales:?}"
+    );
+
+    // Only admins export; a bad page size is refused before anything is read.
+    for role in [None, Some("writer")] {
+        let tok = match role {
+            Some(r) => token("acme", "prod").roles(&[r]),
+            None => token("acme", "prod"),
+        };
+        let r = p.call(Call::with(&tok).request("GET", "/api/v1/export"));
+        assert_problem(&r, 403, "forbidden");
+    }
+    assert_problem(
+        &p.call(admin.request("GET", "/api/v1/export?limit=101")),
+        400,
+        "bad-request",
+    );
 }

@@ -63,13 +63,25 @@ impl Connection {
     }
 }
 
-/// An answer: status and body as JSON (`null` when empty, a string when not JSON).
+/// An answer: status, headers, and body as JSON (`null` when empty, a
+/// string when not JSON).
 pub struct Answer {
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// The body as it came (NDJSON is not one JSON value).
+    pub text: String,
 }
 
 impl Answer {
+    /// A header's value (names compare without case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body of a success, or the problem's status, title and detail.
     pub fn success(self, method: &str, url: &str) -> Result<Value, String> {
         if (200..300).contains(&self.status) {
@@ -117,6 +129,11 @@ pub fn request(
     }
     .map_err(|e| format!("{method} {url}: {e}"))?;
     let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+        .collect();
     let text = response
         .into_body()
         .read_to_string()
@@ -124,9 +141,14 @@ pub fn request(
     let body = if text.is_empty() {
         Value::Null
     } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
+        serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.clone()))
     };
-    Ok(Answer { status, body })
+    Ok(Answer {
+        status,
+        headers,
+        body,
+        text,
+    })
 }
 
 /// [`request`], and its body if it succeeded.

@@ -9,8 +9,11 @@
 //!   through the secrets broker's REST API (see [`secret`]).
 //! - `greentic tenant apply bundles/demo.yaml` creates or updates a bundle's
 //!   tenants in the running platform through the tenant API (see [`tenant`]).
+//! - `greentic export --tenant acme --env prod > acme.ndjson` writes every
+//!   session of the scope with its transcript and state (see [`export`]).
 
 mod client;
+mod export;
 mod secret;
 mod tenant;
 
@@ -43,6 +46,8 @@ enum Command {
     /// Tenants' configuration, through the running platform's tenant API.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// Every session of a tenant (env, team) with its transcript and state, as NDJSON.
+    Export(export::ExportArgs),
     /// Slack helpers for trying the platform locally.
     #[command(subcommand)]
     Slack(SlackCommand),
@@ -119,6 +124,7 @@ fn main() -> ExitCode {
         Command::Token(TokenCommand::Mint(args)) => mint(args),
         Command::Secret(command) => secret::run(command),
         Command::Tenant(command) => tenant::run(command),
+        Command::Export(args) => export::run(args),
         Command::Slack(SlackCommand::Sign { timestamp, secret }) => slack_sign(timestamp, &secret),
     }
 }

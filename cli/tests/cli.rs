@@ -492,3 +492,54 @@ fn slack_sign_matches_slacks_documented_example() {
         "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
     );
 }
+
+#[test]
+fn export_writes_every_session_of_the_scope_as_ndjson_across_pages() {
+    let host = MemoryHost::new(&[
+        session_api::STORE_LABEL,
+        greentic::service::limits::STORE_LABEL,
+    ]);
+    host.set_now_ms(now() as i64 * 1000);
+    let store = greentic::store::sessions::SessionStore::new(host.store(session_api::STORE_LABEL));
+    let support = TenantCtx::new("acme", "prod", Some("support")).unwrap();
+    let other = TenantCtx::new("bigcorp", "prod", Some("helpdesk")).unwrap();
+    for i in 0..150 {
+        let new = greentic::testing::new_session("slack", &format!("U{i}"));
+        store.create(&support, new, i).unwrap();
+    }
+    store
+        .create(&other, greentic::testing::new_session("webchat", "V1"), 0)
+        .unwrap();
+    let url = serve(Arc::new(host), session_api::handle);
+    let run = greentic()
+        .args(["export", "--tenant", "acme", "--env", "prod"])
+        .env("GREENTIC_URL", &url)
+        .env("SPIN_VARIABLE_AUTH_HS256_SECRET", TEST_HS256_SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stderr),
+        "exported 150 sessions\n"
+    );
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 150);
+    let users: std::collections::BTreeSet<&str> = lines
+        .iter()
+        .map(|l| l["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(users.len(), 150, "each session once, across two pages");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["tenant"] == "acme" && l["transcript"].is_array() && l["state"].is_object())
+    );
+}

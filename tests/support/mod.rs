@@ -224,6 +224,29 @@ impl Platform {
         }
     }
 
+    /// Follows `X-Next-Cursor` through `/api/v1/export` pages of `limit`:
+    /// every NDJSON line, parsed.
+    pub fn export_all(&self, call: &Call, limit: usize) -> Vec<serde_json::Value> {
+        let mut lines = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/export?limit={limit}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let r = self.call(call.request("GET", &path));
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+            let text = String::from_utf8(r.body.clone()).unwrap();
+            assert!(text.is_empty() || text.ends_with('\n'));
+            lines.extend(text.lines().map(|l| serde_json::from_str(l).unwrap()));
+            match r.header("x-next-cursor") {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => return lines,
+            }
+        }
+    }
+
     /// Follows `next_cursor` to the end and returns every listed session id.
     pub fn list_all(&self, base: &Call, page: usize) -> Result<Vec<String>, Response> {
         let mut ids = Vec::new();

@@ -1,5 +1,7 @@
 //! `GET /api/v1/sessions`, `GET /api/v1/sessions/{id}`, `DELETE /api/v1/sessions/{id}`,
-//! and `GET /api/v1/usage` (per-day counters of the same scope).
+//! `GET /api/v1/usage` (per-day counters of the same scope) and `GET
+//! /api/v1/export` (every session of the scope with its transcript and state,
+//! as NDJSON pages).
 //!
 //! Every request takes the same steps, in the order SPEC §9 fixes: body size
 //! (413, in `service::serve`), route, id syntax in path and query (400), then
@@ -29,12 +31,17 @@ pub const STORE_LABEL: &str = "sessions";
 
 const COLLECTION: &str = "/api/v1/sessions";
 const USAGE: &str = "/api/v1/usage";
+const EXPORT: &str = "/api/v1/export";
+/// Sessions per export page: each line holds a whole session (transcript
+/// and state), so a page stays well within what one Spin response carries.
+const EXPORT_PAGE_LIMIT: usize = 100;
 const DEFAULT_PAGE_LIMIT: usize = 50;
 const LIST_PARAMS: &[&str] = &["limit", "cursor", "channel", "status", "updated_since"];
 
 /// What a request asks for, once its path and method are understood.
 enum Operation {
     Usage(Vec<Day>),
+    Export(ListQuery),
     List(ListQuery),
     Get(SessionLookup),
     Delete(SessionLookup),
@@ -68,6 +75,14 @@ fn parse(
                 .map(|days| (USAGE, Operation::Usage(days)))
                 .map_err(|e| (USAGE, e)),
             _ => Err((USAGE, ApiError::MethodNotAllowed { allow: "GET" })),
+        };
+    }
+    if req.path == EXPORT {
+        return match req.method.as_str() {
+            "GET" => parse_export_query(req)
+                .map(|q| (EXPORT, Operation::Export(q)))
+                .map_err(|e| (EXPORT, e)),
+            _ => Err((EXPORT, ApiError::MethodNotAllowed { allow: "GET" })),
         };
     }
     let rest = req
@@ -130,6 +145,30 @@ fn parse_usage_query(req: &Request, today: &Day) -> Result<Vec<Day>, ApiError> {
     })
 }
 
+/// An export page: `limit` (1 to 100 sessions) and `cursor`, as a listing's.
+fn parse_export_query(req: &Request) -> Result<ListQuery, ApiError> {
+    let mut query = ListQuery {
+        limit: EXPORT_PAGE_LIMIT,
+        ..ListQuery::default()
+    };
+    for (name, value) in req.query_params(&["limit", "cursor"])? {
+        if name == "cursor" {
+            query.cursor = Some(value);
+        } else {
+            query.limit = value
+                .parse()
+                .ok()
+                .filter(|n| (1..=EXPORT_PAGE_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "limit must be an integer from 1 to {EXPORT_PAGE_LIMIT}"
+                    ))
+                })?;
+        }
+    }
+    Ok(query)
+}
+
 fn parse_list_query(req: &Request) -> Result<ListQuery, ApiError> {
     let mut query = ListQuery {
         limit: DEFAULT_PAGE_LIMIT,
@@ -180,9 +219,12 @@ fn apply(
     host: &dyn Host,
     log: &RequestLog,
 ) -> Result<Response, ApiError> {
-    if let Operation::Delete(_) = operation {
+    match operation {
         // Authorisation comes before existence: a reader learns nothing from DELETE.
-        access.require_any_role(&[roles::WRITER, roles::ADMIN])?;
+        Operation::Delete(_) => access.require_any_role(&[roles::WRITER, roles::ADMIN])?,
+        // An export is everything of the scope at once: the tenant's admins only.
+        Operation::Export(_) => access.require_any_role(&[roles::ADMIN])?,
+        _ => {}
     }
     let kv = host.open_store(STORE_LABEL)?;
     let store = SessionStore::new(kv.as_ref());
@@ -222,6 +264,29 @@ fn apply(
                 200,
                 &json!({ "sessions": sessions, "next_cursor": page.next_cursor }),
             ))
+        }
+        Operation::Export(query) => {
+            let page = store.list(&access.list_scope(), &query)?;
+            let mut body = Vec::new();
+            for record in &page.sessions {
+                let mut line = session_json(record, true);
+                line["state"] = Value::Object(store.state(&record.ctx, &record.id)?);
+                serde_json::to_writer(&mut body, &line).expect("JSON values always serialise");
+                body.push(b'\n');
+            }
+            log.info(
+                "sessions.exported",
+                json!({ "sessions": page.sessions.len(), "by": access.principal.subject }),
+            );
+            let response = Response {
+                status: 200,
+                headers: vec![("content-type".into(), "application/x-ndjson".into())],
+                body,
+            };
+            Ok(match page.next_cursor {
+                Some(cursor) => response.with_header("x-next-cursor", cursor),
+                None => response,
+            })
         }
         Operation::Get(lookup) => {
             let (ctx, record) = find(&store, access, lookup)?;
