@@ -28,6 +28,8 @@ impl Platform {
         let host = stores.host(&[
             greentic::messaging::executor::STORE_LABEL,
             greentic::service::limits::STORE_LABEL,
+            greentic::store::webchat_log::STORE_LABEL,
+            greentic::messaging::egress::STORE_LABEL,
         ]);
         let bridge = FakeBridge::serve(&host);
         Platform {
@@ -98,16 +100,63 @@ e2e_tests::on_every_store!(
     a_redelivery_after_the_commit_completes_the_record_and_usage,
     a_session_waiting_at_a_node_a_new_flow_version_removed_starts_over,
     a_turn_whose_replies_are_too_large_to_send_is_refused_before_its_commit,
-    a_message_costs_four_writes_for_a_new_session_and_three_later,
+    a_message_costs_five_writes_for_a_new_session_and_three_later,
     a_first_message_cut_off_before_its_batch_is_created_once_by_the_retry,
+    a_message_sent_before_its_sender_was_erased_is_dropped_and_a_later_one_starts_afresh,
 );
 
-/// What a message costs the store, in write transactions (the count issue 16
-/// sets): a session's first message four (claim, index slot, one batch, one
-/// usage increment), five when it is its team's first in the env
-/// (registration); every later message three (memory swap, record swap,
-/// usage increment).
-fn a_message_costs_four_writes_for_a_new_session_and_three_later(stores: Stores) {
+/// A person erased while a message of theirs waits in the stream: that
+/// message is dropped on delivery (their conversation does not come back);
+/// one they send after the erasure starts a new conversation.
+fn a_message_sent_before_its_sender_was_erased_is_dropped_and_a_later_one_starts_afresh(
+    stores: Stores,
+) {
+    let p = Platform::on(stores);
+    let now_ms = greentic::host::Host::now_ms(p.host.as_ref());
+    let at = |id: &str, text: &str, sent_at_ms: i64| {
+        let mut m = message(id, "U-DANA", text);
+        m.sent_at_ms = sent_at_ms;
+        Published::inbound(&envelope_on(p.host.as_ref(), "acme", "support", "slack", m))
+    };
+    assert!(!p.say(&at("E1", "hi", now_ms - 60_000)).is_empty());
+    let erase = session_api::handle(
+        &Call::with(&token("acme", "prod").roles(&["admin"]))
+            .request("DELETE", "/api/v1/people/slack/U-DANA"),
+        p.host.as_ref(),
+    );
+    assert_eq!(erase.status, 200, "{}", erase.json_body());
+    assert_eq!(erase.json_body()["sessions"], 1);
+
+    let late = p.deliver(&at("E2", "Dana", now_ms - 30_000));
+    assert_eq!(late.status, 200, "{}", late.json_body());
+    assert_eq!(late.json_body()["replies"], 0);
+    let listed = p
+        .sessions_api(&acme_support(), "/api/v1/sessions")
+        .json_body();
+    assert_eq!(
+        listed["sessions"],
+        serde_json::json!([]),
+        "the conversation did not come back"
+    );
+
+    let replies = p.say(&at("E3", "hi again", now_ms + 1_000));
+    assert_eq!(replies[0], "Welcome to ACME Support! How can I help?");
+    let listed = p
+        .sessions_api(&acme_support(), "/api/v1/sessions")
+        .json_body();
+    assert_eq!(
+        listed["sessions"][0]["message_count"], 3,
+        "a new conversation: hi again and two replies"
+    );
+}
+
+/// What a message costs the store, in write transactions (issue 16 set four
+/// for a first message; the person index of erasures, issue 19, adds one):
+/// a session's first message five (claim, team index slot, person index
+/// slot, one batch, one usage increment), six when it is its team's first in
+/// the env (registration); every later message three (memory swap, record
+/// swap, usage increment).
+fn a_message_costs_five_writes_for_a_new_session_and_three_later(stores: Stores) {
     let p = Platform::on(stores);
     let kv = p.host.store(greentic::messaging::executor::STORE_LABEL);
     let writes = |message: &Published| {
@@ -117,11 +166,11 @@ fn a_message_costs_four_writes_for_a_new_session_and_three_later(stores: Stores)
     };
     assert_eq!(
         writes(&p.message("acme", "support", "slack", "U1", "E1", "hi")),
-        5
+        6
     );
     assert_eq!(
         writes(&p.message("acme", "support", "slack", "U2", "E2", "hi")),
-        4
+        5
     );
     assert_eq!(
         writes(&p.message("acme", "support", "slack", "U1", "E3", "Dana")),

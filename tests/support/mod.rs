@@ -149,6 +149,8 @@ impl Platform {
                 Target::Native => Backend::Native(MemoryHost::new(&[
                     session_api::STORE_LABEL,
                     greentic::service::limits::STORE_LABEL,
+                    greentic::store::webchat_log::STORE_LABEL,
+                    greentic::messaging::egress::STORE_LABEL,
                 ])),
                 target => Backend::Wasm(Box::new(wasm::app_on(target))),
             },
@@ -177,9 +179,14 @@ impl Platform {
     }
 
     pub fn kv(&self) -> &TestKv {
+        self.store(session_api::STORE_LABEL)
+    }
+
+    /// One of the session API's stores (sessions, limits, webchat, egress, config).
+    pub fn store(&self, label: &str) -> &TestKv {
         match &self.backend {
-            Backend::Native(host) => host.store(session_api::STORE_LABEL),
-            Backend::Wasm(app) => app.store(session_api::STORE_LABEL),
+            Backend::Native(host) => host.store(label),
+            Backend::Wasm(app) => app.store(label),
         }
     }
 

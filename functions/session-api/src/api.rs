@@ -1,7 +1,8 @@
 //! `GET /api/v1/sessions`, `GET /api/v1/sessions/{id}`, `DELETE /api/v1/sessions/{id}`,
-//! `GET /api/v1/usage` (per-day counters of the same scope) and `GET
+//! `GET /api/v1/usage` (per-day counters of the same scope), `GET
 //! /api/v1/export` (every session of the scope with its transcript and state,
-//! as NDJSON pages).
+//! as NDJSON pages) and `DELETE /api/v1/people/{channel}/{user}` (a person's
+//! erasure, `greentic::store::people`).
 //!
 //! Every request takes the same steps, in the order SPEC §9 fixes: body size
 //! (413, in `service::serve`), route, id syntax in path and query (400), then
@@ -12,14 +13,17 @@
 use std::time::UNIX_EPOCH;
 
 use greentic::http::{DEFAULT_BODY_LIMIT, Request, Response};
+use greentic::messaging::egress;
 use greentic::messaging::providers::rfc3339;
 use greentic::service;
 use greentic::service::auth::{Access, roles};
 use greentic::service::limits;
 use greentic::service::log::RequestLog;
+use greentic::store::people;
 use greentic::store::session::{SessionRecord, SessionStatus};
 use greentic::store::sessions::{ListQuery, MAX_PAGE_LIMIT, SessionStore};
 use greentic::store::usage::{self, Counts, Teams};
+use greentic::store::webchat_log;
 use greentic::tenancy::ids::{ChannelId, Day, MAX_DAYS, SessionId};
 use greentic::{ApiError, host::Host};
 use serde_json::{Value, json};
@@ -32,6 +36,10 @@ pub const STORE_LABEL: &str = "sessions";
 const COLLECTION: &str = "/api/v1/sessions";
 const USAGE: &str = "/api/v1/usage";
 const EXPORT: &str = "/api/v1/export";
+const PEOPLE: &str = "/api/v1/people/";
+const PERSON: &str = "/api/v1/people/{channel}/{user}";
+/// The longest provider user id accepted (they are far shorter in practice).
+const MAX_USER_ID_BYTES: usize = 256;
 /// Sessions per export page: each line holds a whole session (transcript
 /// and state), so a page stays well within what one Spin response carries.
 const EXPORT_PAGE_LIMIT: usize = 100;
@@ -41,6 +49,7 @@ const LIST_PARAMS: &[&str] = &["limit", "cursor", "channel", "status", "updated_
 /// What a request asks for, once its path and method are understood.
 enum Operation {
     Usage(Vec<Day>),
+    ErasePerson { channel: ChannelId, user: String },
     Export(ListQuery),
     List(ListQuery),
     Get(SessionLookup),
@@ -76,6 +85,9 @@ fn parse(
                 .map_err(|e| (USAGE, e)),
             _ => Err((USAGE, ApiError::MethodNotAllowed { allow: "GET" })),
         };
+    }
+    if let Some(rest) = req.path.strip_prefix(PEOPLE) {
+        return parse_person(req, rest).map_err(|e| (PERSON, e));
     }
     if req.path == EXPORT {
         return match req.method.as_str() {
@@ -143,6 +155,26 @@ fn parse_usage_query(req: &Request, today: &Day) -> Result<Vec<Day>, ApiError> {
             "from must not be after to (default today), and a range covers at most {MAX_DAYS} days"
         ))
     })
+}
+
+/// `{channel}/{user}`: the channel's id and the provider's user id, each
+/// one percent-decoded segment.
+fn parse_person(req: &Request, rest: &str) -> Result<(&'static str, Operation), ApiError> {
+    let segments = greentic::http::path_segments(rest);
+    let [channel, user] = segments.as_slice() else {
+        return Err(ApiError::NotFound);
+    };
+    let channel = ChannelId::parse(channel)?;
+    if user.is_empty() || user.len() > MAX_USER_ID_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "a user id is 1 to {MAX_USER_ID_BYTES} bytes"
+        )));
+    }
+    if req.method != "DELETE" {
+        return Err(ApiError::MethodNotAllowed { allow: "DELETE" });
+    }
+    let user = user.clone();
+    Ok((PERSON, Operation::ErasePerson { channel, user }))
 }
 
 /// An export page: `limit` (1 to 100 sessions) and `cursor`, as a listing's.
@@ -222,8 +254,11 @@ fn apply(
     match operation {
         // Authorisation comes before existence: a reader learns nothing from DELETE.
         Operation::Delete(_) => access.require_any_role(&[roles::WRITER, roles::ADMIN])?,
-        // An export is everything of the scope at once: the tenant's admins only.
-        Operation::Export(_) => access.require_any_role(&[roles::ADMIN])?,
+        // An export is everything of the scope at once, and an erasure
+        // cannot be undone: the tenant's admins only.
+        Operation::Export(_) | Operation::ErasePerson { .. } => {
+            access.require_any_role(&[roles::ADMIN])?
+        }
         _ => {}
     }
     let kv = host.open_store(STORE_LABEL)?;
@@ -264,6 +299,33 @@ fn apply(
                 200,
                 &json!({ "sessions": sessions, "next_cursor": page.next_cursor }),
             ))
+        }
+        Operation::ErasePerson { channel, user } => {
+            let (webchat, egress) = (
+                host.open_store(webchat_log::STORE_LABEL)?,
+                host.open_store(egress::STORE_LABEL)?,
+            );
+            let stores = people::Stores {
+                sessions: kv.as_ref(),
+                webchat: webchat.as_ref(),
+                egress: egress.as_ref(),
+            };
+            let in_scope = |team: &str| access.can_see_team(team);
+            let erased = people::erase(
+                &stores,
+                &access.ctx,
+                &channel,
+                &user,
+                in_scope,
+                host.now_ms(),
+            )?
+            .ok_or(ApiError::NotFound)?;
+            // The audit line: who erased how much, never whom.
+            log.info(
+                "person.erased",
+                json!({ "channel": channel.as_str(), "by": access.principal.subject, "erased": erased }),
+            );
+            Ok(Response::json(200, &erased))
         }
         Operation::Export(query) => {
             let page = store.list(&access.list_scope(), &query)?;

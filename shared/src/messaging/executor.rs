@@ -35,6 +35,7 @@ use crate::messaging::delivery::Delivery;
 use crate::messaging::envelope::{Envelope, Outbound};
 use crate::service::log::RequestLog;
 use crate::store::kv::KeyValue;
+use crate::store::people;
 use crate::store::session::{FlowRef, Followed, NewSession, SessionMemory, SessionRecord};
 use crate::store::sessions::{SessionStore, StoreError};
 use crate::store::usage;
@@ -76,6 +77,19 @@ pub fn deliver_ingress(
         now: host.now_ms(),
     };
     let record = session.store.get(session.ctx, session.id)?;
+    if record.is_none() && sent_before_erasure(&session, &envelope)? {
+        // Its person was erased after sending it (store::people): applying
+        // it would bring their conversation back.
+        log.info(
+            "message.dropped",
+            json!({ "msg_id": envelope.id, "reason": "its sender was erased after sending it" }),
+        );
+        return Ok(Delivered {
+            session_id: session.id.clone(),
+            replies: 0,
+            duplicate: false,
+        });
+    }
     let input = turn_input(&envelope, &channel, record.as_ref());
     let applied = apply_turn(
         &session,
@@ -140,6 +154,26 @@ struct Applied {
     /// The message created its session, record included: what the record
     /// took in (nothing is left for `follow_record`).
     created: Option<Followed>,
+}
+
+/// Whether the envelope's sender was erased in its team at or after the
+/// time the provider says the message was sent. One read, made only for a
+/// message whose session does not exist.
+fn sent_before_erasure(session: &Session<'_>, envelope: &Envelope) -> Result<bool, ApiError> {
+    let Some(erased) = people::erased_at(
+        session.kv,
+        session.ctx,
+        &envelope.channel,
+        &envelope.sender.id,
+    )?
+    else {
+        return Ok(false);
+    };
+    let sent = humantime::parse_rfc3339_weak(&envelope.timestamp)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64);
+    Ok(sent.is_some_and(|sent| sent <= erased))
 }
 
 /// The delivery's envelope, once it agrees with what the bridge states.

@@ -57,6 +57,12 @@ impl<'a> SlotIndex<'a> {
         Ok(u64::try_from(self.kv.increment(&self.keys.seq(), 0)?).unwrap_or(0))
     }
 
+    /// Deletes the counter, once every slot is removed: the index as if it
+    /// never existed. A writer allocating meanwhile starts again at 1.
+    pub fn forget(&self) -> Result<(), KvError> {
+        self.kv.delete(&self.keys.seq())
+    }
+
     pub fn remove(&self, slot: u64) -> Result<(), KvError> {
         self.kv.delete(&self.keys.slot(slot))
     }

@@ -14,6 +14,7 @@
 use crate::http::error::ApiError;
 use crate::store::index::{InvalidCursor, MAX_SLOTS_PER_PAGE, SlotIndex};
 use crate::store::kv::{self, Cas, KeyValue, KvError};
+use crate::store::people;
 use crate::store::session::{
     NewSession, RecordError, SessionMemory, SessionRecord, SessionState, SessionStatus,
 };
@@ -136,8 +137,9 @@ impl<'a> SessionStore<'a> {
     /// `memory`, in one batch with its index entry, locator and, the first
     /// time, its team's registration. The caller makes sure it is the only
     /// creator (the executor claims the memory first): a batch is not a
-    /// compare-and-swap. Costs two increments the first time a team has a
-    /// session in the env, one after that, plus the batch.
+    /// compare-and-swap. Costs three increments the first time a team has a
+    /// session in the env, two after that (its team index slot, its
+    /// person's, see [`crate::store::people`]), plus the batch.
     pub fn insert(
         &self,
         ctx: &TenantCtx,
@@ -148,6 +150,13 @@ impl<'a> SessionStore<'a> {
         let index = self.index(ctx);
         record.slot = index.allocate()?;
         let mut writes = TeamRegistry::new(self.kv).registration(ctx)?;
+        writes.push(people::registration(
+            self.kv,
+            ctx,
+            &record.channel,
+            &record.user_id,
+            &id,
+        )?);
         writes.push((
             keys::session_team_locator(ctx, &id),
             ctx.team_token().as_bytes().to_vec(),

@@ -105,6 +105,21 @@ impl<'a> ConversationLog<'a> {
         self.index.remove(slot)
     }
 
+    /// Removes every kept activity, its redelivery marker and the counter:
+    /// the conversation as if it never had a log. Returns how many activities.
+    pub fn erase(&self) -> Result<u64, KvError> {
+        let newest = self.index.newest()?;
+        let mut erased = 0;
+        for slot in newest.saturating_sub(MAX_ACTIVITIES) + 1..=newest {
+            if self.index.get(slot)?.is_some() {
+                self.drop_slot(slot)?;
+                erased += 1;
+            }
+        }
+        self.index.forget()?;
+        Ok(erased)
+    }
+
     /// Activities after `watermark`, oldest first, and the watermark to read
     /// from next. A watermark past the newest activity (a client's stale or
     /// made-up one) reads as the newest, so the client picks up from there.

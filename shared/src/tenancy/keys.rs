@@ -19,6 +19,8 @@
 //! | `index/{tenant}/{env}/team-registry/seq` and `/{slot}` | the teams with data in the env (team tokens), each registered once |
 //! | `index/{tenant}/{env}/team-registry/of/{team}` | marks a team as registered |
 //! | `claim:{tenant}:{env}:{team}:{session}` | counter: who creates the session's memory |
+//! | `index/{tenant}/{env}/people/{digest}/seq` and `/{slot}` | one person's sessions in the env, `{team}/{session}` each (digest of channel and provider user id): what an erasure walks |
+//! | `erased/{tenant}/{env}/{team}/{digest}` | when a person was erased there (Unix ms): their messages sent before it are dropped on delivery |
 //! | `webchat/{tenant}/{env}/{team}/{digest}/seq` and `/{n}` | a web chat conversation's bot activities, the newest 200 kept (webchat store; digest of channel and conversation) |
 //! | `webchat-sent/{tenant}/{env}/{team}/{digest}` | an outbound message already in a web chat log (webchat store; digest of channel, conversation and message id) |
 //! | `egress-progress/{tenant}/{env}/{team}/{session}` | the session's recent outbound messages: for each, its id, a digest of its texts, how many a provider accepted (egress store) |
@@ -315,6 +317,31 @@ pub fn team_registered(ctx: &TenantCtx) -> String {
     )
 }
 
+/// The sessions of one person (a provider's user id on one channel) in the
+/// context's env, across teams: `index/{tenant}/{env}/people/{digest}`.
+pub fn person_index(ctx: &TenantCtx, channel: &ChannelId, user_id: &str) -> IndexKeys {
+    IndexKeys {
+        prefix: format!(
+            "index/{}/{}/people/{}",
+            ctx.tenant_id(),
+            ctx.env_id(),
+            digest(channel.as_str(), user_id)
+        ),
+    }
+}
+
+/// `erased/{tenant}/{env}/{team}/{digest}`: when the person was erased in
+/// the context's team.
+pub fn person_erased(ctx: &TenantCtx, channel: &ChannelId, user_id: &str) -> String {
+    format!(
+        "erased/{}/{}/{}/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token(),
+        digest(channel.as_str(), user_id)
+    )
+}
+
 /// Where a session id is found without knowing its team.
 pub fn session_team_locator(ctx: &TenantCtx, session: &SessionId) -> String {
     format!(
@@ -495,6 +522,8 @@ mod tests {
             rate_webchat_conversation(&c, &channel, &conversation).window(last_minute),
             rate_webchat_channel(&c, &channel).window(last_minute),
             usage(&c, &day, Counter::ApiRefused),
+            person_index(&c, &channel, &message_id).slot(u64::MAX),
+            person_erased(&c, &channel, &message_id),
             config_head(&tenant),
             config_version(&tenant, u64::MAX),
             config_claim(&tenant),

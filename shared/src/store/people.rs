@@ -1,0 +1,149 @@
+//! A person's data, found without a scan, and erased (GDPR art. 17).
+//!
+//! A person is a provider's user id on one channel. Every session they start
+//! takes a slot in their person index (`index/{tenant}/{env}/people/{digest}`,
+//! written in the session's creation batch), so an erasure reads their
+//! sessions directly, whatever else the store holds. Erasing removes, for
+//! each of their sessions in the caller's scope: the record (with its
+//! transcript), the memory (the flow's state), the session's index entries,
+//! egress's send progress, and for the web chat the conversation's log.
+//! Usage counters are counts, not personal data, and stay.
+//!
+//! Messages of the person still in the NATS streams when they are erased
+//! would start a new session on delivery. So the erasure leaves a marker per
+//! team with its time (`erased/...`, a digest and a time, nothing else), and
+//! the executor drops a message of a person whose session does not exist
+//! when the message was sent at or before that time
+//! ([`erased_at`]). Messages the person sends afterwards start afresh.
+
+use crate::store::index::SlotIndex;
+use crate::store::kv::{KeyValue, KvError, read_counter};
+use crate::store::sessions::{SessionStore, StoreError};
+use crate::store::webchat_log::ConversationLog;
+use crate::tenancy::ids::{ChannelId, ConversationId, SessionId, TenantCtx};
+use crate::tenancy::keys;
+
+/// Sessions one erasure removes at most; a person with more is finished by
+/// asking again (the answer says `complete: false`).
+pub const MAX_SESSIONS_PER_ERASURE: usize = 200;
+
+/// The slot a new session of `user_id` on `channel` takes in its person
+/// index, and the write that fills it (for the session's creation batch).
+pub fn registration(
+    kv: &dyn KeyValue,
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+    user_id: &str,
+    session: &SessionId,
+) -> Result<(String, Vec<u8>), KvError> {
+    let index = keys::person_index(ctx, channel, user_id);
+    let slot = SlotIndex::new(kv, index.clone()).allocate()?;
+    let entry = format!("{}/{}", ctx.team_token(), session.as_str());
+    Ok((index.slot(slot), entry.into_bytes()))
+}
+
+/// When the person was erased in `ctx`'s team (Unix ms), if ever.
+pub fn erased_at(
+    kv: &dyn KeyValue,
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+    user_id: &str,
+) -> Result<Option<i64>, KvError> {
+    Ok(kv
+        .get(&keys::person_erased(ctx, channel, user_id))?
+        .and_then(|bytes| String::from_utf8(bytes).ok()?.parse().ok()))
+}
+
+/// What one erasure removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Erased {
+    pub sessions: usize,
+    pub webchat_activities: u64,
+    pub egress_records: usize,
+    /// False when the person has more sessions in scope than one erasure
+    /// takes ([`MAX_SESSIONS_PER_ERASURE`]): ask again.
+    pub complete: bool,
+}
+
+/// The stores a person's data is in.
+pub struct Stores<'a> {
+    pub sessions: &'a dyn KeyValue,
+    pub webchat: &'a dyn KeyValue,
+    pub egress: &'a dyn KeyValue,
+}
+
+/// Erases the person's sessions in `env` (tenant and env; its team is
+/// ignored) whose team `in_scope` accepts. `None` when they have none there.
+pub fn erase(
+    stores: &Stores<'_>,
+    env: &TenantCtx,
+    channel: &ChannelId,
+    user_id: &str,
+    in_scope: impl Fn(&str) -> bool,
+    now_ms: i64,
+) -> Result<Option<Erased>, StoreError> {
+    let person = keys::person_index(env, channel, user_id);
+    let index = SlotIndex::new(stores.sessions, person.clone());
+    let sessions = SessionStore::new(stores.sessions);
+    // Read without creating it: asking about someone unknown writes nothing.
+    let newest = u64::try_from(read_counter(stores.sessions, &person.seq())?).unwrap_or(0);
+    let mut erased = Erased {
+        complete: true,
+        ..Erased::default()
+    };
+    let mut found = false;
+    let mut marked = Vec::new();
+    for slot in 1..=newest {
+        let Some(entry) = index.get(slot)? else {
+            continue;
+        };
+        let Some((ctx, id)) = parse_entry(env, &entry) else {
+            index.remove(slot)?;
+            continue;
+        };
+        if !in_scope(ctx.team_token()) {
+            continue;
+        }
+        if erased.sessions == MAX_SESSIONS_PER_ERASURE {
+            erased.complete = false;
+            break;
+        }
+        found = true;
+        // Marked before anything goes, so a message delivered meanwhile is
+        // dropped rather than starting the session again.
+        if !marked.contains(&ctx) {
+            stores.sessions.set(
+                &keys::person_erased(&ctx, channel, user_id),
+                now_ms.to_string().as_bytes(),
+            )?;
+            marked.push(ctx.clone());
+        }
+        if let Some(record) = sessions.get(&ctx, &id)? {
+            if record.provider == "messaging-webchat"
+                && let Ok(conversation) = ConversationId::parse(&record.conversation.id)
+            {
+                let log = ConversationLog::new(stores.webchat, &ctx, channel, &conversation);
+                erased.webchat_activities += log.erase()?;
+            }
+            let progress = keys::egress_progress(&ctx, &id);
+            if stores.egress.exists(&progress)? {
+                stores.egress.delete(&progress)?;
+                erased.egress_records += 1;
+            }
+            stores
+                .egress
+                .delete(&keys::egress_progress_claim(&ctx, &id))?;
+            sessions.delete(&ctx, &id)?;
+            erased.sessions += 1;
+        }
+        index.remove(slot)?;
+    }
+    Ok(found.then_some(erased))
+}
+
+/// `{team}/{session}` of a person index slot, within `env`.
+fn parse_entry(env: &TenantCtx, entry: &[u8]) -> Option<(TenantCtx, SessionId)> {
+    let (team, session) = std::str::from_utf8(entry).ok()?.split_once('/')?;
+    let ctx = env.with_team(Some(team).filter(|t| *t != "default")).ok()?;
+    Some((ctx, SessionId::parse(session).ok()??))
+}
