@@ -171,7 +171,7 @@ fn a_team_admin_erases_only_in_its_team(target: Target) {
 }
 
 fn a_web_chat_visitors_log_and_send_progress_go_with_them(target: Target) {
-    let mut p = Platform::empty(target);
+    let p = Platform::empty(target);
     let helpdesk = ctx("bigcorp", "prod", Some("helpdesk"));
     let channel = ChannelId::parse("webchat").unwrap();
     let conversation = ConversationId::parse("wc-visitor-1").unwrap();

@@ -3,9 +3,10 @@
 //! updated as a new version, or left alone when nothing changed.
 //!
 //! The bundle is validated here first, as `greentic bundle validate` does,
-//! so a broken file is explained before anything is sent. Each update names
-//! the version it was made from (`If-Match`): a change someone else made
-//! meanwhile is refused (412), never overwritten.
+//! so a broken file is explained before anything is sent. Applying is
+//! declarative: the bundle wins over what the tenant holds now. Each update
+//! names the version it read (`If-Match`), so only a change landing between
+//! that read and the write is refused (412) rather than overwritten.
 //!
 //! The bearer token is `GREENTIC_TOKEN`; without it, for development, a
 //! token valid for one minute is minted from `SPIN_VARIABLE_AUTH_HS256_SECRET`:

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use greentic::flows::bundle::{Bundle, LoadedBundle};
-use greentic::flows::control::{Author, ControlPlane, TenantDocument};
+use greentic::flows::control::{Author, ControlPlane, IfMatch, TenantDocument};
 use greentic::flows::flow::Flow;
 use greentic::flows::tenant_config::TenantConfig;
 use greentic::host::Host;
@@ -64,12 +64,13 @@ fn bench(c: &mut Criterion) {
     let plane = ControlPlane::new(host.store(config::STORE_LABEL));
     let author = Author {
         subject: "bench",
+        platform: true,
         now_ms: 0,
-        if_match: None,
+        if_match: IfMatch::Any,
     };
     let document = TenantDocument::from_bundle(&loaded, "acme").unwrap();
     let acme = TenantId::parse("acme").unwrap();
-    plane.apply(&acme, document, &author, true).unwrap();
+    plane.apply(&acme, document, &author).unwrap();
     host.serve_url(
         TEST_BRIDGE_URL,
         Arc::new(|_| {

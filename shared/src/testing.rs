@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::flows::control::{Author, ControlPlane, TenantDocument};
+use crate::flows::control::{Author, ControlPlane, IfMatch, TenantDocument};
 use crate::host::{Host, OutboundError};
 use crate::http::{Request, Response};
 use crate::service::auth::{self, Claims};
@@ -280,7 +280,7 @@ pub fn apply_demo(config: &dyn KeyValue) {
         let document = TenantDocument::from_bundle(demo_bundle(), id).expect("listed above");
         let tenant = TenantId::parse(id).expect("the demo's ids are valid");
         plane
-            .apply(&tenant, document, &demo_author(None), true)
+            .apply(&tenant, document, &demo_author())
             .unwrap_or_else(|e| panic!("cannot apply the demo's tenant {id}: {e}"));
     }
 }
@@ -297,19 +297,17 @@ pub fn update_tenant(config: &dyn KeyValue, id: &str, edit: impl FnOnce(&mut Ten
         .expect("the tenant exists")
         .document;
     edit(&mut document);
-    document
-        .check(&tenant)
-        .unwrap_or_else(|e| panic!("the edited document is invalid: {e:?}"));
     plane
-        .apply(&tenant, document, &demo_author(None), false)
+        .apply(&tenant, document, &demo_author())
         .unwrap_or_else(|e| panic!("cannot update tenant {id}: {e}"));
 }
 
-fn demo_author(if_match: Option<u64>) -> Author<'static> {
+fn demo_author() -> Author<'static> {
     Author {
         subject: "demo",
+        platform: true,
         now_ms: NOW_SECS as i64 * 1000,
-        if_match,
+        if_match: IfMatch::Any,
     }
 }
 

@@ -94,16 +94,13 @@ fn parse(req: &Request) -> Result<Parsed, (&'static str, ApiError)> {
 
 /// The channel, if the tenant's configuration has it in that env and team.
 /// Every miss is the same bare 404, so a caller learns nothing about which
-/// part is unknown. A suspended tenant's channels take nothing new (403
-/// `tenant-suspended`).
+/// part is unknown.
 fn find_channel(
     host: &dyn Host,
     ctx: &TenantCtx,
     channel: &ChannelId,
 ) -> Result<ChannelConfig, ApiError> {
-    let channel = TenantConfig::find_channel(host, ctx, channel)?.ok_or(ApiError::NotFound)?;
-    channel.require_active()?;
-    Ok(channel)
+    TenantConfig::find_channel(host, ctx, channel)?.ok_or(ApiError::NotFound)
 }
 
 fn webhook(
@@ -121,7 +118,11 @@ fn webhook(
         host,
     };
     let provider = channel.config.provider.as_str();
-    match providers::receive(&hook)? {
+    let inbound = providers::receive(&hook)?;
+    // A suspended tenant takes nothing new (403 `tenant-suspended`), and
+    // only a caller the provider's verification accepted learns that.
+    channel.require_active()?;
+    match inbound {
         Inbound::Answer(response) => {
             log.info("webhook.answered", json!({ "provider": provider }));
             Ok(response)
@@ -198,6 +199,7 @@ fn token(
     }
     let secrets = BrokerClient::new(host, COMPONENT);
     let response = webchat::issue_token(channel, req, host, &secrets)?;
+    channel.require_active()?;
     log.info(
         "webchat.token_issued",
         json!({ "channel": channel.channel.as_str() }),

@@ -282,7 +282,7 @@ fn apply(
                 totals.add(&counts);
                 per_day.push(json!({ "date": day.as_str(), "counts": counts }));
             }
-            let limits = limits::of_tenant(host, access.ctx.tenant_id())?;
+            let (_, limits) = limits::standing(host, access.ctx.tenant_id())?;
             Ok(Response::json(
                 200,
                 &json!({ "days": per_day, "totals": totals, "limits": limits }),

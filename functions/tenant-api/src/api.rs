@@ -20,7 +20,7 @@
 //! `X-Tenant-ID`, like every token; the role lets it act on the tenant the
 //! path names.
 
-use greentic::flows::control::{self, Applied, Author, ControlPlane, TenantDocument};
+use greentic::flows::control::{self, Applied, Author, ControlPlane, IfMatch, TenantDocument};
 use greentic::http::{Request, Response};
 use greentic::messaging::providers::rfc3339;
 use greentic::service;
@@ -183,6 +183,7 @@ fn apply(
     let platform_admin = access.principal.has_any_role(&[roles::PLATFORM_ADMIN]);
     let by = |if_match| Author {
         subject: &access.principal.subject,
+        platform: platform_admin,
         now_ms: host.now_ms(),
         if_match,
     };
@@ -210,7 +211,7 @@ fn apply(
             let text = std::str::from_utf8(&req.body)
                 .map_err(|_| ApiError::BadRequest("the document is not UTF-8".into()))?;
             let document = TenantDocument::parse(&tenant, text).map_err(control::invalid)?;
-            let applied = plane.apply(&tenant, document, &by(if_match), platform_admin)?;
+            let applied = plane.apply(&tenant, document, &by(if_match))?;
             log.info("tenant_config", json!({ "config_tenant": tenant.as_str(), "result": result(&applied), "version": applied.version().version }));
             Ok(answer(applied))
         }
@@ -222,10 +223,8 @@ fn apply(
             may_read(access, &tenant)?;
             let (versions, next) = plane
                 .store()
-                .history::<serde::de::IgnoredAny>(&tenant, before, limit)?;
-            if versions.is_empty() && before.is_none() {
-                return Err(ApiError::NotFound);
-            }
+                .history::<serde::de::IgnoredAny>(&tenant, before, limit)?
+                .ok_or(ApiError::NotFound)?;
             let items: Vec<Value> = versions.iter().map(summary).collect();
             Ok(Response::json(
                 200,
@@ -295,15 +294,30 @@ fn may_change(access: &Access, tenant: &TenantId) -> Result<(), ApiError> {
     access.require_any_role(&[roles::ADMIN, roles::PLATFORM_ADMIN])
 }
 
-/// `If-Match: "N"` (or `N`): the version a change was made from.
-fn if_match(req: &Request) -> Result<Option<u64>, ApiError> {
+/// `If-Match`: `"N"` (a version's ETag; a bare `N` is taken too), `*`, or a
+/// weak tag, which never matches. A list of tags is not supported.
+fn if_match(req: &Request) -> Result<IfMatch, ApiError> {
     let Some(raw) = req.header("if-match")? else {
-        return Ok(None);
+        return Ok(IfMatch::Any);
     };
-    let bare = raw.trim().trim_matches('"');
-    bare.parse::<u64>().map(Some).map_err(|_| {
-        ApiError::BadRequest("If-Match is a version as an ETag gives it, e.g. \"3\"".into())
-    })
+    let raw = raw.trim();
+    if raw == "*" {
+        return Ok(IfMatch::Exists);
+    }
+    if raw.starts_with("W/") {
+        return Ok(IfMatch::Weak);
+    }
+    let bare = match raw.strip_prefix('"') {
+        Some(quoted) => quoted.strip_suffix('"'),
+        None => Some(raw),
+    };
+    bare.and_then(|n| n.parse::<u64>().ok())
+        .map(IfMatch::Version)
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "If-Match is one version's ETag as GET gives it (e.g. \"3\") or *".into(),
+            )
+        })
 }
 
 /// One field of a small JSON body.

@@ -66,9 +66,11 @@ pub fn handle(req: &Request, host: &dyn Host) -> Response {
             let channel = TenantConfig::find_channel(host, &ctx, &channel)?
                 .filter(|c| c.config.provider == "messaging-webchat")
                 .ok_or(ApiError::NotFound)?;
-            channel.require_active()?;
             let secrets = BrokerClient::new(host, COMPONENT);
             let claims = webchat::verify_token(&channel, bearer(req)?, host.now_ms(), &secrets)?;
+            // After the token: only the conversation's own visitor learns
+            // the tenant is suspended.
+            channel.require_active()?;
             let conversation = ConversationId::parse(&claims.conv)?;
             let kv = host.open_store(STORE_LABEL)?;
             let log_of =

@@ -155,9 +155,26 @@ impl Applied {
 /// Who changes what, and on which version (`If-Match`).
 pub struct Author<'a> {
     pub subject: &'a str,
+    /// A platform admin: may create tenants and set their limits. A
+    /// tenant's own admin changes everything else of its tenant.
+    pub platform: bool,
     pub now_ms: i64,
-    /// The version the change was made from, when the caller named one.
-    pub if_match: Option<u64>,
+    /// What the caller said the current version is (`If-Match`).
+    pub if_match: IfMatch,
+}
+
+/// An `If-Match` precondition on the tenant's current version (RFC 9110
+/// 13.1.1; the ETag of a version `N` is `"N"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMatch {
+    /// No `If-Match`: whatever the current version is.
+    Any,
+    /// `*`: the tenant must exist.
+    Exists,
+    /// `"N"`: the current version must be N.
+    Version(u64),
+    /// A weak tag (`W/"N"`), which never matches for a change.
+    Weak,
 }
 
 /// The control plane over one `config` store.
@@ -176,18 +193,18 @@ impl<'a> ControlPlane<'a> {
         &self.store
     }
 
-    /// Makes `document` (already checked) the tenant's configuration,
-    /// creating the tenant if `may_create`.
+    /// Makes `document` the tenant's configuration, once it checks out:
+    /// creates the tenant (platform admins only), or makes the next version.
     pub fn apply(
         &self,
         tenant: &TenantId,
         document: TenantDocument,
         by: &Author<'_>,
-        may_create: bool,
     ) -> Result<Applied, ApiError> {
+        document.check(tenant).map_err(invalid)?;
         let head = self.head(tenant, by)?;
         match head {
-            None if !may_create => Err(ApiError::Forbidden(
+            None if !by.platform => Err(ApiError::Forbidden(
                 "only a platform admin creates tenants".into(),
             )),
             None => {
@@ -200,6 +217,11 @@ impl<'a> ControlPlane<'a> {
                 Ok(Applied::Created(created))
             }
             Some(head) if head.version.document == document => Ok(Applied::Unchanged(head.version)),
+            Some(_) if !by.platform && document.tenant.limits != self.current_limits(tenant)? => {
+                Err(ApiError::Forbidden(
+                    "only a platform admin changes a tenant's limits (tenant.limits)".into(),
+                ))
+            }
             Some(head) => {
                 let (status, limits) = (head.version.status, document.limits());
                 let updated = self.store.commit(
@@ -212,6 +234,15 @@ impl<'a> ControlPlane<'a> {
         }
     }
 
+    /// The limits the tenant's current document sets (as written).
+    fn current_limits(&self, tenant: &TenantId) -> Result<LimitsSpec, ApiError> {
+        Ok(self
+            .store
+            .current::<TenantDocument>(tenant)?
+            .map(|v| v.document.tenant.limits)
+            .unwrap_or_default())
+    }
+
     /// A new version with the document of version `to`.
     pub fn roll_back(
         &self,
@@ -220,10 +251,16 @@ impl<'a> ControlPlane<'a> {
         by: &Author<'_>,
     ) -> Result<Applied, ApiError> {
         let head = self.head(tenant, by)?.ok_or(ApiError::NotFound)?;
-        let target = self
+        let mut target = self
             .store
             .version::<TenantDocument>(tenant, to)?
             .ok_or(ApiError::NotFound)?;
+        if !by.platform {
+            // A tenant's admin rolls back its configuration, not its limits.
+            target.document.tenant.limits = head.version.document.tenant.limits.clone();
+        }
+        // Checked again: what validation accepts may have changed since.
+        target.document.check(tenant).map_err(invalid)?;
         if target.document == head.version.document {
             return Ok(Applied::Unchanged(head.version));
         }
@@ -273,13 +310,27 @@ impl<'a> ControlPlane<'a> {
         by: &Author<'_>,
     ) -> Result<Option<Head<TenantDocument>>, ApiError> {
         let head = self.store.head::<TenantDocument>(tenant)?;
-        if let Some(expected) = by.if_match {
-            let current = head.as_ref().map(|h| h.version.version);
-            if current != Some(expected) {
-                return Err(ApiError::PreconditionFailed(match current {
-                    Some(v) => format!("If-Match names version {expected}; the current one is {v}"),
-                    None => format!("If-Match names version {expected}; the tenant has none"),
-                }));
+        let current = head.as_ref().map(|h| h.version.version);
+        let failed = |why: String| Err(ApiError::PreconditionFailed(why));
+        match (by.if_match, current) {
+            (IfMatch::Any, _) => {}
+            (IfMatch::Exists, Some(_)) => {}
+            (IfMatch::Exists, None) => {
+                return failed("If-Match: * but the tenant has no version".into());
+            }
+            (IfMatch::Weak, _) => {
+                return failed("a weak ETag never matches a change (RFC 9110 13.1.1)".into());
+            }
+            (IfMatch::Version(expected), Some(v)) if expected == v => {}
+            (IfMatch::Version(expected), Some(v)) => {
+                return failed(format!(
+                    "If-Match names version {expected}; the current one is {v}"
+                ));
+            }
+            (IfMatch::Version(expected), None) => {
+                return failed(format!(
+                    "If-Match names version {expected}; the tenant has none"
+                ));
             }
         }
         Ok(head)
@@ -328,8 +379,16 @@ mod tests {
     fn by(if_match: Option<u64>) -> Author<'static> {
         Author {
             subject: "ops",
+            platform: true,
             now_ms: 1_000,
-            if_match,
+            if_match: if_match.map_or(IfMatch::Any, IfMatch::Version),
+        }
+    }
+
+    fn tenant_admin(if_match: Option<u64>) -> Author<'static> {
+        Author {
+            platform: false,
+            ..by(if_match)
         }
     }
 
@@ -401,31 +460,29 @@ mod tests {
         let document = TenantDocument::from_bundle(&demo(), "acme").unwrap();
         assert!(matches!(
             plane
-                .apply(&acme(), document.clone(), &by(None), false)
+                .apply(&acme(), document.clone(), &tenant_admin(None))
                 .unwrap_err(),
             ApiError::Forbidden(_)
         ));
-        let created = plane
-            .apply(&acme(), document.clone(), &by(None), true)
-            .unwrap();
+        let created = plane.apply(&acme(), document.clone(), &by(None)).unwrap();
         assert!(
             matches!(created, Applied::Created(ref v) if v.version == 1 && v.change == "created")
         );
         let writes = kv.writes();
         let same = plane
-            .apply(&acme(), document.clone(), &by(Some(1)), false)
+            .apply(&acme(), document.clone(), &tenant_admin(Some(1)))
             .unwrap();
         assert!(matches!(same, Applied::Unchanged(ref v) if v.version == 1));
         assert_eq!(kv.writes(), writes);
         let mut renamed = document.clone();
         renamed.tenant.name = "ACME Corp.".into();
         let updated = plane
-            .apply(&acme(), renamed.clone(), &by(Some(1)), false)
+            .apply(&acme(), renamed.clone(), &tenant_admin(Some(1)))
             .unwrap();
         assert!(matches!(updated, Applied::Updated(ref v) if v.version == 2 && v.author == "ops"));
         // A change made from version 1 now loses.
         let stale = plane
-            .apply(&acme(), document.clone(), &by(Some(1)), false)
+            .apply(&acme(), document.clone(), &tenant_admin(Some(1)))
             .unwrap_err();
         assert!(
             matches!(stale, ApiError::PreconditionFailed(_)),
@@ -442,11 +499,41 @@ mod tests {
             matches!(suspended, Applied::Updated(ref v) if v.version == 4 && v.status == Status::Suspended && v.document == document)
         );
         // Suspension survives a document change.
-        let updated = plane.apply(&acme(), renamed, &by(None), false).unwrap();
+        let updated = plane.apply(&acme(), renamed, &tenant_admin(None)).unwrap();
         assert_eq!(updated.version().status, Status::Suspended);
         assert!(matches!(
             plane.roll_back(&acme(), 99, &by(None)).unwrap_err(),
             ApiError::NotFound
         ));
+    }
+
+    #[test]
+    fn a_tenants_own_admin_changes_everything_but_its_limits() {
+        let kv = TestKv::new();
+        let plane = ControlPlane::new(&kv);
+        let document = TenantDocument::from_bundle(&demo(), "acme").unwrap();
+        plane.apply(&acme(), document.clone(), &by(None)).unwrap();
+        let mut raised = document.clone();
+        raised.tenant.limits.messages_per_minute = Some(1_000_000);
+        let before = kv.snapshot();
+        let refused = plane
+            .apply(&acme(), raised.clone(), &tenant_admin(None))
+            .unwrap_err();
+        assert!(
+            matches!(refused, ApiError::Forbidden(ref why) if why.contains("tenant.limits")),
+            "{refused:?}"
+        );
+        assert_eq!(kv.snapshot(), before);
+        // The platform raises it; the tenant's admin then rolls its
+        // configuration back to version 1, keeping the raised limit.
+        let raised = plane.apply(&acme(), raised, &by(None)).unwrap();
+        assert_eq!(raised.version().limits.messages_per_minute, 1_000_000);
+        let mut renamed = document.clone();
+        renamed.tenant.name = "ACME Corp.".into();
+        renamed.tenant.limits.messages_per_minute = Some(1_000_000);
+        plane.apply(&acme(), renamed, &tenant_admin(None)).unwrap();
+        let back = plane.roll_back(&acme(), 1, &tenant_admin(None)).unwrap();
+        assert_eq!(back.version().document.tenant.name, "ACME Corporation");
+        assert_eq!(back.version().limits.messages_per_minute, 1_000_000);
     }
 }

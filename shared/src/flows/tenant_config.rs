@@ -211,7 +211,7 @@ mod tests {
     /// and never a scan.
     #[test]
     fn a_channel_lookup_is_one_read_however_many_tenants_exist() {
-        use crate::flows::control::{Author, ControlPlane, TenantDocument};
+        use crate::flows::control::{Author, ControlPlane, IfMatch, TenantDocument};
         use crate::store::config::STORE_LABEL;
         let host = MemoryHost::new(&[]);
         let kv = host.store(STORE_LABEL);
@@ -232,14 +232,13 @@ mod tests {
             TenantDocument::from_bundle(crate::testing::demo_bundle(), "bigcorp").unwrap();
         let author = Author {
             subject: "test",
+            platform: true,
             now_ms: 0,
-            if_match: None,
+            if_match: IfMatch::Any,
         };
         for i in 0..1_000 {
             let tenant = TenantId::parse(&format!("t{i}")).unwrap();
-            plane
-                .apply(&tenant, document.clone(), &author, true)
-                .unwrap();
+            plane.apply(&tenant, document.clone(), &author).unwrap();
         }
         assert_eq!(cost(), (1, 0));
     }

@@ -26,18 +26,19 @@ use crate::tenancy::limits::Limits;
 /// The key-value store (spin.toml label) of rate windows and refusal counts.
 pub const STORE_LABEL: &str = "limits";
 
-/// Tenant `tenant_id`'s limits, from its current configuration (one read
-/// of the `config` store, the document skipped unparsed); the built-in
-/// defaults for a tenant with no configuration (a token may name one).
-/// A suspended tenant is refused here, before anything is counted.
-pub fn of_tenant(host: &dyn Host, tenant_id: &str) -> Result<Limits, ApiError> {
+/// Tenant `tenant_id`'s status and limits, from its current configuration
+/// (one read of the `config` store, the document skipped unparsed); active
+/// with the built-in limits for a tenant with no configuration (a token may
+/// name one).
+pub fn standing(host: &dyn Host, tenant_id: &str) -> Result<(Status, Limits), ApiError> {
     let tenant = TenantId::parse(tenant_id)?;
     let kv = host.open_store(config::STORE_LABEL)?;
-    match ConfigStore::new(kv.as_ref()).current::<serde::de::IgnoredAny>(&tenant)? {
-        None => Ok(Limits::default()),
-        Some(v) if v.status == Status::Suspended => Err(ApiError::TenantSuspended),
-        Some(v) => Ok(v.limits),
-    }
+    Ok(
+        match ConfigStore::new(kv.as_ref()).current::<serde::de::IgnoredAny>(&tenant)? {
+            None => (Status::Active, Limits::default()),
+            Some(v) => (v.status, v.limits),
+        },
+    )
 }
 
 /// Counts this request of `access` against its tenant's and its subject's
@@ -47,9 +48,9 @@ pub fn of_tenant(host: &dyn Host, tenant_id: &str) -> Result<Limits, ApiError> {
 pub fn charge_api(
     host: &dyn Host,
     access: &Access,
+    limits: &Limits,
     log: &RequestLog,
 ) -> Result<Vec<RateWindow>, ApiError> {
-    let limits = of_tenant(host, access.ctx.tenant_id())?;
     let kv = host.open_store(STORE_LABEL)?;
     let now = host.now_ms();
     let windows = vec![

@@ -18,6 +18,7 @@ use crate::http::ratelimit::RateWindow;
 use crate::http::{Request, Response};
 use crate::service::auth::Access;
 use crate::service::log::{RequestLog, request_id};
+use crate::store::config::Status;
 
 /// What a component's handler returns: the route template it matched (logged
 /// instead of the raw path, which may hold anything a client sent) and the outcome.
@@ -25,9 +26,13 @@ pub type Outcome = (&'static str, Result<Response, ApiError>);
 
 /// The one admission step of a REST request, after its route and ids are
 /// parsed: authorisation ([`auth::authorise_request`]: scope headers 400,
-/// token 401, claims 403), then the tenant's rate limits
-/// ([`limits::charge_api`]: 429). Scopes `log` to the caller's tenant. The
-/// windows returned go on the answer as `RateLimit` headers.
+/// token 401, claims 403), the caller's tenant's standing (403
+/// `tenant-suspended`), then its rate limits ([`limits::charge_api`]: 429).
+/// Scopes `log` to the caller's tenant. The windows returned go on the
+/// answer as `RateLimit` headers.
+///
+/// A platform admin is admitted while its own tenant is suspended: someone
+/// must be able to resume it.
 pub fn admit(
     req: &Request,
     host: &dyn Host,
@@ -35,7 +40,15 @@ pub fn admit(
 ) -> Result<(Access, Vec<RateWindow>), ApiError> {
     let access = auth::authorise_request(req, host)?;
     log.set_scope(&access.ctx);
-    let windows = limits::charge_api(host, &access, log)?;
+    let (status, limits) = limits::standing(host, access.ctx.tenant_id())?;
+    if status == Status::Suspended
+        && !access
+            .principal
+            .has_any_role(&[auth::roles::PLATFORM_ADMIN])
+    {
+        return Err(ApiError::TenantSuspended);
+    }
+    let windows = limits::charge_api(host, &access, &limits, log)?;
     Ok((access, windows))
 }
 
