@@ -1,8 +1,8 @@
 //! The deployment manifests agree with the application they deploy: what a
 //! user applies with kubectl is checked here against spin.toml, the runtime
 //! config and the bridge's own config parser, so a renamed variable, a store
-//! label without a backend or a delivery to a route that does not exist
-//! fails a test instead of a rollout.
+//! label without a backend or a delivery (or scheduled call) to a route that
+//! does not exist fails a test instead of a rollout.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,71 @@ fn exact_routes(manifest: &toml::Value) -> BTreeSet<String> {
         .filter(|r| !r.ends_with("/..."))
         .map(str::to_owned)
         .collect()
+}
+
+/// The component spin.toml sends `path` to, as Spin picks it: an exact route
+/// first, else the longest wildcard (`/prefix/...`) it falls under.
+fn component_for(manifest: &toml::Value, path: &str) -> Option<String> {
+    let triggers = manifest["trigger"]["http"].as_array().unwrap();
+    fn route_of(t: &toml::Value) -> Option<(&str, &str)> {
+        Some((t["route"].as_str()?, t["component"].as_str()?))
+    }
+    let exact = triggers
+        .iter()
+        .filter_map(route_of)
+        .find(|(route, _)| *route == path);
+    let wildcard = || {
+        triggers
+            .iter()
+            .filter_map(route_of)
+            .filter_map(|(route, component)| {
+                let prefix = route.strip_suffix("/...")?;
+                let under = path == prefix
+                    || path
+                        .strip_prefix(prefix)
+                        .is_some_and(|rest| rest.starts_with('/'));
+                under.then_some((prefix.len(), component))
+            })
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, component)| component)
+    };
+    exact
+        .map(|(_, component)| component)
+        .or_else(wildcard)
+        .map(str::to_owned)
+}
+
+#[test]
+fn routes_resolve_like_spin() {
+    let manifest: toml::Value = toml::from_str(
+        r#"
+[[trigger.http]]
+route = "/a/..."
+component = "wide"
+[[trigger.http]]
+route = "/a/b/..."
+component = "narrow"
+[[trigger.http]]
+route = "/a/b/c"
+component = "exact"
+"#,
+    )
+    .unwrap();
+    for (path, component) in [
+        ("/a", Some("wide")),
+        ("/a/x", Some("wide")),
+        ("/a/b", Some("narrow")),
+        ("/a/b/x", Some("narrow")),
+        ("/a/b/c", Some("exact")),
+        ("/ab", None),
+        ("/", None),
+    ] {
+        assert_eq!(
+            component_for(&manifest, path).as_deref(),
+            component,
+            "{path}"
+        );
+    }
 }
 
 #[test]
@@ -144,7 +209,8 @@ fn the_bridge_deployment_is_a_valid_bridge_config_delivering_to_real_routes() {
     };
     let config = greentic_bridge::Config::from_toml(text, Path::new("."), env)
         .unwrap_or_else(|e| panic!("bridge.toml in the ConfigMap: {e}"));
-    let routes = exact_routes(&spin_toml());
+    let manifest = spin_toml();
+    let routes = exact_routes(&manifest);
     for delivery in &config.deliveries {
         let path = delivery.endpoint.path();
         assert_eq!(
@@ -158,6 +224,38 @@ fn the_bridge_deployment_is_a_valid_bridge_config_delivering_to_real_routes() {
             "delivery {} goes to {path}, no route of spin.toml",
             delivery.name
         );
+    }
+    // Scheduled calls too (an internal wildcard route may serve them).
+    assert!(
+        config.schedules.iter().any(|s| s.name == "retention"),
+        "the retention sweep is not scheduled"
+    );
+    for schedule in &config.schedules {
+        let path = schedule.endpoint.path();
+        assert_eq!(
+            schedule.endpoint.host_str(),
+            Some("greentic.greentic.svc.cluster.local"),
+            "schedule {} must go to the SpinApp's service",
+            schedule.name
+        );
+        assert!(
+            path.starts_with("/internal/"),
+            "schedule {} goes to {path}: it carries the delivery token, so an internal route",
+            schedule.name
+        );
+        let component = component_for(&manifest, path);
+        assert!(
+            component.is_some(),
+            "schedule {} goes to {path}, no route of spin.toml",
+            schedule.name
+        );
+        if schedule.name == "retention" {
+            assert_eq!(
+                component.as_deref(),
+                Some("session-api"),
+                "the retention sweep is the session API's"
+            );
+        }
     }
     // Replica i of n: the count in GREENTIC_BRIDGE_REPLICA is the number of
     // pods, and the last pod's index is valid for this configuration.

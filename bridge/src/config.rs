@@ -46,6 +46,11 @@ const DEFAULT_CONCURRENCY: usize = 16;
 const MAX_CONCURRENCY: usize = 1024;
 const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Shortest `every` of a schedule: a timer tighter than this is a loop.
+const MIN_SCHEDULE_EVERY: Duration = Duration::from_secs(1);
+const DEFAULT_SCHEDULE_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_CALLS_PER_RUN: u32 = 100;
+const MAX_MAX_CALLS_PER_RUN: u32 = 10_000;
 
 /// The validated configuration the bridge runs with.
 #[derive(Debug, Clone)]
@@ -55,7 +60,9 @@ pub struct Config {
     pub publish: PublishConfig,
     pub streams: StreamsConfig,
     pub deliveries: Vec<DeliveryConfig>,
-    /// Present whenever there is at least one delivery.
+    /// Calls the bridge makes on a timer (replica 0 only).
+    pub schedules: Vec<ScheduleConfig>,
+    /// Present whenever there is at least one delivery or schedule.
     pub delivery_token: Option<Token>,
     /// Longest wait for in-flight publishes and deliveries on shutdown.
     pub shutdown_timeout: Duration,
@@ -158,6 +165,21 @@ impl DeliveryConfig {
     }
 }
 
+/// One `[[schedule]]`: Spin components cannot run on a timer, so the bridge
+/// POSTs to `endpoint` every `every`, again at once while the answer says
+/// `more`, at most `max_calls_per_run` times per run (see bridge/README,
+/// Schedules).
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// The `schedule` label of its metrics and logs.
+    pub name: String,
+    pub endpoint: reqwest::Url,
+    pub every: Duration,
+    /// Per call, whole request.
+    pub timeout: Duration,
+    pub max_calls_per_run: u32,
+}
+
 /// A bearer token. Never printed; compared in constant time.
 #[derive(Clone)]
 pub struct Token(Arc<str>);
@@ -218,6 +240,8 @@ struct FileConfig {
     streams: FileStreams,
     #[serde(default, rename = "delivery")]
     deliveries: Vec<FileDelivery>,
+    #[serde(default, rename = "schedule")]
+    schedules: Vec<FileSchedule>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +281,16 @@ struct FileDelivery {
     concurrency: Option<usize>,
     tenant_concurrency: Option<usize>,
     ack_wait: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSchedule {
+    name: String,
+    endpoint: String,
+    every: String,
+    timeout: Option<String>,
+    max_calls_per_run: Option<u32>,
 }
 
 // ---- loading -------------------------------------------------------------
@@ -349,14 +383,14 @@ impl Config {
             .enumerate()
             .map(|(i, d)| delivery_config(i, d))
             .collect::<Result<Vec<_>, _>>()?;
-        for (i, d) in deliveries.iter().enumerate() {
-            if deliveries[..i].iter().any(|o| o.name == d.name) {
-                return Err(invalid(
-                    format!("delivery[{i}].name"),
-                    format!("`{}` is used twice", d.name),
-                ));
-            }
-        }
+        unique_names("delivery", deliveries.iter().map(|d| d.name.as_str()))?;
+        let schedules = file
+            .schedules
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| schedule_config(i, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique_names("schedule", schedules.iter().map(|s| s.name.as_str()))?;
 
         let delivery_token = token(
             "delivery token",
@@ -366,11 +400,12 @@ impl Config {
             file.delivery_token_file.as_deref(),
             base_dir,
         )?;
-        if delivery_token.is_none() && !deliveries.is_empty() {
+        if delivery_token.is_none() && !(deliveries.is_empty() && schedules.is_empty()) {
             return Err(invalid(
                 "delivery token",
                 format!(
-                    "missing: set {ENV_DELIVERY_TOKEN} or delivery_token_file (needed by [[delivery]])"
+                    "missing: set {ENV_DELIVERY_TOKEN} or delivery_token_file \
+                     (needed by [[delivery]] and [[schedule]])"
                 ),
             ));
         }
@@ -395,6 +430,7 @@ impl Config {
             publish,
             streams,
             deliveries,
+            schedules,
             delivery_token,
             shutdown_timeout,
             replica,
@@ -481,17 +517,7 @@ fn streams_config(file: FileStreams) -> Result<StreamsConfig, ConfigError> {
 
 fn delivery_config(i: usize, d: FileDelivery) -> Result<DeliveryConfig, ConfigError> {
     let key = |k: &str| format!("delivery[{i}].{k}");
-    let name_ok = !d.name.is_empty()
-        && d.name.len() <= 64
-        && d.name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
-    if !name_ok {
-        return Err(invalid(
-            key("name"),
-            format!("`{}` must be 1..=64 chars of [A-Za-z0-9_-]", d.name),
-        ));
-    }
+    check_name(&key("name"), &d.name)?;
     let Some(stream_subjects) = streams::subjects_of(&d.stream) else {
         let known: Vec<&str> = streams::STREAMS.iter().map(|(n, _)| *n).collect();
         return Err(invalid(
@@ -515,20 +541,7 @@ fn delivery_config(i: usize, d: FileDelivery) -> Result<DeliveryConfig, ConfigEr
             ),
         ));
     }
-    let endpoint = reqwest::Url::parse(&d.endpoint)
-        .map_err(|e| invalid(key("endpoint"), format!("`{}`: {e}", d.endpoint)))?;
-    if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host_str().is_none() {
-        return Err(invalid(
-            key("endpoint"),
-            "must be an http:// or https:// URL",
-        ));
-    }
-    if !endpoint.username().is_empty() || endpoint.password().is_some() {
-        return Err(invalid(
-            key("endpoint"),
-            "must not carry credentials; the bridge sends the delivery token",
-        ));
-    }
+    let endpoint = endpoint(&key("endpoint"), &d.endpoint)?;
     let max_attempts = d.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     if !(1..=100).contains(&max_attempts) {
         return Err(invalid(key("max_attempts"), "must be 1..=100"));
@@ -581,6 +594,80 @@ fn delivery_config(i: usize, d: FileDelivery) -> Result<DeliveryConfig, ConfigEr
         tenant_concurrency,
         ack_wait,
     })
+}
+
+fn schedule_config(i: usize, s: FileSchedule) -> Result<ScheduleConfig, ConfigError> {
+    let key = |k: &str| format!("schedule[{i}].{k}");
+    check_name(&key("name"), &s.name)?;
+    let endpoint = endpoint(&key("endpoint"), &s.endpoint)?;
+    let every = parse_duration(&key("every"), &s.every)?;
+    if every < MIN_SCHEDULE_EVERY {
+        return Err(invalid(key("every"), "must be at least 1s"));
+    }
+    let timeout = positive(&key("timeout"), s.timeout, DEFAULT_SCHEDULE_TIMEOUT)?;
+    let max_calls_per_run = s.max_calls_per_run.unwrap_or(DEFAULT_MAX_CALLS_PER_RUN);
+    if !(1..=MAX_MAX_CALLS_PER_RUN).contains(&max_calls_per_run) {
+        return Err(invalid(
+            key("max_calls_per_run"),
+            format!("must be 1..={MAX_MAX_CALLS_PER_RUN}"),
+        ));
+    }
+    Ok(ScheduleConfig {
+        name: s.name,
+        endpoint,
+        every,
+        timeout,
+        max_calls_per_run,
+    })
+}
+
+/// A name used as a consumer name and a metrics label: `[A-Za-z0-9_-]{1,64}`.
+fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+    if !ok {
+        return Err(invalid(
+            key,
+            format!("`{name}` must be 1..=64 chars of [A-Za-z0-9_-]"),
+        ));
+    }
+    Ok(())
+}
+
+/// No two entries of `[[section]]` share a name.
+fn unique_names<'a>(
+    section: &str,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, name) in names.enumerate() {
+        if !seen.insert(name) {
+            return Err(invalid(
+                format!("{section}[{i}].name"),
+                format!("`{name}` is used twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An endpoint the bridge POSTs to with the delivery token: http(s), a host,
+/// no credentials of its own.
+fn endpoint(key: &str, raw: &str) -> Result<reqwest::Url, ConfigError> {
+    let endpoint = reqwest::Url::parse(raw).map_err(|e| invalid(key, format!("`{raw}`: {e}")))?;
+    if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host_str().is_none() {
+        return Err(invalid(key, "must be an http:// or https:// URL"));
+    }
+    if !endpoint.username().is_empty() || endpoint.password().is_some() {
+        return Err(invalid(
+            key,
+            "must not carry credentials; the bridge sends the delivery token",
+        ));
+    }
+    Ok(endpoint)
 }
 
 /// A quarter of the slots, at least one: on Spin every request competes for
@@ -685,6 +772,13 @@ filter_subject = "greentic.messaging.ingress.>"
 endpoint = "http://127.0.0.1:3000/internal/v1/deliveries/ingress"
 "#;
 
+    const SCHEDULE: &str = r#"
+[[schedule]]
+name = "retention"
+endpoint = "http://127.0.0.1:3000/internal/v1/sweeps/retention"
+every = "5m"
+"#;
+
     #[test]
     fn an_empty_file_gets_the_documented_defaults() {
         let c = parse("").unwrap();
@@ -697,6 +791,98 @@ endpoint = "http://127.0.0.1:3000/internal/v1/deliveries/ingress"
         assert_eq!(c.streams.partitions, 8);
         assert_eq!(c.replica, Replica::ALONE);
         assert!(c.deliveries.is_empty());
+        assert!(c.schedules.is_empty());
+    }
+
+    #[test]
+    fn schedule_defaults_follow_the_contract() {
+        let c = parse(SCHEDULE).unwrap();
+        let s = &c.schedules[0];
+        assert_eq!(s.name, "retention");
+        assert_eq!(
+            s.endpoint.as_str(),
+            "http://127.0.0.1:3000/internal/v1/sweeps/retention"
+        );
+        assert_eq!(s.every, Duration::from_secs(300));
+        assert_eq!(s.timeout, Duration::from_secs(30));
+        assert_eq!(s.max_calls_per_run, 100);
+        let c = parse(&format!(
+            "{SCHEDULE}timeout = \"2s\"\nmax_calls_per_run = 10000\n"
+        ))
+        .unwrap();
+        assert_eq!(c.schedules[0].timeout, Duration::from_secs(2));
+        assert_eq!(c.schedules[0].max_calls_per_run, 10_000);
+    }
+
+    #[test]
+    fn bad_schedules_are_refused() {
+        let cases = [
+            (
+                SCHEDULE.replace("\"retention\"", "\"re.tention\""),
+                "schedule[0].name",
+            ),
+            (
+                SCHEDULE.replace("\"retention\"", "\"\""),
+                "schedule[0].name",
+            ),
+            (
+                SCHEDULE.replace("http://127.0.0.1:3000", "ftp://127.0.0.1:3000"),
+                "schedule[0].endpoint",
+            ),
+            (
+                SCHEDULE.replace("http://127.0.0.1:3000", "http://u:p@127.0.0.1:3000"),
+                "schedule[0].endpoint",
+            ),
+            (SCHEDULE.replace("\"5m\"", "\"999ms\""), "schedule[0].every"),
+            (
+                SCHEDULE.replace("\"5m\"", "\"five minutes\""),
+                "schedule[0].every",
+            ),
+            (
+                format!("{SCHEDULE}timeout = \"0s\"\n"),
+                "schedule[0].timeout",
+            ),
+            (
+                format!("{SCHEDULE}max_calls_per_run = 0\n"),
+                "schedule[0].max_calls_per_run",
+            ),
+            (
+                format!("{SCHEDULE}max_calls_per_run = 10001\n"),
+                "schedule[0].max_calls_per_run",
+            ),
+            (format!("{SCHEDULE}{SCHEDULE}"), "schedule[1].name"),
+        ];
+        for (text, key) in cases {
+            let e = err(&text);
+            assert!(e.starts_with(key), "{key}: {e}\n{text}");
+        }
+        assert!(parse(&SCHEDULE.replace("\"5m\"", "\"1s\"")).is_ok());
+        let e = err(&format!("{SCHEDULE}{SCHEDULE}"));
+        assert!(e.contains("used twice"), "{e}");
+        let e = err(&format!("{SCHEDULE}cron = \"*/5 * * * *\"\n"));
+        assert!(e.contains("unknown field `cron`"), "{e}");
+        let e = err(&SCHEDULE.replace("every = \"5m\"\n", ""));
+        assert!(e.contains("missing field `every`"), "{e}");
+        // A delivery and a schedule may share a name: their labels differ.
+        let c = parse(&format!(
+            "{DELIVERY}{}",
+            SCHEDULE.replace("\"retention\"", "\"ingress\"")
+        ))
+        .unwrap();
+        assert_eq!(c.schedules[0].name, c.deliveries[0].name);
+    }
+
+    #[test]
+    fn a_schedule_needs_the_delivery_token() {
+        let e = Config::from_toml(
+            SCHEDULE,
+            Path::new("."),
+            env_with(&[(ENV_PUBLISH_TOKEN, PUB)]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(ENV_DELIVERY_TOKEN), "{e}");
+        assert!(e.contains("[[schedule]]"), "{e}");
     }
 
     #[test]
@@ -759,6 +945,13 @@ endpoint = "http://127.0.0.1:3000/internal/v1/deliveries/ingress"
         assert_eq!(c.listen.to_string(), "127.0.0.1:4280");
         let names: Vec<&str> = c.deliveries.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["ingress", "egress"]);
+        let names: Vec<&str> = c.schedules.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["retention"]);
+        assert_eq!(
+            c.schedules[0].endpoint.as_str(),
+            "http://127.0.0.1:3000/internal/v1/sweeps/retention",
+            "scripts/dev rewrites http://127.0.0.1:3000 to the app's address"
+        );
     }
 
     #[test]

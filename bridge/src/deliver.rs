@@ -170,14 +170,7 @@ impl Delivery {
         metrics: Arc<Metrics>,
         (replica, partitions): (Replica, u16),
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("greentic-bridge/", env!("CARGO_PKG_VERSION")))
-            // A redirect would be a misconfigured endpoint; following it could
-            // carry the delivery token somewhere else.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
-            .timeout(cfg.timeout)
-            .build()?;
+        let http = endpoint_client(cfg.timeout)?;
         Ok(Delivery {
             cfg,
             http,
@@ -886,6 +879,19 @@ impl Delivery {
     }
 }
 
+/// The HTTP client for calls to a component endpoint with the delivery token
+/// (deliveries and schedules): `timeout` bounds a whole request.
+pub fn endpoint_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("greentic-bridge/", env!("CARGO_PKG_VERSION")))
+        // A redirect would be a misconfigured endpoint; following it could
+        // carry the delivery token somewhere else.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .timeout(timeout)
+        .build()
+}
+
 /// 4xx means "never" except 408 (Request Timeout) and 429 (Too Many Requests),
 /// which mean "later". Other non-2xx (3xx, 1xx) are misconfigurations that a
 /// retry will not fix. (401 and 403 are [`refuses_bridge`], checked first.)
@@ -919,7 +925,7 @@ fn clean_reason(reason: &str, redact: &[&str]) -> String {
 }
 
 /// A short, URL-free description of a transport error.
-fn transport_reason(e: &reqwest::Error) -> String {
+pub(crate) fn transport_reason(e: &reqwest::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
     let mut deepest = None;
     while let Some(s) = source {

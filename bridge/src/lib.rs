@@ -8,6 +8,9 @@
 //! - **deliver**: durable pull consumers push stored messages to component
 //!   endpoints with retries and a dead-letter stream ([`deliver`]).
 //!
+//! It also calls component endpoints on a timer, which Spin has not
+//! (retention sweeps, [`schedule`]).
+//!
 //! **Architecture Invariant:** only this crate speaks NATS. Subjects it accepts
 //! carry only ids valid per SPEC §3, so no caller can reach another tenant's
 //! subject or a wildcard ([`subject`]).
@@ -25,6 +28,7 @@ pub mod problem;
 pub mod publish;
 pub mod quickack;
 pub mod rate;
+pub mod schedule;
 pub mod streams;
 pub mod subject;
 #[cfg(feature = "testing")]
@@ -42,6 +46,7 @@ pub use config::Config;
 use crate::deliver::Delivery;
 use crate::metrics::Metrics;
 use crate::nats::Nats;
+use crate::schedule::Schedule;
 
 /// What the HTTP handlers share.
 pub struct AppState {
@@ -60,7 +65,8 @@ pub enum StartError {
     },
     #[error("nats: {0}")]
     Nats(async_nats::Error),
-    #[error("delivery {name}: cannot build its HTTP client: {source}")]
+    /// `name` is `delivery <name>` or `schedule <name>`.
+    #[error("{name}: cannot build its HTTP client: {source}")]
     HttpClient {
         name: String,
         source: reqwest::Error,
@@ -90,7 +96,8 @@ impl Running {
         self.state.nats.ready()
     }
 
-    /// Stops accepting requests and pulling messages, finishes what is in flight
+    /// Stops the schedules (abandoning a call in flight), stops accepting
+    /// requests and pulling messages, finishes what is in flight
     /// (bounded by `shutdown_timeout`), flushes acks to NATS, and returns.
     pub async fn shutdown(mut self) {
         tracing::info!("shutting down");
@@ -127,7 +134,8 @@ pub fn init_tls() {
 }
 
 /// Binds the listener, connects to NATS (in the background if it is down),
-/// ensures the streams and starts the deliveries.
+/// ensures the streams and starts the deliveries, and the schedules on
+/// replica 0.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     init_tls();
 
@@ -146,7 +154,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let nats = Nats::connect(&config).await.map_err(StartError::Nats)?;
     let stream_names: Vec<&str> = streams::STREAMS.iter().map(|(n, _)| *n).collect();
     let delivery_names: Vec<&str> = config.deliveries.iter().map(|d| d.name.as_str()).collect();
-    let metrics = Arc::new(Metrics::new(&stream_names, &delivery_names));
+    let schedule_names: Vec<&str> = config.schedules.iter().map(|s| s.name.as_str()).collect();
+    let metrics = Arc::new(Metrics::new(
+        &stream_names,
+        &delivery_names,
+        &schedule_names,
+    ));
 
     let mut redact = vec![config.publish.token.clone()];
     redact.extend(config.delivery_token.clone());
@@ -165,10 +178,24 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             (config.replica, config.streams.partitions),
         )
         .map_err(|source| StartError::HttpClient {
-            name: d.name.clone(),
+            name: format!("delivery {}", d.name),
             source,
         })?;
         deliveries.push(Arc::new(delivery));
+    }
+    let mut schedules = Vec::with_capacity(config.schedules.len());
+    for s in &config.schedules {
+        let token = config
+            .delivery_token
+            .clone()
+            .expect("config requires a delivery token with schedules");
+        let schedule = Schedule::new(s.clone(), token, metrics.clone()).map_err(|source| {
+            StartError::HttpClient {
+                name: format!("schedule {}", s.name),
+                source,
+            }
+        })?;
+        schedules.push(schedule);
     }
 
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -185,6 +212,20 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     );
     for delivery in deliveries {
         tasks.spawn(delivery.run(shutdown_rx.clone(), config.shutdown_timeout));
+    }
+    // One replica calls the schedules, so a sweep runs once per tick, not once
+    // per replica (bridge/README, Schedules).
+    if config.replica.index == 0 {
+        for schedule in schedules {
+            tasks.spawn(schedule.run(shutdown_rx.clone()));
+        }
+    } else if !schedules.is_empty() {
+        let names: Vec<&str> = schedules.iter().map(Schedule::name).collect();
+        tracing::info!(
+            replica = format!("{}/{}", config.replica.index, config.replica.count),
+            schedules = names.join(","),
+            "schedules run on replica 0 only; skipped here"
+        );
     }
     let router = http::router(state.clone());
     let mut http_shutdown = shutdown_rx.clone();
@@ -204,6 +245,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         listen = %addr,
         nats = nats::redact_url(&config.nats.url),
         deliveries = config.deliveries.len(),
+        schedules = config.schedules.len(),
         "greentic-bridge started"
     );
     Ok(Running {

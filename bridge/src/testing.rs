@@ -186,6 +186,37 @@ pub fn config_toml(listen: &str, nats_url: &str, deliveries: &[DeliverySpec]) ->
     text
 }
 
+/// One `[[schedule]]` for a test config: append [`ScheduleSpec::toml`] to a
+/// [`config_toml`].
+pub struct ScheduleSpec {
+    pub name: &'static str,
+    pub endpoint: String,
+    pub every: &'static str,
+    pub timeout: &'static str,
+    pub max_calls_per_run: u32,
+}
+
+impl ScheduleSpec {
+    /// Every second (the shortest), 30 s per call, 100 calls per run.
+    pub fn retention(endpoint: String) -> Self {
+        ScheduleSpec {
+            name: "retention",
+            endpoint,
+            every: "1s",
+            timeout: "30s",
+            max_calls_per_run: 100,
+        }
+    }
+
+    pub fn toml(&self) -> String {
+        format!(
+            "\n[[schedule]]\nname = \"{}\"\nendpoint = \"{}\"\nevery = \"{}\"\ntimeout = \"{}\"\n\
+             max_calls_per_run = {}\n",
+            self.name, self.endpoint, self.every, self.timeout, self.max_calls_per_run
+        )
+    }
+}
+
 pub fn token_env(k: &str) -> Option<String> {
     match k {
         "GREENTIC_BRIDGE_PUBLISH_TOKEN" => Some(PUBLISH_TOKEN.into()),
