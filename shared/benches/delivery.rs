@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use greentic::flows::bundle::{Bundle, LoadedBundle};
-use greentic::flows::control::{Author, ControlPlane, IfMatch, TenantDocument};
+use greentic::flows::control::{ControlPlane, TenantDocument};
 use greentic::flows::flow::Flow;
 use greentic::flows::tenant_config::TenantConfig;
 use greentic::host::Host;
@@ -62,12 +62,7 @@ fn bench(c: &mut Criterion) {
         flows: [("five".to_owned(), Flow::parse("five.yaml", FLOW).unwrap())].into(),
     };
     let plane = ControlPlane::new(host.store(config::STORE_LABEL));
-    let author = Author {
-        subject: "bench",
-        platform: true,
-        now_ms: 0,
-        if_match: IfMatch::Any,
-    };
+    let author = greentic::testing::platform_author();
     let document = TenantDocument::from_bundle(&loaded, "acme").unwrap();
     let acme = TenantId::parse("acme").unwrap();
     plane.apply(&acme, document, &author).unwrap();

@@ -5,7 +5,7 @@
 //! the two should stay close to 1 (issue 17 asks for at most 1.2).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use greentic::flows::control::{Author, ControlPlane, IfMatch, TenantDocument};
+use greentic::flows::control::{ControlPlane, TenantDocument};
 use greentic::flows::tenant_config::TenantConfig;
 use greentic::store::config;
 use greentic::tenancy::ids::{ChannelId, TenantCtx, TenantId};
@@ -18,12 +18,7 @@ fn host_with(count: usize) -> MemoryHost {
     let host = MemoryHost::new(&[]);
     let plane = ControlPlane::new(host.store(config::STORE_LABEL));
     let document = TenantDocument::from_bundle(demo_bundle(), "acme").unwrap();
-    let author = Author {
-        subject: "bench",
-        platform: true,
-        now_ms: 0,
-        if_match: IfMatch::Any,
-    };
+    let author = greentic::testing::platform_author();
     for i in 0..count {
         let tenant = TenantId::parse(&format!("tenant{i:05}")).unwrap();
         plane.apply(&tenant, document.clone(), &author).unwrap();

@@ -280,7 +280,7 @@ pub fn apply_demo(config: &dyn KeyValue) {
         let document = TenantDocument::from_bundle(demo_bundle(), id).expect("listed above");
         let tenant = TenantId::parse(id).expect("the demo's ids are valid");
         plane
-            .apply(&tenant, document, &demo_author())
+            .apply(&tenant, document, &platform_author())
             .unwrap_or_else(|e| panic!("cannot apply the demo's tenant {id}: {e}"));
     }
 }
@@ -298,11 +298,12 @@ pub fn update_tenant(config: &dyn KeyValue, id: &str, edit: impl FnOnce(&mut Ten
         .document;
     edit(&mut document);
     plane
-        .apply(&tenant, document, &demo_author())
+        .apply(&tenant, document, &platform_author())
         .unwrap_or_else(|e| panic!("cannot update tenant {id}: {e}"));
 }
 
-fn demo_author() -> Author<'static> {
+/// A platform admin applying configuration, as tests and benchmarks do.
+pub fn platform_author() -> Author<'static> {
     Author {
         subject: "demo",
         platform: true,

@@ -13,17 +13,17 @@
 use std::time::UNIX_EPOCH;
 
 use greentic::http::{DEFAULT_BODY_LIMIT, Request, Response};
-use greentic::messaging::egress;
 use greentic::messaging::providers::rfc3339;
+use greentic::messaging::{delivery, egress};
 use greentic::service;
 use greentic::service::auth::{Access, roles};
 use greentic::service::limits;
 use greentic::service::log::RequestLog;
-use greentic::store::people;
 use greentic::store::session::{SessionRecord, SessionStatus};
 use greentic::store::sessions::{ListQuery, MAX_PAGE_LIMIT, SessionStore};
 use greentic::store::usage::{self, Counts, Teams};
 use greentic::store::webchat_log;
+use greentic::store::{lifecycle, people};
 use greentic::tenancy::ids::{ChannelId, Day, MAX_DAYS, SessionId};
 use greentic::{ApiError, host::Host};
 use serde_json::{Value, json};
@@ -60,7 +60,13 @@ enum Operation {
 /// session (then the answer is 404 without touching storage).
 type SessionLookup = Option<SessionId>;
 
+/// The bridge's scheduled call (bridge/README.md, "Schedules").
+const SWEEP: &str = "/internal/v1/sweeps/retention";
+
 pub fn handle(req: &Request, host: &dyn Host) -> Response {
+    if req.path.starts_with("/internal/") {
+        return sweep(req, host);
+    }
     service::serve(req, host, COMPONENT, DEFAULT_BODY_LIMIT, |req, log| {
         let (route, operation) = match parse(req, &Day::of(host.now_ms())) {
             Ok(parsed) => parsed,
@@ -305,7 +311,7 @@ fn apply(
                 host.open_store(webchat_log::STORE_LABEL)?,
                 host.open_store(egress::STORE_LABEL)?,
             );
-            let stores = people::Stores {
+            let stores = lifecycle::Stores {
                 sessions: kv.as_ref(),
                 webchat: webchat.as_ref(),
                 egress: egress.as_ref(),
@@ -418,4 +424,41 @@ fn session_json(record: &SessionRecord, with_transcript: bool) -> Value {
             .collect();
     }
     body
+}
+
+/// `POST /internal/v1/sweeps/retention`, the bridge's only: one batch of the
+/// retention sweep (`greentic::store::lifecycle`), answered with what it did
+/// and whether to call again.
+fn sweep(req: &Request, host: &dyn Host) -> Response {
+    service::serve(req, host, COMPONENT, DEFAULT_BODY_LIMIT, |req, log| {
+        if req.path != SWEEP {
+            return ("-", Err(ApiError::NotFound));
+        }
+        if req.method != "POST" {
+            return (SWEEP, Err(ApiError::MethodNotAllowed { allow: "POST" }));
+        }
+        let outcome = (|| {
+            delivery::check_bridge_token(req, host)?;
+            let (sessions, webchat, egress, config) = (
+                host.open_store(STORE_LABEL)?,
+                host.open_store(webchat_log::STORE_LABEL)?,
+                host.open_store(egress::STORE_LABEL)?,
+                host.open_store(greentic::store::config::STORE_LABEL)?,
+            );
+            let stores = lifecycle::Stores {
+                sessions: sessions.as_ref(),
+                webchat: webchat.as_ref(),
+                egress: egress.as_ref(),
+            };
+            let swept = lifecycle::sweep(
+                &stores,
+                config.as_ref(),
+                host.now_ms(),
+                lifecycle::SWEEP_BUDGET,
+            )?;
+            log.info("retention.swept", json!(swept));
+            Ok(Response::json(200, &swept))
+        })();
+        (SWEEP, outcome)
+    })
 }

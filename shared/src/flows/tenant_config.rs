@@ -211,7 +211,7 @@ mod tests {
     /// and never a scan.
     #[test]
     fn a_channel_lookup_is_one_read_however_many_tenants_exist() {
-        use crate::flows::control::{Author, ControlPlane, IfMatch, TenantDocument};
+        use crate::flows::control::{ControlPlane, TenantDocument};
         use crate::store::config::STORE_LABEL;
         let host = MemoryHost::new(&[]);
         let kv = host.store(STORE_LABEL);
@@ -230,12 +230,7 @@ mod tests {
         let plane = ControlPlane::new(kv);
         let document =
             TenantDocument::from_bundle(crate::testing::demo_bundle(), "bigcorp").unwrap();
-        let author = Author {
-            subject: "test",
-            platform: true,
-            now_ms: 0,
-            if_match: IfMatch::Any,
-        };
+        let author = crate::testing::platform_author();
         for i in 0..1_000 {
             let tenant = TenantId::parse(&format!("t{i}")).unwrap();
             plane.apply(&tenant, document.clone(), &author).unwrap();

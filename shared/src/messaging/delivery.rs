@@ -83,10 +83,11 @@ impl Delivery<'_> {
     }
 }
 
-/// Checks the bridge's token, then reads the delivery headers. An unset token
-/// is 503 (the bridge retries; nothing is accepted unauthenticated), a wrong
-/// one 401, missing headers 400.
-pub fn authenticate<'r>(req: &'r Request, host: &dyn Host) -> Result<Delivery<'r>, ApiError> {
+/// Checks that `req` comes from the bridge: its delivery token, compared in
+/// constant time. An unset token is 503 (the bridge retries; nothing is
+/// accepted unauthenticated), a missing or wrong one 401. What every route
+/// the bridge calls checks first (deliveries, scheduled sweeps).
+pub fn check_bridge_token(req: &Request, host: &dyn Host) -> Result<(), ApiError> {
     let expected = host
         .variable(VAR_DELIVERY_TOKEN)
         .filter(|t| !t.trim().is_empty())
@@ -100,6 +101,13 @@ pub fn authenticate<'r>(req: &'r Request, host: &dyn Host) -> Result<Delivery<'r
             "not the bridge's delivery token".into(),
         ));
     }
+    Ok(())
+}
+
+/// Checks the bridge's token, then reads the delivery headers (missing ones
+/// are 400).
+pub fn authenticate<'r>(req: &'r Request, host: &dyn Host) -> Result<Delivery<'r>, ApiError> {
+    check_bridge_token(req, host)?;
     let header = |name: &str| {
         req.header(name)?
             .filter(|v| !v.is_empty())

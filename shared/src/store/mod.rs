@@ -10,6 +10,7 @@
 pub mod config;
 pub mod index;
 pub mod kv;
+pub mod lifecycle;
 pub mod people;
 pub mod rate;
 pub mod session;

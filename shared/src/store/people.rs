@@ -3,11 +3,10 @@
 //! A person is a provider's user id on one channel. Every session they start
 //! takes a slot in their person index (`index/{tenant}/{env}/people/{digest}`,
 //! written in the session's creation batch), so an erasure reads their
-//! sessions directly, whatever else the store holds. Erasing removes, for
-//! each of their sessions in the caller's scope: the record (with its
-//! transcript), the memory (the flow's state), the session's index entries,
-//! egress's send progress, and for the web chat the conversation's log.
-//! Usage counters are counts, not personal data, and stay.
+//! sessions directly, whatever else the store holds. Erasing forgets each
+//! of their sessions in the caller's scope everywhere it is kept
+//! ([`crate::store::lifecycle::forget_session`]). Usage counters are
+//! counts, not personal data, and stay.
 //!
 //! Messages of the person still in the NATS streams when they are erased
 //! would start a new session on delivery. So the erasure leaves a marker per
@@ -18,9 +17,9 @@
 
 use crate::store::index::SlotIndex;
 use crate::store::kv::{KeyValue, KvError, read_counter};
-use crate::store::sessions::{SessionStore, StoreError};
-use crate::store::webchat_log::ConversationLog;
-use crate::tenancy::ids::{ChannelId, ConversationId, SessionId, TenantCtx};
+use crate::store::lifecycle::{Stores, forget_session};
+use crate::store::sessions::StoreError;
+use crate::tenancy::ids::{ChannelId, SessionId, TenantCtx};
 use crate::tenancy::keys;
 
 /// Sessions one erasure removes at most; a person with more is finished by
@@ -35,11 +34,22 @@ pub fn registration(
     channel: &ChannelId,
     user_id: &str,
     session: &SessionId,
-) -> Result<(String, Vec<u8>), KvError> {
+) -> Result<(u64, (String, Vec<u8>)), KvError> {
     let index = keys::person_index(ctx, channel, user_id);
     let slot = SlotIndex::new(kv, index.clone()).allocate()?;
     let entry = format!("{}/{}", ctx.team_token(), session.as_str());
-    Ok((index.slot(slot), entry.into_bytes()))
+    Ok((slot, (index.slot(slot), entry.into_bytes())))
+}
+
+/// Removes a deleted session's entry from its person's index.
+pub fn unregister(
+    kv: &dyn KeyValue,
+    ctx: &TenantCtx,
+    channel: &ChannelId,
+    user_id: &str,
+    slot: u64,
+) -> Result<(), KvError> {
+    SlotIndex::new(kv, keys::person_index(ctx, channel, user_id)).remove(slot)
 }
 
 /// When the person was erased in `ctx`'s team (Unix ms), if ever.
@@ -65,13 +75,6 @@ pub struct Erased {
     pub complete: bool,
 }
 
-/// The stores a person's data is in.
-pub struct Stores<'a> {
-    pub sessions: &'a dyn KeyValue,
-    pub webchat: &'a dyn KeyValue,
-    pub egress: &'a dyn KeyValue,
-}
-
 /// Erases the person's sessions in `env` (tenant and env; its team is
 /// ignored) whose team `in_scope` accepts. `None` when they have none there.
 pub fn erase(
@@ -84,7 +87,6 @@ pub fn erase(
 ) -> Result<Option<Erased>, StoreError> {
     let person = keys::person_index(env, channel, user_id);
     let index = SlotIndex::new(stores.sessions, person.clone());
-    let sessions = SessionStore::new(stores.sessions);
     // Read without creating it: asking about someone unknown writes nothing.
     let newest = u64::try_from(read_counter(stores.sessions, &person.seq())?).unwrap_or(0);
     let mut erased = Erased {
@@ -118,23 +120,10 @@ pub fn erase(
             )?;
             marked.push(ctx.clone());
         }
-        if let Some(record) = sessions.get(&ctx, &id)? {
-            if record.provider == "messaging-webchat"
-                && let Ok(conversation) = ConversationId::parse(&record.conversation.id)
-            {
-                let log = ConversationLog::new(stores.webchat, &ctx, channel, &conversation);
-                erased.webchat_activities += log.erase()?;
-            }
-            let progress = keys::egress_progress(&ctx, &id);
-            if stores.egress.exists(&progress)? {
-                stores.egress.delete(&progress)?;
-                erased.egress_records += 1;
-            }
-            stores
-                .egress
-                .delete(&keys::egress_progress_claim(&ctx, &id))?;
-            sessions.delete(&ctx, &id)?;
+        if let Some(forgotten) = forget_session(stores, &ctx, &id)? {
             erased.sessions += 1;
+            erased.webchat_activities += forgotten.webchat_activities;
+            erased.egress_records += forgotten.egress_records;
         }
         index.remove(slot)?;
     }

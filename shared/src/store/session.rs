@@ -120,6 +120,11 @@ pub struct SessionRecord {
     /// was reported (see `crate::store::kv`), so it is never applied twice.
     #[serde(default)]
     pub recent_writes: Vec<u64>,
+    /// Where the session sits in its person's index (see
+    /// [`crate::store::people`]), so deleting it removes that entry too; 0
+    /// for sessions created before that index existed.
+    #[serde(default)]
+    pub person_slot: u64,
 }
 
 impl SessionRecord {
@@ -144,6 +149,7 @@ impl SessionRecord {
             slot,
             memory_revision: 0,
             recent_writes: Vec::new(),
+            person_slot: 0,
         }
     }
 

@@ -150,13 +150,10 @@ impl<'a> SessionStore<'a> {
         let index = self.index(ctx);
         record.slot = index.allocate()?;
         let mut writes = TeamRegistry::new(self.kv).registration(ctx)?;
-        writes.push(people::registration(
-            self.kv,
-            ctx,
-            &record.channel,
-            &record.user_id,
-            &id,
-        )?);
+        let (person_slot, person_entry) =
+            people::registration(self.kv, ctx, &record.channel, &record.user_id, &id)?;
+        record.person_slot = person_slot;
+        writes.push(person_entry);
         writes.push((
             keys::session_team_locator(ctx, &id),
             ctx.team_token().as_bytes().to_vec(),
@@ -249,7 +246,8 @@ impl<'a> SessionStore<'a> {
         Err(StoreError::Conflict)
     }
 
-    /// Removes the session, its state and its index entries. Returns false when
+    /// Removes the session, its state and its index entries (its team's and
+    /// its person's). Returns false when
     /// there was no such session. The record goes last but for the locator, so a
     /// delete that fails half-way leaves a record a retry can find and finish.
     pub fn delete(&self, ctx: &TenantCtx, id: &SessionId) -> Result<bool, StoreError> {
@@ -259,6 +257,15 @@ impl<'a> SessionStore<'a> {
         self.kv.delete(&keys::session_state(ctx, id))?;
         self.kv.delete(&keys::session_memory_claim(ctx, id))?;
         self.index(ctx).remove(record.slot)?;
+        if record.person_slot > 0 {
+            people::unregister(
+                self.kv,
+                ctx,
+                &record.channel,
+                &record.user_id,
+                record.person_slot,
+            )?;
+        }
         self.kv.delete(&keys::session_record(ctx, id))?;
         self.kv.delete(&keys::session_team_locator(ctx, id))?;
         Ok(true)

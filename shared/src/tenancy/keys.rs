@@ -20,6 +20,8 @@
 //! | `index/{tenant}/{env}/team-registry/of/{team}` | marks a team as registered |
 //! | `claim:{tenant}:{env}:{team}:{session}` | counter: who creates the session's memory |
 //! | `index/{tenant}/{env}/people/{digest}/seq` and `/{slot}` | one person's sessions in the env, `{team}/{session}` each (digest of channel and provider user id): what an erasure walks |
+//! | `sweep/{tenant}/{env}/{team}` | the retention sweep's next slot in the team's session index |
+//! | `sweep/global/tenant` | the retention sweep's next slot in the tenant index |
 //! | `erased/{tenant}/{env}/{team}/{digest}` | when a person was erased there (Unix ms): their messages sent before it are dropped on delivery |
 //! | `webchat/{tenant}/{env}/{team}/{digest}/seq` and `/{n}` | a web chat conversation's bot activities, the newest 200 kept (webchat store; digest of channel and conversation) |
 //! | `webchat-sent/{tenant}/{env}/{team}/{digest}` | an outbound message already in a web chat log (webchat store; digest of channel, conversation and message id) |
@@ -342,6 +344,23 @@ pub fn person_erased(ctx: &TenantCtx, channel: &ChannelId, user_id: &str) -> Str
     )
 }
 
+/// `sweep/{tenant}/{env}/{team}`: where the retention sweep goes on in the
+/// context's team's session index.
+pub fn sweep_cursor(ctx: &TenantCtx) -> String {
+    format!(
+        "sweep/{}/{}/{}",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token()
+    )
+}
+
+/// `sweep/global/tenant`: the tenant the retention sweep goes on with (a
+/// slot of [`tenant_index`]).
+pub fn sweep_tenant_cursor() -> String {
+    "sweep/global/tenant".into()
+}
+
 /// Where a session id is found without knowing its team.
 pub fn session_team_locator(ctx: &TenantCtx, session: &SessionId) -> String {
     format!(
@@ -524,6 +543,7 @@ mod tests {
             usage(&c, &day, Counter::ApiRefused),
             person_index(&c, &channel, &message_id).slot(u64::MAX),
             person_erased(&c, &channel, &message_id),
+            sweep_cursor(&c),
             config_head(&tenant),
             config_version(&tenant, u64::MAX),
             config_claim(&tenant),

@@ -1,4 +1,5 @@
-//! What one tenant may consume of the shared platform: its rates.
+//! What one tenant may consume of the shared platform: its rates, and how
+//! long its conversations are kept.
 //!
 //! A bundle may set platform defaults (top-level `limits:`) and each tenant
 //! may override any of them (`tenants.{id}.limits:`); whatever neither sets
@@ -15,6 +16,9 @@
 //! - `webchat_messages_per_minute_per_conversation` and
 //!   `webchat_messages_per_minute_per_channel`: by the web chat's message
 //!   route, since anyone holding a web chat token can post.
+//!
+//! And `session_retention_days`: a session idle longer is deleted with
+//! everything of it by the retention sweep (`crate::store::lifecycle`).
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +35,16 @@ pub struct Limits {
     pub api_requests_per_minute_per_subject: u32,
     pub webchat_messages_per_minute_per_conversation: u32,
     pub webchat_messages_per_minute_per_channel: u32,
+    /// Versions stored before retention existed read as the default.
+    #[serde(default = "default_retention_days")]
+    pub session_retention_days: u32,
+}
+
+/// The longest retention accepted: a hundred years is "keep", a typo beyond.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+fn default_retention_days() -> u32 {
+    Limits::default().session_retention_days
 }
 
 impl Default for Limits {
@@ -46,6 +60,9 @@ impl Default for Limits {
             api_requests_per_minute_per_subject: 600,
             webchat_messages_per_minute_per_conversation: 30,
             webchat_messages_per_minute_per_channel: 600,
+            // A year: long enough for any support follow-up; a tenant (or
+            // its contract) sets its own.
+            session_retention_days: 365,
         }
     }
 }
@@ -64,6 +81,8 @@ pub struct LimitsSpec {
     pub webchat_messages_per_minute_per_conversation: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webchat_messages_per_minute_per_channel: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_retention_days: Option<u32>,
 }
 
 impl LimitsSpec {
@@ -88,6 +107,20 @@ impl LimitsSpec {
 
     /// What is wrong with the figures set: `(field, reason)` each.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let retention = match self.session_retention_days {
+            Some(0) => Some((
+                "session_retention_days",
+                "0 days would delete every conversation at once; leave it out for the default"
+                    .to_owned(),
+            )),
+            Some(d) if d > MAX_RETENTION_DAYS => Some((
+                "session_retention_days",
+                format!(
+                    "{d} days is beyond any retention policy; the most accepted is {MAX_RETENTION_DAYS}"
+                ),
+            )),
+            _ => None,
+        };
         self.fields()
             .into_iter()
             .filter_map(|(field, value)| match value? {
@@ -101,6 +134,7 @@ impl LimitsSpec {
                 )),
                 _ => None,
             })
+            .chain(retention)
             .collect()
     }
 
@@ -121,6 +155,7 @@ impl LimitsSpec {
             webchat_messages_per_minute_per_channel: self
                 .webchat_messages_per_minute_per_channel
                 .or(base.webchat_messages_per_minute_per_channel),
+            session_retention_days: self.session_retention_days.or(base.session_retention_days),
         }
     }
 
@@ -140,6 +175,9 @@ impl LimitsSpec {
             webchat_messages_per_minute_per_channel: self
                 .webchat_messages_per_minute_per_channel
                 .unwrap_or(base.webchat_messages_per_minute_per_channel),
+            session_retention_days: self
+                .session_retention_days
+                .unwrap_or(base.session_retention_days),
         }
     }
 }

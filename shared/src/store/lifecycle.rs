@@ -1,0 +1,400 @@
+//! The end of a session's data: forgetting one session everywhere it is
+//! kept, and the retention sweep that forgets the sessions idle beyond
+//! their tenant's `session_retention_days`.
+//!
+//! Spin has no timers, so the sweep runs when asked: the bridge calls the
+//! session API's internal sweep route on a schedule (bridge/README.md,
+//! "Schedules"), and each call examines at most a budget of index slots and
+//! answers whether more is left. A call's cost is bounded by its budget,
+//! and what it reads of a tenant is that tenant's own indexes and records:
+//! other tenants' data costs it nothing. The sweep walks the tenant index
+//! round-robin and each team's session index from its oldest slot, keeping
+//! its place in cursor keys, so calls resume where the last one stopped and
+//! every session is examined once per cycle. A cycle ends when the last
+//! tenant is done; the call that ends it answers `more: false`.
+//!
+//! Slots are in creation order, not activity order, so a sweep examines
+//! every slot (a session created long ago may still be active), and the
+//! slots of sessions forgotten before are read again each cycle (an index's
+//! counter never goes back): a cycle costs one read per session a team ever
+//! had, spread over calls by the budget.
+
+use serde::Deserialize;
+
+use crate::store::config::Version;
+use crate::store::index::SlotIndex;
+use crate::store::kv::{KeyValue, KvError, read_counter};
+use crate::store::sessions::{SessionStore, StoreError};
+use crate::store::teams::TeamRegistry;
+use crate::store::webchat_log::ConversationLog;
+use crate::tenancy::ids::{ConversationId, SessionId, TenantCtx, TenantId};
+use crate::tenancy::keys;
+
+/// Index slots one sweep call examines at most.
+pub const SWEEP_BUDGET: usize = 1_000;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The stores a session's data is in.
+pub struct Stores<'a> {
+    pub sessions: &'a dyn KeyValue,
+    pub webchat: &'a dyn KeyValue,
+    pub egress: &'a dyn KeyValue,
+}
+
+/// What forgetting sessions removed besides the sessions themselves.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Forgotten {
+    pub webchat_activities: u64,
+    pub egress_records: usize,
+}
+
+/// Forgets session `id` of `ctx` everywhere: the record and its transcript,
+/// the memory, its index entries and locator, egress's send progress and,
+/// for the web chat, its conversation's log. `None` when there was no such
+/// session.
+pub fn forget_session(
+    stores: &Stores<'_>,
+    ctx: &TenantCtx,
+    id: &SessionId,
+) -> Result<Option<Forgotten>, StoreError> {
+    let sessions = SessionStore::new(stores.sessions);
+    let Some(record) = sessions.get(ctx, id)? else {
+        return Ok(None);
+    };
+    let mut forgotten = Forgotten::default();
+    if record.provider == "messaging-webchat"
+        && let Ok(conversation) = ConversationId::parse(&record.conversation.id)
+    {
+        let log = ConversationLog::new(stores.webchat, ctx, &record.channel, &conversation);
+        forgotten.webchat_activities = log.erase()?;
+    }
+    let progress = keys::egress_progress(ctx, id);
+    if stores.egress.exists(&progress)? {
+        stores.egress.delete(&progress)?;
+        forgotten.egress_records = 1;
+    }
+    stores
+        .egress
+        .delete(&keys::egress_progress_claim(ctx, id))?;
+    sessions.delete(ctx, id)?;
+    Ok(Some(forgotten))
+}
+
+/// What one sweep call did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Swept {
+    /// Index slots examined (at most the budget).
+    pub examined: usize,
+    /// Sessions forgotten for being idle beyond their tenant's retention.
+    pub deleted: usize,
+    /// Whether the cycle over every tenant goes on: call again.
+    pub more: bool,
+}
+
+/// What the sweep reads of a tenant's current version: its environments
+/// (whose session indexes it walks) and its retention; the rest unparsed.
+#[derive(Deserialize)]
+struct Environments {
+    tenant: EnvironmentList,
+}
+
+#[derive(Deserialize)]
+struct EnvironmentList {
+    environments: Vec<EnvironmentId>,
+}
+
+#[derive(Deserialize)]
+struct EnvironmentId {
+    id: String,
+}
+
+/// One sweep call: examines up to `budget` session index slots, from where
+/// the last call stopped, and forgets the sessions idle beyond their
+/// tenant's retention at `now_ms`.
+pub fn sweep(
+    stores: &Stores<'_>,
+    config_kv: &dyn KeyValue,
+    now_ms: i64,
+    budget: usize,
+) -> Result<Swept, StoreError> {
+    let tenants = SlotIndex::new(config_kv, keys::tenant_index());
+    let newest = u64::try_from(read_counter(config_kv, &keys::tenant_index().seq())?).unwrap_or(0);
+    let mut swept = Swept::default();
+    let mut slot = read_cursor(stores.sessions, &keys::sweep_tenant_cursor())?;
+    while slot <= newest {
+        if let Some(tenant) = tenants
+            .get(slot)?
+            .and_then(|t| TenantId::parse(std::str::from_utf8(&t).ok()?).ok())
+            && let Some(version) = tenant_to_sweep(config_kv, &tenant, slot)?
+        {
+            let done = sweep_tenant(stores, &tenant, &version, now_ms, budget, &mut swept)?;
+            if !done {
+                // Out of budget inside this tenant: its team cursors keep
+                // the place, and the next call starts with it again.
+                write_cursor(stores.sessions, &keys::sweep_tenant_cursor(), slot)?;
+                swept.more = true;
+                return Ok(swept);
+            }
+        }
+        slot += 1;
+    }
+    // Every tenant is done: the next call starts a new cycle.
+    stores.sessions.delete(&keys::sweep_tenant_cursor())?;
+    Ok(swept)
+}
+
+/// The tenant's current version, if slot `slot` of the tenant index is its
+/// own (a slot left by an interrupted creation is skipped).
+fn tenant_to_sweep(
+    config_kv: &dyn KeyValue,
+    tenant: &TenantId,
+    slot: u64,
+) -> Result<Option<Version<Environments>>, StoreError> {
+    let Some(bytes) = config_kv.get(&keys::config_head(tenant))? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice::<Version<Environments>>(&bytes)
+        .ok()
+        .filter(|v| v.slot == slot && v.tenant == tenant.as_str()))
+}
+
+/// Sweeps every team index of the tenant's environments until the budget
+/// runs out. Returns whether the tenant is done for this cycle.
+fn sweep_tenant(
+    stores: &Stores<'_>,
+    tenant: &TenantId,
+    version: &Version<Environments>,
+    now_ms: i64,
+    budget: usize,
+    swept: &mut Swept,
+) -> Result<bool, StoreError> {
+    let cutoff = now_ms - i64::from(version.limits.session_retention_days) * DAY_MS;
+    let registry = TeamRegistry::new(stores.sessions);
+    for env in &version.document.tenant.environments {
+        let Ok(env) = TenantCtx::new(tenant.as_str(), &env.id, None) else {
+            continue;
+        };
+        for team in registry.teams(&env)? {
+            if !sweep_team(stores, &team, cutoff, budget, swept)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Examines the team's session index from its cursor on. Returns whether
+/// the index is done for this cycle (its cursor then starts over).
+fn sweep_team(
+    stores: &Stores<'_>,
+    team: &TenantCtx,
+    cutoff_ms: i64,
+    budget: usize,
+    swept: &mut Swept,
+) -> Result<bool, StoreError> {
+    let cursor_key = keys::sweep_cursor(team);
+    let index = SlotIndex::new(stores.sessions, keys::session_index(team));
+    let newest = u64::try_from(read_counter(
+        stores.sessions,
+        &keys::session_index(team).seq(),
+    )?)
+    .unwrap_or(0);
+    let sessions = SessionStore::new(stores.sessions);
+    let mut slot = read_cursor(stores.sessions, &cursor_key)?;
+    while slot <= newest {
+        if swept.examined == budget {
+            write_cursor(stores.sessions, &cursor_key, slot)?;
+            return Ok(false);
+        }
+        swept.examined += 1;
+        if let Some(id) = index
+            .get(slot)?
+            .and_then(|id| SessionId::parse(std::str::from_utf8(&id).ok()?).ok()?)
+            && let Some(record) = sessions.get(team, &id)?
+            && record.updated_at_ms < cutoff_ms
+            && forget_session(stores, team, &id)?.is_some()
+        {
+            swept.deleted += 1;
+        }
+        slot += 1;
+    }
+    stores.sessions.delete(&cursor_key)?;
+    Ok(true)
+}
+
+/// A cursor: the next slot to examine, 1 when none is kept.
+fn read_cursor(kv: &dyn KeyValue, key: &str) -> Result<u64, KvError> {
+    Ok(kv
+        .get(key)?
+        .and_then(|b| String::from_utf8(b).ok()?.parse().ok())
+        .unwrap_or(1))
+}
+
+fn write_cursor(kv: &dyn KeyValue, key: &str, slot: u64) -> Result<(), KvError> {
+    kv.set(key, slot.to_string().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flows::control::{ControlPlane, TenantDocument};
+    use crate::store::kv::TestKv;
+
+    struct World {
+        sessions: TestKv,
+        webchat: TestKv,
+        egress: TestKv,
+        config: TestKv,
+    }
+
+    impl World {
+        fn new() -> World {
+            let world = World {
+                sessions: TestKv::new(),
+                webchat: TestKv::new(),
+                egress: TestKv::new(),
+                config: TestKv::new(),
+            };
+            crate::testing::apply_demo(&world.config);
+            world
+        }
+
+        fn stores(&self) -> Stores<'_> {
+            Stores {
+                sessions: &self.sessions,
+                webchat: &self.webchat,
+                egress: &self.egress,
+            }
+        }
+
+        /// A session of `user`, last active at `at_ms`.
+        fn session(&self, ctx: &TenantCtx, user: &str, at_ms: i64) -> SessionId {
+            let store = SessionStore::new(&self.sessions);
+            store
+                .create(ctx, crate::testing::new_session("slack", user), at_ms)
+                .unwrap()
+                .id
+        }
+
+        fn exists(&self, ctx: &TenantCtx, id: &SessionId) -> bool {
+            SessionStore::new(&self.sessions)
+                .get(ctx, id)
+                .unwrap()
+                .is_some()
+        }
+
+        fn sweep_all(&self, now_ms: i64, budget: usize) -> (Swept, usize) {
+            let mut calls = 0;
+            let mut total = Swept::default();
+            loop {
+                let swept = sweep(&self.stores(), &self.config, now_ms, budget).unwrap();
+                calls += 1;
+                total.examined += swept.examined;
+                total.deleted += swept.deleted;
+                if !swept.more {
+                    return (total, calls);
+                }
+                assert!(calls < 1000, "the sweep never ends its cycle");
+            }
+        }
+    }
+
+    fn ctx(tenant: &str, env: &str, team: &str) -> TenantCtx {
+        TenantCtx::new(tenant, env, Some(team)).unwrap()
+    }
+
+    const NOW: i64 = 400 * DAY_MS;
+
+    #[test]
+    fn sessions_idle_beyond_their_tenants_retention_are_forgotten_and_no_others() {
+        let world = World::new();
+        // acme keeps 30 days; bigcorp the default year.
+        let plane = ControlPlane::new(&world.config);
+        let mut acme = TenantDocument::from_bundle(crate::testing::demo_bundle(), "acme").unwrap();
+        acme.tenant.limits.session_retention_days = Some(30);
+        let author = crate::testing::platform_author();
+        plane
+            .apply(&TenantId::parse("acme").unwrap(), acme, &author)
+            .unwrap();
+
+        let support = ctx("acme", "prod", "support");
+        let staging = ctx("acme", "staging", "support");
+        let helpdesk = ctx("bigcorp", "prod", "helpdesk");
+        let old = world.session(&support, "U1", NOW - 31 * DAY_MS);
+        let recent = world.session(&support, "U2", NOW - 29 * DAY_MS);
+        let old_staging = world.session(&staging, "U3", NOW - 40 * DAY_MS);
+        let bigcorp_month = world.session(&helpdesk, "U4", NOW - 40 * DAY_MS);
+        let bigcorp_old = world.session(&helpdesk, "U5", NOW - 366 * DAY_MS);
+
+        let (swept, calls) = world.sweep_all(NOW, SWEEP_BUDGET);
+        assert_eq!((swept.examined, swept.deleted, calls), (5, 3, 1));
+        assert!(!world.exists(&support, &old));
+        assert!(world.exists(&support, &recent));
+        assert!(!world.exists(&staging, &old_staging));
+        assert!(
+            world.exists(&helpdesk, &bigcorp_month),
+            "bigcorp keeps a year"
+        );
+        assert!(!world.exists(&helpdesk, &bigcorp_old));
+        // The next cycle forgets nothing more; it reads the slots of the
+        // forgotten sessions again (an index's counter never goes back).
+        assert_eq!(
+            world.sweep_all(NOW, SWEEP_BUDGET).0,
+            Swept {
+                examined: 5,
+                deleted: 0,
+                more: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_small_budget_spreads_a_cycle_over_calls_and_misses_nothing() {
+        let world = World::new();
+        let support = ctx("acme", "prod", "support");
+        let helpdesk = ctx("bigcorp", "prod", "helpdesk");
+        let ids: Vec<(TenantCtx, SessionId)> = (0..7)
+            .map(|i| {
+                let c = if i % 2 == 0 { &support } else { &helpdesk };
+                (
+                    c.clone(),
+                    world.session(c, &format!("U{i}"), NOW - 400 * DAY_MS),
+                )
+            })
+            .collect();
+        let (swept, calls) = world.sweep_all(NOW, 2);
+        assert_eq!((swept.examined, swept.deleted), (7, 7));
+        assert_eq!(calls, 4, "two slots a call");
+        assert!(ids.iter().all(|(c, id)| !world.exists(c, id)));
+    }
+
+    #[test]
+    fn a_sweep_calls_cost_does_not_grow_with_other_tenants_data() {
+        let world = World::new();
+        let support = ctx("acme", "prod", "support");
+        for i in 0..10 {
+            world.session(&support, &format!("U{i}"), NOW);
+        }
+        // A call that ends inside acme's index: what it reads is acme's.
+        let cost = |world: &World| {
+            let ops = world.sessions.ops();
+            let swept = sweep(&world.stores(), &world.config, NOW, 5).unwrap();
+            assert!(swept.more);
+            world.sessions.ops() - ops
+        };
+        let alone = cost(&world);
+        // 2,000 sessions of bigcorp, swept in later calls of the cycle.
+        let helpdesk = ctx("bigcorp", "prod", "helpdesk");
+        for i in 0..2_000 {
+            world.session(&helpdesk, &format!("V{i}"), NOW);
+        }
+        world.sessions.delete(&keys::sweep_tenant_cursor()).unwrap();
+        world
+            .sessions
+            .delete(&keys::sweep_cursor(&support))
+            .unwrap();
+        assert_eq!(cost(&world), alone);
+        assert_eq!(world.sessions.full_scans(), 0);
+    }
+}
