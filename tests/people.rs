@@ -114,6 +114,10 @@ fn erasing_a_person_removes_their_sessions_in_scope_and_nothing_else(target: Tar
     );
     let ids: Vec<SessionId> = erased.iter().map(|(_, id)| id.clone()).collect();
     assert_eq!(keys_naming(&p, &ids), Vec::<String>::new());
+    // Nor is Dana's index in acme/prod: nothing of hers is left there.
+    let slack = ChannelId::parse("slack").unwrap();
+    let dana = keys::person_index(&ctx("acme", "prod", None), &slack, "U-DANA");
+    assert_eq!(p.kv().get(&dana.seq()).unwrap(), None);
     for (c, id) in &erased {
         let got = p.call(
             admin("acme", "prod")

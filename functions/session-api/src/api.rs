@@ -365,7 +365,18 @@ fn apply(
         }
         Operation::Delete(lookup) => {
             let (ctx, record) = find(&store, access, lookup)?;
-            if !store.delete(&ctx, &record.id)? {
+            // Everything of the session goes: its web chat log and send
+            // progress too, not only what the sessions store holds.
+            let (webchat, egress) = (
+                host.open_store(webchat_log::STORE_LABEL)?,
+                host.open_store(egress::STORE_LABEL)?,
+            );
+            let stores = lifecycle::Stores {
+                sessions: kv.as_ref(),
+                webchat: webchat.as_ref(),
+                egress: egress.as_ref(),
+            };
+            if lifecycle::forget_session(&stores, &ctx, &record.id)?.is_none() {
                 return Err(ApiError::NotFound);
             }
             log.info(

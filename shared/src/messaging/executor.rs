@@ -18,10 +18,11 @@
 //!
 //! What a message costs the store, in write transactions: a later message of
 //! a session three (the memory's swap, the record's swap, one usage
-//! increment); a session's first message four (the memory's claim, its slot
-//! in the team index, one batch with the record already following the
-//! memory, the usage increment), five when it is its team's first in the env
-//! (the team's registration). tests/executor.rs counts them.
+//! increment); a session's first message five (the memory's claim, its slot
+//! in the team index, its slot in its person's index, one batch with the
+//! record already following the memory, the usage increment), six when it
+//! is its team's first in the env (the team's registration).
+//! tests/executor.rs counts them.
 
 use serde_json::json;
 
@@ -428,11 +429,14 @@ fn follow_record(
         });
     match followed {
         Ok(_) => {}
-        // Deleted by an operator while this turn ran: the turn is applied
-        // and its replies are out, so the delivery is done, not a 404 the
-        // bridge would dead-letter; there is just no record left to follow.
+        // Deleted (by an operator, an erasure or the retention sweep) while
+        // this turn ran: its replies are out, so the delivery is done, not a
+        // 404 the bridge would dead-letter. The memory this turn committed
+        // would outlive the record, found by no listing, export, erasure or
+        // sweep: it goes too.
         Err(StoreError::NotFound) => {
             took_in = Followed::default();
+            session.store.forget_memory(session.ctx, session.id)?;
             log.info(
                 "session.deleted_during_turn",
                 json!({ "msg_id": envelope.id, "session": session.id.as_str() }),

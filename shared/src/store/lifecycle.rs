@@ -4,14 +4,16 @@
 //!
 //! Spin has no timers, so the sweep runs when asked: the bridge calls the
 //! session API's internal sweep route on a schedule (bridge/README.md,
-//! "Schedules"), and each call examines at most a budget of index slots and
-//! answers whether more is left. A call's cost is bounded by its budget,
-//! and what it reads of a tenant is that tenant's own indexes and records:
-//! other tenants' data costs it nothing. The sweep walks the tenant index
-//! round-robin and each team's session index from its oldest slot, keeping
-//! its place in cursor keys, so calls resume where the last one stopped and
-//! every session is examined once per cycle. A cycle ends when the last
-//! tenant is done; the call that ends it answers `more: false`.
+//! "Schedules"), and each call spends at most a budget of work (tenants and
+//! teams visited, index slots examined, sessions forgotten) and answers
+//! whether more is left. A call's cost is bounded by its budget, and what it
+//! reads of a tenant is that tenant's own indexes and records: other
+//! tenants' sessions cost it nothing. The sweep walks the tenant index and
+//! each team's session index from its oldest slot, keeping its place in
+//! cursor keys (a team done for the cycle keeps a cursor past its newest
+//! slot until its whole tenant is done), so calls resume where the last one
+//! stopped and every session is examined once per cycle. A cycle ends when
+//! the last tenant is done; the call that ends it answers `more: false`.
 //!
 //! Slots are in creation order, not activity order, so a sweep examines
 //! every slot (a session created long ago may still be active), and the
@@ -30,7 +32,9 @@ use crate::store::webchat_log::ConversationLog;
 use crate::tenancy::ids::{ConversationId, SessionId, TenantCtx, TenantId};
 use crate::tenancy::keys;
 
-/// Index slots one sweep call examines at most.
+/// Units of work one sweep call spends at most: roughly a key-value read
+/// each (a tenant, a team, an index slot with its record, a session
+/// forgotten, a web chat log entry erased).
 pub const SWEEP_BUDGET: usize = 1_000;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -109,9 +113,40 @@ struct EnvironmentId {
     id: String,
 }
 
-/// One sweep call: examines up to `budget` session index slots, from where
-/// the last call stopped, and forgets the sessions idle beyond their
-/// tenant's retention at `now_ms`.
+/// What a call may still do: every tenant visited, team visited, slot
+/// examined and session forgotten (with its web chat log's entries) spends
+/// from it, so a call's work is bounded whatever it meets. A call stops
+/// only once it has examined a slot, so every call makes progress.
+struct Budget {
+    left: usize,
+    examined: bool,
+}
+
+impl Budget {
+    fn new(units: usize) -> Self {
+        Budget {
+            left: units,
+            examined: false,
+        }
+    }
+
+    fn spend(&mut self, units: usize) {
+        self.left = self.left.saturating_sub(units);
+    }
+
+    fn examine(&mut self) {
+        self.spend(1);
+        self.examined = true;
+    }
+
+    fn spent(&self) -> bool {
+        self.left == 0 && self.examined
+    }
+}
+
+/// One sweep call: spends at most `budget` units of work (see [`Budget`]),
+/// from where the last call stopped, forgetting the sessions idle beyond
+/// their tenant's retention at `now_ms`.
 pub fn sweep(
     stores: &Stores<'_>,
     config_kv: &dyn KeyValue,
@@ -121,26 +156,31 @@ pub fn sweep(
     let tenants = SlotIndex::new(config_kv, keys::tenant_index());
     let newest = u64::try_from(read_counter(config_kv, &keys::tenant_index().seq())?).unwrap_or(0);
     let mut swept = Swept::default();
+    let mut budget = Budget::new(budget);
     let mut slot = read_cursor(stores.sessions, &keys::sweep_tenant_cursor())?;
     while slot <= newest {
+        if budget.spent() {
+            write_cursor(stores.sessions, &keys::sweep_tenant_cursor(), slot)?;
+            swept.more = true;
+            return Ok(swept);
+        }
+        budget.spend(1);
         if let Some(tenant) = tenants
             .get(slot)?
             .and_then(|t| TenantId::parse(std::str::from_utf8(&t).ok()?).ok())
             && let Some(version) = tenant_to_sweep(config_kv, &tenant, slot)?
+            && !sweep_tenant(stores, &tenant, &version, now_ms, &mut budget, &mut swept)?
         {
-            let done = sweep_tenant(stores, &tenant, &version, now_ms, budget, &mut swept)?;
-            if !done {
-                // Out of budget inside this tenant: its team cursors keep
-                // the place, and the next call starts with it again.
-                write_cursor(stores.sessions, &keys::sweep_tenant_cursor(), slot)?;
-                swept.more = true;
-                return Ok(swept);
-            }
+            // Out of budget inside this tenant: its team cursors keep the
+            // place, and the next call starts with it again.
+            write_cursor(stores.sessions, &keys::sweep_tenant_cursor(), slot)?;
+            swept.more = true;
+            return Ok(swept);
         }
         slot += 1;
     }
     // Every tenant is done: the next call starts a new cycle.
-    stores.sessions.delete(&keys::sweep_tenant_cursor())?;
+    delete_if_present(stores.sessions, &keys::sweep_tenant_cursor())?;
     Ok(swept)
 }
 
@@ -159,38 +199,54 @@ fn tenant_to_sweep(
         .filter(|v| v.slot == slot && v.tenant == tenant.as_str()))
 }
 
+/// The team contexts of the tenant's environments with data.
+fn teams_of(
+    stores: &Stores<'_>,
+    tenant: &TenantId,
+    version: &Version<Environments>,
+) -> Result<Vec<TenantCtx>, StoreError> {
+    let registry = TeamRegistry::new(stores.sessions);
+    let mut teams = Vec::new();
+    for env in &version.document.tenant.environments {
+        if let Ok(env) = TenantCtx::new(tenant.as_str(), &env.id, None) {
+            teams.extend(registry.teams(&env)?);
+        }
+    }
+    Ok(teams)
+}
+
 /// Sweeps every team index of the tenant's environments until the budget
-/// runs out. Returns whether the tenant is done for this cycle.
+/// runs out. Returns whether the tenant is done for this cycle; then its
+/// teams' cursors are cleared for the next one.
 fn sweep_tenant(
     stores: &Stores<'_>,
     tenant: &TenantId,
     version: &Version<Environments>,
     now_ms: i64,
-    budget: usize,
+    budget: &mut Budget,
     swept: &mut Swept,
 ) -> Result<bool, StoreError> {
     let cutoff = now_ms - i64::from(version.limits.session_retention_days) * DAY_MS;
-    let registry = TeamRegistry::new(stores.sessions);
-    for env in &version.document.tenant.environments {
-        let Ok(env) = TenantCtx::new(tenant.as_str(), &env.id, None) else {
-            continue;
-        };
-        for team in registry.teams(&env)? {
-            if !sweep_team(stores, &team, cutoff, budget, swept)? {
-                return Ok(false);
-            }
+    let teams = teams_of(stores, tenant, version)?;
+    for team in &teams {
+        if !sweep_team(stores, team, cutoff, budget, swept)? {
+            return Ok(false);
         }
+    }
+    for team in &teams {
+        delete_if_present(stores.sessions, &keys::sweep_cursor(team))?;
     }
     Ok(true)
 }
 
 /// Examines the team's session index from its cursor on. Returns whether
-/// the index is done for this cycle (its cursor then starts over).
+/// the index is done for this cycle: its cursor then stays past the newest
+/// slot, so the tenant's next call goes on with its next team.
 fn sweep_team(
     stores: &Stores<'_>,
     team: &TenantCtx,
     cutoff_ms: i64,
-    budget: usize,
+    budget: &mut Budget,
     swept: &mut Swept,
 ) -> Result<bool, StoreError> {
     let cursor_key = keys::sweep_cursor(team);
@@ -200,27 +256,41 @@ fn sweep_team(
         &keys::session_index(team).seq(),
     )?)
     .unwrap_or(0);
+    let start = read_cursor(stores.sessions, &cursor_key)?;
+    if start > newest {
+        return Ok(true);
+    }
+    budget.spend(1);
     let sessions = SessionStore::new(stores.sessions);
-    let mut slot = read_cursor(stores.sessions, &cursor_key)?;
+    let mut slot = start;
     while slot <= newest {
-        if swept.examined == budget {
+        if budget.spent() {
             write_cursor(stores.sessions, &cursor_key, slot)?;
             return Ok(false);
         }
+        budget.examine();
         swept.examined += 1;
         if let Some(id) = index
             .get(slot)?
             .and_then(|id| SessionId::parse(std::str::from_utf8(&id).ok()?).ok()?)
             && let Some(record) = sessions.get(team, &id)?
             && record.updated_at_ms < cutoff_ms
-            && forget_session(stores, team, &id)?.is_some()
+            && let Some(forgotten) = forget_session(stores, team, &id)?
         {
             swept.deleted += 1;
+            budget.spend(1 + usize::try_from(forgotten.webchat_activities).unwrap_or(usize::MAX));
         }
         slot += 1;
     }
-    stores.sessions.delete(&cursor_key)?;
+    write_cursor(stores.sessions, &cursor_key, newest + 1)?;
     Ok(true)
+}
+
+fn delete_if_present(kv: &dyn KeyValue, key: &str) -> Result<(), KvError> {
+    if kv.exists(key)? {
+        kv.delete(key)?;
+    }
+    Ok(())
 }
 
 /// A cursor: the next slot to examine, 1 when none is kept.
@@ -365,8 +435,34 @@ mod tests {
             .collect();
         let (swept, calls) = world.sweep_all(NOW, 2);
         assert_eq!((swept.examined, swept.deleted), (7, 7));
-        assert_eq!(calls, 4, "two slots a call");
+        // Visiting a tenant or team and forgetting a session spend budget
+        // too; every call still examines at least one slot.
+        assert!((2..=7).contains(&calls), "{calls} calls");
         assert!(ids.iter().all(|(c, id)| !world.exists(c, id)));
+    }
+
+    #[test]
+    fn a_tenant_with_several_teams_is_swept_once_per_cycle_and_the_next_tenant_too() {
+        let world = World::new();
+        let support = ctx("acme", "prod", "support");
+        let sales = ctx("acme", "prod", "sales");
+        let helpdesk = ctx("bigcorp", "prod", "helpdesk");
+        for i in 0..6 {
+            world.session(&support, &format!("U{i}"), NOW);
+        }
+        for i in 0..3 {
+            world.session(&sales, &format!("S{i}"), NOW);
+        }
+        let old = world.session(&helpdesk, "V1", NOW - 400 * DAY_MS);
+        // A budget smaller than the first team: the cycle still reaches
+        // the second team and the next tenant, each slot once.
+        // Both cycles read all ten slots (the forgotten session's too).
+        for deleted in [1, 0] {
+            let (swept, calls) = world.sweep_all(NOW, 4);
+            assert_eq!((swept.examined, swept.deleted), (10, deleted));
+            assert!(calls > 1);
+        }
+        assert!(!world.exists(&helpdesk, &old), "bigcorp was reached");
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! ([`crate::store::lifecycle::forget_session`]). Usage counters are
 //! counts, not personal data, and stay.
 //!
+//! What stays: the erasure marker below (a digest of the id and a time),
+//! kept so late messages are recognised; a web chat conversation's last
+//! rate-limit window (a count under a digest); usage counts. The digests are
+//! unsalted SHA-256, so for ids one can enumerate (Telegram's numbers) they
+//! are pseudonymous, not anonymous.
+//!
 //! Messages of the person still in the NATS streams when they are erased
 //! would start a new session on delivery. So the erasure leaves a marker per
 //! team with its time (`erased/...`, a digest and a time, nothing else), and
@@ -18,7 +24,7 @@
 use crate::store::index::SlotIndex;
 use crate::store::kv::{KeyValue, KvError, read_counter};
 use crate::store::lifecycle::{Stores, forget_session};
-use crate::store::sessions::StoreError;
+use crate::store::sessions::{SessionStore, StoreError};
 use crate::tenancy::ids::{ChannelId, SessionId, TenantCtx};
 use crate::tenancy::keys;
 
@@ -93,8 +99,8 @@ pub fn erase(
         complete: true,
         ..Erased::default()
     };
-    let mut found = false;
     let mut marked = Vec::new();
+    let mut others_left = false;
     for slot in 1..=newest {
         let Some(entry) = index.get(slot)? else {
             continue;
@@ -104,16 +110,16 @@ pub fn erase(
             continue;
         };
         if !in_scope(ctx.team_token()) {
+            others_left = true;
             continue;
         }
         if erased.sessions == MAX_SESSIONS_PER_ERASURE {
             erased.complete = false;
             break;
         }
-        found = true;
         // Marked before anything goes, so a message delivered meanwhile is
         // dropped rather than starting the session again.
-        if !marked.contains(&ctx) {
+        if !marked.contains(&ctx) && SessionStore::new(stores.sessions).get(&ctx, &id)?.is_some() {
             stores.sessions.set(
                 &keys::person_erased(&ctx, channel, user_id),
                 now_ms.to_string().as_bytes(),
@@ -127,7 +133,11 @@ pub fn erase(
         }
         index.remove(slot)?;
     }
-    Ok(found.then_some(erased))
+    if erased.complete && !others_left {
+        // Nothing of the person is left in the env: neither is their index.
+        index.forget()?;
+    }
+    Ok((erased.sessions > 0).then_some(erased))
 }
 
 /// `{team}/{session}` of a person index slot, within `env`.

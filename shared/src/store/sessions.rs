@@ -3,8 +3,8 @@
 //! Listing goes through slot indexes ([`crate::store::index`]), never a scan:
 //! one per team (`index/{tenant}/{env}/teams/{team}/sessions/..`). A listing
 //! across teams merges the indexes of the teams the env's registry names
-//! ([`crate::store::teams`]), newest first, so creating a session costs one
-//! counter, not two. A listing shows a session only if its record points back
+//! ([`crate::store::teams`]), newest first, so creating a session costs no
+//! env-wide counter. A listing shows a session only if its record points back
 //! at the slot it was found at.
 //!
 //! Creating a session writes its record, its memory (when the creator has
@@ -254,8 +254,7 @@ impl<'a> SessionStore<'a> {
         let Some(record) = self.get(ctx, id)? else {
             return Ok(false);
         };
-        self.kv.delete(&keys::session_state(ctx, id))?;
-        self.kv.delete(&keys::session_memory_claim(ctx, id))?;
+        self.forget_memory(ctx, id)?;
         self.index(ctx).remove(record.slot)?;
         if record.person_slot > 0 {
             people::unregister(
@@ -269,6 +268,14 @@ impl<'a> SessionStore<'a> {
         self.kv.delete(&keys::session_record(ctx, id))?;
         self.kv.delete(&keys::session_team_locator(ctx, id))?;
         Ok(true)
+    }
+
+    /// Removes a session's memory and its creation claim: what a turn left
+    /// behind when its record was deleted while it ran.
+    pub fn forget_memory(&self, ctx: &TenantCtx, id: &SessionId) -> Result<(), StoreError> {
+        self.kv.delete(&keys::session_state(ctx, id))?;
+        self.kv.delete(&keys::session_memory_claim(ctx, id))?;
+        Ok(())
     }
 
     /// The flow's variables for the session; empty when nothing was stored yet.
