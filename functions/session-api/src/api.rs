@@ -307,24 +307,17 @@ fn apply(
             ))
         }
         Operation::ErasePerson { channel, user } => {
-            let (webchat, egress) = (
-                host.open_store(webchat_log::STORE_LABEL)?,
-                host.open_store(egress::STORE_LABEL)?,
-            );
-            let stores = lifecycle::Stores {
-                sessions: kv.as_ref(),
-                webchat: webchat.as_ref(),
-                egress: egress.as_ref(),
-            };
             let in_scope = |team: &str| access.can_see_team(team);
-            let erased = people::erase(
-                &stores,
-                &access.ctx,
-                &channel,
-                &user,
-                in_scope,
-                host.now_ms(),
-            )?
+            let erased = with_session_data(host, kv.as_ref(), |stores| {
+                Ok(people::erase(
+                    stores,
+                    &access.ctx,
+                    &channel,
+                    &user,
+                    in_scope,
+                    host.now_ms(),
+                )?)
+            })?
             .ok_or(ApiError::NotFound)?;
             // The audit line: who erased how much, never whom.
             log.info(
@@ -367,16 +360,10 @@ fn apply(
             let (ctx, record) = find(&store, access, lookup)?;
             // Everything of the session goes: its web chat log and send
             // progress too, not only what the sessions store holds.
-            let (webchat, egress) = (
-                host.open_store(webchat_log::STORE_LABEL)?,
-                host.open_store(egress::STORE_LABEL)?,
-            );
-            let stores = lifecycle::Stores {
-                sessions: kv.as_ref(),
-                webchat: webchat.as_ref(),
-                egress: egress.as_ref(),
-            };
-            if lifecycle::forget_session(&stores, &ctx, &record.id)?.is_none() {
+            let forgotten = with_session_data(host, kv.as_ref(), |stores| {
+                Ok(lifecycle::forget_session(stores, &ctx, &record.id)?)
+            })?;
+            if forgotten.is_none() {
                 return Err(ApiError::NotFound);
             }
             log.info(
@@ -386,6 +373,22 @@ fn apply(
             Ok(Response::no_content())
         }
     }
+}
+
+/// Runs `use_them` over every store a session's data is in (the sessions
+/// store given, and the web chat and egress stores).
+fn with_session_data<T>(
+    host: &dyn Host,
+    sessions: &dyn greentic::store::kv::KeyValue,
+    use_them: impl FnOnce(&lifecycle::Stores<'_>) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let webchat = host.open_store(webchat_log::STORE_LABEL)?;
+    let egress = host.open_store(egress::STORE_LABEL)?;
+    use_them(&lifecycle::Stores {
+        sessions,
+        webchat: webchat.as_ref(),
+        egress: egress.as_ref(),
+    })
 }
 
 /// The session a request names, within what the caller may see. With
@@ -450,23 +453,19 @@ fn sweep(req: &Request, host: &dyn Host) -> Response {
         }
         let outcome = (|| {
             delivery::check_bridge_token(req, host)?;
-            let (sessions, webchat, egress, config) = (
+            let (sessions, config) = (
                 host.open_store(STORE_LABEL)?,
-                host.open_store(webchat_log::STORE_LABEL)?,
-                host.open_store(egress::STORE_LABEL)?,
                 host.open_store(greentic::store::config::STORE_LABEL)?,
             );
-            let stores = lifecycle::Stores {
-                sessions: sessions.as_ref(),
-                webchat: webchat.as_ref(),
-                egress: egress.as_ref(),
-            };
-            let swept = lifecycle::sweep(
-                &stores,
-                config.as_ref(),
-                host.now_ms(),
-                lifecycle::SWEEP_BUDGET,
-            )?;
+            let swept = with_session_data(host, sessions.as_ref(), |stores| {
+                let budget = lifecycle::SWEEP_BUDGET;
+                Ok(lifecycle::sweep(
+                    stores,
+                    config.as_ref(),
+                    host.now_ms(),
+                    budget,
+                )?)
+            })?;
             log.info("retention.swept", json!(swept));
             Ok(Response::json(200, &swept))
         })();
