@@ -27,6 +27,7 @@ on_real_spin!(
     a_signed_slack_body_of_the_largest_size_is_verified_and_published,
     rest_calls_over_a_subjects_quota_are_refused_with_429_and_rate_limit_headers,
     a_tenant_onboarded_changed_rolled_back_and_suspended_at_runtime,
+    a_person_is_erased_and_the_retention_sweep_runs_on_spins_stores,
 );
 
 /// Spin opens its SQLite stores in the journal mode the file has, and the
@@ -1047,4 +1048,59 @@ fn a_tenant_onboarded_changed_rolled_back_and_suspended_at_runtime(kv: Kv) {
             "created"
         ]
     );
+}
+
+/// Erasure and the retention sweep on Spin's own key-value backends: a
+/// person who wrote on Telegram is erased (their session goes, and a second
+/// erasure finds no one), and the sweep the bridge schedules answers with
+/// what it examined, keeping the sessions within their retention.
+fn a_person_is_erased_and_the_retention_sweep_runs_on_spins_stores(kv: Kv) {
+    let p = platform(kv);
+    let support = ctx("acme", "prod", "support");
+    let (from, topic) = (unique_number(), unique_number());
+    let (status, body) = p.telegram(unique_number(), from, "hi", topic);
+    assert_eq!(status, 200, "{body}");
+    let id = session_id(
+        &support,
+        "telegram",
+        &telegram_chat(),
+        Some(&topic.to_string()),
+        &from.to_string(),
+    );
+    session_at(p, &support, &id, 3);
+
+    let admin = p.token("acme", "prod").roles(&["admin"]).bearer();
+    let erase = || {
+        p.call(
+            "DELETE",
+            &format!("/api/v1/people/telegram/{from}"),
+            &[("authorization", &admin), ("x-tenant-id", "acme")],
+            None,
+        )
+    };
+    let (status, erased) = erase();
+    assert_eq!(status, 200, "{erased}");
+    assert_eq!(erased["sessions"], 1, "{erased}");
+    assert_eq!(session(p, &support, &id), None);
+    assert_eq!(erase().0, 404);
+
+    let (status, swept) = p.call(
+        "POST",
+        "/internal/v1/sweeps/retention",
+        &[("authorization", &format!("Bearer {DELIVERY_TOKEN}"))],
+        None,
+    );
+    assert_eq!(status, 200, "{swept}");
+    assert!(swept["examined"].as_u64().unwrap() > 0, "{swept}");
+    assert_eq!(
+        swept["deleted"], 0,
+        "every session here is younger than a year"
+    );
+    let (status, _) = p.call(
+        "POST",
+        "/internal/v1/sweeps/retention",
+        &[("authorization", "Bearer not-the-bridge")],
+        None,
+    );
+    assert_eq!(status, 401);
 }
