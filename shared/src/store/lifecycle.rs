@@ -308,7 +308,6 @@ fn write_cursor(kv: &dyn KeyValue, key: &str, slot: u64) -> Result<(), KvError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flows::control::{ControlPlane, TenantDocument};
     use crate::store::kv::TestKv;
 
     struct World {
@@ -380,13 +379,9 @@ mod tests {
     fn sessions_idle_beyond_their_tenants_retention_are_forgotten_and_no_others() {
         let world = World::new();
         // acme keeps 30 days; bigcorp the default year.
-        let plane = ControlPlane::new(&world.config);
-        let mut acme = TenantDocument::from_bundle(crate::testing::demo_bundle(), "acme").unwrap();
-        acme.tenant.limits.session_retention_days = Some(30);
-        let author = crate::testing::platform_author();
-        plane
-            .apply(&TenantId::parse("acme").unwrap(), acme, &author)
-            .unwrap();
+        crate::testing::update_tenant(&world.config, "acme", |acme| {
+            acme.tenant.limits.session_retention_days = Some(30);
+        });
 
         let support = ctx("acme", "prod", "support");
         let staging = ctx("acme", "staging", "support");
