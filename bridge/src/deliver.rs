@@ -19,6 +19,8 @@
 //! A dead letter goes to `greentic.dlq.<subject without "greentic.">` with the
 //! original payload and `Nats-Msg-Id: dlq:<id>`, so dead-lettering twice (e.g.
 //! after a crash between the dead-letter ack and the consumer ack) stores it once.
+//! A message no longer in its stream (its tenant was purged while the bridge
+//! held it, [`crate::purge`]) is acked, not dead-lettered.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,6 +35,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::stream::RawMessageErrorKind;
 
 use crate::config::{DeliveryConfig, Replica, Token};
 use crate::lanes::{Group, LaneKey, Lanes};
@@ -835,6 +838,13 @@ impl Delivery {
             tracing::error!(parent: span, status = failure.status, reason = failure.reason, "dead letter undeliverable; skipped");
             return None;
         }
+        if self.purged(*seq).await {
+            // Its tenant was purged while the bridge held it (crate::purge):
+            // a dead letter would store it again.
+            let _ = message.double_ack().await;
+            tracing::info!(parent: span, status = failure.status, "purged while held; not dead-lettered");
+            return None;
+        }
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, format!("dlq:{msg_id}"));
         headers.insert("Greentic-Original-Subject", subject.as_str());
@@ -876,6 +886,19 @@ impl Delivery {
                 Some((pending, delay))
             }
         }
+    }
+
+    /// Is message `seq` of the delivery's stream gone (its tenant purged)?
+    /// Asked only before a dead letter, which is rare. When NATS cannot say,
+    /// the answer is no: the message is dead-lettered as before.
+    async fn purged(&self, seq: u64) -> bool {
+        let Ok(stream) = self.nats.js().get_stream_no_info(&self.cfg.stream).await else {
+            return false;
+        };
+        matches!(
+            stream.get_raw_message(seq).await,
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound
+        )
     }
 }
 

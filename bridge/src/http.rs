@@ -1,8 +1,11 @@
-//! The bridge's HTTP surface: publish, health, metrics, and problem answers for the rest.
+//! The bridge's HTTP surface: publish, a tenant's purge, health, metrics, and
+//! problem answers for the rest.
 //!
-//! Why so small: components only publish; everything else the bridge does
-//! (deliveries) goes the other way. `/healthz` and `/metrics` are for the
-//! orchestrator and Prometheus and carry no tenant data, so they need no token.
+//! Why so small: components only publish (and, when a tenant is offboarded,
+//! purge it); everything else the bridge does (deliveries) goes the other
+//! way. Both take the publish token ([`check_publish_token`]). `/healthz` and
+//! `/metrics` are for the orchestrator and Prometheus and carry no tenant
+//! data, so they need no token.
 
 use std::sync::Arc;
 
@@ -16,10 +19,12 @@ use crate::AppState;
 use crate::config::Token;
 use crate::problem::Problem;
 use crate::publish;
+use crate::purge;
 
 pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/publish/{subject}", post(publish::publish))
+        .route("/v1/purge/tenants/{tenant}", post(purge::purge_tenant))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -38,6 +43,16 @@ pub fn bearer_matches(headers: &HeaderMap, token: &Token) -> bool {
         return false;
     };
     scheme.eq_ignore_ascii_case(b"bearer ") && token.matches(rest)
+}
+
+/// The components' check, on every route that takes the publish token:
+/// 401 (`WWW-Authenticate: Bearer`) unless the request carries it.
+pub fn check_publish_token(app: &AppState, headers: &HeaderMap) -> Result<(), Problem> {
+    if bearer_matches(headers, &app.config.publish.token) {
+        Ok(())
+    } else {
+        Err(Problem::unauthorized())
+    }
 }
 
 /// 200 when NATS is connected and the streams exist; 503 otherwise.
@@ -70,7 +85,8 @@ async fn not_found() -> Problem {
 }
 
 async fn method_not_allowed(uri: Uri) -> Problem {
-    if uri.path().starts_with("/v1/publish/") {
+    let path = uri.path();
+    if path.starts_with("/v1/publish/") || path.starts_with("/v1/purge/tenants/") {
         Problem::method_not_allowed("POST")
     } else {
         Problem::method_not_allowed("GET, HEAD")

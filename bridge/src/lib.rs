@@ -7,6 +7,8 @@
 //!   the answer comes only after the ack ([`publish`]).
 //! - **deliver**: durable pull consumers push stored messages to component
 //!   endpoints with retries and a dead-letter stream ([`deliver`]).
+//! - **purge** (`POST /v1/purge/tenants/{tenant}`): an offboarded tenant's
+//!   messages removed from every stream, dead letters included ([`purge`]).
 //!
 //! It also calls component endpoints on a timer, which Spin has not
 //! (retention sweeps, [`schedule`]).
@@ -26,6 +28,7 @@ pub mod metrics;
 pub mod nats;
 pub mod problem;
 pub mod publish;
+pub mod purge;
 pub mod quickack;
 pub mod rate;
 pub mod schedule;

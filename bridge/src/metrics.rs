@@ -70,8 +70,12 @@ impl Family {
     }
 
     fn inc(&self, series: &[&str]) {
+        self.add(series, 1)
+    }
+
+    fn add(&self, series: &[&str], n: u64) {
         let mut values = self.values.lock().expect("metrics lock");
-        *values.entry(Self::key(series)).or_default() += 1;
+        *values.entry(Self::key(series)).or_default() += n;
     }
 
     fn get(&self, series: &[&str]) -> u64 {
@@ -111,6 +115,7 @@ pub struct Metrics {
     rate_delayed: Family,
     schedule_runs: Family,
     schedule_calls: Family,
+    purged: Family,
     publish_errors: AtomicU64,
 }
 
@@ -206,6 +211,12 @@ impl Metrics {
                 "schedule",
                 schedules,
             ),
+            purged: Family::new(
+                "greentic_bridge_purged_total",
+                "Messages removed from a stream by tenant purges (POST /v1/purge/tenants/{tenant}).",
+                "stream",
+                streams,
+            ),
             publish_errors: AtomicU64::new(0),
         }
     }
@@ -271,6 +282,16 @@ impl Metrics {
         )
     }
 
+    /// A tenant's purge removed `n` messages from `stream`.
+    pub fn purged(&self, stream: &str, n: u64) {
+        self.purged.add(&[stream], n)
+    }
+
+    /// Current value, for tests: messages purged from a stream.
+    pub fn purged_count(&self, stream: &str) -> u64 {
+        self.purged.get(&[stream])
+    }
+
     pub fn publish_error(&self) {
         self.publish_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -307,6 +328,7 @@ impl Metrics {
             &self.rate_delayed,
             &self.schedule_runs,
             &self.schedule_calls,
+            &self.purged,
         ] {
             family.render(&mut out);
         }
@@ -349,6 +371,7 @@ mod tests {
             "greentic_bridge_schedule_runs_total{schedule=\"retention\",outcome=\"ok\"} 0",
             "greentic_bridge_schedule_runs_total{schedule=\"retention\",outcome=\"failed\"} 0",
             "greentic_bridge_schedule_calls_total{schedule=\"retention\"} 0",
+            "greentic_bridge_purged_total{stream=\"GREENTIC_INGRESS\"} 0",
             "greentic_bridge_publish_errors_total 0",
             "greentic_bridge_nats_connected 1",
         ] {
@@ -368,6 +391,10 @@ mod tests {
         m.holding("d", 7, 3, 2);
         m.rate_delayed("d");
         m.publish_error();
+        m.purged("S", 3);
+        m.purged("S", 0);
+        m.purged("S", 2);
+        assert_eq!(m.purged_count("S"), 5);
         m.schedule_called("s");
         m.schedule_called("s");
         m.schedule_ran("s", RunOutcome::Ok);
@@ -381,6 +408,7 @@ mod tests {
         let text = m.render(false);
         assert!(text.contains("greentic_bridge_published_total{stream=\"S\"} 2\n"));
         assert!(text.contains("greentic_bridge_publish_errors_total 1\n"));
+        assert!(text.contains("greentic_bridge_purged_total{stream=\"S\"} 5\n"));
         assert!(text.contains("greentic_bridge_nats_connected 0\n"));
         assert!(text.contains("# TYPE greentic_bridge_waiting gauge\n"));
         assert!(text.contains("greentic_bridge_waiting{delivery=\"d\"} 7\n"));

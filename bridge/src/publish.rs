@@ -125,9 +125,7 @@ async fn handle(
     };
 
     // 3. Authentication (401).
-    if !crate::http::bearer_matches(headers, &app.config.publish.token) {
-        return Err(Problem::unauthorized());
-    }
+    crate::http::check_publish_token(app, headers)?;
 
     // 4. The payload is JSON: deliveries announce it as application/json.
     if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 use crate::config::StreamsConfig;
+use crate::subject;
 
 /// Verified inbound messages (SPEC §5).
 pub const INGRESS: &str = "GREENTIC_INGRESS";
@@ -93,6 +94,35 @@ pub fn partition_filter(filter: &str, partition: Option<u16>) -> String {
     filter
 }
 
+/// The subjects a tenant's messages are stored under in `stream`, as one
+/// filter (for a purge): wherever the stream keeps them, the tenant is a
+/// token of its own, so one literal token selects exactly that tenant (`acme`
+/// never matches `acme2`, nor an env or team named `acme`), in every env.
+/// - the messaging streams: `greentic.messaging.{kind}.*.{tenant}.>`, which
+///   covers the subject as published plus its partition token
+///   ([`partition_transform`]) and messages stored before partitions;
+/// - the dead letters: a dead letter is stored under
+///   [`subject::dlq_subject`] of its original subject as published (no
+///   partition), which is also its `Greentic-Original-Subject`:
+///   `greentic.dlq.messaging.*.*.{tenant}.>`.
+///
+/// `None` for a stream that is not one of [`STREAMS`]. `tenant` must be an
+/// id ([`subject::is_id`]): no `.`, `*` or `>`.
+pub fn tenant_filter(stream: &str, tenant: &str) -> Option<String> {
+    debug_assert!(subject::is_id(tenant), "tenant filters are built from ids");
+    let subjects = subjects_of(stream)?;
+    if is_partitioned(stream) {
+        let prefix = subjects.trim_end_matches('>');
+        Some(format!("{prefix}*.{tenant}.>"))
+    } else if stream == DLQ {
+        Some(subject::dlq_subject(&format!(
+            "greentic.messaging.*.*.{tenant}.>"
+        )))
+    } else {
+        None
+    }
+}
+
 /// The configuration the bridge wants for `name`.
 pub fn stream_config(name: &str, subjects: &str, cfg: &StreamsConfig) -> stream::Config {
     stream::Config {
@@ -162,6 +192,45 @@ mod tests {
             partition_filter("greentic.messaging.ingress.prod.acme.*.slack", Some(0)),
             "greentic.messaging.ingress.prod.acme.*.slack.0"
         );
+    }
+
+    #[test]
+    fn a_tenant_filter_names_the_tenant_token_of_every_stream() {
+        assert_eq!(
+            tenant_filter(INGRESS, "acme").as_deref(),
+            Some("greentic.messaging.ingress.*.acme.>")
+        );
+        assert_eq!(
+            tenant_filter(EGRESS, "acme").as_deref(),
+            Some("greentic.messaging.egress.*.acme.>")
+        );
+        assert_eq!(
+            tenant_filter(DLQ, "acme").as_deref(),
+            Some("greentic.dlq.messaging.*.*.acme.>")
+        );
+        assert_eq!(tenant_filter("OTHER", "acme"), None);
+        // The tenant is the same token of a subject as published, stored
+        // with its partition, and dead-lettered.
+        let published = "greentic.messaging.ingress.prod.acme.support.slack";
+        for (stream, stored) in [
+            (INGRESS, published.to_string()),
+            (INGRESS, format!("{published}.7")),
+            (DLQ, subject::dlq_subject(published)),
+        ] {
+            let filter = tenant_filter(stream, "acme").unwrap();
+            let f: Vec<&str> = filter.split('.').collect();
+            let s: Vec<&str> = stored.split('.').collect();
+            let tenant_at = f.iter().position(|t| *t == "acme").unwrap();
+            assert_eq!(s[tenant_at], "acme", "{stored}");
+            assert_eq!(f[..tenant_at].len(), s[..tenant_at].len());
+            assert!(
+                f[..tenant_at]
+                    .iter()
+                    .zip(&s[..tenant_at])
+                    .all(|(f, s)| *f == "*" || f == s),
+                "{filter} vs {stored}"
+            );
+        }
     }
 
     #[test]

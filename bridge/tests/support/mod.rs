@@ -43,6 +43,30 @@ pub async fn stored_message(
         .unwrap()
 }
 
+/// Every message `stream` still holds, in stream order (gaps, such as
+/// purged messages, skipped).
+pub async fn stored_messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    use async_nats::jetstream::stream::RawMessageErrorKind;
+    let mut handle = js.get_stream(stream).await.unwrap();
+    let state = handle.info().await.unwrap().state.clone();
+    let mut messages = Vec::new();
+    if state.messages == 0 {
+        return messages;
+    }
+    for seq in state.first_sequence..=state.last_sequence {
+        match handle.get_raw_message(seq).await {
+            Ok(message) => messages.push(message),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => {}
+            Err(e) => panic!("{stream} seq {seq}: {e}"),
+        }
+    }
+    assert_eq!(messages.len() as u64, state.messages, "{stream}");
+    messages
+}
+
 pub async fn stream_len(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
     match js.get_stream(stream).await {
         Ok(mut s) => s.info().await.unwrap().state.messages,
