@@ -384,8 +384,9 @@ impl crate::secrets::client::SecretsClient for FakeSecrets {
 
 /// The bridge's publish endpoint in memory, for components' native tests:
 /// checks the publish token, keeps what was published per subject, drops a
-/// repeated `Nats-Msg-Id` as JetStream's duplicate window does, and can be
-/// taken down. Serve it at a URL with [`MemoryHost::serve_url`].
+/// repeated `Nats-Msg-Id` as JetStream's duplicate window does, purges a
+/// tenant's messages (`POST /v1/purge/tenants/{tenant}`), and can be taken
+/// down. Serve it at a URL with [`MemoryHost::serve_url`].
 #[derive(Default)]
 pub struct FakeBridge {
     stored: Mutex<Vec<Published>>,
@@ -439,6 +440,13 @@ impl FakeBridge {
         let expected = format!("Bearer {TEST_BRIDGE_TOKEN}");
         if req.header("authorization").ok().flatten() != Some(expected.as_str()) {
             return Response::json(401, &serde_json::json!({ "detail": "bad token" }));
+        }
+        if let Some(tenant) = req.path.strip_prefix("/v1/purge/tenants/") {
+            let mut stored = self.stored.lock().unwrap();
+            let before = stored.len();
+            stored.retain(|p| p.subject.split('.').nth(4) != Some(tenant));
+            let purged = before - stored.len();
+            return Response::json(200, &serde_json::json!({ "purged": purged }));
         }
         let subject = req
             .path

@@ -14,6 +14,6 @@ pub use greentic::messaging::delivery::BODY_LIMIT;
 pub fn handle(req: &Request, host: &dyn Host) -> Response {
     delivery::handle(req, host, COMPONENT, ROUTE, |delivery, log| {
         let sent = egress::deliver(host, delivery, log)?;
-        Ok(json!({ "sent": true, "repeat": sent == Sent::AlreadyDelivered }))
+        Ok(json!({ "sent": sent != Sent::Dropped, "repeat": sent == Sent::AlreadyDelivered }))
     })
 }

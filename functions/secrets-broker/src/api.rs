@@ -15,6 +15,9 @@
 //! - `POST /internal/v1/secrets/resolve`             `{"name"}` -> `{"value", "scope"}`
 //! - `POST /internal/v1/secrets/verify-hmac-sha256`  the message as the body, the secret's
 //!   name and the hex MAC in `X-Greentic-Secret-Name` / `X-Greentic-Hmac-Sha256` -> `{"valid"}`
+//! - `POST /internal/v1/secrets/forget-tenant`       `{"teams": [...]}`, tenant from
+//!   `X-Tenant-ID` -> `{"removed", "more"}`: one budgeted step of deleting every
+//!   secret of the tenant (the tenant API's offboarding calls it until `more` is false)
 //!
 //! Every put, read, resolve, verify, delete and denial is one audit log line
 //! (who, scope, name, outcome), never the value.
@@ -24,17 +27,20 @@ use greentic::host::Host;
 use greentic::http::{Request, Response};
 use greentic::secrets::STORE_LABEL;
 use greentic::secrets::client::{
-    CALLER_HEADER, MAC_HEADER, RESOLVE_PATH, SECRET_NAME_HEADER, VERIFY_HMAC_SHA256_PATH,
-    hmac_sha256_matches,
+    CALLER_HEADER, FORGET_TENANT_PATH, MAC_HEADER, RESOLVE_PATH, SECRET_NAME_HEADER,
+    VERIFY_HMAC_SHA256_PATH, hmac_sha256_matches,
 };
 use greentic::secrets::crypto::{MasterKeys, NONCE_LEN};
 use greentic::secrets::store::{Put, SecretError, SecretMeta, SecretStore};
 use greentic::service;
 use greentic::service::auth::{Access, roles};
 use greentic::service::log::RequestLog;
-use greentic::tenancy::ids::{IdError, IdKind, SecretName, SecretScope, TenantCtx};
+use greentic::store::budget::Budget;
+use greentic::store::offboard::OFFBOARD_BUDGET;
+use greentic::tenancy::ids::{IdError, IdKind, SecretName, SecretScope, TenantCtx, TenantId};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 
 pub const COMPONENT: &str = "secrets-broker";
 
@@ -66,6 +72,10 @@ const MAX_PAGE_LIMIT: usize = 200;
 enum Operation {
     Admin(AdminOp),
     Internal(InternalCall),
+    ForgetTenant {
+        tenant: TenantId,
+        teams: BTreeSet<String>,
+    },
 }
 
 enum AdminOp {
@@ -122,6 +132,7 @@ pub fn handle(req: &Request, host: &dyn Host) -> Response {
         };
         let outcome = match operation {
             Operation::Internal(call) => internal(call, req, host, log),
+            Operation::ForgetTenant { tenant, teams } => forget_tenant(&tenant, &teams, host, log),
             Operation::Admin(admin_op) => {
                 let name = admin_op.name().cloned();
                 service::admit(req, host, log)
@@ -292,14 +303,33 @@ fn parse_internal(req: &Request, op: &str) -> Parsed {
     struct Resolve {
         name: String,
     }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ForgetTenant {
+        teams: BTreeSet<String>,
+    }
     let route = match op {
         "resolve" => RESOLVE_PATH,
         "verify-hmac-sha256" => VERIFY_HMAC_SHA256_PATH,
+        "forget-tenant" => FORGET_TENANT_PATH,
         _ => return Err(("-", ApiError::NotFound)),
     };
     let parsed = (|| {
         if req.method != "POST" {
             return Err(ApiError::MethodNotAllowed { allow: "POST" });
+        }
+        if route == FORGET_TENANT_PATH {
+            let tenant = req
+                .header("x-tenant-id")?
+                .ok_or(IdError::Missing(IdKind::Tenant))?;
+            let body: ForgetTenant = json_body(&req.body)?;
+            for team in &body.teams {
+                greentic::tenancy::ids::validate_id(IdKind::Team, team)?;
+            }
+            return Ok(Operation::ForgetTenant {
+                tenant: TenantId::parse(tenant)?,
+                teams: body.teams,
+            });
         }
         let ctx = internal_ctx(req)?;
         if route == RESOLVE_PATH {
@@ -473,6 +503,30 @@ fn admin(
             }
         }
     }
+}
+
+/// One budgeted step of deleting a tenant's secrets, with one audit line
+/// (counts only).
+fn forget_tenant(
+    tenant: &TenantId,
+    teams: &BTreeSet<String>,
+    host: &dyn Host,
+    log: &mut RequestLog,
+) -> Result<Response, ApiError> {
+    log.set_tenant(tenant);
+    let kv = host.open_store(STORE_LABEL)?;
+    let mut budget = Budget::new(OFFBOARD_BUDGET);
+    let (removed, done) = SecretStore::new(kv.as_ref())
+        .forget_tenant(tenant, teams, &mut budget)
+        .map_err(secret_error)?;
+    log.info(
+        "secret.forget-tenant",
+        json!({ "removed": removed, "more": !done }),
+    );
+    Ok(Response::json(
+        200,
+        &json!({ "removed": removed, "more": !done }),
+    ))
 }
 
 fn internal(

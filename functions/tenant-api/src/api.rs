@@ -8,6 +8,7 @@
 //! | `GET /api/v1/tenants/{tenant}/versions[/{n}]` | as `GET` of the tenant |
 //! | `POST /api/v1/tenants/{tenant}/rollback` | as `PUT` |
 //! | `PUT /api/v1/tenants/{tenant}/status` | platform admin: suspend or resume |
+//! | `DELETE /api/v1/tenants/{tenant}` | platform admin: one call of the tenant's deletion (`offboard.rs`) |
 //!
 //! Every request takes the same steps as the other REST APIs (SPEC §9):
 //! body size (413), route and ids (400), `service::admit` (scope headers
@@ -62,6 +63,7 @@ enum Operation {
     Version(TenantId, u64),
     Rollback(TenantId),
     SetStatus(TenantId),
+    Delete(TenantId),
 }
 
 pub fn handle(req: &Request, host: &dyn Host) -> Response {
@@ -104,7 +106,13 @@ fn parse(req: &Request) -> Result<(&'static str, Operation), (&'static str, ApiE
             match method {
                 "GET" => Ok((ITEM, Operation::Get(t))),
                 "PUT" => Ok((ITEM, Operation::Put(t))),
-                _ => Err((ITEM, ApiError::MethodNotAllowed { allow: "GET, PUT" })),
+                "DELETE" => Ok((ITEM, Operation::Delete(t))),
+                _ => Err((
+                    ITEM,
+                    ApiError::MethodNotAllowed {
+                        allow: "GET, PUT, DELETE",
+                    },
+                )),
             }
         }
         [t, "versions"] => {
@@ -249,6 +257,17 @@ fn apply(
             let applied = plane.roll_back(&tenant, to, &by(if_match))?;
             log.info("tenant_config", json!({ "config_tenant": tenant.as_str(), "result": result(&applied), "version": applied.version().version }));
             Ok(answer(applied))
+        }
+        Operation::Delete(tenant) => {
+            access.require_any_role(&[roles::PLATFORM_ADMIN])?;
+            crate::offboard::delete_tenant(
+                &plane,
+                kv.as_ref(),
+                &tenant,
+                &by(IfMatch::Any),
+                host,
+                log,
+            )
         }
         Operation::SetStatus(tenant) => {
             access.require_any_role(&[roles::PLATFORM_ADMIN])?;

@@ -2,9 +2,11 @@
 //!
 //! A thin adapter: [`api::handle`] parses the request, resolves the caller's
 //! access, calls `greentic::flows::control` and renders the answer. The only
-//! component that writes the `config` store.
+//! component that writes the `config` store, and the one that deletes a
+//! tenant (`offboard.rs`: it declares every store a tenant's data is in).
 
 pub mod api;
+mod offboard;
 
 pub use api::{COMPONENT, handle};
 

@@ -293,6 +293,7 @@ impl<'a> ControlPlane<'a> {
         let what = match status {
             Status::Active => "resumed",
             Status::Suspended => "suspended",
+            Status::Offboarding => "deletion started",
         };
         let (limits, document) = (head.version.limits, head.version.document.clone());
         let changed = self.store.commit(
@@ -333,7 +334,39 @@ impl<'a> ControlPlane<'a> {
                 ));
             }
         }
+        if head
+            .as_ref()
+            .is_some_and(|h| h.version.status == Status::Offboarding)
+        {
+            return Err(ApiError::Conflict(
+                "the tenant is being deleted; no change leads back".into(),
+            ));
+        }
         Ok(head)
+    }
+
+    /// Starts deleting the tenant (platform admins only): a new version
+    /// with status `offboarding`, which refuses the tenant's traffic like a
+    /// suspension and drops its deliveries. Returns that version (also when
+    /// the deletion had started before); `NotFound` when there is no tenant.
+    pub fn begin_offboarding(
+        &self,
+        tenant: &TenantId,
+        by: &Author<'_>,
+    ) -> Result<Version<TenantDocument>, ApiError> {
+        if !by.platform {
+            return Err(ApiError::Forbidden(
+                "only a platform admin deletes tenants".into(),
+            ));
+        }
+        match self.store.head::<TenantDocument>(tenant)? {
+            None => Err(ApiError::NotFound),
+            Some(head) if head.version.status == Status::Offboarding => Ok(head.version),
+            Some(_) => Ok(self
+                .set_status(tenant, Status::Offboarding, by)?
+                .version()
+                .clone()),
+        }
     }
 }
 

@@ -162,7 +162,7 @@ impl ChannelConfig {
     pub fn require_active(&self) -> Result<(), ApiError> {
         match self.status {
             Status::Active => Ok(()),
-            Status::Suspended => Err(ApiError::TenantSuspended),
+            Status::Suspended | Status::Offboarding => Err(ApiError::TenantSuspended),
         }
     }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::host::Host;
 use crate::http::Request;
 use crate::http::error::ApiError;
-use crate::tenancy::ids::SessionId;
+use crate::tenancy::ids::{SessionId, TenantId};
 use crate::tenancy::subjects::Subject;
 
 /// Publish header naming the message's session (`X-Greentic-Session` on delivery).
@@ -116,6 +116,33 @@ impl<'h> BridgeClient<'h> {
             401 | 403 | 429 | 500..=599 => Err(BridgeError::Unavailable(detail())),
             413 => Err(BridgeError::TooLarge(detail())),
             _ => Err(BridgeError::Refused(detail())),
+        }
+    }
+}
+
+impl BridgeClient<'_> {
+    /// Removes every message of `tenant` from every stream, dead letters
+    /// included (bridge/README.md, "Purging a tenant"). Returns how many.
+    pub fn purge_tenant(&self, tenant: &TenantId) -> Result<u64, BridgeError> {
+        let url = configured(self.host, VAR_BRIDGE_URL)?;
+        let token = configured(self.host, VAR_PUBLISH_TOKEN)?;
+        let req = Request::new("POST", &format!("/v1/purge/tenants/{tenant}"))
+            .with_header("authorization", format!("Bearer {token}"));
+        let response = self
+            .host
+            .send(url.trim_end_matches('/'), req)
+            .map_err(|e| BridgeError::Unavailable(e.to_string()))?;
+        match response.status {
+            200 => response.json_body()["purged"]
+                .as_u64()
+                .ok_or_else(|| BridgeError::Refused("the purge's answer has no count".into())),
+            401 | 403 | 500..=599 => Err(BridgeError::Unavailable(format!(
+                "the bridge answered {} to a purge",
+                response.status
+            ))),
+            status => Err(BridgeError::Refused(format!(
+                "the bridge answered {status} to a purge"
+            ))),
         }
     }
 }

@@ -25,6 +25,7 @@ use crate::messaging::envelope::Outbound;
 use crate::messaging::providers::{secret_error, secret_name};
 use crate::secrets::client::{BrokerClient, SecretsClient};
 use crate::service::log::RequestLog;
+use crate::store::config::Status;
 use crate::store::kv::{Cas, KeyValue};
 use crate::store::webchat_log::{self, Activity, ConversationLog, Participant};
 use crate::tenancy::ids::ConversationId;
@@ -78,6 +79,8 @@ pub enum Sent {
     Delivered,
     /// An earlier delivery had already sent all of it (a redelivery).
     AlreadyDelivered,
+    /// Not sent: its tenant is being deleted.
+    Dropped,
 }
 
 /// Applies one delivery from `greentic.messaging.egress...`: the reply must
@@ -106,6 +109,13 @@ pub fn deliver(
         .ok_or_else(|| {
             ApiError::Unprocessable("the channel is not in the tenant's configuration".into())
         })?;
+    if channel.status == Status::Offboarding {
+        log.info(
+            "reply.dropped",
+            json!({ "msg_id": out.id, "reason": "its tenant is being deleted" }),
+        );
+        return Ok(Sent::Dropped);
+    }
     let secrets = BrokerClient::new(host, "egress");
     let sent = send(host, &secrets, &channel, &out)?;
     log.info(

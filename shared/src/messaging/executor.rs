@@ -35,6 +35,7 @@ use crate::messaging::bridge::{BridgeClient, MAX_PUBLISH_BYTES};
 use crate::messaging::delivery::Delivery;
 use crate::messaging::envelope::{Envelope, Outbound};
 use crate::service::log::RequestLog;
+use crate::store::config::Status;
 use crate::store::kv::KeyValue;
 use crate::store::people;
 use crate::store::session::{FlowRef, Followed, NewSession, SessionMemory, SessionRecord};
@@ -69,6 +70,18 @@ pub fn deliver_ingress(
 ) -> Result<Delivered, ApiError> {
     let envelope = check_delivery(delivery, log)?;
     let (channel, flow) = find_flow(host, &envelope)?;
+    if channel.status == Status::Offboarding {
+        // Applying it would write what the deletion is removing.
+        log.info(
+            "message.dropped",
+            json!({ "msg_id": envelope.id, "reason": "its tenant is being deleted" }),
+        );
+        return Ok(Delivered {
+            session_id: envelope.session_id.clone(),
+            replies: 0,
+            duplicate: false,
+        });
+    }
     let kv = host.open_store(STORE_LABEL)?;
     let session = Session {
         kv: kv.as_ref(),

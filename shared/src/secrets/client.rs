@@ -10,12 +10,15 @@ use serde_json::json;
 
 use crate::host::Host;
 use crate::http::Request;
-use crate::tenancy::ids::{SecretName, TenantCtx};
+use std::collections::BTreeSet;
+
+use crate::tenancy::ids::{SecretName, TenantCtx, TenantId};
 
 /// The broker as other components address it (service chaining).
 pub const BROKER_URL: &str = "http://secrets-broker.spin.internal";
 pub const RESOLVE_PATH: &str = "/internal/v1/secrets/resolve";
 pub const VERIFY_HMAC_SHA256_PATH: &str = "/internal/v1/secrets/verify-hmac-sha256";
+pub const FORGET_TENANT_PATH: &str = "/internal/v1/secrets/forget-tenant";
 /// Which component is asking, for the broker's audit line.
 pub const CALLER_HEADER: &str = "x-greentic-component";
 /// The secret an HMAC check is about (the message is the request's body).
@@ -78,6 +81,40 @@ impl<'h> BrokerClient<'h> {
             status => Err(SecretsClientError::Unavailable(format!(
                 "broker answered {status}"
             ))),
+        }
+    }
+}
+
+impl BrokerClient<'_> {
+    /// One step of deleting every secret of `tenant` (and of its `teams`,
+    /// besides those the broker knows have secrets): how many went, and
+    /// whether more are left (call again).
+    pub fn forget_tenant(
+        &self,
+        tenant: &TenantId,
+        teams: &BTreeSet<String>,
+    ) -> Result<(u64, bool), SecretsClientError> {
+        let req = Request::new("POST", FORGET_TENANT_PATH)
+            .with_header("content-type", "application/json")
+            .with_header(CALLER_HEADER, self.component)
+            .with_header("x-tenant-id", tenant.as_str())
+            .with_body(json!({ "teams": teams }).to_string());
+        let response = self
+            .host
+            .send(BROKER_URL, req)
+            .map_err(|e| SecretsClientError::Unavailable(e.to_string()))?;
+        if response.status != 200 {
+            return Err(SecretsClientError::Unavailable(format!(
+                "broker answered {}",
+                response.status
+            )));
+        }
+        let body = response.json_body();
+        match (body["removed"].as_u64(), body["more"].as_bool()) {
+            (Some(removed), Some(more)) => Ok((removed, more)),
+            _ => Err(SecretsClientError::Unavailable(
+                "broker answer has no count".into(),
+            )),
         }
     }
 }

@@ -8,9 +8,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{MasterKeys, NONCE_LEN, OpenError, Sealed};
+use std::collections::BTreeSet;
+
+use crate::store::budget::Budget;
 use crate::store::index::{InvalidCursor, SlotIndex};
 use crate::store::kv::{Cas, KeyValue, KvError};
-use crate::tenancy::ids::{SecretName, SecretScope, TenantCtx};
+use crate::tenancy::ids::{IdKind, SecretName, SecretScope, TenantCtx, TenantId, validate_id};
 use crate::tenancy::keys;
 
 /// Largest secret value, in bytes.
@@ -125,6 +128,9 @@ impl<'a> SecretStore<'a> {
         let (slot, created_at_ms, outcome) = match &existing {
             Some(old) => (old.slot, old.created_at_ms, Put::Replaced),
             None => {
+                if let SecretScope::Team(tenant, team) = scope {
+                    self.register_team(tenant, team)?;
+                }
                 let index = self.index(scope);
                 let slot = index.allocate()?;
                 index.set(slot, name.as_str().as_bytes())?;
@@ -261,6 +267,70 @@ impl<'a> SecretStore<'a> {
             }
         }
         Ok(None)
+    }
+
+    /// Notes a team as having secrets (once), before its first secret is
+    /// written, so a tenant's deletion finds every team's secrets.
+    fn register_team(&self, tenant: &str, team: &str) -> Result<(), SecretError> {
+        let tenant = TenantId::parse(tenant).expect("a scope is built from a valid tenant id");
+        let marker = keys::secret_team_registered(&tenant, team);
+        if !self.kv.exists(&marker)? {
+            let registry = SlotIndex::new(self.kv, keys::secret_team_registry(&tenant));
+            let slot = registry.allocate()?;
+            registry.set(slot, team.as_bytes())?;
+            self.kv.set(&marker, b"1")?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the tenant's secrets, tenant-wide and of every team (those
+    /// in `teams` and those the team registry names), while `budget` lasts.
+    /// Returns how many secrets went and whether none is left.
+    pub fn forget_tenant(
+        &self,
+        tenant: &TenantId,
+        teams: &BTreeSet<String>,
+        budget: &mut Budget,
+    ) -> Result<(u64, bool), SecretError> {
+        let registry = SlotIndex::new(self.kv, keys::secret_team_registry(tenant));
+        let mut all_teams = teams.clone();
+        for slot in 1..=registry.newest()? {
+            if let Some(team) = registry.get(slot)?.and_then(|t| String::from_utf8(t).ok()) {
+                all_teams.insert(team);
+            }
+        }
+        let scopes = all_teams
+            .into_iter()
+            .filter(|team| validate_id(IdKind::Team, team).is_ok())
+            .map(|team| SecretScope::Team(tenant.as_str().to_owned(), team))
+            .chain([SecretScope::Tenant(tenant.as_str().to_owned())]);
+        let mut removed = 0;
+        for scope in scopes {
+            let drained = self.index(&scope).drain(budget, |entry| {
+                if let Some(name) = std::str::from_utf8(&entry)
+                    .ok()
+                    .and_then(|n| SecretName::parse(n).ok())
+                {
+                    let key = keys::secret(&scope, &name);
+                    if self.kv.exists(&key)? {
+                        self.kv.delete(&key)?;
+                        removed += 1;
+                    }
+                }
+                Ok::<usize, KvError>(1)
+            })?;
+            if !drained {
+                return Ok((removed, false));
+            }
+        }
+        let drained = registry.drain(budget, |team| {
+            if let Ok(team) = String::from_utf8(team) {
+                self.kv
+                    .delete(&keys::secret_team_registered(tenant, &team))?;
+            }
+            Ok::<usize, KvError>(1)
+        })?;
+        Ok((removed, drained))
     }
 
     fn index(&self, scope: &SecretScope) -> SlotIndex<'a> {

@@ -27,16 +27,16 @@ use crate::tenancy::limits::Limits;
 pub const STORE_LABEL: &str = "limits";
 
 /// Tenant `tenant_id`'s status and limits, from its current configuration
-/// (one read of the `config` store, the document skipped unparsed); active
-/// with the built-in limits for a tenant with no configuration (a token may
-/// name one).
-pub fn standing(host: &dyn Host, tenant_id: &str) -> Result<(Status, Limits), ApiError> {
+/// (one read of the `config` store, the document skipped unparsed); no
+/// status and the built-in limits for a tenant with no configuration (a
+/// platform admin's token may name one).
+pub fn standing(host: &dyn Host, tenant_id: &str) -> Result<(Option<Status>, Limits), ApiError> {
     let tenant = TenantId::parse(tenant_id)?;
     let kv = host.open_store(config::STORE_LABEL)?;
     Ok(
         match ConfigStore::new(kv.as_ref()).current::<serde::de::IgnoredAny>(&tenant)? {
-            None => (Status::Active, Limits::default()),
-            Some(v) => (v.status, v.limits),
+            None => (None, Limits::default()),
+            Some(v) => (Some(v.status), v.limits),
         },
     )
 }

@@ -10,13 +10,15 @@
 use serde_json::{Map, Value, json};
 
 use crate::host::Host;
-use crate::tenancy::ids::TenantCtx;
+use crate::tenancy::ids::{TenantCtx, TenantId};
 
 pub struct RequestLog<'h> {
     host: &'h dyn Host,
     component: &'static str,
     request_id: String,
     scope: Option<TenantCtx>,
+    /// The tenant of an operation on a whole tenant (no env, no team).
+    tenant: Option<String>,
 }
 
 impl<'h> RequestLog<'h> {
@@ -26,6 +28,7 @@ impl<'h> RequestLog<'h> {
             component,
             request_id,
             scope: None,
+            tenant: None,
         }
     }
 
@@ -36,6 +39,12 @@ impl<'h> RequestLog<'h> {
     /// From now on every line carries this tenant, env and team.
     pub fn set_scope(&mut self, ctx: &TenantCtx) {
         self.scope = Some(ctx.clone());
+    }
+
+    /// For an operation on a whole tenant: lines carry the tenant, and
+    /// null env and team.
+    pub fn set_tenant(&mut self, tenant: &TenantId) {
+        self.tenant = Some(tenant.as_str().to_owned());
     }
 
     pub fn info(&self, event: &str, fields: Value) {
@@ -53,7 +62,8 @@ impl<'h> RequestLog<'h> {
         line.insert("level".into(), json!(level));
         line.insert("component".into(), json!(self.component));
         line.insert("request_id".into(), json!(self.request_id));
-        line.insert("tenant".into(), json!(scope.map(|c| c.tenant_id())));
+        let tenant = scope.map(|c| c.tenant_id()).or(self.tenant.as_deref());
+        line.insert("tenant".into(), json!(tenant));
         line.insert("env".into(), json!(scope.map(|c| c.env_id())));
         line.insert("team".into(), json!(scope.map(|c| c.team_token())));
         line.insert("event".into(), json!(event));

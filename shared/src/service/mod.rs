@@ -41,12 +41,21 @@ pub fn admit(
     let access = auth::authorise_request(req, host)?;
     log.set_scope(&access.ctx);
     let (status, limits) = limits::standing(host, access.ctx.tenant_id())?;
-    if status == Status::Suspended
-        && !access
-            .principal
-            .has_any_role(&[auth::roles::PLATFORM_ADMIN])
-    {
-        return Err(ApiError::TenantSuspended);
+    let platform = access
+        .principal
+        .has_any_role(&[auth::roles::PLATFORM_ADMIN]);
+    match status {
+        _ if platform => {}
+        Some(Status::Active) => {}
+        Some(Status::Suspended | Status::Offboarding) => return Err(ApiError::TenantSuspended),
+        // A token of a tenant this instance does not have (never created,
+        // deleted, or served by another instance) reaches nothing, and
+        // must not leave rate windows behind either.
+        None => {
+            return Err(ApiError::Forbidden(
+                "the token's tenant is not configured on this instance".into(),
+            ));
+        }
     }
     let windows = limits::charge_api(host, &access, &limits, log)?;
     Ok((access, windows))

@@ -51,6 +51,10 @@ pub enum Status {
     /// New messages and API calls of the tenant are refused; what was
     /// accepted before is still processed.
     Suspended,
+    /// The tenant is being deleted (`store/offboard.rs`): refused like a
+    /// suspended one, and what was accepted before is dropped on delivery.
+    /// No change leads out of it.
+    Offboarding,
 }
 
 /// One version of a tenant's configuration, as stored (head and history alike).

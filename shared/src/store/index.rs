@@ -16,6 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
+use crate::store::budget::Budget;
 use crate::store::kv::{KeyValue, KvError};
 use crate::tenancy::keys::IndexKeys;
 
@@ -65,6 +66,37 @@ impl<'a> SlotIndex<'a> {
 
     pub fn remove(&self, slot: u64) -> Result<(), KvError> {
         self.kv.delete(&self.keys.slot(slot))
+    }
+
+    /// Empties the index newest first while `budget` lasts: `each(entry)`
+    /// removes what a live slot names and answers what that cost; then the
+    /// slot goes and the counter goes down by one, so a drain cut off (by
+    /// its budget or a crash) resumes at the slot it was at, and redoes at
+    /// most that one. Returns whether the index is gone, counter and all.
+    /// Only for an index nobody adds to any more (a tenant being deleted):
+    /// a slot handed out meanwhile could be skipped.
+    pub fn drain<E: From<KvError>>(
+        &self,
+        budget: &mut Budget,
+        mut each: impl FnMut(Vec<u8>) -> Result<usize, E>,
+    ) -> Result<bool, E> {
+        loop {
+            let newest = self.newest()?;
+            if newest == 0 {
+                self.forget()?;
+                return Ok(true);
+            }
+            if budget.spent() {
+                return Ok(false);
+            }
+            budget.examine();
+            if let Some(entry) = self.get(newest)? {
+                let cost = each(entry)?;
+                budget.spend(cost);
+                self.remove(newest)?;
+            }
+            self.kv.increment(&self.keys.seq(), -1)?;
+        }
     }
 
     /// Walks the index newest first, from `cursor` or from the newest slot,

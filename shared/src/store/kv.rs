@@ -84,6 +84,11 @@ pub trait KeyValue {
     fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), KvError>;
     /// Deleting a missing key is not an error (as in Spin).
     fn delete(&self, key: &str) -> Result<(), KvError>;
+    /// Deletes every key, one `delete` each (Spin's `delete-many` is one
+    /// `DEL` on Redis, but the test host does not provide it yet).
+    fn delete_many(&self, keys: &[String]) -> Result<(), KvError> {
+        keys.iter().try_for_each(|key| self.delete(key))
+    }
     fn exists(&self, key: &str) -> Result<bool, KvError>;
     /// Every key in the store, all tenants included: costs the whole store.
     fn get_keys(&self) -> Result<Vec<String>, KvError>;

@@ -23,6 +23,7 @@
 
 use serde::Deserialize;
 
+use crate::store::budget::Budget;
 use crate::store::config::Version;
 use crate::store::index::SlotIndex;
 use crate::store::kv::{KeyValue, KvError, read_counter};
@@ -111,37 +112,6 @@ struct EnvironmentList {
 #[derive(Deserialize)]
 struct EnvironmentId {
     id: String,
-}
-
-/// What a call may still do: every tenant visited, team visited, slot
-/// examined and session forgotten (with its web chat log's entries) spends
-/// from it, so a call's work is bounded whatever it meets. A call stops
-/// only once it has examined a slot, so every call makes progress.
-struct Budget {
-    left: usize,
-    examined: bool,
-}
-
-impl Budget {
-    fn new(units: usize) -> Self {
-        Budget {
-            left: units,
-            examined: false,
-        }
-    }
-
-    fn spend(&mut self, units: usize) {
-        self.left = self.left.saturating_sub(units);
-    }
-
-    fn examine(&mut self) {
-        self.spend(1);
-        self.examined = true;
-    }
-
-    fn spent(&self) -> bool {
-        self.left == 0 && self.examined
-    }
 }
 
 /// One sweep call: spends at most `budget` units of work (see [`Budget`]),

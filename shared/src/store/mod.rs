@@ -7,10 +7,12 @@
 //! where it is defined). A new kind of stored data (a tenant's config store,
 //! retention and deletion of a tenant's data) belongs here.
 
+pub mod budget;
 pub mod config;
 pub mod index;
 pub mod kv;
 pub mod lifecycle;
+pub mod offboard;
 pub mod people;
 pub mod rate;
 pub mod session;

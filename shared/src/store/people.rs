@@ -120,10 +120,17 @@ pub fn erase(
         // Marked before anything goes, so a message delivered meanwhile is
         // dropped rather than starting the session again.
         if !marked.contains(&ctx) && SessionStore::new(stores.sessions).get(&ctx, &id)?.is_some() {
-            stores.sessions.set(
-                &keys::person_erased(&ctx, channel, user_id),
-                now_ms.to_string().as_bytes(),
-            )?;
+            let marker = keys::person_erased(&ctx, channel, user_id);
+            if !stores.sessions.exists(&marker)? {
+                // Indexed before it is written, so no marker is ever beyond
+                // an offboarding's reach.
+                let index = SlotIndex::new(stores.sessions, keys::erased_index(&ctx));
+                let slot = index.allocate()?;
+                index.set(slot, marker.as_bytes())?;
+            }
+            stores
+                .sessions
+                .set(&marker, now_ms.to_string().as_bytes())?;
             marked.push(ctx.clone());
         }
         if let Some(forgotten) = forget_session(stores, &ctx, &id)? {

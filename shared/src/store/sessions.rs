@@ -619,11 +619,13 @@ mod tests {
         assert!(!store.delete(&c, &created.id).unwrap());
         assert_eq!(store.get(&c, &created.id).unwrap(), None);
         assert!(store.state(&c, &created.id).unwrap().is_empty());
-        // Only the index counters and the team's registration are left behind.
+        // Only the index counters and the team's and env's registrations
+        // are left behind.
         let left: Vec<String> = kv.snapshot().into_keys().collect();
         assert!(
-            left.iter()
-                .all(|k| k.ends_with("/seq") || k.contains("/team-registry/")),
+            left.iter().all(|k| k.ends_with("/seq")
+                || k.contains("/team-registry/")
+                || k.contains("/env-registry/")),
             "{left:?}"
         );
     }

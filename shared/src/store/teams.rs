@@ -9,10 +9,15 @@
 //! one read. Registering twice (two first sessions at once) leaves a
 //! duplicate entry that readers drop; a registration is written in the same
 //! batch as the session that caused it, so no team with data is missing.
+//!
+//! A team's registration also registers its env in the tenant's env registry
+//! the first time (one more read per team registered): what an offboarding
+//! walks to find every env with data, tokens naming envs no configuration
+//! version had included.
 
 use crate::store::index::SlotIndex;
 use crate::store::kv::{KeyValue, KvError};
-use crate::tenancy::ids::{DEFAULT_TEAM, IdKind, TenantCtx, validate_id};
+use crate::tenancy::ids::{DEFAULT_TEAM, IdKind, TenantCtx, TenantId, validate_id};
 use crate::tenancy::keys;
 
 pub struct TeamRegistry<'a> {
@@ -34,13 +39,42 @@ impl<'a> TeamRegistry<'a> {
         }
         let registry = SlotIndex::new(self.kv, keys::team_registry(ctx));
         let slot = registry.allocate()?;
-        Ok(vec![
+        let mut writes = vec![
             (
                 keys::team_registry(ctx).slot(slot),
                 ctx.team_token().as_bytes().to_vec(),
             ),
             (marker, b"1".to_vec()),
-        ])
+        ];
+        let env_marker = keys::env_registered(ctx);
+        if !self.kv.exists(&env_marker)? {
+            let tenant = TenantId::parse(ctx.tenant_id()).expect("a context's tenant is valid");
+            let envs = SlotIndex::new(self.kv, keys::env_registry(&tenant));
+            let slot = envs.allocate()?;
+            writes.push((
+                keys::env_registry(&tenant).slot(slot),
+                ctx.env_id().as_bytes().to_vec(),
+            ));
+            writes.push((env_marker, b"1".to_vec()));
+        }
+        Ok(writes)
+    }
+
+    /// The envs of `tenant` with a registered team, each once.
+    pub fn environments(&self, tenant: &TenantId) -> Result<Vec<String>, KvError> {
+        let registry = SlotIndex::new(self.kv, keys::env_registry(tenant));
+        let mut envs: Vec<String> = Vec::new();
+        for slot in 1..=registry.newest()? {
+            if let Some(env) = registry
+                .get(slot)?
+                .and_then(|e| String::from_utf8(e).ok())
+                .filter(|e| validate_id(IdKind::Env, e).is_ok())
+                && !envs.contains(&env)
+            {
+                envs.push(env);
+            }
+        }
+        Ok(envs)
     }
 
     /// Registers `ctx`'s team on its own (when no batch is being written).
@@ -115,6 +149,15 @@ mod tests {
         );
         let staging = TenantCtx::new("acme", "staging", None).unwrap();
         assert!(registry.teams(&staging).unwrap().is_empty());
+        registry
+            .ensure(&staging.with_team(Some("sales")).unwrap())
+            .unwrap();
+        let tenant = |t: &str| TenantId::parse(t).unwrap();
+        assert_eq!(
+            registry.environments(&tenant("acme")).unwrap(),
+            ["prod", "staging"]
+        );
+        assert_eq!(registry.environments(&tenant("bigcorp")).unwrap(), ["prod"]);
         // Registered teams cost one read to confirm, nothing to write.
         let writes = kv.writes();
         assert!(

@@ -18,11 +18,13 @@
 //! | `index/{tenant}/{env}/session-teams/{session}` | the team a session id belongs to |
 //! | `index/{tenant}/{env}/team-registry/seq` and `/{slot}` | the teams with data in the env (team tokens), each registered once |
 //! | `index/{tenant}/{env}/team-registry/of/{team}` | marks a team as registered |
+//! | `index/{tenant}/env-registry/seq` and `/{slot}`, `/of/{env}` | the envs of the tenant with data in the store (sessions and limits stores), each registered with its first team: what an offboarding walks |
 //! | `claim:{tenant}:{env}:{team}:{session}` | counter: who creates the session's memory |
 //! | `index/{tenant}/{env}/people/{digest}/seq` and `/{slot}` | one person's sessions in the env, `{team}/{session}` each (digest of channel and provider user id): what an erasure walks |
 //! | `sweep/{tenant}/{env}/{team}` | the retention sweep's next slot in the team's session index |
 //! | `sweep/global/tenant` | the retention sweep's next slot in the tenant index |
 //! | `erased/{tenant}/{env}/{team}/{digest}` | when a person was erased there (Unix ms): their messages sent before it are dropped on delivery |
+//! | `index/{tenant}/{env}/teams/{team}/erased/seq` and `/{slot}` | the team's erased markers (each slot holds a marker's key): what an offboarding walks |
 //! | `webchat/{tenant}/{env}/{team}/{digest}/seq` and `/{n}` | a web chat conversation's bot activities, the newest 200 kept (webchat store; digest of channel and conversation) |
 //! | `webchat-sent/{tenant}/{env}/{team}/{digest}` | an outbound message already in a web chat log (webchat store; digest of channel, conversation and message id) |
 //! | `egress-progress/{tenant}/{env}/{team}/{session}` | the session's recent outbound messages: for each, its id, a digest of its texts, how many a provider accepted (egress store) |
@@ -37,11 +39,15 @@
 //! | `rate-api-subject/{tenant}/{digest}/{minute}` | counter: one token subject's REST calls in that minute (limits store; digest of the subject) |
 //! | `rate-webchat/{tenant}/{env}/{team}/{digest}/{minute}` | counter: a web chat conversation's messages in that minute (limits store) |
 //! | `rate-channel/{tenant}/{env}/{team}/{digest}/{minute}` | counter: a web chat channel's messages in that minute (limits store) |
+//! | `rate-api/...`, `rate-api-subject/...`, `rate-webchat/...`, `rate-channel/...` + `/last` | the window a rate scope opened last (limits store): the one before it is deleted when the next opens |
+//! | `rate-scopes/{tenant}/seq` and `/{slot}` | the tenant's rate scopes (each slot a scope's prefix), registered at their first window: what an offboarding walks (limits store) |
 //! | `index/{tenant}/{env}/team-registry/...` in the limits store | the teams with refusals counted, as in the sessions store |
 //! | `secrets-index/{global,{tenant},{tenant}/teams/{team}}/seq` and `/{slot}` | secret names of a scope (secrets store) |
+//! | `secrets-index/{tenant}/team-registry/seq`, `/{slot}` and `/of/{team}` | the teams of the tenant with secrets, each registered once (secrets store): what an offboarding walks |
 //! | `config/{tenant}/head` | the tenant's current configuration version, JSON: what every request of the tenant reads (config store) |
 //! | `config/{tenant}/versions/{n}` | version `n` of the tenant's configuration, immutable (config store) |
 //! | `config/{tenant}/claim` | counter: whoever increments it to 1 creates the tenant (config store) |
+//! | `config/{tenant}/offboarding` | how far the tenant's offboarding got, JSON (config store; deleted with the head, last) |
 //! | `config/global/tenants/seq` and `/{slot}` | the tenants created, each once: what the tenant listing walks (config store) |
 //!
 //! `{team}` is the team id or `default`. The tenant `global` is reserved (see
@@ -51,8 +57,8 @@
 //! provider's message id carry a digest of those instead.
 
 use crate::tenancy::ids::{
-    ChannelId, ConversationId, Counter, Day, SecretName, SecretScope, SessionId, TenantCtx,
-    TenantId,
+    ChannelId, ConversationId, Counter, Day, IdKind, SecretName, SecretScope, SessionId, TenantCtx,
+    TenantId, validate_id,
 };
 
 /// `sessions/{tenant}/{env}/{team}/{session_id}.cbor`
@@ -188,6 +194,7 @@ pub fn egress_progress_claim(ctx: &TenantCtx, session: &SessionId) -> String {
 /// store): `rate-api/{tenant}/{window}`.
 pub fn rate_api(ctx: &TenantCtx) -> RateKeys {
     RateKeys {
+        scopes: rate_scopes_of(ctx.tenant_id()),
         prefix: format!("rate-api/{}", ctx.tenant_id()),
     }
 }
@@ -197,6 +204,7 @@ pub fn rate_api(ctx: &TenantCtx) -> RateKeys {
 /// A subject is whatever an issuer put in `sub`, so only its digest goes in a key.
 pub fn rate_api_subject(ctx: &TenantCtx, subject: &str) -> RateKeys {
     RateKeys {
+        scopes: rate_scopes_of(ctx.tenant_id()),
         prefix: format!(
             "rate-api-subject/{}/{}",
             ctx.tenant_id(),
@@ -213,6 +221,7 @@ pub fn rate_webchat_conversation(
     conversation: &ConversationId,
 ) -> RateKeys {
     RateKeys {
+        scopes: rate_scopes_of(ctx.tenant_id()),
         prefix: format!(
             "rate-webchat/{}/{}/{}/{}",
             ctx.tenant_id(),
@@ -227,6 +236,7 @@ pub fn rate_webchat_conversation(
 /// `rate-channel/{tenant}/{env}/{team}/{digest of channel}/{window}`.
 pub fn rate_webchat_channel(ctx: &TenantCtx, channel: &ChannelId) -> RateKeys {
     RateKeys {
+        scopes: rate_scopes_of(ctx.tenant_id()),
         prefix: format!(
             "rate-channel/{}/{}/{}/{}",
             ctx.tenant_id(),
@@ -242,6 +252,7 @@ pub fn rate_webchat_channel(ctx: &TenantCtx, channel: &ChannelId) -> RateKeys {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateKeys {
     prefix: String,
+    scopes: IndexKeys,
 }
 
 impl RateKeys {
@@ -249,6 +260,63 @@ impl RateKeys {
     pub fn window(&self, window: u64) -> String {
         format!("{}/{window}", self.prefix)
     }
+
+    /// `{prefix}/last`: the window this scope opened last, so the one
+    /// before it can be deleted however long the scope was quiet.
+    pub fn last(&self) -> String {
+        format!("{}/last", self.prefix)
+    }
+
+    /// The tenant's registry of rate scopes this scope belongs in.
+    pub fn scopes(&self) -> &IndexKeys {
+        &self.scopes
+    }
+
+    /// What a slot of [`rate_scopes`] holds for this scope.
+    pub fn as_entry(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The scope a slot of `tenant`'s [`rate_scopes`] names, if it is one
+    /// of that tenant's: an entry is data read back from a store, so it is
+    /// checked against the formats above before a key is made of it.
+    pub fn from_entry(tenant: &TenantId, entry: &str) -> Option<RateKeys> {
+        let mut parts = entry.split('/');
+        let kind = parts.next()?;
+        let owner = parts.next()?;
+        let rest: Vec<&str> = parts.collect();
+        let plain = |s: &&str| validate_id(IdKind::Team, s).is_ok();
+        let well_formed = owner == tenant.as_str()
+            && match kind {
+                "rate-api" => rest.is_empty(),
+                "rate-api-subject" => rest.len() == 1 && is_digest(rest[0]),
+                "rate-webchat" | "rate-channel" => {
+                    rest.len() == 3 && rest[..2].iter().all(plain) && is_digest(rest[2])
+                }
+                _ => false,
+            };
+        well_formed.then(|| RateKeys {
+            scopes: rate_scopes(tenant),
+            prefix: entry.to_owned(),
+        })
+    }
+}
+
+/// `rate-scopes/{tenant}`: the tenant's rate scopes, each registered when it
+/// opens its first window (limits store).
+pub fn rate_scopes(tenant: &TenantId) -> IndexKeys {
+    rate_scopes_of(tenant.as_str())
+}
+
+fn rate_scopes_of(tenant: &str) -> IndexKeys {
+    IndexKeys {
+        prefix: format!("rate-scopes/{tenant}"),
+    }
+}
+
+/// Whether `s` is what [`digest`] makes: 32 lowercase hex digits.
+fn is_digest(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// 16 bytes of SHA-256 over `{channel}/{rest}`, in hex. A channel id holds no
@@ -344,6 +412,48 @@ pub fn person_erased(ctx: &TenantCtx, channel: &ChannelId, user_id: &str) -> Str
     )
 }
 
+/// `index/{tenant}/{env}/teams/{team}/erased`: the team's erased markers,
+/// each slot holding a marker's key, so an offboarding finds them.
+pub fn erased_index(ctx: &TenantCtx) -> IndexKeys {
+    IndexKeys {
+        prefix: format!(
+            "index/{}/{}/teams/{}/erased",
+            ctx.tenant_id(),
+            ctx.env_id(),
+            ctx.team_token()
+        ),
+    }
+}
+
+/// The erased marker a slot of `ctx`'s [`erased_index`] names, if it is
+/// one of that team's (an entry is read back from a store, so it is checked).
+pub fn erased_marker_from_entry(ctx: &TenantCtx, entry: &str) -> Option<String> {
+    let prefix = format!(
+        "erased/{}/{}/{}/",
+        ctx.tenant_id(),
+        ctx.env_id(),
+        ctx.team_token()
+    );
+    entry
+        .strip_prefix(&prefix)
+        .filter(|d| is_digest(d))
+        .map(|_| entry.to_owned())
+}
+
+/// The envs of a tenant with data in a store, each registered once with its
+/// first team: `index/{tenant}/env-registry`.
+pub fn env_registry(tenant: &TenantId) -> IndexKeys {
+    IndexKeys {
+        prefix: format!("index/{tenant}/env-registry"),
+    }
+}
+
+/// Marks the context's env as registered in [`env_registry`]:
+/// `index/{tenant}/env-registry/of/{env}`.
+pub fn env_registered(ctx: &TenantCtx) -> String {
+    format!("index/{}/env-registry/of/{}", ctx.tenant_id(), ctx.env_id())
+}
+
 /// `sweep/{tenant}/{env}/{team}`: where the retention sweep goes on in the
 /// context's team's session index.
 pub fn sweep_cursor(ctx: &TenantCtx) -> String {
@@ -389,6 +499,11 @@ pub fn config_claim(tenant: &TenantId) -> String {
     format!("config/{tenant}/claim")
 }
 
+/// `config/{tenant}/offboarding`: how far deleting the tenant got.
+pub fn offboarding(tenant: &TenantId) -> String {
+    format!("config/{tenant}/offboarding")
+}
+
 /// `config/global/tenants`: one slot per tenant created (the reserved tenant
 /// `global` keeps platform-wide keys apart from every tenant's).
 pub fn tenant_index() -> IndexKeys {
@@ -418,6 +533,20 @@ pub fn secret_index(scope: &SecretScope) -> IndexKeys {
         SecretScope::Team(tenant, team) => format!("secrets-index/{tenant}/teams/{team}"),
     };
     IndexKeys { prefix }
+}
+
+/// `secrets-index/{tenant}/team-registry`: the teams of the tenant with
+/// secrets, each registered once, so an offboarding finds them.
+pub fn secret_team_registry(tenant: &TenantId) -> IndexKeys {
+    IndexKeys {
+        prefix: format!("secrets-index/{tenant}/team-registry"),
+    }
+}
+
+/// Marks a team as registered in [`secret_team_registry`]:
+/// `secrets-index/{tenant}/team-registry/of/{team}`.
+pub fn secret_team_registered(tenant: &TenantId, team: &str) -> String {
+    format!("secrets-index/{tenant}/team-registry/of/{team}")
 }
 
 #[cfg(test)]

@@ -1,0 +1,648 @@
+//! Deleting a tenant from the stores: every key it has in the sessions, web
+//! chat, egress, limits and config stores, in calls of a bounded budget,
+//! each resuming where the last one stopped. (Its secrets go through the
+//! broker, the only component with the secrets store; its messages in the
+//! streams through the bridge: `functions/tenant-api` runs those steps.)
+//!
+//! Nothing here scans a store (Spin's `get_keys` returns every tenant's
+//! keys). Every key is found from something that names it:
+//! - the tenant's configuration versions name its envs, teams and channels
+//!   (the channels' Bot Framework tokens are found from them);
+//! - the env registries (`store/teams.rs`) name the envs with data, tokens
+//!   naming envs no version had included; each env's team registries name
+//!   its teams;
+//! - each team's session index names its sessions, and a session names
+//!   its memory, claim, locator, person index, send progress and web chat
+//!   log (`lifecycle::forget_session`); each team's erased index names its
+//!   erased markers;
+//! - usage counters are one key per day, from the tenant's first version to
+//!   today;
+//! - the tenant's rate scopes name their windows (`store/rate.rs`).
+//!
+//! Indexes are drained newest first, their counters going down with them
+//! (`SlotIndex::drain`), so a call cut off by its budget or a crash resumes
+//! at the entry it was at; the rest of the progress (which versions were
+//! read, which teams are done, the usage day reached) is kept in
+//! `config/{tenant}/offboarding`. The configuration goes last, its head
+//! after everything else: while the head is there the tenant is known to be
+//! being deleted (`Status::Offboarding`), and running the deletion again
+//! goes on with it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::http::error::ApiError;
+use crate::store::budget::Budget;
+use crate::store::config::Version;
+use crate::store::index::SlotIndex;
+use crate::store::kv::{KeyValue, KvError};
+use crate::store::lifecycle::{Stores, forget_session};
+use crate::store::rate;
+use crate::store::sessions::SessionStore;
+use crate::store::teams::TeamRegistry;
+use crate::tenancy::ids::{ChannelId, Counter, DEFAULT_TEAM, Day, SessionId, TenantCtx, TenantId};
+use crate::tenancy::keys;
+
+/// Units of work one call spends at most (roughly a key read or deleted each).
+pub const OFFBOARD_BUDGET: usize = 1_000;
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// Every store of a tenant's data except the secrets store.
+pub struct TenantStores<'a> {
+    pub data: Stores<'a>,
+    pub limits: &'a dyn KeyValue,
+    pub config: &'a dyn KeyValue,
+}
+
+/// What was removed so far, for the answer and the audit line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    pub sessions: u64,
+    pub webchat_activities: u64,
+    pub egress_records: u64,
+    pub secrets: u64,
+    pub stream_messages: u64,
+    pub configuration_versions: u64,
+}
+
+/// How far a tenant's deletion got (`config/{tenant}/offboarding`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub started_at_ms: i64,
+    /// The token subject that asked for the deletion.
+    pub by: String,
+    /// The configuration versions read so far for `scopes` (from 1).
+    versions_read: u64,
+    /// When the tenant's first version was made: usage days start there.
+    first_ms: i64,
+    /// Every env, team and channel any version configured.
+    envs: BTreeSet<String>,
+    channels: BTreeSet<(String, String, String)>,
+    /// `{env}/{team}` of the teams whose data is gone, `{env}/` of the envs.
+    done: BTreeSet<String>,
+    /// The usage day (from `first_ms`) the team in progress goes on with.
+    usage_day: u32,
+    /// Set once the bridge purged the tenant's messages from the streams
+    /// (before the data goes, and again before the configuration goes).
+    pub streams_purged: bool,
+    pub secrets_done: bool,
+    pub data_done: bool,
+    pub final_purge_done: bool,
+    pub removed: Removed,
+}
+
+impl Progress {
+    fn new(by: &str, now_ms: i64) -> Progress {
+        Progress {
+            started_at_ms: now_ms,
+            by: by.to_owned(),
+            versions_read: 0,
+            first_ms: now_ms,
+            envs: BTreeSet::new(),
+            channels: BTreeSet::new(),
+            done: BTreeSet::new(),
+            usage_day: 0,
+            streams_purged: false,
+            secrets_done: false,
+            data_done: false,
+            final_purge_done: false,
+            removed: Removed::default(),
+        }
+    }
+
+    /// The teams any configuration version named (for the broker, which
+    /// also walks its own registry of the teams with secrets).
+    pub fn configured_teams(&self) -> BTreeSet<String> {
+        self.channels.iter().map(|(_, t, _)| t.clone()).collect()
+    }
+}
+
+/// The deletion under way for `tenant`, or a new one when there is none.
+pub fn progress(
+    config: &dyn KeyValue,
+    tenant: &TenantId,
+    by: &str,
+    now_ms: i64,
+) -> Result<Progress, ApiError> {
+    Ok(config
+        .get(&keys::offboarding(tenant))?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_else(|| Progress::new(by, now_ms)))
+}
+
+pub fn save(config: &dyn KeyValue, tenant: &TenantId, progress: &Progress) -> Result<(), ApiError> {
+    let json = serde_json::to_vec(progress).expect("progress always serialises");
+    Ok(config.set(&keys::offboarding(tenant), &json)?)
+}
+
+/// What a deletion reads of a configuration version.
+#[derive(Deserialize)]
+struct Document {
+    tenant: DocumentTenant,
+}
+
+#[derive(Deserialize)]
+struct DocumentTenant {
+    environments: Vec<DocumentEnv>,
+    #[serde(default)]
+    teams: BTreeMap<String, DocumentTeam>,
+}
+
+#[derive(Deserialize)]
+struct DocumentEnv {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct DocumentTeam {
+    #[serde(default)]
+    channels: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
+/// Deletes the tenant's data (everything but its secrets and its
+/// configuration) while `budget` lasts. Returns whether all of it is gone.
+pub fn delete_data(
+    stores: &TenantStores<'_>,
+    tenant: &TenantId,
+    progress: &mut Progress,
+    now_ms: i64,
+    budget: &mut Budget,
+) -> Result<bool, ApiError> {
+    if !read_versions(stores.config, tenant, progress, budget)? {
+        return Ok(false);
+    }
+    let sessions_registry = TeamRegistry::new(stores.data.sessions);
+    let limits_registry = TeamRegistry::new(stores.limits);
+    let mut envs = progress.envs.clone();
+    envs.extend(sessions_registry.environments(tenant)?);
+    envs.extend(limits_registry.environments(tenant)?);
+    for env in &envs {
+        if progress.done.contains(&format!("{env}/")) {
+            continue;
+        }
+        let Ok(env_ctx) = TenantCtx::new(tenant.as_str(), env, None) else {
+            continue;
+        };
+        let mut teams: Vec<TenantCtx> = vec![env_ctx.clone()];
+        for team in progress.configured_teams() {
+            if let Ok(t) = env_ctx.with_team((team != DEFAULT_TEAM).then_some(team.as_str())) {
+                teams.push(t);
+            }
+        }
+        teams.extend(sessions_registry.teams(&env_ctx)?);
+        teams.extend(limits_registry.teams(&env_ctx)?);
+        for team in &teams {
+            let name = format!("{env}/{}", team.team_token());
+            if progress.done.contains(&name) {
+                continue;
+            }
+            if !delete_team(stores, team, progress, now_ms, budget)? {
+                return Ok(false);
+            }
+            progress.done.insert(name);
+            progress.usage_day = 0;
+        }
+        for kv in [stores.data.sessions, stores.limits] {
+            if !SlotIndex::new(kv, keys::team_registry(&env_ctx))
+                .drain(budget, |_| Ok::<_, KvError>(0))?
+            {
+                return Ok(false);
+            }
+            kv.delete(&keys::env_registered(&env_ctx))?;
+        }
+        progress.done.insert(format!("{env}/"));
+    }
+    for kv in [stores.data.sessions, stores.limits] {
+        if !SlotIndex::new(kv, keys::env_registry(tenant)).drain(budget, |_| Ok::<_, KvError>(0))? {
+            return Ok(false);
+        }
+    }
+    Ok(rate::forget_scopes(stores.limits, tenant, budget)?)
+}
+
+/// Reads the configuration versions not read yet for the envs, teams and
+/// channels they name. Returns whether all were read.
+fn read_versions(
+    config: &dyn KeyValue,
+    tenant: &TenantId,
+    progress: &mut Progress,
+    budget: &mut Budget,
+) -> Result<bool, ApiError> {
+    let Some(head) = config.get(&keys::config_head(tenant))? else {
+        return Ok(true);
+    };
+    let newest = serde_json::from_slice::<Version<serde::de::IgnoredAny>>(&head)
+        .map(|v| v.version)
+        .unwrap_or(0);
+    while progress.versions_read < newest {
+        if budget.spent() {
+            return Ok(false);
+        }
+        // A version is up to a megabyte: it costs more than a key.
+        budget.examine();
+        budget.spend(9);
+        let n = progress.versions_read + 1;
+        let bytes = match config.get(&keys::config_version(tenant, n))? {
+            Some(bytes) => Some(bytes),
+            // The newest version may be only in the head (store/config.rs).
+            None if n == newest => Some(head.clone()),
+            None => None,
+        };
+        if let Some(version) =
+            bytes.and_then(|b| serde_json::from_slice::<Version<Document>>(&b).ok())
+        {
+            progress.first_ms = progress.first_ms.min(version.at_ms);
+            for env in &version.document.tenant.environments {
+                progress.envs.insert(env.id.clone());
+                for (team, spec) in &version.document.tenant.teams {
+                    for channel in spec.channels.keys() {
+                        progress
+                            .channels
+                            .insert((env.id.clone(), team.clone(), channel.clone()));
+                    }
+                }
+            }
+        }
+        progress.versions_read = n;
+    }
+    Ok(true)
+}
+
+/// Deletes one team's data in one env. Returns whether it is all gone.
+fn delete_team(
+    stores: &TenantStores<'_>,
+    team: &TenantCtx,
+    progress: &mut Progress,
+    now_ms: i64,
+    budget: &mut Budget,
+) -> Result<bool, ApiError> {
+    let sessions = SessionStore::new(stores.data.sessions);
+    let removed = &mut progress.removed;
+    let index = SlotIndex::new(stores.data.sessions, keys::session_index(team));
+    let drained = index.drain(budget, |entry| {
+        let Some(id) = std::str::from_utf8(&entry)
+            .ok()
+            .and_then(|id| SessionId::parse(id).ok().flatten())
+        else {
+            return Ok::<usize, ApiError>(0);
+        };
+        let Some(record) = sessions.get(team, &id)? else {
+            return Ok(1);
+        };
+        let Some(forgotten) = forget_session(&stores.data, team, &id)? else {
+            return Ok(1);
+        };
+        SlotIndex::new(
+            stores.data.sessions,
+            keys::person_index(team, &record.channel, &record.user_id),
+        )
+        .forget()?;
+        removed.sessions += 1;
+        removed.webchat_activities += forgotten.webchat_activities;
+        removed.egress_records += u64::try_from(forgotten.egress_records).unwrap_or(0);
+        Ok(3 + usize::try_from(forgotten.webchat_activities).unwrap_or(usize::MAX))
+    })?;
+    if !drained {
+        return Ok(false);
+    }
+    let erased = SlotIndex::new(stores.data.sessions, keys::erased_index(team));
+    let drained = erased.drain(budget, |entry| {
+        if let Some(marker) = std::str::from_utf8(&entry)
+            .ok()
+            .and_then(|e| keys::erased_marker_from_entry(team, e))
+        {
+            stores.data.sessions.delete(&marker)?;
+        }
+        Ok::<usize, KvError>(1)
+    })?;
+    if !drained {
+        return Ok(false);
+    }
+    if !delete_usage(stores, team, progress, now_ms, budget)? {
+        return Ok(false);
+    }
+    // Any channel id any version configured, in this team: a channel may
+    // have moved between teams or envs from one version to the next.
+    let channels: BTreeSet<&String> = progress.channels.iter().map(|(_, _, c)| c).collect();
+    for channel in channels {
+        if let Ok(channel) = ChannelId::parse(channel) {
+            stores
+                .data
+                .egress
+                .delete(&keys::teams_access_token(team, &channel))?;
+        }
+    }
+    stores.data.sessions.delete(&keys::sweep_cursor(team))?;
+    for kv in [stores.data.sessions, stores.limits] {
+        kv.delete(&keys::team_registered(team))?;
+    }
+    budget.spend(4);
+    Ok(true)
+}
+
+/// Deletes the team's usage counters of every day from the tenant's first
+/// version (less a day, for clocks that differ) to today, in both stores
+/// that keep them.
+fn delete_usage(
+    stores: &TenantStores<'_>,
+    team: &TenantCtx,
+    progress: &mut Progress,
+    now_ms: i64,
+    budget: &mut Budget,
+) -> Result<bool, ApiError> {
+    let first = progress.first_ms - DAY_MS;
+    let days = u32::try_from((now_ms - first).max(0) / DAY_MS + 1).unwrap_or(u32::MAX);
+    while progress.usage_day < days {
+        if budget.spent() {
+            return Ok(false);
+        }
+        budget.examine();
+        budget.spend(1);
+        let day = Day::of(first + i64::from(progress.usage_day) * DAY_MS);
+        stores.data.sessions.delete_many(&[
+            keys::usage(team, &day, Counter::Traffic),
+            keys::usage(team, &day, Counter::Errors),
+            keys::usage(team, &day, Counter::Delayed),
+        ])?;
+        stores.limits.delete_many(&[
+            keys::usage(team, &day, Counter::ApiRefused),
+            keys::usage(team, &day, Counter::WebchatRefused),
+        ])?;
+        progress.usage_day += 1;
+    }
+    Ok(true)
+}
+
+/// Deletes the tenant's configuration, the head last, while `budget`
+/// lasts. Returns whether the tenant is gone.
+pub fn delete_configuration(
+    config: &dyn KeyValue,
+    tenant: &TenantId,
+    progress: &mut Progress,
+    budget: &mut Budget,
+) -> Result<bool, ApiError> {
+    let head = config
+        .get(&keys::config_head(tenant))?
+        .and_then(|b| serde_json::from_slice::<Version<serde::de::IgnoredAny>>(&b).ok());
+    let (newest, slot) = head.map(|v| (v.version, v.slot)).unwrap_or((0, 0));
+    // Versions go newest first, `versions_read` counting down with them.
+    progress.versions_read = progress.versions_read.min(newest);
+    while progress.versions_read > 0 {
+        if budget.spent() {
+            return Ok(false);
+        }
+        budget.examine();
+        config.delete(&keys::config_version(tenant, progress.versions_read))?;
+        progress.removed.configuration_versions += 1;
+        progress.versions_read -= 1;
+    }
+    if slot > 0
+        && config
+            .get(&keys::tenant_index().slot(slot))?
+            .is_some_and(|entry| entry == tenant.as_str().as_bytes())
+    {
+        config.delete(&keys::tenant_index().slot(slot))?;
+    }
+    config.delete_many(&[keys::config_claim(tenant), keys::offboarding(tenant)])?;
+    config.delete(&keys::config_head(tenant))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::kv::TestKv;
+    use crate::store::people;
+    use crate::store::webchat_log::{Activity, ConversationLog, Participant};
+    use crate::tenancy::ids::{Conversation, ConversationId};
+
+    const NOW: i64 = crate::testing::NOW_SECS as i64 * 1000;
+
+    struct World {
+        sessions: TestKv,
+        webchat: TestKv,
+        egress: TestKv,
+        limits: TestKv,
+        config: TestKv,
+    }
+
+    impl World {
+        fn new() -> World {
+            let world = World {
+                sessions: TestKv::new(),
+                webchat: TestKv::new(),
+                egress: TestKv::new(),
+                limits: TestKv::new(),
+                config: TestKv::new(),
+            };
+            crate::testing::apply_demo(&world.config);
+            world
+        }
+
+        fn stores(&self) -> TenantStores<'_> {
+            TenantStores {
+                data: Stores {
+                    sessions: &self.sessions,
+                    webchat: &self.webchat,
+                    egress: &self.egress,
+                },
+                limits: &self.limits,
+                config: &self.config,
+            }
+        }
+
+        fn all(&self) -> [(&'static str, &TestKv); 5] {
+            [
+                ("sessions", &self.sessions),
+                ("webchat", &self.webchat),
+                ("egress", &self.egress),
+                ("limits", &self.limits),
+                ("config", &self.config),
+            ]
+        }
+
+        /// Every key and value of every store whose key names `tenant`.
+        fn keys_of(&self, tenant: &str) -> Vec<(String, Vec<u8>)> {
+            let mut found = Vec::new();
+            for (label, kv) in self.all() {
+                for (key, value) in kv.snapshot() {
+                    if key.contains(tenant) {
+                        found.push((format!("{label}: {key}"), value));
+                    }
+                }
+            }
+            found
+        }
+
+        /// Everything a tenant leaves in the stores as it is used: sessions
+        /// in several envs and teams (one a web chat visitor's with a log),
+        /// send progress, an erased person, usage and refusal counters,
+        /// rate windows, a Teams access token.
+        fn use_tenant(&self, tenant: &str) {
+            let sessions = SessionStore::new(&self.sessions);
+            let data = self.stores().data;
+            for env in ["prod", "staging", "unlisted"] {
+                for team in [Some("support"), Some("sales"), None] {
+                    let ctx = TenantCtx::new(tenant, env, team).unwrap();
+                    for user in ["U-ADA", "U-BOB", "U-DANA"] {
+                        let id = sessions
+                            .create(&ctx, crate::testing::new_session("slack", user), NOW)
+                            .unwrap()
+                            .id;
+                        self.egress
+                            .set(&keys::egress_progress(&ctx, &id), b"progress")
+                            .unwrap();
+                        self.egress
+                            .increment(&keys::egress_progress_claim(&ctx, &id), 1)
+                            .unwrap();
+                    }
+                    let web = ChannelId::parse("webchat").unwrap();
+                    let conversation = ConversationId::parse("wc-visitor-1").unwrap();
+                    let mut visitor = crate::testing::new_session("webchat", "u-visitor");
+                    visitor.provider = "messaging-webchat".into();
+                    visitor.conversation = Conversation {
+                        id: conversation.as_str().into(),
+                        thread: None,
+                    };
+                    sessions.create(&ctx, visitor, NOW).unwrap();
+                    let log = ConversationLog::new(&self.webchat, &ctx, &web, &conversation);
+                    for n in 0..3 {
+                        log.append(&Activity {
+                            id: format!("reply-{n}"),
+                            kind: "message".into(),
+                            from: Participant {
+                                id: "bot".into(),
+                                name: None,
+                                role: "bot".into(),
+                            },
+                            text: "hello".into(),
+                            timestamp: "2026-12-03T00:00:00Z".into(),
+                            reply_to_id: None,
+                        })
+                        .unwrap();
+                    }
+                    for (kv, counter) in [
+                        (&self.sessions, Counter::Traffic),
+                        (&self.sessions, Counter::Errors),
+                        (&self.limits, Counter::ApiRefused),
+                        (&self.limits, Counter::WebchatRefused),
+                    ] {
+                        TeamRegistry::new(kv).ensure(&ctx).unwrap();
+                        for day in [NOW, NOW + DAY_MS] {
+                            kv.increment(&keys::usage(&ctx, &Day::of(day), counter), 1)
+                                .unwrap();
+                        }
+                    }
+                    rate::count(
+                        &self.limits,
+                        &keys::rate_webchat_conversation(&ctx, &web, &conversation),
+                        "conversation",
+                        10,
+                        NOW,
+                    )
+                    .unwrap();
+                    rate::count(
+                        &self.limits,
+                        &keys::rate_webchat_channel(&ctx, &web),
+                        "channel",
+                        10,
+                        NOW,
+                    )
+                    .unwrap();
+                    let teams = ChannelId::parse("teams").unwrap();
+                    self.egress
+                        .set(&keys::teams_access_token(&ctx, &teams), b"token")
+                        .unwrap();
+                }
+                let env_ctx = TenantCtx::new(tenant, env, None).unwrap();
+                let slack = ChannelId::parse("slack").unwrap();
+                people::erase(&data, &env_ctx, &slack, "U-DANA", |_| true, NOW).unwrap();
+            }
+            let ctx = TenantCtx::new(tenant, "prod", None).unwrap();
+            for minute in [0, 60_000, 7_200_000] {
+                for subject in ["admin", "ops-robot"] {
+                    let at = NOW + minute;
+                    rate::count(&self.limits, &keys::rate_api(&ctx), "tenant", 10, at).unwrap();
+                    rate::count(
+                        &self.limits,
+                        &keys::rate_api_subject(&ctx, subject),
+                        "subject",
+                        10,
+                        at,
+                    )
+                    .unwrap();
+                }
+            }
+        }
+
+        /// Deletes `tenant` in calls of `units`, as the tenant API does
+        /// (streams and secrets aside). Returns how many calls it took.
+        fn delete(&self, tenant: &str, units: usize, now_ms: i64) -> usize {
+            let tenant = TenantId::parse(tenant).unwrap();
+            for call in 1..=10_000 {
+                let mut progress = progress(&self.config, &tenant, "ops", now_ms).unwrap();
+                let mut budget = Budget::new(units);
+                let gone = delete_data(&self.stores(), &tenant, &mut progress, now_ms, &mut budget)
+                    .unwrap()
+                    && delete_configuration(&self.config, &tenant, &mut progress, &mut budget)
+                        .unwrap();
+                if gone {
+                    return call;
+                }
+                save(&self.config, &tenant, &progress).unwrap();
+            }
+            panic!("the deletion of {tenant} did not end");
+        }
+    }
+
+    #[test]
+    fn deleting_a_tenant_leaves_no_key_of_it_and_changes_nothing_of_another() {
+        let world = World::new();
+        world.use_tenant("acme");
+        world.use_tenant("bigcorp");
+        assert!(world.keys_of("acme").len() > 300, "the fixture uses acme");
+        let bigcorp = world.keys_of("bigcorp");
+
+        // Tiny budgets: every step is cut off and resumed many times over.
+        let calls = world.delete("acme", 7, NOW + DAY_MS);
+        assert!(calls > 20, "{calls} calls");
+        let left: Vec<String> = world.keys_of("acme").into_iter().map(|(k, _)| k).collect();
+        assert!(left.is_empty(), "left behind: {left:#?}");
+        assert_eq!(world.keys_of("bigcorp"), bigcorp);
+        // The tenant index slot went with it; bigcorp's is there.
+        let (page, _) = crate::store::config::ConfigStore::new(&world.config)
+            .tenants(None, 10)
+            .unwrap();
+        let listed: Vec<&str> = page.iter().map(|v| v.tenant.as_str()).collect();
+        assert_eq!(listed, ["bigcorp"]);
+    }
+
+    #[test]
+    fn a_deletion_cut_off_anywhere_is_finished_by_running_it_again() {
+        // Every budget from 1 to 40 stops the calls at different places.
+        for units in 1..=40 {
+            let world = World::new();
+            world.use_tenant("acme");
+            world.delete("acme", units, NOW + DAY_MS);
+            let left: Vec<String> = world.keys_of("acme").into_iter().map(|(k, _)| k).collect();
+            assert!(left.is_empty(), "budget {units} left: {left:#?}");
+        }
+    }
+
+    #[test]
+    fn a_call_spends_at_most_about_its_budget() {
+        let world = World::new();
+        world.use_tenant("acme");
+        let tenant = TenantId::parse("acme").unwrap();
+        let mut progress = progress(&world.config, &tenant, "ops", NOW).unwrap();
+        let ops: u64 = world.all().iter().map(|(_, kv)| kv.ops()).sum();
+        let mut budget = Budget::new(50);
+        assert!(!delete_data(&world.stores(), &tenant, &mut progress, NOW, &mut budget).unwrap());
+        let spent: u64 = world.all().iter().map(|(_, kv)| kv.ops()).sum::<u64>() - ops;
+        // A unit is about a key read or deleted; a session forgotten costs
+        // a dozen operations for its three units, a version read one for ten.
+        assert!(spent < 50 * 6, "{spent} operations for 50 units");
+    }
+}
