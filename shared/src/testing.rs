@@ -11,7 +11,15 @@ use crate::host::{Host, OutboundError};
 use crate::http::{Request, Response};
 use crate::service::auth::{self, Claims};
 use crate::store::kv::{KeyValue, KvError, TestKv};
-use crate::tenancy::ids::TenantId;
+use crate::store::offboard::TenantStores;
+use crate::store::sessions::SessionStore;
+use crate::store::teams::TeamRegistry;
+use crate::store::webchat_log::{Activity, ConversationLog, Participant};
+use crate::store::{people, rate};
+use crate::tenancy::ids::{
+    ChannelId, Conversation, ConversationId, Counter, Day, TenantCtx, TenantId,
+};
+use crate::tenancy::keys as key;
 
 /// Ids every id position (path segment, header, claim, bundle key) must refuse:
 /// key and subject separators, NATS wildcards, traversal, case, padding,
@@ -600,6 +608,112 @@ impl Published {
             session: Some(out.session_id.as_str().to_owned()),
             rate: None,
             payload: out.to_json(),
+        }
+    }
+}
+
+/// Everything a tenant leaves in the stores as it is used: sessions
+/// in several envs and teams (one a web chat visitor's with a log),
+/// send progress, an erased person, usage and refusal counters,
+/// rate windows, a Teams access token. The deletion tests' fixture.
+pub fn use_tenant(stores: &TenantStores<'_>, tenant: &str, now_ms: i64) {
+    let sessions = SessionStore::new(stores.data.sessions);
+    for env in ["prod", "staging", "unlisted"] {
+        for team in [Some("support"), Some("sales"), None] {
+            let ctx = TenantCtx::new(tenant, env, team).unwrap();
+            for user in ["U-ADA", "U-BOB", "U-DANA"] {
+                let id = sessions
+                    .create(&ctx, crate::testing::new_session("slack", user), now_ms)
+                    .unwrap()
+                    .id;
+                stores
+                    .data
+                    .egress
+                    .set(&key::egress_progress(&ctx, &id), b"progress")
+                    .unwrap();
+                stores
+                    .data
+                    .egress
+                    .increment(&key::egress_progress_claim(&ctx, &id), 1)
+                    .unwrap();
+            }
+            let web = ChannelId::parse("webchat").unwrap();
+            let conversation = ConversationId::parse("wc-visitor-1").unwrap();
+            let mut visitor = crate::testing::new_session("webchat", "u-visitor");
+            visitor.provider = "messaging-webchat".into();
+            visitor.conversation = Conversation {
+                id: conversation.as_str().into(),
+                thread: None,
+            };
+            sessions.create(&ctx, visitor, now_ms).unwrap();
+            let log = ConversationLog::new(stores.data.webchat, &ctx, &web, &conversation);
+            for n in 0..3 {
+                log.append(&Activity {
+                    id: format!("reply-{n}"),
+                    kind: "message".into(),
+                    from: Participant {
+                        id: "bot".into(),
+                        name: None,
+                        role: "bot".into(),
+                    },
+                    text: "hello".into(),
+                    timestamp: "2026-12-03T00:00:00Z".into(),
+                    reply_to_id: None,
+                })
+                .unwrap();
+            }
+            for (kv, counter) in [
+                (stores.data.sessions, Counter::Traffic),
+                (stores.data.sessions, Counter::Errors),
+                (stores.limits, Counter::ApiRefused),
+                (stores.limits, Counter::WebchatRefused),
+            ] {
+                TeamRegistry::new(kv).ensure(&ctx).unwrap();
+                for day in [now_ms - (24 * 60 * 60 * 1000), now_ms] {
+                    kv.increment(&key::usage(&ctx, &Day::of(day), counter), 1)
+                        .unwrap();
+                }
+            }
+            rate::count(
+                stores.limits,
+                &key::rate_webchat_conversation(&ctx, &web, &conversation),
+                "conversation",
+                10,
+                now_ms,
+            )
+            .unwrap();
+            rate::count(
+                stores.limits,
+                &key::rate_webchat_channel(&ctx, &web),
+                "channel",
+                10,
+                now_ms,
+            )
+            .unwrap();
+            let teams = ChannelId::parse("teams").unwrap();
+            stores
+                .data
+                .egress
+                .set(&key::teams_access_token(&ctx, &teams), b"token")
+                .unwrap();
+        }
+        let env_ctx = TenantCtx::new(tenant, env, None).unwrap();
+        let slack = ChannelId::parse("slack").unwrap();
+        people::erase(&stores.data, &env_ctx, &slack, "U-DANA", |_| true, now_ms).unwrap();
+    }
+    let ctx = TenantCtx::new(tenant, "prod", None).unwrap();
+    for minute in [-7_200_000, -60_000, 0] {
+        for subject in ["admin", "ops-robot"] {
+            let at = now_ms + minute;
+            rate::count(stores.limits, &key::rate_api(&ctx), "tenant", 10, at).unwrap();
+            rate::count(
+                stores.limits,
+                &key::rate_api_subject(&ctx, subject),
+                "subject",
+                10,
+                at,
+            )
+            .unwrap();
         }
     }
 }

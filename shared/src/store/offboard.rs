@@ -414,9 +414,6 @@ pub fn delete_configuration(
 mod tests {
     use super::*;
     use crate::store::kv::TestKv;
-    use crate::store::people;
-    use crate::store::webchat_log::{Activity, ConversationLog, Participant};
-    use crate::tenancy::ids::{Conversation, ConversationId};
 
     const NOW: i64 = crate::testing::NOW_SECS as i64 * 1000;
 
@@ -476,105 +473,8 @@ mod tests {
             found
         }
 
-        /// Everything a tenant leaves in the stores as it is used: sessions
-        /// in several envs and teams (one a web chat visitor's with a log),
-        /// send progress, an erased person, usage and refusal counters,
-        /// rate windows, a Teams access token.
         fn use_tenant(&self, tenant: &str) {
-            let sessions = SessionStore::new(&self.sessions);
-            let data = self.stores().data;
-            for env in ["prod", "staging", "unlisted"] {
-                for team in [Some("support"), Some("sales"), None] {
-                    let ctx = TenantCtx::new(tenant, env, team).unwrap();
-                    for user in ["U-ADA", "U-BOB", "U-DANA"] {
-                        let id = sessions
-                            .create(&ctx, crate::testing::new_session("slack", user), NOW)
-                            .unwrap()
-                            .id;
-                        self.egress
-                            .set(&keys::egress_progress(&ctx, &id), b"progress")
-                            .unwrap();
-                        self.egress
-                            .increment(&keys::egress_progress_claim(&ctx, &id), 1)
-                            .unwrap();
-                    }
-                    let web = ChannelId::parse("webchat").unwrap();
-                    let conversation = ConversationId::parse("wc-visitor-1").unwrap();
-                    let mut visitor = crate::testing::new_session("webchat", "u-visitor");
-                    visitor.provider = "messaging-webchat".into();
-                    visitor.conversation = Conversation {
-                        id: conversation.as_str().into(),
-                        thread: None,
-                    };
-                    sessions.create(&ctx, visitor, NOW).unwrap();
-                    let log = ConversationLog::new(&self.webchat, &ctx, &web, &conversation);
-                    for n in 0..3 {
-                        log.append(&Activity {
-                            id: format!("reply-{n}"),
-                            kind: "message".into(),
-                            from: Participant {
-                                id: "bot".into(),
-                                name: None,
-                                role: "bot".into(),
-                            },
-                            text: "hello".into(),
-                            timestamp: "2026-12-03T00:00:00Z".into(),
-                            reply_to_id: None,
-                        })
-                        .unwrap();
-                    }
-                    for (kv, counter) in [
-                        (&self.sessions, Counter::Traffic),
-                        (&self.sessions, Counter::Errors),
-                        (&self.limits, Counter::ApiRefused),
-                        (&self.limits, Counter::WebchatRefused),
-                    ] {
-                        TeamRegistry::new(kv).ensure(&ctx).unwrap();
-                        for day in [NOW, NOW + DAY_MS] {
-                            kv.increment(&keys::usage(&ctx, &Day::of(day), counter), 1)
-                                .unwrap();
-                        }
-                    }
-                    rate::count(
-                        &self.limits,
-                        &keys::rate_webchat_conversation(&ctx, &web, &conversation),
-                        "conversation",
-                        10,
-                        NOW,
-                    )
-                    .unwrap();
-                    rate::count(
-                        &self.limits,
-                        &keys::rate_webchat_channel(&ctx, &web),
-                        "channel",
-                        10,
-                        NOW,
-                    )
-                    .unwrap();
-                    let teams = ChannelId::parse("teams").unwrap();
-                    self.egress
-                        .set(&keys::teams_access_token(&ctx, &teams), b"token")
-                        .unwrap();
-                }
-                let env_ctx = TenantCtx::new(tenant, env, None).unwrap();
-                let slack = ChannelId::parse("slack").unwrap();
-                people::erase(&data, &env_ctx, &slack, "U-DANA", |_| true, NOW).unwrap();
-            }
-            let ctx = TenantCtx::new(tenant, "prod", None).unwrap();
-            for minute in [0, 60_000, 7_200_000] {
-                for subject in ["admin", "ops-robot"] {
-                    let at = NOW + minute;
-                    rate::count(&self.limits, &keys::rate_api(&ctx), "tenant", 10, at).unwrap();
-                    rate::count(
-                        &self.limits,
-                        &keys::rate_api_subject(&ctx, subject),
-                        "subject",
-                        10,
-                        at,
-                    )
-                    .unwrap();
-                }
-            }
+            crate::testing::use_tenant(&self.stores(), tenant, NOW);
         }
 
         /// Deletes `tenant` in calls of `units`, as the tenant API does
