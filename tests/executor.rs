@@ -154,8 +154,9 @@ fn a_message_sent_before_its_sender_was_erased_is_dropped_and_a_later_one_starts
 /// for a first message; the person index of erasures, issue 19, adds one):
 /// a session's first message five (claim, team index slot, person index
 /// slot, one batch, one usage increment), six when it is its team's first in
-/// the env (registration); every later message three (memory swap, record
-/// swap, usage increment).
+/// the env (registration), seven when that team is also the env's first (the
+/// tenant's env registry, which an offboarding walks); every later message
+/// three (memory swap, record swap, usage increment).
 fn a_message_costs_five_writes_for_a_new_session_and_three_later(stores: Stores) {
     let p = Platform::on(stores);
     let kv = p.host.store(greentic::messaging::executor::STORE_LABEL);
@@ -166,7 +167,7 @@ fn a_message_costs_five_writes_for_a_new_session_and_three_later(stores: Stores)
     };
     assert_eq!(
         writes(&p.message("acme", "support", "slack", "U1", "E1", "hi")),
-        6
+        7
     );
     assert_eq!(
         writes(&p.message("acme", "support", "slack", "U2", "E2", "hi")),

@@ -1,3 +1,7 @@
+//! `greentic tenant delete acme` deletes a tenant and all of its data
+//! (platform admins), calling `DELETE /api/v1/tenants/{tenant}` until the
+//! tenant is gone, printing each call's progress.
+//!
 //! `greentic tenant apply`: a bundle's tenants applied to the running
 //! platform through the tenant API (`/api/v1/tenants`), each created or
 //! updated as a new version, or left alone when nothing changed.
@@ -26,6 +30,22 @@ use crate::client::Connection;
 pub enum TenantCommand {
     /// Create or update the tenants of a bundle (with the flows beside it in `flows/`).
     Apply(ApplyArgs),
+    /// Delete a tenant with all of its data, secrets and queued messages (platform admins).
+    Delete(DeleteArgs),
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// The tenant to delete.
+    tenant: String,
+    /// The operator's own tenant, named by a platform admin's token.
+    #[arg(long, default_value = "ops")]
+    operator_tenant: String,
+    /// The environment the token names.
+    #[arg(long, default_value = "prod")]
+    env: String,
+    #[command(flatten)]
+    connection: Connection,
 }
 
 #[derive(Args)]
@@ -46,8 +66,11 @@ pub struct ApplyArgs {
 }
 
 pub fn run(command: TenantCommand) -> ExitCode {
-    let TenantCommand::Apply(args) = command;
-    match apply(&args) {
+    let outcome = match command {
+        TenantCommand::Apply(args) => apply(&args),
+        TenantCommand::Delete(args) => delete(&args),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -90,6 +113,35 @@ fn apply(args: &ApplyArgs) -> Result<(), String> {
         Err("some tenants were not applied".into())
     } else {
         Ok(())
+    }
+}
+
+/// Calls the deletion until the tenant is gone: each call does a bounded
+/// share (202), the last answers 200.
+fn delete(args: &DeleteArgs) -> Result<(), String> {
+    let tenant = TenantId::parse(&args.tenant).map_err(|e| e.to_string())?;
+    let caller = args.operator_tenant.clone();
+    let bearer = args
+        .connection
+        .bearer(&caller, &args.env, Vec::new(), "platform-admin")?;
+    let headers = [("x-tenant-id", caller), ("x-env-id", args.env.clone())];
+    let url = format!("{}/api/v1/tenants/{tenant}", args.connection.base());
+    loop {
+        let answer = crate::client::request("DELETE", &url, &bearer, &headers, None)?;
+        let accepted = answer.status == 202;
+        let body = answer.success("DELETE", &url)?;
+        let removed = &body["removed"];
+        println!(
+            "{tenant}: {} (sessions {}, secrets {}, messages {}, versions {})",
+            body["state"].as_str().unwrap_or("?"),
+            removed["sessions"],
+            removed["secrets"],
+            removed["stream_messages"],
+            removed["configuration_versions"],
+        );
+        if !accepted {
+            return Ok(());
+        }
     }
 }
 
