@@ -28,6 +28,7 @@ on_real_spin!(
     rest_calls_over_a_subjects_quota_are_refused_with_429_and_rate_limit_headers,
     a_tenant_onboarded_changed_rolled_back_and_suspended_at_runtime,
     a_person_is_erased_and_the_retention_sweep_runs_on_spins_stores,
+    a_tenant_is_deleted_with_everything_of_it_from_spins_stores_and_the_streams,
 );
 
 /// Spin opens its SQLite stores in the journal mode the file has, and the
@@ -1103,4 +1104,105 @@ fn a_person_is_erased_and_the_retention_sweep_runs_on_spins_stores(kv: Kv) {
         None,
     );
     assert_eq!(status, 401);
+}
+
+/// Offboarding under the real Spin, its stores and the bridge's streams: a
+/// tenant created at runtime talks on Telegram, holds secrets and has called
+/// the API; an operator deletes it call after call until it is gone. Then no
+/// key of any store names it (the stores read by the test from SQLite's file
+/// or redis-server), its messages were purged from the streams, its webhook
+/// is unknown and its admin's token reaches nothing.
+fn a_tenant_is_deleted_with_everything_of_it_from_spins_stores_and_the_streams(kv: Kv) {
+    let p = platform(kv);
+    let tenant = format!("gone{}", unique_number());
+    let operator = p.token("ops", "prod").roles(&["platform-admin"]).bearer();
+    let admin = p.token(&tenant, "prod").roles(&["admin"]).bearer();
+    let as_operator = [("authorization", operator.as_str()), ("x-tenant-id", "ops")];
+    let as_admin = [
+        ("authorization", admin.as_str()),
+        ("x-tenant-id", tenant.as_str()),
+    ];
+    let tenant_path = format!("/api/v1/tenants/{tenant}");
+    let flow = json!({ "name": "greeter", "version": "1", "nodes": [
+        { "id": "hello", "type": "reply", "config": { "message": "hello {{ message.text }}" } },
+    ] });
+    let (status, body) = p.call(
+        "PUT",
+        &tenant_path,
+        &as_operator,
+        Some(telegram_tenant(flow).to_string().into_bytes()),
+    );
+    assert_eq!(status, 201, "{body}");
+    let bot_token = format!("999:{tenant}");
+    for (name, value) in [
+        ("telegram_webhook_secret", "gone-webhook-secret"),
+        ("telegram_bot_token", bot_token.as_str()),
+    ] {
+        let (status, body) = p.call(
+            "PUT",
+            &format!("/api/v1/secrets/{name}"),
+            &[as_admin[0], as_admin[1], ("x-team-id", "support")],
+            Some(json!({ "value": value }).to_string().into_bytes()),
+        );
+        assert!(matches!(status, 200 | 201), "{name}: {status} {body}");
+    }
+    let (from, topic) = (unique_number(), unique_number());
+    let webhook = format!("/webhooks/prod/{tenant}/support/telegram");
+    let send = || {
+        use greentic_harness::providers::telegram;
+        p.call(
+            "POST",
+            &webhook,
+            &[(telegram::SECRET_HEADER, "gone-webhook-secret")],
+            Some(
+                telegram::update(unique_number(), from, "hi", Some(topic))
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+    };
+    assert_eq!(send().0, 200);
+    p.eventually("the reply reached Telegram", || {
+        telegram_sends(p, topic).len() == 1
+    });
+    let (status, body) = p.call("GET", "/api/v1/sessions", &as_admin, None);
+    assert_eq!(status, 200, "{body}");
+    let named = |p: &RealPlatform| -> Vec<String> {
+        p.all_keys()
+            .into_iter()
+            .filter(|k| k.contains(&tenant))
+            .collect()
+    };
+    assert!(named(p).len() > 10, "{:#?}", named(p));
+
+    let mut calls = 0;
+    let removed = loop {
+        calls += 1;
+        assert!(calls < 50, "the deletion does not end");
+        let (status, body) = p.call("DELETE", &tenant_path, &as_operator, None);
+        match status {
+            202 => continue,
+            200 => break body["removed"].clone(),
+            _ => panic!("{status} {body}"),
+        }
+    };
+    assert_eq!(removed["sessions"], 1, "{removed}");
+    assert_eq!(removed["secrets"], 2, "{removed}");
+    // Its inbound message and its reply were still in the streams (they
+    // keep what was delivered for a week).
+    assert!(
+        removed["stream_messages"].as_u64().unwrap() >= 2,
+        "{removed}"
+    );
+    assert_eq!(named(p), Vec::<String>::new());
+
+    assert_eq!(p.call("GET", &tenant_path, &as_operator, None).0, 404);
+    assert_eq!(p.call("DELETE", &tenant_path, &as_operator, None).0, 404);
+    assert_eq!(send().0, 404, "its channel is not configured any more");
+    assert_eq!(p.call("GET", "/api/v1/sessions", &as_admin, None).0, 403);
+    assert_eq!(
+        named(p),
+        Vec::<String>::new(),
+        "refused calls wrote nothing"
+    );
 }

@@ -359,6 +359,54 @@ impl RealPlatform {
         });
     }
 
+    /// Every key of every store, as `label: key`, read from the backend
+    /// itself (the SQLite file's table, or Redis's `KEYS *`): what a test
+    /// scans to prove nothing of a tenant or a person is left. Never the
+    /// product's way (`get_keys` costs the whole store).
+    pub fn all_keys(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for (label, place) in &self.stores {
+            let keys: Vec<String> = match self.kv {
+                Kv::Sqlite => {
+                    let db = rusqlite::Connection::open_with_flags(
+                        place,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                    )
+                    .expect("the store's SQLite file opens");
+                    // Spin keeps every store's keys in one table with a `key` column.
+                    let tables: Vec<String> = db
+                        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                        .and_then(|mut q| {
+                            q.query_map([], |row| row.get(0))?
+                                .collect::<Result<Vec<String>, _>>()
+                        })
+                        .expect("sqlite_master reads");
+                    let mut keys = Vec::new();
+                    for table in tables {
+                        if let Ok(mut q) = db.prepare(&format!("SELECT key FROM \"{table}\"")) {
+                            keys.extend(
+                                q.query_map([], |row| row.get::<_, String>(0))
+                                    .expect("keys read")
+                                    .map(|k| k.expect("a key is text")),
+                            );
+                        }
+                    }
+                    keys
+                }
+                Kv::Redis => {
+                    let client = redis::Client::open(place.as_str()).expect("a redis URL");
+                    let mut conn = client.get_connection().expect("redis-server answers");
+                    redis::cmd("KEYS")
+                        .arg("*")
+                        .query(&mut conn)
+                        .expect("KEYS answers")
+                }
+            };
+            all.extend(keys.into_iter().map(|k| format!("{label}: {k}")));
+        }
+        all
+    }
+
     /// The SQLite file of store `label` (`None` on Redis).
     pub fn sqlite_file(&self, label: &str) -> Option<PathBuf> {
         (self.kv == Kv::Sqlite).then(|| self.scratch.join(format!("{label}.db")))
