@@ -38,14 +38,8 @@ pub enum TenantCommand {
 pub struct DeleteArgs {
     /// The tenant to delete.
     tenant: String,
-    /// The operator's own tenant, named by a platform admin's token.
-    #[arg(long, default_value = "ops")]
-    operator_tenant: String,
-    /// The environment the token names.
-    #[arg(long, default_value = "prod")]
-    env: String,
     #[command(flatten)]
-    connection: Connection,
+    caller: Caller,
 }
 
 #[derive(Args)]
@@ -55,6 +49,13 @@ pub struct ApplyArgs {
     /// Apply only this tenant, as its own admin; without it, every tenant as a platform admin.
     #[arg(long)]
     tenant: Option<String>,
+    #[command(flatten)]
+    caller: Caller,
+}
+
+/// Where the platform is and who calls it.
+#[derive(Args)]
+pub struct Caller {
     /// The operator's own tenant, named by a platform admin's token.
     #[arg(long, default_value = "ops")]
     operator_tenant: String,
@@ -91,12 +92,16 @@ fn apply(args: &ApplyArgs) -> Result<(), String> {
     };
     let (caller, role) = match &args.tenant {
         Some(id) => (id.clone(), "admin"),
-        None => (args.operator_tenant.clone(), "platform-admin"),
+        None => (args.caller.operator_tenant.clone(), "platform-admin"),
     };
     let bearer = args
+        .caller
         .connection
-        .bearer(&caller, &args.env, Vec::new(), role)?;
-    let headers = [("x-tenant-id", caller), ("x-env-id", args.env.clone())];
+        .bearer(&caller, &args.caller.env, Vec::new(), role)?;
+    let headers = [
+        ("x-tenant-id", caller),
+        ("x-env-id", args.caller.env.clone()),
+    ];
     let mut failed = false;
     for id in ids {
         let tenant = TenantId::parse(&id).map_err(|e| e.to_string())?;
@@ -120,12 +125,16 @@ fn apply(args: &ApplyArgs) -> Result<(), String> {
 /// share (202), the last answers 200.
 fn delete(args: &DeleteArgs) -> Result<(), String> {
     let tenant = TenantId::parse(&args.tenant).map_err(|e| e.to_string())?;
-    let caller = args.operator_tenant.clone();
-    let bearer = args
-        .connection
-        .bearer(&caller, &args.env, Vec::new(), "platform-admin")?;
-    let headers = [("x-tenant-id", caller), ("x-env-id", args.env.clone())];
-    let url = format!("{}/api/v1/tenants/{tenant}", args.connection.base());
+    let caller = args.caller.operator_tenant.clone();
+    let bearer =
+        args.caller
+            .connection
+            .bearer(&caller, &args.caller.env, Vec::new(), "platform-admin")?;
+    let headers = [
+        ("x-tenant-id", caller),
+        ("x-env-id", args.caller.env.clone()),
+    ];
+    let url = format!("{}/api/v1/tenants/{tenant}", args.caller.connection.base());
     loop {
         let answer = crate::client::request("DELETE", &url, &bearer, &headers, None)?;
         let accepted = answer.status == 202;
@@ -154,7 +163,7 @@ fn apply_one(
     bearer: &str,
     headers: &[(&str, String)],
 ) -> Result<String, String> {
-    let url = format!("{}/api/v1/tenants/{tenant}", args.connection.base());
+    let url = format!("{}/api/v1/tenants/{tenant}", args.caller.connection.base());
     let current = crate::client::request("GET", &url, bearer, headers, None)?;
     let mut headers = headers.to_vec();
     match current.status {

@@ -463,8 +463,9 @@ fn tenant_apply_creates_then_updates_only_what_changed() {
     let refused = tenant_apply(&url, &["--tenant", "newco", &newcomer]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
+    // (Its token names a tenant this platform does not have: refused at the door.)
     assert!(
-        stderr.contains("answered 403") && stderr.contains("only a platform admin creates tenants"),
+        stderr.contains("answered 403") && stderr.contains("not configured on this instance"),
         "{stderr}"
     );
     assert!(
@@ -472,6 +473,58 @@ fn tenant_apply_creates_then_updates_only_what_changed() {
             .unwrap()
             .is_none()
     );
+}
+
+/// `greentic tenant delete` calls the deletion until the tenant is gone,
+/// printing each call; a second run finds no tenant and says so.
+#[test]
+fn tenant_delete_calls_until_the_tenant_is_gone() {
+    let host = MemoryHost::new(&[
+        greentic::service::limits::STORE_LABEL,
+        greentic::messaging::executor::STORE_LABEL,
+        greentic::store::webchat_log::STORE_LABEL,
+        greentic::messaging::egress::STORE_LABEL,
+    ]);
+    host.set_now_ms(now() as i64 * 1000);
+    greentic::testing::FakeBridge::serve(&host);
+    let broker = broker_host();
+    host.serve_internal(
+        secrets_broker::COMPONENT,
+        Arc::new(move |req| secrets_broker::handle(req, broker.as_ref())),
+    );
+    let host = Arc::new(host);
+    let url = serve(host.clone(), tenant_api::handle);
+    let delete = || {
+        greentic()
+            .args(["tenant", "delete", "acme"])
+            .env("GREENTIC_URL", &url)
+            .env("SPIN_VARIABLE_AUTH_HS256_SECRET", TEST_HS256_SECRET)
+            .output()
+            .unwrap()
+    };
+    let first = delete();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("acme: deleted ("),
+        "{stdout}"
+    );
+    assert!(
+        greentic::flows::tenant_config::TenantConfig::load(host.as_ref(), "acme")
+            .unwrap()
+            .is_none()
+    );
+    let again = delete();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("answered 404"));
 }
 
 #[test]

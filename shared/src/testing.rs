@@ -717,3 +717,78 @@ pub fn use_tenant(stores: &TenantStores<'_>, tenant: &str, now_ms: i64) {
         }
     }
 }
+
+/// Every store a tenant's data is in, in memory, with the demo's tenants
+/// configured: the world of the data lifecycle's tests (retention, deletion).
+pub struct TenantWorld {
+    pub sessions: TestKv,
+    pub webchat: TestKv,
+    pub egress: TestKv,
+    pub limits: TestKv,
+    pub config: TestKv,
+}
+
+impl TenantWorld {
+    pub fn new() -> TenantWorld {
+        let world = TenantWorld {
+            sessions: TestKv::new(),
+            webchat: TestKv::new(),
+            egress: TestKv::new(),
+            limits: TestKv::new(),
+            config: TestKv::new(),
+        };
+        apply_demo(&world.config);
+        world
+    }
+
+    /// The stores of a session's data.
+    pub fn data(&self) -> crate::store::lifecycle::Stores<'_> {
+        crate::store::lifecycle::Stores {
+            sessions: &self.sessions,
+            webchat: &self.webchat,
+            egress: &self.egress,
+        }
+    }
+
+    /// The stores of a tenant's data (all of them).
+    pub fn stores(&self) -> TenantStores<'_> {
+        TenantStores {
+            data: self.data(),
+            limits: &self.limits,
+            config: &self.config,
+        }
+    }
+
+    pub fn all(&self) -> [(&'static str, &TestKv); 5] {
+        [
+            ("sessions", &self.sessions),
+            ("webchat", &self.webchat),
+            ("egress", &self.egress),
+            ("limits", &self.limits),
+            ("config", &self.config),
+        ]
+    }
+
+    /// Every key (as `store: key`) and value of every store whose key
+    /// contains `needle`, sorted.
+    pub fn keys_naming(&self, needle: &str) -> Vec<(String, Vec<u8>)> {
+        let mut found: Vec<(String, Vec<u8>)> = self
+            .all()
+            .into_iter()
+            .flat_map(|(label, kv)| {
+                kv.snapshot()
+                    .into_iter()
+                    .filter(|(key, _)| key.contains(needle))
+                    .map(move |(key, value)| (format!("{label}: {key}"), value))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+}
+
+impl Default for TenantWorld {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -278,35 +278,10 @@ fn write_cursor(kv: &dyn KeyValue, key: &str, slot: u64) -> Result<(), KvError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::kv::TestKv;
 
-    struct World {
-        sessions: TestKv,
-        webchat: TestKv,
-        egress: TestKv,
-        config: TestKv,
-    }
+    use crate::testing::TenantWorld as World;
 
     impl World {
-        fn new() -> World {
-            let world = World {
-                sessions: TestKv::new(),
-                webchat: TestKv::new(),
-                egress: TestKv::new(),
-                config: TestKv::new(),
-            };
-            crate::testing::apply_demo(&world.config);
-            world
-        }
-
-        fn stores(&self) -> Stores<'_> {
-            Stores {
-                sessions: &self.sessions,
-                webchat: &self.webchat,
-                egress: &self.egress,
-            }
-        }
-
         /// A session of `user`, last active at `at_ms`.
         fn session(&self, ctx: &TenantCtx, user: &str, at_ms: i64) -> SessionId {
             let store = SessionStore::new(&self.sessions);
@@ -327,7 +302,7 @@ mod tests {
             let mut calls = 0;
             let mut total = Swept::default();
             loop {
-                let swept = sweep(&self.stores(), &self.config, now_ms, budget).unwrap();
+                let swept = sweep(&self.data(), &self.config, now_ms, budget).unwrap();
                 calls += 1;
                 total.examined += swept.examined;
                 total.deleted += swept.deleted;
@@ -440,7 +415,7 @@ mod tests {
         // A call that ends inside acme's index: what it reads is acme's.
         let cost = |world: &World| {
             let ops = world.sessions.ops();
-            let swept = sweep(&world.stores(), &world.config, NOW, 5).unwrap();
+            let swept = sweep(&world.data(), &world.config, NOW, 5).unwrap();
             assert!(swept.more);
             world.sessions.ops() - ops
         };

@@ -413,68 +413,18 @@ pub fn delete_configuration(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::kv::TestKv;
 
     const NOW: i64 = crate::testing::NOW_SECS as i64 * 1000;
 
-    struct World {
-        sessions: TestKv,
-        webchat: TestKv,
-        egress: TestKv,
-        limits: TestKv,
-        config: TestKv,
-    }
+    use crate::testing::TenantWorld as World;
 
     impl World {
-        fn new() -> World {
-            let world = World {
-                sessions: TestKv::new(),
-                webchat: TestKv::new(),
-                egress: TestKv::new(),
-                limits: TestKv::new(),
-                config: TestKv::new(),
-            };
-            crate::testing::apply_demo(&world.config);
-            world
-        }
-
-        fn stores(&self) -> TenantStores<'_> {
-            TenantStores {
-                data: Stores {
-                    sessions: &self.sessions,
-                    webchat: &self.webchat,
-                    egress: &self.egress,
-                },
-                limits: &self.limits,
-                config: &self.config,
-            }
-        }
-
-        fn all(&self) -> [(&'static str, &TestKv); 5] {
-            [
-                ("sessions", &self.sessions),
-                ("webchat", &self.webchat),
-                ("egress", &self.egress),
-                ("limits", &self.limits),
-                ("config", &self.config),
-            ]
-        }
-
-        /// Every key and value of every store whose key names `tenant`.
-        fn keys_of(&self, tenant: &str) -> Vec<(String, Vec<u8>)> {
-            let mut found = Vec::new();
-            for (label, kv) in self.all() {
-                for (key, value) in kv.snapshot() {
-                    if key.contains(tenant) {
-                        found.push((format!("{label}: {key}"), value));
-                    }
-                }
-            }
-            found
-        }
-
         fn use_tenant(&self, tenant: &str) {
             crate::testing::use_tenant(&self.stores(), tenant, NOW);
+        }
+
+        fn keys_of(&self, tenant: &str) -> Vec<(String, Vec<u8>)> {
+            self.keys_naming(tenant)
         }
 
         /// Deletes `tenant` in calls of `units`, as the tenant API does
