@@ -391,6 +391,7 @@ const CONFIG_OPERATIONS: &[(&str, &str)] = &[
     ("PUT", "/api/v1/tenants/{t}"),
     ("POST", "/api/v1/tenants/{t}/rollback"),
     ("PUT", "/api/v1/tenants/{t}/status"),
+    ("DELETE", "/api/v1/tenants/{t}"),
 ];
 
 fn config_request(call: &Call, method: &str, path: &str, tenant: &str) -> greentic::http::Request {
@@ -421,7 +422,8 @@ fn config_request(call: &Call, method: &str, path: &str, tenant: &str) -> greent
 /// limited to one team) and no token, against every operation of the tenant
 /// API on every tenant: another tenant's configuration, existing or not, is
 /// the same 403; a tenant's own is readable by its tenant-wide tokens and
-/// changeable by its admin only; suspension and listing are the platform's.
+/// changeable by its admin only; suspension, deletion and listing are the
+/// platform's.
 /// Nothing refused is written.
 fn no_caller_reads_or_changes_another_tenants_configuration(target: Target) {
     let console = Console::on(target);
@@ -474,7 +476,7 @@ fn no_caller_reads_or_changes_another_tenants_configuration(target: Target) {
                         (false, _, _) => 401,
                         (true, _, false) => 403,
                         (true, "team admin", true) => 403,
-                        (true, _, true) if path.ends_with("status") => 403,
+                        (true, _, true) if path.ends_with("status") || method == "DELETE" => 403,
                         (true, "admin", true) => 200,
                         (true, _, true) if write => 403,
                         (true, _, true) => 200,
