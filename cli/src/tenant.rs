@@ -135,8 +135,15 @@ fn delete(args: &DeleteArgs) -> Result<(), String> {
         ("x-env-id", args.caller.env.clone()),
     ];
     let url = format!("{}/api/v1/tenants/{tenant}", args.caller.connection.base());
+    let mut busy = 0;
     loop {
         let answer = crate::client::request("DELETE", &url, &bearer, &headers, None)?;
+        if answer.status == 409 && busy < 30 {
+            // Another call of this deletion is running (one at a time).
+            busy += 1;
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            continue;
+        }
         let accepted = answer.status == 202;
         let body = answer.success("DELETE", &url)?;
         let removed = &body["removed"];

@@ -310,6 +310,15 @@ pub fn update_tenant(config: &dyn KeyValue, id: &str, edit: impl FnOnce(&mut Ten
         .unwrap_or_else(|e| panic!("cannot update tenant {id}: {e}"));
 }
 
+/// Starts deleting tenant `id` in a `config` store (status `offboarding`),
+/// as the tenant API's first step does.
+pub fn begin_offboarding(config: &dyn KeyValue, id: &str) {
+    let tenant = TenantId::parse(id).expect("test ids are valid");
+    ControlPlane::new(config)
+        .begin_offboarding(&tenant, &platform_author())
+        .unwrap_or_else(|e| panic!("cannot begin deleting {id}: {e}"));
+}
+
 /// A platform admin applying configuration, as tests and benchmarks do.
 pub fn platform_author() -> Author<'static> {
     Author {
@@ -700,6 +709,24 @@ pub fn use_tenant(stores: &TenantStores<'_>, tenant: &str, now_ms: i64) {
         let env_ctx = TenantCtx::new(tenant, env, None).unwrap();
         let slack = ChannelId::parse("slack").unwrap();
         people::erase(&stores.data, &env_ctx, &slack, "U-DANA", |_| true, now_ms).unwrap();
+        // A person whose only session was deleted (by the retention sweep
+        // or DELETE of the session): their person index stays behind.
+        let support = TenantCtx::new(tenant, env, Some("support")).unwrap();
+        let gone = sessions
+            .create(&support, new_session("slack", "U-SWEPT"), now_ms)
+            .unwrap()
+            .id;
+        sessions.delete(&support, &gone).unwrap();
+        // A record this version cannot read.
+        let odd = sessions
+            .create(&support, new_session("slack", "U-ODD"), now_ms)
+            .unwrap()
+            .id;
+        stores
+            .data
+            .sessions
+            .set(&key::session_record(&support, &odd), b"not a record")
+            .unwrap();
     }
     let ctx = TenantCtx::new(tenant, "prod", None).unwrap();
     for minute in [-7_200_000, -60_000, 0] {

@@ -16,7 +16,9 @@
 //!    with the deletion, after it the tenant is unknown (404).
 //!
 //! Every step is safe to repeat, so a call cut off anywhere is resumed by
-//! the next one.
+//! the next one. One call runs at a time (a lease per minute in the config
+//! store; a second call meanwhile is 409): two at once would drain the same
+//! index slot and count the index down twice.
 
 use greentic::flows::control::{Author, ControlPlane};
 use greentic::http::Response;
@@ -26,6 +28,7 @@ use greentic::secrets::client::BrokerClient;
 use greentic::service::limits;
 use greentic::service::log::RequestLog;
 use greentic::store::budget::Budget;
+use greentic::store::kv::KeyValue;
 use greentic::store::lifecycle::Stores;
 use greentic::store::offboard::{self, OFFBOARD_BUDGET, Progress, TenantStores};
 use greentic::store::webchat_log;
@@ -35,17 +38,43 @@ use serde_json::json;
 
 pub fn delete_tenant(
     plane: &ControlPlane<'_>,
-    config: &dyn greentic::store::kv::KeyValue,
+    config: &dyn KeyValue,
     tenant: &TenantId,
     by: &Author<'_>,
     host: &dyn Host,
     log: &RequestLog,
 ) -> Result<Response, ApiError> {
     plane.begin_offboarding(tenant, by)?;
-    let mut progress = offboard::progress(config, tenant, by.subject, by.now_ms)?;
+    let minute = offboard::take_lease(config, tenant, by.now_ms)?.ok_or_else(|| {
+        ApiError::Conflict(
+            "another call of this tenant's deletion is running (or died within two minutes); \
+             call again shortly"
+                .into(),
+        )
+    })?;
+    let answer = with_lease(config, tenant, minute, by, host, log);
+    offboard::release_lease(config, tenant, minute)?;
+    answer
+}
+
+/// One call, holding the lease of `minute`.
+fn with_lease(
+    config: &dyn KeyValue,
+    tenant: &TenantId,
+    minute: u64,
+    by: &Author<'_>,
+    host: &dyn Host,
+    log: &RequestLog,
+) -> Result<Response, ApiError> {
+    // Read again under the lease: the call before may have finished.
+    let head = offboard::offboarding_head(config, tenant)?.ok_or(ApiError::NotFound)?;
+    let mut progress = offboard::progress(config, tenant, head, by.subject, by.now_ms)?;
+    progress.leased(minute);
+    offboard::save(config, tenant, &progress)?;
     let done = run(config, tenant, &mut progress, host);
-    // What got done stays done, even when a step failed after it.
-    if !matches!(done, Ok(true)) {
+    // What got done stays done, even when a step failed after it; once the
+    // head is gone, there is nothing to keep.
+    if !matches!(done, Ok(true)) && offboard::offboarding_head(config, tenant)? == Some(head) {
         offboard::save(config, tenant, &progress)?;
     }
     let done = done?;
@@ -69,12 +98,17 @@ pub fn delete_tenant(
 /// Goes on with the deletion where `progress` says. Returns whether the
 /// tenant is gone.
 fn run(
-    config: &dyn greentic::store::kv::KeyValue,
+    config: &dyn KeyValue,
     tenant: &TenantId,
     progress: &mut Progress,
     host: &dyn Host,
 ) -> Result<bool, ApiError> {
     let bridge = BridgeClient::new(host);
+    let mut budget = Budget::new(OFFBOARD_BUDGET);
+    // The versions name the teams whose secrets the broker is asked about.
+    if !offboard::read_versions(config, tenant, progress, &mut budget)? {
+        return Ok(false);
+    }
     if !progress.streams_purged {
         progress.removed.stream_messages += bridge.purge_tenant(tenant)?;
         progress.streams_purged = true;
@@ -90,7 +124,6 @@ fn run(
             return Ok(false);
         }
     }
-    let mut budget = Budget::new(OFFBOARD_BUDGET);
     if !progress.data_done {
         let sessions = host.open_store(executor::STORE_LABEL)?;
         let webchat = host.open_store(webchat_log::STORE_LABEL)?;

@@ -294,7 +294,7 @@ impl<'a> SecretStore<'a> {
     ) -> Result<(u64, bool), SecretError> {
         let registry = SlotIndex::new(self.kv, keys::secret_team_registry(tenant));
         let mut all_teams = teams.clone();
-        for slot in 1..=registry.newest()? {
+        for slot in 1..=registry.newest_stored()? {
             if let Some(team) = registry.get(slot)?.and_then(|t| String::from_utf8(t).ok()) {
                 all_teams.insert(team);
             }
@@ -306,9 +306,10 @@ impl<'a> SecretStore<'a> {
             .chain([SecretScope::Tenant(tenant.as_str().to_owned())]);
         let mut removed = 0;
         for scope in scopes {
-            let drained = self.index(&scope).drain(budget, |entry| {
-                if let Some(name) = std::str::from_utf8(&entry)
-                    .ok()
+            let drained = self.index(&scope).drain(budget, |_, entry| {
+                if let Some(name) = entry
+                    .as_deref()
+                    .and_then(|n| std::str::from_utf8(n).ok())
                     .and_then(|n| SecretName::parse(n).ok())
                 {
                     let key = keys::secret(&scope, &name);
@@ -323,8 +324,8 @@ impl<'a> SecretStore<'a> {
                 return Ok((removed, false));
             }
         }
-        let drained = registry.drain(budget, |team| {
-            if let Ok(team) = String::from_utf8(team) {
+        let drained = registry.drain(budget, |_, team| {
+            if let Some(team) = team.and_then(|t| String::from_utf8(t).ok()) {
                 self.kv
                     .delete(&keys::secret_team_registered(tenant, &team))?;
             }

@@ -17,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use crate::store::budget::Budget;
-use crate::store::kv::{KeyValue, KvError};
+use crate::store::kv::{KeyValue, KvError, read_counter};
 use crate::tenancy::keys::IndexKeys;
 
 /// Slots examined per page at most. Bounds the cost of one request when the
@@ -58,6 +58,13 @@ impl<'a> SlotIndex<'a> {
         Ok(u64::try_from(self.kv.increment(&self.keys.seq(), 0)?).unwrap_or(0))
     }
 
+    /// [`Self::newest`] without creating the counter where there is none
+    /// (`increment(0)` writes a 0 on every Spin backend): what a reader of
+    /// an index that may be gone uses, so reading leaves nothing behind.
+    pub fn newest_stored(&self) -> Result<u64, KvError> {
+        Ok(u64::try_from(read_counter(self.kv, &self.keys.seq())?).unwrap_or(0))
+    }
+
     /// Deletes the counter, once every slot is removed: the index as if it
     /// never existed. A writer allocating meanwhile starts again at 1.
     pub fn forget(&self) -> Result<(), KvError> {
@@ -68,9 +75,10 @@ impl<'a> SlotIndex<'a> {
         self.kv.delete(&self.keys.slot(slot))
     }
 
-    /// Empties the index newest first while `budget` lasts: `each(entry)`
-    /// removes what a live slot names and answers what that cost; then the
-    /// slot goes and the counter goes down by one, so a drain cut off (by
+    /// Empties the index newest first while `budget` lasts: `each(slot,
+    /// entry)` removes what the slot names (its entry, `None` for a slot
+    /// already removed) and answers what that cost; then the slot goes and
+    /// the counter goes down by one, so a drain cut off (by
     /// its budget or a crash) resumes at the slot it was at, and redoes at
     /// most that one. Returns whether the index is gone, counter and all.
     /// Only for an index nobody adds to any more (a tenant being deleted):
@@ -78,10 +86,10 @@ impl<'a> SlotIndex<'a> {
     pub fn drain<E: From<KvError>>(
         &self,
         budget: &mut Budget,
-        mut each: impl FnMut(Vec<u8>) -> Result<usize, E>,
+        mut each: impl FnMut(u64, Option<Vec<u8>>) -> Result<usize, E>,
     ) -> Result<bool, E> {
         loop {
-            let newest = self.newest()?;
+            let newest = self.newest_stored()?;
             if newest == 0 {
                 self.forget()?;
                 return Ok(true);
@@ -90,9 +98,11 @@ impl<'a> SlotIndex<'a> {
                 return Ok(false);
             }
             budget.examine();
-            if let Some(entry) = self.get(newest)? {
-                let cost = each(entry)?;
-                budget.spend(cost);
+            let entry = self.get(newest)?;
+            let live = entry.is_some();
+            let cost = each(newest, entry)?;
+            budget.spend(cost);
+            if live {
                 self.remove(newest)?;
             }
             self.kv.increment(&self.keys.seq(), -1)?;

@@ -24,9 +24,10 @@
 use serde::Deserialize;
 
 use crate::store::budget::Budget;
-use crate::store::config::Version;
+use crate::store::config::{Status, Version};
 use crate::store::index::SlotIndex;
 use crate::store::kv::{KeyValue, KvError, read_counter};
+use crate::store::session::SessionRecord;
 use crate::store::sessions::{SessionStore, StoreError};
 use crate::store::teams::TeamRegistry;
 use crate::store::webchat_log::ConversationLog;
@@ -164,9 +165,12 @@ fn tenant_to_sweep(
     let Some(bytes) = config_kv.get(&keys::config_head(tenant))? else {
         return Ok(None);
     };
+    // A tenant being deleted is not swept: its deletion removes its
+    // indexes, which the sweep's reads would bring back.
     Ok(serde_json::from_slice::<Version<Environments>>(&bytes)
         .ok()
-        .filter(|v| v.slot == slot && v.tenant == tenant.as_str()))
+        .filter(|v| v.slot == slot && v.tenant == tenant.as_str())
+        .filter(|v| v.status != Status::Offboarding))
 }
 
 /// The team contexts of the tenant's environments with data.
@@ -243,7 +247,7 @@ fn sweep_team(
         if let Some(id) = index
             .get(slot)?
             .and_then(|id| SessionId::parse(std::str::from_utf8(&id).ok()?).ok()?)
-            && let Some(record) = sessions.get(team, &id)?
+            && let Some(record) = readable(sessions.get(team, &id))?
             && record.updated_at_ms < cutoff_ms
             && let Some(forgotten) = forget_session(stores, team, &id)?
         {
@@ -254,6 +258,18 @@ fn sweep_team(
     }
     write_cursor(stores.sessions, &cursor_key, newest + 1)?;
     Ok(true)
+}
+
+/// A record as the sweep reads it: one this version cannot read is passed
+/// over (it stays, for an operator to look at) rather than stopping every
+/// later call of the sweep at it.
+fn readable(
+    read: Result<Option<SessionRecord>, StoreError>,
+) -> Result<Option<SessionRecord>, StoreError> {
+    match read {
+        Err(StoreError::Record(_)) => Ok(None),
+        other => other,
+    }
 }
 
 fn delete_if_present(kv: &dyn KeyValue, key: &str) -> Result<(), KvError> {

@@ -34,12 +34,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::error::ApiError;
 use crate::store::budget::Budget;
-use crate::store::config::Version;
+use crate::store::config::{Status, Version};
 use crate::store::index::SlotIndex;
-use crate::store::kv::{KeyValue, KvError};
+use crate::store::kv::{KeyValue, KvError, read_counter};
 use crate::store::lifecycle::{Stores, forget_session};
 use crate::store::rate;
-use crate::store::sessions::SessionStore;
+use crate::store::sessions::{SessionStore, StoreError};
 use crate::store::teams::TeamRegistry;
 use crate::tenancy::ids::{ChannelId, Counter, DEFAULT_TEAM, Day, SessionId, TenantCtx, TenantId};
 use crate::tenancy::keys;
@@ -70,11 +70,19 @@ pub struct Removed {
 /// How far a tenant's deletion got (`config/{tenant}/offboarding`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
+    /// The write id of the `offboarding` version this deletion belongs to:
+    /// progress left by a deletion of an earlier tenant of the same id
+    /// (a crash after its head went) is not this one's.
+    head: u64,
+    /// The minutes whose lease a call took: deleted with the configuration.
+    leases: BTreeSet<u64>,
     pub started_at_ms: i64,
     /// The token subject that asked for the deletion.
     pub by: String,
     /// The configuration versions read so far for `scopes` (from 1).
     versions_read: u64,
+    /// The configuration versions deleted so far (from the newest).
+    versions_deleted: u64,
     /// When the tenant's first version was made: usage days start there.
     first_ms: i64,
     /// Every env, team and channel any version configured.
@@ -94,11 +102,14 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn new(by: &str, now_ms: i64) -> Progress {
+    fn new(head: u64, by: &str, now_ms: i64) -> Progress {
         Progress {
+            head,
+            leases: BTreeSet::new(),
             started_at_ms: now_ms,
             by: by.to_owned(),
             versions_read: 0,
+            versions_deleted: 0,
             first_ms: now_ms,
             envs: BTreeSet::new(),
             channels: BTreeSet::new(),
@@ -119,17 +130,68 @@ impl Progress {
     }
 }
 
-/// The deletion under way for `tenant`, or a new one when there is none.
+/// The write id of the tenant's head when it is being deleted (status
+/// `offboarding`); `None` when there is no head or it is another status.
+pub fn offboarding_head(config: &dyn KeyValue, tenant: &TenantId) -> Result<Option<u64>, ApiError> {
+    Ok(config
+        .get(&keys::config_head(tenant))?
+        .and_then(|b| serde_json::from_slice::<Version<serde::de::IgnoredAny>>(&b).ok())
+        .filter(|v| v.status == Status::Offboarding)
+        .map(|v| v.write_id))
+}
+
+/// The deletion under way for the tenant whose `offboarding` head has
+/// write id `head`, or a new one.
 pub fn progress(
     config: &dyn KeyValue,
     tenant: &TenantId,
+    head: u64,
     by: &str,
     now_ms: i64,
 ) -> Result<Progress, ApiError> {
     Ok(config
         .get(&keys::offboarding(tenant))?
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_else(|| Progress::new(by, now_ms)))
+        .and_then(|bytes| serde_json::from_slice::<Progress>(&bytes).ok())
+        .filter(|p| p.head == head)
+        .unwrap_or_else(|| Progress::new(head, by, now_ms)))
+}
+
+/// Takes the lease of the current minute for one call of the tenant's
+/// deletion: `None` while another call holds it (this minute's, or the
+/// last minute's, which a call that died keeps for up to two minutes).
+/// Two calls at once would each drain the same index slot and count the
+/// index down twice, skipping a slot.
+pub fn take_lease(
+    config: &dyn KeyValue,
+    tenant: &TenantId,
+    now_ms: i64,
+) -> Result<Option<u64>, ApiError> {
+    let minute = u64::try_from(now_ms).unwrap_or(0) / 60_000;
+    if read_counter(
+        config,
+        &keys::offboarding_lease(tenant, minute.saturating_sub(1)),
+    )? > 0
+    {
+        return Ok(None);
+    }
+    Ok((config.increment(&keys::offboarding_lease(tenant, minute), 1)? == 1).then_some(minute))
+}
+
+/// Gives the lease of `minute` back (and any later call's count on it).
+pub fn release_lease(
+    config: &dyn KeyValue,
+    tenant: &TenantId,
+    minute: u64,
+) -> Result<(), ApiError> {
+    Ok(config.delete(&keys::offboarding_lease(tenant, minute))?)
+}
+
+impl Progress {
+    /// Notes a lease taken, so the configuration's deletion removes it
+    /// even if the call that took it dies.
+    pub fn leased(&mut self, minute: u64) {
+        self.leases.insert(minute);
+    }
 }
 
 pub fn save(config: &dyn KeyValue, tenant: &TenantId, progress: &Progress) -> Result<(), ApiError> {
@@ -206,7 +268,7 @@ pub fn delete_data(
         }
         for kv in [stores.data.sessions, stores.limits] {
             if !SlotIndex::new(kv, keys::team_registry(&env_ctx))
-                .drain(budget, |_| Ok::<_, KvError>(0))?
+                .drain(budget, |_, _| Ok::<_, KvError>(0))?
             {
                 return Ok(false);
             }
@@ -215,7 +277,9 @@ pub fn delete_data(
         progress.done.insert(format!("{env}/"));
     }
     for kv in [stores.data.sessions, stores.limits] {
-        if !SlotIndex::new(kv, keys::env_registry(tenant)).drain(budget, |_| Ok::<_, KvError>(0))? {
+        if !SlotIndex::new(kv, keys::env_registry(tenant))
+            .drain(budget, |_, _| Ok::<_, KvError>(0))?
+        {
             return Ok(false);
         }
     }
@@ -224,7 +288,7 @@ pub fn delete_data(
 
 /// Reads the configuration versions not read yet for the envs, teams and
 /// channels they name. Returns whether all were read.
-fn read_versions(
+pub fn read_versions(
     config: &dyn KeyValue,
     tenant: &TenantId,
     progress: &mut Progress,
@@ -281,18 +345,48 @@ fn delete_team(
     let sessions = SessionStore::new(stores.data.sessions);
     let removed = &mut progress.removed;
     let index = SlotIndex::new(stores.data.sessions, keys::session_index(team));
-    let drained = index.drain(budget, |entry| {
-        let Some(id) = std::str::from_utf8(&entry)
-            .ok()
+    let drained = index.drain(budget, |slot, entry| {
+        // The person index this slot's session began, if it did: found so
+        // even after every session of the person is gone.
+        let started = keys::person_started_at(team, slot);
+        let mut cost = 1;
+        if let Some(person) = stores
+            .data
+            .sessions
+            .get(&started)?
+            .and_then(|d| keys::person_index_of_digest(team, std::str::from_utf8(&d).ok()?))
+        {
+            // Every slot of it: a slot of a session whose record could not
+            // be read names no person to unregister from.
+            let person = SlotIndex::new(stores.data.sessions, person);
+            let slots = person.newest_stored()?;
+            for slot in 1..=slots {
+                person.remove(slot)?;
+            }
+            person.forget()?;
+            stores.data.sessions.delete(&started)?;
+            cost += usize::try_from(slots).unwrap_or(usize::MAX);
+        }
+        let Some(id) = entry
+            .as_deref()
+            .and_then(|id| std::str::from_utf8(id).ok())
             .and_then(|id| SessionId::parse(id).ok().flatten())
         else {
-            return Ok::<usize, ApiError>(0);
+            return Ok::<usize, ApiError>(cost);
         };
-        let Some(record) = sessions.get(team, &id)? else {
-            return Ok(1);
+        let record = match sessions.get(team, &id) {
+            Ok(Some(record)) => record,
+            Ok(None) => return Ok(cost),
+            // A record this version cannot read still goes, by its keys.
+            Err(StoreError::Record(_)) => {
+                forget_unreadable(&stores.data, team, &id)?;
+                removed.sessions += 1;
+                return Ok(cost + 2);
+            }
+            Err(e) => return Err(e.into()),
         };
         let Some(forgotten) = forget_session(&stores.data, team, &id)? else {
-            return Ok(1);
+            return Ok(cost);
         };
         SlotIndex::new(
             stores.data.sessions,
@@ -302,15 +396,16 @@ fn delete_team(
         removed.sessions += 1;
         removed.webchat_activities += forgotten.webchat_activities;
         removed.egress_records += u64::try_from(forgotten.egress_records).unwrap_or(0);
-        Ok(3 + usize::try_from(forgotten.webchat_activities).unwrap_or(usize::MAX))
+        Ok(cost + 3 + usize::try_from(forgotten.webchat_activities).unwrap_or(usize::MAX))
     })?;
     if !drained {
         return Ok(false);
     }
     let erased = SlotIndex::new(stores.data.sessions, keys::erased_index(team));
-    let drained = erased.drain(budget, |entry| {
-        if let Some(marker) = std::str::from_utf8(&entry)
-            .ok()
+    let drained = erased.drain(budget, |_, entry| {
+        if let Some(marker) = entry
+            .as_deref()
+            .and_then(|e| std::str::from_utf8(e).ok())
             .and_then(|e| keys::erased_marker_from_entry(team, e))
         {
             stores.data.sessions.delete(&marker)?;
@@ -340,6 +435,21 @@ fn delete_team(
     }
     budget.spend(4);
     Ok(true)
+}
+
+/// Deletes the keys of a session whose record this version cannot read
+/// (its web chat log, if any, is beyond reach without it).
+fn forget_unreadable(stores: &Stores<'_>, team: &TenantCtx, id: &SessionId) -> Result<(), KvError> {
+    stores.sessions.delete_many(&[
+        keys::session_state(team, id),
+        keys::session_memory_claim(team, id),
+        keys::session_team_locator(team, id),
+        keys::session_record(team, id),
+    ])?;
+    stores.egress.delete_many(&[
+        keys::egress_progress(team, id),
+        keys::egress_progress_claim(team, id),
+    ])
 }
 
 /// Deletes the team's usage counters of every day from the tenant's first
@@ -387,16 +497,16 @@ pub fn delete_configuration(
         .get(&keys::config_head(tenant))?
         .and_then(|b| serde_json::from_slice::<Version<serde::de::IgnoredAny>>(&b).ok());
     let (newest, slot) = head.map(|v| (v.version, v.slot)).unwrap_or((0, 0));
-    // Versions go newest first, `versions_read` counting down with them.
-    progress.versions_read = progress.versions_read.min(newest);
-    while progress.versions_read > 0 {
+    // Versions go newest first (the head, deleted last, holds the newest).
+    while progress.versions_deleted < newest {
         if budget.spent() {
             return Ok(false);
         }
         budget.examine();
-        config.delete(&keys::config_version(tenant, progress.versions_read))?;
+        let n = newest - progress.versions_deleted;
+        config.delete(&keys::config_version(tenant, n))?;
         progress.removed.configuration_versions += 1;
-        progress.versions_read -= 1;
+        progress.versions_deleted += 1;
     }
     if slot > 0
         && config
@@ -405,6 +515,13 @@ pub fn delete_configuration(
     {
         config.delete(&keys::tenant_index().slot(slot))?;
     }
+    let leases: Vec<String> = progress
+        .leases
+        .iter()
+        .flat_map(|m| [*m, m + 1])
+        .map(|m| keys::offboarding_lease(tenant, m))
+        .collect();
+    config.delete_many(&leases)?;
     config.delete_many(&[keys::config_claim(tenant), keys::offboarding(tenant)])?;
     config.delete(&keys::config_head(tenant))?;
     Ok(true)
@@ -430,9 +547,11 @@ mod tests {
         /// Deletes `tenant` in calls of `units`, as the tenant API does
         /// (streams and secrets aside). Returns how many calls it took.
         fn delete(&self, tenant: &str, units: usize, now_ms: i64) -> usize {
+            crate::testing::begin_offboarding(&self.config, tenant);
             let tenant = TenantId::parse(tenant).unwrap();
+            let head = offboarding_head(&self.config, &tenant).unwrap().unwrap();
             for call in 1..=10_000 {
-                let mut progress = progress(&self.config, &tenant, "ops", now_ms).unwrap();
+                let mut progress = progress(&self.config, &tenant, head, "ops", now_ms).unwrap();
                 let mut budget = Budget::new(units);
                 let gone = delete_data(&self.stores(), &tenant, &mut progress, now_ms, &mut budget)
                     .unwrap()
@@ -442,6 +561,9 @@ mod tests {
                     return call;
                 }
                 save(&self.config, &tenant, &progress).unwrap();
+                // The retention sweep runs meanwhile: it leaves a tenant
+                // being deleted alone (its reads would bring counters back).
+                crate::store::lifecycle::sweep(&self.data(), &self.config, now_ms, 50).unwrap();
             }
             panic!("the deletion of {tenant} did not end");
         }
@@ -486,7 +608,7 @@ mod tests {
         let world = World::new();
         world.use_tenant("acme");
         let tenant = TenantId::parse("acme").unwrap();
-        let mut progress = progress(&world.config, &tenant, "ops", NOW).unwrap();
+        let mut progress = progress(&world.config, &tenant, 0, "ops", NOW).unwrap();
         let ops: u64 = world.all().iter().map(|(_, kv)| kv.ops()).sum();
         let mut budget = Budget::new(50);
         assert!(!delete_data(&world.stores(), &tenant, &mut progress, NOW, &mut budget).unwrap());

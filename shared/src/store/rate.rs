@@ -6,7 +6,8 @@
 //! request that opens a window (its increment returns 1) deletes the window
 //! the scope opened last, which the scope's `last` key names however long
 //! ago that was, so a scope keeps its current window and `last` alive and
-//! nothing older. The first window a scope ever opens registers it in its
+//! nothing older (a request late across a minute's end deletes the past
+//! window it reopened). The first window a scope ever opens registers it in its
 //! tenant's `rate-scopes` index, so an offboarding finds every window
 //! ([`forget_scopes`]); that costs an increment and a write once per scope,
 //! and opening a window a read and a write more than counting in it.
@@ -51,10 +52,11 @@ pub fn count(
 }
 
 /// Notes `window` as the scope's last one and deletes the one it replaces
-/// (or registers the scope, the first time). An instance whose clock lags
-/// may open an older window after a newer one: that never moves `last` back
-/// nor deletes the newer window (the older one is left for
-/// [`forget_scopes`], which deletes the window before `last` too).
+/// (or registers the scope, the first time). A request that read its clock
+/// just before another opened the next window (or an instance whose clock
+/// lags) may open an older window after a newer one: that never moves
+/// `last` back nor deletes the newer window; the older one, over already,
+/// is deleted at once, so no window but `last` outlives its minute.
 fn open(kv: &dyn KeyValue, keys: &RateKeys, window: u64) -> Result<(), KvError> {
     let last = kv
         .get(&keys.last())?
@@ -66,6 +68,7 @@ fn open(kv: &dyn KeyValue, keys: &RateKeys, window: u64) -> Result<(), KvError> 
             scopes.set(slot, keys.as_entry().as_bytes())?;
         }
         Some(last) if last < window => kv.delete(&keys.window(last))?,
+        Some(last) if last > window => return kv.delete(&keys.window(window)),
         Some(_) => return Ok(()),
     }
     kv.set(&keys.last(), window.to_string().as_bytes())
@@ -78,9 +81,10 @@ pub fn forget_scopes(
     tenant: &TenantId,
     budget: &mut Budget,
 ) -> Result<bool, KvError> {
-    SlotIndex::new(kv, keys::rate_scopes(tenant)).drain(budget, |entry| {
-        if let Some(scope) = std::str::from_utf8(&entry)
-            .ok()
+    SlotIndex::new(kv, keys::rate_scopes(tenant)).drain(budget, |_, entry| {
+        if let Some(scope) = entry
+            .as_deref()
+            .and_then(|e| std::str::from_utf8(e).ok())
             .and_then(|e| RateKeys::from_entry(tenant, e))
             && let Some(last) = kv
                 .get(&scope.last())?
@@ -147,7 +151,8 @@ mod tests {
                 "rate-scopes/bigcorp/seq".to_owned(),
             ]
         );
-        // A lagging clock's older window moves nothing back.
+        // A request whose clock read the minute before moves nothing back,
+        // and leaves no window of that past minute.
         count(&kv, &acme, "tenant", 3, minute + 3_540_000).unwrap();
         assert_eq!(
             kv.get("rate-api/acme/last").unwrap().unwrap(),
@@ -155,6 +160,10 @@ mod tests {
         );
         assert!(
             kv.exists(&format!("rate-api/acme/{}", window + 60))
+                .unwrap()
+        );
+        assert!(
+            !kv.exists(&format!("rate-api/acme/{}", window + 59))
                 .unwrap()
         );
     }

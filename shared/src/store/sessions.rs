@@ -137,9 +137,10 @@ impl<'a> SessionStore<'a> {
     /// `memory`, in one batch with its index entry, locator and, the first
     /// time, its team's registration. The caller makes sure it is the only
     /// creator (the executor claims the memory first): a batch is not a
-    /// compare-and-swap. Costs three increments the first time a team has a
-    /// session in the env, two after that (its team index slot, its
-    /// person's, see [`crate::store::people`]), plus the batch.
+    /// compare-and-swap. Costs two increments (its team index slot, its
+    /// person's, see [`crate::store::people`]), a third the first time its
+    /// team has a session in the env and a fourth when that team is also the
+    /// env's first (the registries' slots), plus the batch.
     pub fn insert(
         &self,
         ctx: &TenantCtx,
@@ -154,6 +155,15 @@ impl<'a> SessionStore<'a> {
             people::registration(self.kv, ctx, &record.channel, &record.user_id, &id)?;
         record.person_slot = person_slot;
         writes.push(person_entry);
+        if person_slot == 1 {
+            // The person's index begins here: noted beside the slot, so a
+            // deletion of the tenant finds the index after every session of
+            // the person is gone (no extra transaction: same batch).
+            writes.push((
+                keys::person_started_at(ctx, record.slot),
+                keys::person_digest(&record.channel, &record.user_id).into_bytes(),
+            ));
+        }
         writes.push((
             keys::session_team_locator(ctx, &id),
             ctx.team_token().as_bytes().to_vec(),
@@ -254,8 +264,9 @@ impl<'a> SessionStore<'a> {
         let Some(record) = self.get(ctx, id)? else {
             return Ok(false);
         };
+        // The index slot goes last: while it is there, a deletion cut off
+        // half-way (here or by a tenant's offboarding) still finds the rest.
         self.forget_memory(ctx, id)?;
-        self.index(ctx).remove(record.slot)?;
         if record.person_slot > 0 {
             people::unregister(
                 self.kv,
@@ -265,8 +276,9 @@ impl<'a> SessionStore<'a> {
                 record.person_slot,
             )?;
         }
-        self.kv.delete(&keys::session_record(ctx, id))?;
         self.kv.delete(&keys::session_team_locator(ctx, id))?;
+        self.kv.delete(&keys::session_record(ctx, id))?;
+        self.index(ctx).remove(record.slot)?;
         Ok(true)
     }
 
@@ -619,11 +631,12 @@ mod tests {
         assert!(!store.delete(&c, &created.id).unwrap());
         assert_eq!(store.get(&c, &created.id).unwrap(), None);
         assert!(store.state(&c, &created.id).unwrap().is_empty());
-        // Only the index counters and the team's and env's registrations
-        // are left behind.
+        // Only the index counters, the team's and env's registrations and
+        // where the person's index began are left behind.
         let left: Vec<String> = kv.snapshot().into_keys().collect();
         assert!(
             left.iter().all(|k| k.ends_with("/seq")
+                || k.ends_with("/person")
                 || k.contains("/team-registry/")
                 || k.contains("/env-registry/")),
             "{left:?}"

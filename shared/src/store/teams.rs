@@ -64,7 +64,7 @@ impl<'a> TeamRegistry<'a> {
     pub fn environments(&self, tenant: &TenantId) -> Result<Vec<String>, KvError> {
         let registry = SlotIndex::new(self.kv, keys::env_registry(tenant));
         let mut envs: Vec<String> = Vec::new();
-        for slot in 1..=registry.newest()? {
+        for slot in 1..=registry.newest_stored()? {
             if let Some(env) = registry
                 .get(slot)?
                 .and_then(|e| String::from_utf8(e).ok())
@@ -92,7 +92,7 @@ impl<'a> TeamRegistry<'a> {
     pub fn teams(&self, ctx: &TenantCtx) -> Result<Vec<TenantCtx>, KvError> {
         let registry = SlotIndex::new(self.kv, keys::team_registry(ctx));
         let mut teams: Vec<TenantCtx> = Vec::new();
-        for slot in 1..=registry.newest()? {
+        for slot in 1..=registry.newest_stored()? {
             let Some(entry) = registry.get(slot)? else {
                 continue;
             };

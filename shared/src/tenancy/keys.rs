@@ -15,6 +15,7 @@
 //! | `secrets/{tenant}/teams/{team}/{name}` | team secret (seed format) |
 //! | `index/{tenant}/{env}/teams/{team}/sessions/seq` | counter: slots handed out in the team index |
 //! | `index/{tenant}/{env}/teams/{team}/sessions/{slot}` | `{session}` at that slot |
+//! | `index/{tenant}/{env}/teams/{team}/sessions/{slot}/person` | the person index (its digest) the session at that slot started, written when it was the person's first: kept after the session, so an offboarding finds every person index |
 //! | `index/{tenant}/{env}/session-teams/{session}` | the team a session id belongs to |
 //! | `index/{tenant}/{env}/team-registry/seq` and `/{slot}` | the teams with data in the env (team tokens), each registered once |
 //! | `index/{tenant}/{env}/team-registry/of/{team}` | marks a team as registered |
@@ -48,6 +49,7 @@
 //! | `config/{tenant}/versions/{n}` | version `n` of the tenant's configuration, immutable (config store) |
 //! | `config/{tenant}/claim` | counter: whoever increments it to 1 creates the tenant (config store) |
 //! | `config/{tenant}/offboarding` | how far the tenant's offboarding got, JSON (config store; deleted with the head, last) |
+//! | `config/{tenant}/offboarding-lease/{minute}` | counter: whoever increments it to 1 runs the offboarding's call in that minute (config store) |
 //! | `config/global/tenants/seq` and `/{slot}` | the tenants created, each once: what the tenant listing walks (config store) |
 //!
 //! `{team}` is the team id or `default`. The tenant `global` is reserved (see
@@ -400,6 +402,24 @@ pub fn person_index(ctx: &TenantCtx, channel: &ChannelId, user_id: &str) -> Inde
     }
 }
 
+/// `index/{tenant}/{env}/teams/{team}/sessions/{slot}/person`: the digest
+/// of the person index whose first session took `slot` of the team index.
+pub fn person_started_at(ctx: &TenantCtx, slot: u64) -> String {
+    format!("{}/{slot}/person", session_index(ctx).prefix)
+}
+
+/// The digest a person index's key ends with ([`person_index`]).
+pub fn person_digest(channel: &ChannelId, user_id: &str) -> String {
+    digest(channel.as_str(), user_id)
+}
+
+/// The person index of `ctx`'s env a stored digest names, if it is one.
+pub fn person_index_of_digest(ctx: &TenantCtx, stored: &str) -> Option<IndexKeys> {
+    is_digest(stored).then(|| IndexKeys {
+        prefix: format!("index/{}/{}/people/{stored}", ctx.tenant_id(), ctx.env_id()),
+    })
+}
+
 /// `erased/{tenant}/{env}/{team}/{digest}`: when the person was erased in
 /// the context's team.
 pub fn person_erased(ctx: &TenantCtx, channel: &ChannelId, user_id: &str) -> String {
@@ -502,6 +522,12 @@ pub fn config_claim(tenant: &TenantId) -> String {
 /// `config/{tenant}/offboarding`: how far deleting the tenant got.
 pub fn offboarding(tenant: &TenantId) -> String {
     format!("config/{tenant}/offboarding")
+}
+
+/// `config/{tenant}/offboarding-lease/{minute}`: one call of the
+/// offboarding at a time (a counter, taken by whoever increments it to 1).
+pub fn offboarding_lease(tenant: &TenantId, minute: u64) -> String {
+    format!("config/{tenant}/offboarding-lease/{minute}")
 }
 
 /// `config/global/tenants`: one slot per tenant created (the reserved tenant
