@@ -811,11 +811,23 @@ fn unique_thread() -> String {
 /// The REST rate limit under the real Spin (its key-value `increment` on
 /// SQLite and on Redis): a token subject's 600 calls a minute are admitted
 /// with `RateLimit` headers counting down, the 601st is 429 with
-/// `Retry-After`. A tenant the bundle does not list (it gets the platform's
-/// limits), so no other test's calls share its quota.
+/// `Retry-After`. A tenant of its own, created here with the platform's
+/// default limits, so no other test's calls share its quota.
 fn rest_calls_over_a_subjects_quota_are_refused_with_429_and_rate_limit_headers(kv: Kv) {
     let p = platform(kv);
     let tenant = format!("limits-{}", unique_number());
+    // A tenant of its own, with the platform's default limits.
+    let operator = p.token("ops", "prod").roles(&["platform-admin"]).bearer();
+    let flow = json!({ "name": "greeter", "version": "1", "nodes": [
+        { "id": "hello", "type": "reply", "config": { "message": "hello" } },
+    ] });
+    let (status, body) = p.call(
+        "PUT",
+        &format!("/api/v1/tenants/{tenant}"),
+        &[("authorization", &operator), ("x-tenant-id", "ops")],
+        Some(telegram_tenant(flow).to_string().into_bytes()),
+    );
+    assert_eq!(status, 201, "{body}");
     let mut token = p.token(&tenant, "prod");
     token.claims.sub = "prober".into();
     let bearer = token.bearer();
