@@ -35,15 +35,7 @@ async fn nats_down_makes_publish_and_healthz_503_until_it_returns() {
     let r = bridge.publish(INGRESS_SUBJECT, "during", "{}").await;
     assert_eq!(r.headers()["retry-after"], "2");
     assert_problem(r, 503, "unavailable").await;
-    let metrics = bridge
-        .http
-        .get(format!("{}/metrics", bridge.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = bridge.metrics_text().await;
     assert!(
         metrics.contains("greentic_bridge_publish_errors_total 1\n"),
         "{metrics}"

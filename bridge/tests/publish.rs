@@ -70,15 +70,7 @@ async fn the_same_msg_id_twice_is_one_message() {
     assert_eq!(other["duplicate"], false);
     assert_eq!(stream_len(&js, "GREENTIC_INGRESS").await, 2);
 
-    let metrics = bridge
-        .http
-        .get(format!("{}/metrics", bridge.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = bridge.metrics_text().await;
     assert!(metrics.contains("greentic_bridge_published_total{stream=\"GREENTIC_INGRESS\"} 2\n"));
     assert!(
         metrics

@@ -155,15 +155,7 @@ async fn purging_a_tenant_empties_every_stream_of_it_and_of_no_one_else() {
 
     // Idempotent: nothing left to remove.
     assert_eq!(purged(&bridge, "acme").await, 0);
-    let text = bridge
-        .http
-        .get(format!("{}/metrics", bridge.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = bridge.metrics_text().await;
     assert!(
         text.contains("greentic_bridge_purged_total{stream=\"GREENTIC_DLQ\"} 4\n"),
         "{text}"

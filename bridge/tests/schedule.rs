@@ -160,15 +160,7 @@ async fn a_run_calls_again_while_more_with_the_delivery_token() {
         assert!(call.body.is_empty(), "an empty body");
     }
 
-    let metrics = bridge
-        .http
-        .get(format!("{}/metrics", bridge.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = bridge.metrics_text().await;
     for line in [
         "greentic_bridge_schedule_runs_total{schedule=\"retention\",outcome=\"ok\"} 1",
         "greentic_bridge_schedule_runs_total{schedule=\"retention\",outcome=\"failed\"} 0",

@@ -116,6 +116,18 @@ impl Bridge {
         .await;
     }
 
+    /// `GET /metrics` as text (Prometheus exposition).
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn publish(&self, subject: &str, msg_id: &str, body: &str) -> reqwest::Response {
         self.publish_with(subject, Some(msg_id), Some(PUBLISH_TOKEN), body.to_string())
             .await
