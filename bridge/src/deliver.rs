@@ -798,15 +798,7 @@ impl Delivery {
                         .map(str::to_string)
                 })
             });
-        let reason = from_problem.unwrap_or_else(|| {
-            format!(
-                "HTTP {} {}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
-            )
-            .trim_end()
-            .to_string()
-        });
+        let reason = from_problem.unwrap_or_else(|| status_line(status));
         self.clean(&reason)
     }
 
@@ -966,6 +958,18 @@ pub(crate) fn transport_reason(e: &reqwest::Error) -> String {
         Some(d) => format!("{kind}: {d}"),
         None => kind.to_string(),
     }
+}
+
+/// `HTTP 503 Service Unavailable`: how a failed answer is named in logs,
+/// metrics and dead letters when its body says nothing better.
+pub(crate) fn status_line(status: StatusCode) -> String {
+    format!(
+        "HTTP {} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+    .trim_end()
+    .to_string()
 }
 
 #[cfg(test)]

@@ -173,13 +173,7 @@ impl Schedule {
             let reason = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 "the endpoint refuses the bridge's delivery token".to_string()
             } else {
-                format!(
-                    "HTTP {} {}",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or("")
-                )
-                .trim_end()
-                .to_string()
+                deliver::status_line(status)
             };
             return Err(Failure {
                 status: status.as_u16().to_string(),

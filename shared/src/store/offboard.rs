@@ -439,17 +439,20 @@ fn delete_team(
 
 /// Deletes the keys of a session whose record this version cannot read
 /// (its web chat log, if any, is beyond reach without it).
-fn forget_unreadable(stores: &Stores<'_>, team: &TenantCtx, id: &SessionId) -> Result<(), KvError> {
+fn forget_unreadable(
+    stores: &Stores<'_>,
+    team: &TenantCtx,
+    id: &SessionId,
+) -> Result<(), StoreError> {
+    SessionStore::new(stores.sessions).forget_memory(team, id)?;
     stores.sessions.delete_many(&[
-        keys::session_state(team, id),
-        keys::session_memory_claim(team, id),
         keys::session_team_locator(team, id),
         keys::session_record(team, id),
     ])?;
-    stores.egress.delete_many(&[
+    Ok(stores.egress.delete_many(&[
         keys::egress_progress(team, id),
         keys::egress_progress_claim(team, id),
-    ])
+    ])?)
 }
 
 /// Deletes the team's usage counters of every day from the tenant's first

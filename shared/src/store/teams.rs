@@ -18,7 +18,7 @@
 use crate::store::index::SlotIndex;
 use crate::store::kv::{KeyValue, KvError};
 use crate::tenancy::ids::{DEFAULT_TEAM, IdKind, TenantCtx, TenantId, validate_id};
-use crate::tenancy::keys;
+use crate::tenancy::keys::{self, IndexKeys};
 
 pub struct TeamRegistry<'a> {
     kv: &'a dyn KeyValue,
@@ -62,19 +62,25 @@ impl<'a> TeamRegistry<'a> {
 
     /// The envs of `tenant` with a registered team, each once.
     pub fn environments(&self, tenant: &TenantId) -> Result<Vec<String>, KvError> {
-        let registry = SlotIndex::new(self.kv, keys::env_registry(tenant));
-        let mut envs: Vec<String> = Vec::new();
+        self.entries(keys::env_registry(tenant), IdKind::Env)
+    }
+
+    /// A registry's ids in the order they were registered, each once
+    /// (entries that are not valid ids of `kind` are passed over).
+    fn entries(&self, registry: IndexKeys, kind: IdKind) -> Result<Vec<String>, KvError> {
+        let registry = SlotIndex::new(self.kv, registry);
+        let mut ids: Vec<String> = Vec::new();
         for slot in 1..=registry.newest_stored()? {
-            if let Some(env) = registry
+            if let Some(id) = registry
                 .get(slot)?
                 .and_then(|e| String::from_utf8(e).ok())
-                .filter(|e| validate_id(IdKind::Env, e).is_ok())
-                && !envs.contains(&env)
+                .filter(|e| validate_id(kind, e).is_ok())
+                && !ids.contains(&id)
             {
-                envs.push(env);
+                ids.push(id);
             }
         }
-        Ok(envs)
+        Ok(ids)
     }
 
     /// Registers `ctx`'s team on its own (when no batch is being written).
@@ -90,26 +96,14 @@ impl<'a> TeamRegistry<'a> {
     /// The teams of `ctx`'s tenant and env with data, as contexts, in the
     /// order they were registered, each once.
     pub fn teams(&self, ctx: &TenantCtx) -> Result<Vec<TenantCtx>, KvError> {
-        let registry = SlotIndex::new(self.kv, keys::team_registry(ctx));
-        let mut teams: Vec<TenantCtx> = Vec::new();
-        for slot in 1..=registry.newest_stored()? {
-            let Some(entry) = registry.get(slot)? else {
-                continue;
-            };
-            let Some(team) = std::str::from_utf8(&entry)
-                .ok()
-                .filter(|t| validate_id(IdKind::Team, t).is_ok())
-            else {
-                continue;
-            };
-            let team = ctx
-                .with_team((team != DEFAULT_TEAM).then_some(team))
-                .expect("team id checked above");
-            if !teams.contains(&team) {
-                teams.push(team);
-            }
-        }
-        Ok(teams)
+        Ok(self
+            .entries(keys::team_registry(ctx), IdKind::Team)?
+            .iter()
+            .map(|team| {
+                ctx.with_team((team != DEFAULT_TEAM).then_some(team.as_str()))
+                    .expect("registry entries are checked team ids")
+            })
+            .collect())
     }
 }
 
