@@ -62,6 +62,10 @@ pub const WINDOW_PER_SLOT: usize = 2;
 /// bounds what the bridge keeps in memory for it: per partition at most
 /// (1 + HELD_PER_WINDOW) x the window of fetched messages.
 pub const HELD_PER_WINDOW: usize = 4;
+/// Longest a pull request waits on the server for messages: how long a
+/// stopping puller may wait for its last request to end (see
+/// [`Delivery::pull`]), and how often an idle consumer asks again.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
 /// Pause before rebuilding a consumer after it failed.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
@@ -162,6 +166,62 @@ struct Source {
     filter: String,
     /// The consumer of a bridge from before partitions: drained, never created.
     legacy: bool,
+}
+
+/// Places in a puller's window and room reserved for one pull request: the
+/// request asks for as many messages as there are places, so every message
+/// the server sends has one.
+struct Places {
+    window: OwnedSemaphorePermit,
+    room: OwnedSemaphorePermit,
+}
+
+impl Places {
+    /// At least one place (waiting for it), then every other free one, up to `most`.
+    async fn reserve(window: &Arc<Semaphore>, room: &Arc<Semaphore>, most: usize) -> Places {
+        let mut places = Places {
+            window: window
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the window is never closed"),
+            room: room
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the room is never closed"),
+        };
+        let more = window
+            .available_permits()
+            .min(room.available_permits())
+            .min(most.saturating_sub(1));
+        // Only this puller takes from its semaphores, so what is free stays free.
+        if let (Ok(w), Ok(r)) = (
+            window.clone().try_acquire_many_owned(more as u32),
+            room.clone().try_acquire_many_owned(more as u32),
+        ) {
+            places.window.merge(w);
+            places.room.merge(r);
+        }
+        places
+    }
+
+    fn len(&self) -> usize {
+        self.window.num_permits()
+    }
+
+    /// The place of one message that arrived.
+    fn take(&mut self) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+        let window = self
+            .window
+            .split(1)
+            .expect("the server sends no more than asked");
+        let room = self
+            .room
+            .split(1)
+            .expect("window and room are reserved together");
+        (window, room)
+    }
 }
 
 impl Delivery {
@@ -415,8 +475,17 @@ impl Delivery {
     }
 
     /// Fetches from one consumer into `fetched`, at most its window ahead of
-    /// the messages finished, until shutdown; reopens the consumer
-    /// after errors.
+    /// the messages finished, until shutdown; reopens the consumer after
+    /// errors.
+    ///
+    /// Each pull request asks for no more messages than the window has room
+    /// for and lasts at most [`PULL_EXPIRES`]. On shutdown the puller asks no
+    /// more, but reads its last request to its end (the batch filled, or the
+    /// server's expiry answer): what arrives until then goes to `fetched` like
+    /// any message, and [`Delivery::run`] hands it back. Dropping a request
+    /// before its end would lose what the server was sending at that moment:
+    /// that message would stay assigned to this consumer, unseen, until
+    /// `ack_wait` ran out.
     async fn pull(
         self: Arc<Self>,
         source: Source,
@@ -427,8 +496,8 @@ impl Delivery {
         let window = Arc::new(Semaphore::new(window_size));
         let room = Arc::new(Semaphore::new(window_size * (1 + HELD_PER_WINDOW)));
         'consumer: loop {
-            let mut messages = match self.open(&source).await {
-                Ok(Some(messages)) => messages,
+            let consumer = match self.open(&source).await {
+                Ok(Some(consumer)) => consumer,
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(delivery = self.cfg.name, consumer = source.consumer, error = %e, "cannot open consumer yet");
@@ -447,52 +516,50 @@ impl Delivery {
                 "delivering"
             );
             loop {
-                let mut stopping = false;
-                let mut next = None;
-                tokio::select! {
+                let mut places = tokio::select! {
                     biased;
-                    () = shutdown.wait_for(|s| *s).map(drop) => stopping = true,
-                    permits = async {
-                        (window.clone().acquire_owned().await, room.clone().acquire_owned().await)
-                    } => {
-                        let permit = (
-                            permits.0.expect("the window is never closed"),
-                            permits.1.expect("the room is never closed"),
-                        );
-                        tokio::select! {
-                            biased;
-                            () = shutdown.wait_for(|s| *s).map(drop) => stopping = true,
-                            message = messages.next() => next = Some((message, permit)),
+                    _ = shutdown.wait_for(|s| *s) => return,
+                    places = Places::reserve(&window, &room, self.cfg.concurrency) => places,
+                };
+                let request = consumer
+                    .batch()
+                    .max_messages(places.len())
+                    .expires(PULL_EXPIRES)
+                    .messages()
+                    .await;
+                let mut batch = match request {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        tracing::warn!(delivery = self.cfg.name, consumer = source.consumer, error = %e, "pull request failed");
+                        break;
+                    }
+                };
+                let mut failed = false;
+                while let Some(next) = batch.next().await {
+                    match next {
+                        Ok(message) => {
+                            if let Some(pending) = self.pending(message, places.take()).await
+                                && let Err(unsent) = fetched.send(pending).await
+                            {
+                                // The scheduler stopped: hand it back.
+                                let _ = unsent
+                                    .0
+                                    .message
+                                    .ack_with(AckKind::Nak(Some(HAND_BACK_DELAY)))
+                                    .await;
+                            }
+                        }
+                        // The server ended the request (the consumer or its
+                        // stream is gone, a leader changed): the batch ends.
+                        Err(e) => {
+                            tracing::warn!(delivery = self.cfg.name, consumer = source.consumer, error = %e, "pull request ended with an error");
+                            failed = true;
                         }
                     }
                 }
-                if stopping {
-                    self.hand_back(&mut messages).await;
-                    return;
-                }
-                match next {
-                    Some((Some(Ok(message)), permit)) => {
-                        if let Some(pending) = self.pending(message, permit).await
-                            && let Err(unsent) = fetched.send(pending).await
-                        {
-                            // The scheduler stopped: hand it back.
-                            let _ = unsent
-                                .0
-                                .message
-                                .ack_with(AckKind::Nak(Some(HAND_BACK_DELAY)))
-                                .await;
-                            return;
-                        }
-                    }
-                    Some((Some(Err(e)), _)) => {
-                        use consumer::pull::MessagesErrorKind as K;
-                        tracing::warn!(delivery = self.cfg.name, consumer = source.consumer, error = %e, "consumer stream error");
-                        if matches!(e.kind(), K::ConsumerDeleted | K::NoResponders) {
-                            self.nats.ensure_streams_again();
-                            break;
-                        }
-                    }
-                    _ => break,
+                if failed {
+                    self.nats.ensure_streams_again();
+                    break;
                 }
             }
             tokio::select! {
@@ -577,13 +644,12 @@ impl Delivery {
         }
     }
 
-    /// Creates or updates the durable consumer and starts pulling, at most
-    /// `concurrency` messages ahead. `None` for a legacy consumer that does
-    /// not exist (nothing to drain) or has nothing left.
+    /// Creates or updates the durable consumer. `None` for a legacy consumer
+    /// that does not exist (nothing to drain) or has nothing left.
     async fn open(
         &self,
         source: &Source,
-    ) -> Result<Option<consumer::pull::Stream>, async_nats::Error> {
+    ) -> Result<Option<consumer::PullConsumer>, async_nats::Error> {
         if source.legacy {
             let stream = self.nats.js().get_stream(self.cfg.stream.as_str()).await?;
             match stream.consumer_info(&source.consumer).await {
@@ -617,38 +683,7 @@ impl Delivery {
             .js()
             .create_consumer_on_stream(config, self.cfg.stream.as_str())
             .await?;
-        let messages = consumer
-            .stream()
-            .max_messages_per_batch(self.cfg.concurrency)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await?;
-        Ok(Some(messages))
-    }
-
-    /// On shutdown: messages already fetched but not started go back now
-    /// instead of after `ack_wait`. The short delay keeps JetStream from
-    /// handing them straight back to this consumer's last pull request before
-    /// its subscription is gone.
-    async fn hand_back(&self, messages: &mut consumer::pull::Stream) {
-        let mut returned = 0;
-        while let Some(Some(Ok(message))) = messages.next().now_or_never() {
-            if message
-                .ack_with(AckKind::Nak(Some(HAND_BACK_DELAY)))
-                .await
-                .is_ok()
-            {
-                returned += 1;
-            }
-        }
-        if returned > 0 {
-            tracing::info!(
-                delivery = self.cfg.name,
-                returned,
-                "handed back unstarted messages"
-            );
-        }
+        Ok(Some(consumer))
     }
 
     /// One attempt at one message, and what follows from its outcome: done

@@ -191,3 +191,79 @@ async fn a_graceful_restart_mid_stream_loses_and_misroutes_nothing() {
 async fn a_crash_mid_stream_loses_and_misroutes_nothing() {
     restart_mid_stream(Stop::Crash).await;
 }
+
+/// Messages stored while a bridge stops (published straight to NATS, every
+/// millisecond, before, during and after the stop) all reach the next bridge
+/// at once: none was sent to the stopping bridge's last pull request and lost
+/// there, which would hold it until `ack_wait` (five minutes here) ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_stored_while_a_bridge_stops_wait_for_no_ack_wait() {
+    let nats = NatsServer::start();
+    let ingress = Receiver::ok().await;
+    let egress = Receiver::ok().await;
+    let port = free_port();
+    let mut specs = [
+        DeliverySpec::ingress(ingress.url.clone()),
+        DeliverySpec::egress(egress.url.clone()),
+    ];
+    for spec in &mut specs {
+        spec.ack_wait = Some("5m");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("bridge.toml");
+    std::fs::write(
+        &config_path,
+        config_toml(&format!("127.0.0.1:{port}"), &nats.url(), &specs),
+    )
+    .unwrap();
+    let log = dir.path().join("bridge.log");
+    let first = BridgeProcess::spawn(&config_path, port, &log);
+    first.wait_healthy().await;
+
+    let stop = tokio::sync::watch::channel(false);
+    let publisher = {
+        let js = js(&nats).await;
+        let mut stopped = stop.1.clone();
+        tokio::spawn(async move {
+            let mut published = 0;
+            while !*stopped.borrow_and_update() {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", format!("m-{published}").as_str());
+                js.publish_with_headers(
+                    subject_for(published),
+                    headers,
+                    payload(published, 64).into(),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+                published += 1;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            published
+        })
+    };
+    eventually("deliveries under way", || async {
+        ingress.seen().len() >= 20 && egress.seen().len() >= 20
+    })
+    .await;
+    assert!(first.terminate().success(), "clean exit on SIGTERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.0.send_replace(true);
+    let published = publisher.await.unwrap();
+
+    let second = BridgeProcess::spawn(&config_path, port, &log);
+    second.wait_healthy().await;
+    eventually("every stored message delivered", || async {
+        let seen: std::collections::HashSet<String> = ingress
+            .seen()
+            .into_iter()
+            .chain(egress.seen())
+            .map(|r| r.msg_id)
+            .collect();
+        (0..published).all(|i| seen.contains(&format!("m-{i}")))
+    })
+    .await;
+    assert!(second.terminate().success());
+}
