@@ -25,7 +25,9 @@
 //! and times each until its reply is in the conversation's log, first alone,
 //! then while wrk floods ACME's Telegram channel as fast as ingress takes it.
 
+use std::collections::HashMap;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use greentic_harness::spin_up::{Deliveries, Kv, RealPlatform, TELEGRAM_WEBHOOK_SECRET};
@@ -225,8 +227,13 @@ fn percentile(sorted: &[f64], q: usize) -> f64 {
 const BIGCORP_CHAT: &str = "/webhooks/prod/bigcorp/helpdesk/webchat";
 const BIGCORP_GREETING: &str = "BigCorp Helpdesk here. What's your issue?";
 
-/// A web chat conversation's bearer token (issued before any timing).
-fn webchat_token(platform: &RealPlatform) -> String {
+/// A web chat conversation (its token issued before any timing).
+struct Chat {
+    bearer: String,
+    conversation: String,
+}
+
+fn webchat_chat(platform: &RealPlatform) -> Chat {
     let (status, chat) = platform.call(
         "POST",
         &format!("{BIGCORP_CHAT}/tokens"),
@@ -237,25 +244,88 @@ fn webchat_token(platform: &RealPlatform) -> String {
         Some(br#"{"user_name":"Bench"}"#.to_vec()),
     );
     assert_eq!(status, 200, "{chat}");
-    format!("Bearer {}", chat["token"].as_str().unwrap())
+    Chat {
+        bearer: format!("Bearer {}", chat["token"].as_str().unwrap()),
+        conversation: chat["conversation_id"].as_str().unwrap().to_string(),
+    }
 }
 
-/// One web chat message in its own conversation: milliseconds from sending
-/// it until its reply is in the conversation's log (polled every 5 ms).
-fn webchat_round_trip(platform: &RealPlatform, bearer: &str) -> f64 {
+/// When each of BigCorp's replies was handed to egress: when the executor's
+/// publish of it reached NATS, by conversation (a plain NATS subscription
+/// beside the bridge's consumers).
+struct EgressWatch {
+    handed: Arc<Mutex<HashMap<String, Instant>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl EgressWatch {
+    fn start(platform: &RealPlatform) -> EgressWatch {
+        use futures::StreamExt;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let mut replies = runtime.block_on(async {
+            let client = async_nats::connect(platform.nats_url()).await.unwrap();
+            let replies = client
+                .subscribe("greentic.messaging.egress.*.bigcorp.>")
+                .await
+                .unwrap();
+            client.flush().await.unwrap();
+            replies
+        });
+        let seen = handed.clone();
+        runtime.spawn(async move {
+            while let Some(reply) = replies.next().await {
+                let at = Instant::now();
+                let outbound: serde_json::Value =
+                    serde_json::from_slice(&reply.payload).expect("an outbound envelope");
+                let conversation = outbound["conversation"]["id"].as_str().unwrap();
+                seen.lock()
+                    .unwrap()
+                    .entry(conversation.to_string())
+                    .or_insert(at);
+            }
+        });
+        EgressWatch {
+            handed,
+            _runtime: runtime,
+        }
+    }
+
+    fn handed(&self, conversation: &str) -> Option<Instant> {
+        self.handed.lock().unwrap().get(conversation).copied()
+    }
+}
+
+/// One BigCorp message's timings, in milliseconds.
+struct RoundTrip {
+    /// From sending it until its reply is in the conversation's log (polled
+    /// every 5 ms): what the visitor waits.
+    visitor: f64,
+    /// From its webhook's answer (accepted) until its reply was handed to
+    /// egress: the issue's measure, the bridge's and the executor's share.
+    accepted_to_egress: f64,
+}
+
+/// One web chat message in its own conversation, timed both ways.
+fn webchat_round_trip(platform: &RealPlatform, watch: &EgressWatch, chat: &Chat) -> RoundTrip {
     let sent = Instant::now();
     let (status, body) = platform.call(
         "POST",
         BIGCORP_CHAT,
-        &[("authorization", bearer)],
+        &[("authorization", &chat.bearer)],
         Some(br#"{"type":"message","id":"m1","text":"hi"}"#.to_vec()),
     );
+    let accepted = Instant::now();
     assert_eq!(status, 200, "{body}");
     loop {
         let (status, log) = platform.call(
             "GET",
             "/webchat/v1/prod/bigcorp/helpdesk/webchat/activities",
-            &[("authorization", bearer)],
+            &[("authorization", &chat.bearer)],
             None,
         );
         let replied = status == 200
@@ -263,7 +333,16 @@ fn webchat_round_trip(platform: &RealPlatform, bearer: &str) -> f64 {
                 .as_array()
                 .is_some_and(|a| a.iter().any(|m| m["text"] == BIGCORP_GREETING));
         if replied {
-            return sent.elapsed().as_secs_f64() * 1000.0;
+            let visitor = sent.elapsed().as_secs_f64() * 1000.0;
+            // Egress wrote the log after the reply was handed to it.
+            let handed = watch
+                .handed(&chat.conversation)
+                .expect("the reply went through egress");
+            return RoundTrip {
+                visitor,
+                accepted_to_egress: handed.saturating_duration_since(accepted).as_secs_f64()
+                    * 1000.0,
+            };
         }
         assert!(
             sent.elapsed() < Duration::from_secs(600),
@@ -273,29 +352,42 @@ fn webchat_round_trip(platform: &RealPlatform, bearer: &str) -> f64 {
     }
 }
 
-/// `count` web chat conversations' tokens.
-fn webchat_tokens(platform: &RealPlatform, count: u64) -> Vec<String> {
-    (0..count).map(|_| webchat_token(platform)).collect()
+/// `count` web chat conversations.
+fn webchat_chats(platform: &RealPlatform, count: u64) -> Vec<Chat> {
+    (0..count).map(|_| webchat_chat(platform)).collect()
 }
 
-/// BigCorp's messages, one every 100 ms, one per token, each timed to its
-/// reply on a thread of its own (a slow reply does not delay the next send).
-fn quiet_tenant(platform: &RealPlatform, tokens: &[String]) -> Vec<f64> {
+/// One phase's latencies, each sorted.
+struct Latencies {
+    visitor: Vec<f64>,
+    accepted_to_egress: Vec<f64>,
+}
+
+/// BigCorp's messages, one every 100 ms, one per conversation, each timed to
+/// its reply on a thread of its own (a slow reply does not delay the next send).
+fn quiet_tenant(platform: &RealPlatform, watch: &EgressWatch, chats: &[Chat]) -> Latencies {
     let start = Instant::now();
-    let mut latencies: Vec<f64> = std::thread::scope(|scope| {
-        let handles: Vec<_> = tokens
+    let trips: Vec<RoundTrip> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chats
             .iter()
             .enumerate()
-            .map(|(i, bearer)| {
+            .map(|(i, chat)| {
                 let due = start + Duration::from_millis(100 * i as u64);
                 std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                scope.spawn(move || webchat_round_trip(platform, bearer))
+                scope.spawn(move || webchat_round_trip(platform, watch, chat))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    latencies.sort_by(f64::total_cmp);
-    latencies
+    let sorted = |f: fn(&RoundTrip) -> f64| {
+        let mut all: Vec<f64> = trips.iter().map(f).collect();
+        all.sort_by(f64::total_cmp);
+        all
+    };
+    Latencies {
+        visitor: sorted(|t| t.visitor),
+        accepted_to_egress: sorted(|t| t.accepted_to_egress),
+    }
 }
 
 fn fairness(args: &Args) {
@@ -304,13 +396,14 @@ fn fairness(args: &Args) {
         let name = format!("{kv:?}").to_lowercase();
         eprintln!("bench: fairness on {name}");
         let platform = RealPlatform::start_with(kv, Deliveries::Both);
+        let watch = EgressWatch::start(&platform);
         // Tokens first: issuing them is not what is timed.
-        let warm_up = webchat_tokens(&platform, 10);
-        let alone = webchat_tokens(&platform, args.seconds * 10);
-        let flooded = webchat_tokens(&platform, args.seconds.saturating_sub(1).max(1) * 10);
+        let warm_up = webchat_chats(&platform, 10);
+        let alone = webchat_chats(&platform, args.seconds * 10);
+        let flooded = webchat_chats(&platform, args.seconds.saturating_sub(1).max(1) * 10);
         // The first requests of each component pay for compilation caches.
-        quiet_tenant(&platform, &warm_up);
-        let quiet = quiet_tenant(&platform, &alone);
+        quiet_tenant(&platform, &watch, &warm_up);
+        let quiet = quiet_tenant(&platform, &watch, &alone);
 
         let run = run_id();
         let replies_before = platform.telegram_sends();
@@ -319,29 +412,48 @@ fn fairness(args: &Args) {
             let flood = scope.spawn(|| telegram_webhooks(&platform, args.seconds, &run, 0));
             // Starts with the flood, ends with it.
             std::thread::sleep(Duration::from_millis(200));
-            let under = quiet_tenant(&platform, &flooded);
+            let under = quiet_tenant(&platform, &watch, &flooded);
             (flood.join().unwrap(), under)
         });
         let flood_secs = flood_started.elapsed().as_secs_f64();
         // Every first message of ACME's gets two replies.
         let answered = (platform.telegram_sends() - replies_before) / 2;
-        lines.push(format!(
-            "| {name} | {:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.1} | {:.0} msg/s accepted, {:.0} msg/s answered, {} left waiting |",
-            percentile(&quiet, 50),
-            percentile(&quiet, 99),
-            percentile(&under_flood, 50),
-            percentile(&under_flood, 99),
-            percentile(&under_flood, 99) / percentile(&quiet, 99),
-            flood.per_sec,
-            answered as f64 / flood_secs,
-            flood.ok.saturating_sub(answered as u64),
-        ));
+        let cells = |quiet: &[f64], flooded: &[f64]| {
+            format!(
+                "{:.0} / {:.0} ms | {:.0} / {:.0} ms | {:.1}",
+                percentile(quiet, 50),
+                percentile(quiet, 99),
+                percentile(flooded, 50),
+                percentile(flooded, 99),
+                percentile(flooded, 99) / percentile(quiet, 99),
+            )
+        };
+        for (measure, quiet, flooded) in [
+            (
+                "accepted -> handed to egress",
+                &quiet.accepted_to_egress,
+                &under_flood.accepted_to_egress,
+            ),
+            (
+                "sent -> reply in the visitor's log",
+                &quiet.visitor,
+                &under_flood.visitor,
+            ),
+        ] {
+            lines.push(format!(
+                "| {name} | {measure} | {} | {:.0} msg/s accepted, {:.0} msg/s answered, {} left waiting |",
+                cells(quiet, flooded),
+                flood.per_sec,
+                answered as f64 / flood_secs,
+                flood.ok.saturating_sub(answered as u64),
+            ));
+        }
     }
     println!();
     println!(
-        "| backend | BigCorp alone p50 / p99 | BigCorp under ACME's flood p50 / p99 | p99 ratio | ACME's flood |"
+        "| backend | BigCorp's measure | alone p50 / p99 | under ACME's flood p50 / p99 | p99 ratio | ACME's flood |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for line in lines {
         println!("{line}");
     }
@@ -385,10 +497,17 @@ fn main() {
         }
 
         // Spread over tenants enough that none reaches its quota (wrk can
-        // send 2,500 a second here; each caller gets 600 a minute).
+        // send 2,500 a second here; each caller gets 600 a minute). Each is
+        // configured (a token of a tenant the instance lacks is refused).
+        let document = greentic::flows::control::TenantDocument::from_bundle(
+            greentic::testing::demo_bundle(),
+            "acme",
+        )
+        .expect("the demo bundle has acme");
         let callers = (0..API_CALLERS)
             .map(|i| {
                 let tenant = format!("bench-{i}");
+                platform.apply_tenant(&tenant, &document);
                 let bearer = platform.token(&tenant, "prod").bearer();
                 format!("{tenant} {bearer}")
             })

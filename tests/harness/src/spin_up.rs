@@ -495,23 +495,28 @@ impl RealPlatform {
     /// `greentic tenant apply bundles/demo.yaml` (and scripts/dev) does.
     fn apply_demo_tenants(&self) {
         let demo = greentic::testing::demo_bundle();
-        let operator = self
-            .token(PLATFORM_OPERATOR, "prod")
-            .roles(&["platform-admin"]);
         for id in demo.bundle.tenants.keys() {
             let document = greentic::flows::control::TenantDocument::from_bundle(demo, id)
                 .expect("the bundle lists it");
-            let (status, body) = self.call(
-                "PUT",
-                &format!("/api/v1/tenants/{id}"),
-                &[
-                    ("authorization", &operator.bearer()),
-                    ("x-tenant-id", PLATFORM_OPERATOR),
-                ],
-                Some(serde_json::to_vec(&document).unwrap()),
-            );
-            assert!(matches!(status, 200 | 201), "tenant {id}: {status} {body}");
+            self.apply_tenant(id, &document);
         }
+    }
+
+    /// Creates (or updates) tenant `id` with `document`, as a platform operator.
+    pub fn apply_tenant(&self, id: &str, document: &greentic::flows::control::TenantDocument) {
+        let operator = self
+            .token(PLATFORM_OPERATOR, "prod")
+            .roles(&["platform-admin"]);
+        let (status, body) = self.call(
+            "PUT",
+            &format!("/api/v1/tenants/{id}"),
+            &[
+                ("authorization", &operator.bearer()),
+                ("x-tenant-id", PLATFORM_OPERATOR),
+            ],
+            Some(serde_json::to_vec(document).unwrap()),
+        );
+        assert!(matches!(status, 200 | 201), "tenant {id}: {status} {body}");
     }
 
     fn seed_demo_secrets(&self) {
@@ -556,6 +561,11 @@ impl RealPlatform {
             );
             assert!(matches!(status, 200 | 201), "{name}: {status} {body}");
         }
+    }
+
+    /// The nats-server the bridge uses.
+    pub fn nats_url(&self) -> &str {
+        &self.nats_url
     }
 
     /// Now, by the machine's clock (the one Spin's components read).
