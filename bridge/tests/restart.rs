@@ -28,6 +28,38 @@ fn subject_for(i: usize) -> String {
     format!("greentic.messaging.{direction}.prod.{tenant}.default.web")
 }
 
+/// A bridge's configuration file (on a free port), with its log beside it:
+/// what each process of a test is started from.
+struct ProcessConfig {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    log: std::path::PathBuf,
+    port: u16,
+}
+
+impl ProcessConfig {
+    fn write(nats: &NatsServer, specs: &[DeliverySpec]) -> ProcessConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(
+            &path,
+            config_toml(&format!("127.0.0.1:{port}"), &nats.url(), specs),
+        )
+        .unwrap();
+        ProcessConfig {
+            log: dir.path().join("bridge.log"),
+            path,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn spawn(&self) -> BridgeProcess {
+        BridgeProcess::spawn(&self.path, self.port, &self.log)
+    }
+}
+
 /// Publishes message `i` until the bridge (whichever is up) acknowledges it.
 async fn publish_until_acked(http: &reqwest::Client, base: &str, i: usize) {
     let url = format!("{base}/v1/publish/{}", subject_for(i));
@@ -53,7 +85,6 @@ async fn restart_mid_stream(stop: Stop) {
     // in flight (and more fetched behind them) for certain.
     let ingress = Receiver::start_gated(Duration::ZERO, false, |_| (200, String::new())).await;
     let egress = Receiver::start_gated(Duration::ZERO, false, |_| (200, String::new())).await;
-    let port = free_port();
     let mut specs = [
         DeliverySpec::ingress(ingress.url.clone()),
         DeliverySpec::egress(egress.url.clone()),
@@ -71,16 +102,8 @@ async fn restart_mid_stream(stop: Stop) {
             Stop::Graceful => "5m",
         });
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("bridge.toml");
-    std::fs::write(
-        &config_path,
-        config_toml(&format!("127.0.0.1:{port}"), &nats.url(), &specs),
-    )
-    .unwrap();
-    let log = dir.path().join("bridge.log");
-
-    let first = BridgeProcess::spawn(&config_path, port, &log);
+    let config = ProcessConfig::write(&nats, &specs);
+    let first = config.spawn();
     first.wait_healthy().await;
     let base = first.base.clone();
 
@@ -113,7 +136,7 @@ async fn restart_mid_stream(stop: Stop) {
             // Shutdown has begun once the listener is gone; only then let the
             // receivers answer, so the in-flight deliveries finish during it.
             eventually("listener closed", || async {
-                std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+                std::net::TcpStream::connect(("127.0.0.1", config.port)).is_err()
             })
             .await;
             ingress.open();
@@ -126,7 +149,7 @@ async fn restart_mid_stream(stop: Stop) {
             egress.open();
         }
     }
-    let second = BridgeProcess::spawn(&config_path, port, &log);
+    let second = config.spawn();
     second.wait_healthy().await;
     publisher.await.unwrap();
 
@@ -201,7 +224,6 @@ async fn messages_stored_while_a_bridge_stops_wait_for_no_ack_wait() {
     let nats = NatsServer::start();
     let ingress = Receiver::ok().await;
     let egress = Receiver::ok().await;
-    let port = free_port();
     let mut specs = [
         DeliverySpec::ingress(ingress.url.clone()),
         DeliverySpec::egress(egress.url.clone()),
@@ -209,15 +231,8 @@ async fn messages_stored_while_a_bridge_stops_wait_for_no_ack_wait() {
     for spec in &mut specs {
         spec.ack_wait = Some("5m");
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("bridge.toml");
-    std::fs::write(
-        &config_path,
-        config_toml(&format!("127.0.0.1:{port}"), &nats.url(), &specs),
-    )
-    .unwrap();
-    let log = dir.path().join("bridge.log");
-    let first = BridgeProcess::spawn(&config_path, port, &log);
+    let config = ProcessConfig::write(&nats, &specs);
+    let first = config.spawn();
     first.wait_healthy().await;
 
     let stop = tokio::sync::watch::channel(false);
@@ -253,7 +268,7 @@ async fn messages_stored_while_a_bridge_stops_wait_for_no_ack_wait() {
     stop.0.send_replace(true);
     let published = publisher.await.unwrap();
 
-    let second = BridgeProcess::spawn(&config_path, port, &log);
+    let second = config.spawn();
     second.wait_healthy().await;
     eventually("every stored message delivered", || async {
         let seen: std::collections::HashSet<String> = ingress
