@@ -475,7 +475,10 @@ impl<'a> SessionStore<'a> {
         SlotIndex::new(self.kv, keys::session_index(ctx))
     }
 
-    /// The session a team index entry (`{session}`) names, in that team.
+    /// The session a team index entry (`{session}`) names, in that team, for
+    /// a listing. An unreadable record is left out (reading it directly says
+    /// why, a 500), rather than failing the whole listing; a store that
+    /// cannot be read fails it.
     fn read_entry(
         &self,
         team: &TenantCtx,
@@ -487,7 +490,10 @@ impl<'a> SessionStore<'a> {
         else {
             return Ok(None);
         };
-        self.get(team, &id)
+        match self.get(team, &id) {
+            Err(StoreError::Record(_)) => Ok(None),
+            read => read,
+        }
     }
 
     /// The stored bytes and the decoded record, checked against the key's scope:
@@ -997,6 +1003,39 @@ mod tests {
             list_all(&store, &ListScope::Team(support), query(10)),
             vec![b, a]
         );
+    }
+
+    #[test]
+    fn a_listing_leaves_out_an_unreadable_record_and_reading_it_says_why() {
+        let kv = TestKv::new();
+        let store = SessionStore::new(&kv);
+        let team = ctx("acme", Some("support"));
+        let ids: Vec<SessionId> = (0..3)
+            .map(|i| {
+                store
+                    .create(&team, new_session("slack", &format!("U{i}")), i)
+                    .unwrap()
+                    .id
+            })
+            .collect();
+        kv.set(&keys::session_record(&team, &ids[1]), b"not a record")
+            .unwrap();
+        let listed = |scope: ListScope| {
+            let page = store.list(&scope, &query(10)).unwrap();
+            assert_eq!(page.next_cursor, None);
+            page.sessions.into_iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        let readable = vec![ids[2].clone(), ids[0].clone()];
+        assert_eq!(listed(ListScope::Team(team.clone())), readable);
+        let env = ListScope::Env {
+            ctx: ctx("acme", None),
+            teams: None,
+        };
+        assert_eq!(listed(env), readable);
+        assert!(matches!(
+            store.get(&team, &ids[1]),
+            Err(StoreError::Record(_))
+        ));
     }
 
     #[test]
