@@ -62,8 +62,8 @@ pub const WINDOW_PER_SLOT: usize = 2;
 /// bounds what the bridge keeps in memory for it: per partition at most
 /// (1 + HELD_PER_WINDOW) x the window of fetched messages.
 pub const HELD_PER_WINDOW: usize = 4;
-/// Longest a pull request waits on the server for messages: how long a
-/// stopping puller may wait for its last request to end (see
+/// How long a pull request waits on the server for messages: how long a
+/// stopping puller usually waits for its last request to end (see
 /// [`Delivery::pull`]), and how often an idle consumer asks again.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
 /// Pause before rebuilding a consumer after it failed.
@@ -284,7 +284,11 @@ impl Delivery {
             _ = shutdown.wait_for(|s| *s) => return,
         }
 
-        let (fetched, mut incoming) = mpsc::channel::<Pending>(concurrency);
+        // Unbounded, because each puller's window and room bound what it
+        // holds; a puller that had to wait here could let its pull request
+        // time out in async-nats with messages unread (they would then wait
+        // for `ack_wait`).
+        let (fetched, mut incoming) = mpsc::unbounded_channel::<Pending>();
         let mut pullers = JoinSet::new();
         for source in self.sources() {
             pullers.spawn(self.clone().pull(source, fetched.clone(), shutdown.clone()));
@@ -392,11 +396,27 @@ impl Delivery {
 
         // Not started, waiting for a retry, or fetched meanwhile: kept until
         // what is in flight is done, then handed back to JetStream with what
-        // failed meanwhile, all in stream order, so they come back in that order.
+        // failed meanwhile, all in stream order, so they come back in that
+        // order. The pullers' last requests and the deliveries in flight end
+        // together, within `grace` of the stop.
+        let deadline = Instant::now() + grace;
         let mut unstarted: Vec<Pending> = lanes.drain();
         unstarted.extend(std::mem::take(&mut retries).into_values());
-        while let Some(pending) = incoming.recv().await {
-            unstarted.push(pending);
+        let collected = tokio::time::timeout_at(deadline, async {
+            while let Some(pending) = incoming.recv().await {
+                unstarted.push(pending);
+            }
+        })
+        .await;
+        if collected.is_err() {
+            tracing::warn!(
+                delivery = self.cfg.name,
+                "shutdown timeout: abandoning pull requests (JetStream redelivers what they bring)"
+            );
+            pullers.abort_all();
+            while let Ok(pending) = incoming.try_recv() {
+                unstarted.push(pending);
+            }
         }
         while pullers.join_next().await.is_some() {}
 
@@ -408,7 +428,7 @@ impl Delivery {
                 "finishing deliveries in flight"
             );
         }
-        let drained = tokio::time::timeout(grace, async {
+        let drained = tokio::time::timeout_at(deadline, async {
             while let Some(done) = in_flight.join_next().await {
                 if let Ok(Some((pending, _))) = done {
                     unstarted.push(pending);
@@ -479,9 +499,10 @@ impl Delivery {
     /// errors.
     ///
     /// Each pull request asks for no more messages than the window has room
-    /// for and lasts at most [`PULL_EXPIRES`]. On shutdown the puller asks no
+    /// for and expires after [`PULL_EXPIRES`]. On shutdown the puller asks no
     /// more, but reads its last request to its end (the batch filled, or the
-    /// server's expiry answer): what arrives until then goes to `fetched` like
+    /// server's expiry answer; async-nats gives up 5 s after the expiry if
+    /// that answer is lost): what arrives until then goes to `fetched` like
     /// any message, and [`Delivery::run`] hands it back. Dropping a request
     /// before its end would lose what the server was sending at that moment:
     /// that message would stay assigned to this consumer, unseen, until
@@ -489,7 +510,7 @@ impl Delivery {
     async fn pull(
         self: Arc<Self>,
         source: Source,
-        fetched: mpsc::Sender<Pending>,
+        fetched: mpsc::UnboundedSender<Pending>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let window_size = self.cfg.concurrency * WINDOW_PER_SLOT;
@@ -539,9 +560,10 @@ impl Delivery {
                     match next {
                         Ok(message) => {
                             if let Some(pending) = self.pending(message, places.take()).await
-                                && let Err(unsent) = fetched.send(pending).await
+                                && let Err(unsent) = fetched.send(pending)
                             {
-                                // The scheduler stopped: hand it back.
+                                // The scheduler gave up on the pullers (its
+                                // shutdown timeout): hand it back.
                                 let _ = unsent
                                     .0
                                     .message
@@ -549,8 +571,10 @@ impl Delivery {
                                     .await;
                             }
                         }
-                        // The server ended the request (the consumer or its
-                        // stream is gone, a leader changed): the batch ends.
+                        // The server ended the request with an error status
+                        // (the consumer or its stream gone, a leader change,
+                        // ...): the batch ends; the streams are ensured again
+                        // (idempotent) and the consumer reopened.
                         Err(e) => {
                             tracing::warn!(delivery = self.cfg.name, consumer = source.consumer, error = %e, "pull request ended with an error");
                             failed = true;

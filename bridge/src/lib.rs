@@ -106,7 +106,9 @@ impl Running {
         tracing::info!("shutting down");
         self.shutdown.send_replace(true);
         let grace = self.state.config.shutdown_timeout;
-        // Each task bounds itself by `grace`; the extra second is for their own cleanup.
+        // Each task bounds itself by `grace` (a delivery: its pullers' last
+        // requests and its deliveries in flight); the extra second is for
+        // their own cleanup (a delivery's naks of what it hands back).
         let finished = tokio::time::timeout(grace + std::time::Duration::from_secs(1), async {
             while self.tasks.join_next().await.is_some() {}
         })

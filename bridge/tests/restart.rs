@@ -282,3 +282,50 @@ async fn messages_stored_while_a_bridge_stops_wait_for_no_ack_wait() {
     .await;
     assert!(second.terminate().success());
 }
+
+/// A stop whose deliveries in flight outlast `shutdown_timeout` (the
+/// endpoint never answers, its timeout is longer) still hands back every
+/// message that had not started, within the stop's budget: the next bridge
+/// gets them at once, not after `ack_wait` (five minutes). The ones in flight
+/// are abandoned; JetStream offers them again after `ack_wait`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_that_times_out_still_hands_back_what_had_not_started() {
+    const QUEUED: usize = 12;
+    let nats = NatsServer::start();
+    let receiver = Receiver::start_gated(Duration::ZERO, false, |_| (200, String::new())).await;
+    let mut spec = DeliverySpec::ingress(receiver.url.clone());
+    spec.concurrency = 2;
+    spec.timeout = "60s";
+    spec.ack_wait = Some("5m");
+    let config = ProcessConfig::write(&nats, &[spec]);
+    let first = config.spawn();
+    first.wait_healthy().await;
+    let http = http_client();
+    for i in 0..QUEUED {
+        // Even ids are ingress messages (of three tenants), none in a session.
+        publish_until_acked(&http, &first.base, i * 2).await;
+    }
+    eventually("both slots stuck in flight", || async {
+        receiver.seen().len() == 2
+    })
+    .await;
+    let stuck: Vec<String> = receiver.seen().into_iter().map(|r| r.msg_id).collect();
+    let stopping = std::time::Instant::now();
+    assert!(first.terminate().success(), "exit on SIGTERM");
+    // shutdown_timeout (5 s), the second of cleanup it is given, and the
+    // flush of acks (at most 2 s) bound the stop.
+    assert!(stopping.elapsed() < Duration::from_secs(10));
+
+    receiver.open();
+    let second = config.spawn();
+    second.wait_healthy().await;
+    eventually("every message that had not started delivered", || async {
+        let seen: Vec<String> = receiver.seen().into_iter().map(|r| r.msg_id).collect();
+        (0..QUEUED)
+            .map(|i| format!("m-{}", i * 2))
+            .filter(|id| !stuck.contains(id))
+            .all(|id| seen.contains(&id))
+    })
+    .await;
+    assert!(second.terminate().success());
+}
