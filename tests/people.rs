@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use e2e_tests::{Call, Platform, Target, assert_problem, token};
 use greentic::TenantCtx;
 use greentic::store::kv::{KeyValue, TestKv};
-use greentic::store::webchat_log::{Activity, ConversationLog, Participant};
+use greentic::store::webchat_log::ConversationLog;
 use greentic::tenancy::ids::{ChannelId, ConversationId, SessionId};
 use greentic::tenancy::keys;
+use greentic::testing::bot_activity;
 use serde_json::json;
 
 e2e_tests::on_every_target!(
@@ -194,37 +195,16 @@ fn a_web_chat_visitors_log_and_send_progress_go_with_them(target: Target) {
     let webchat: &TestKv = p.store("webchat");
     let log = ConversationLog::new(webchat, &helpdesk, &channel, &conversation);
     for n in 0..2 {
-        log.append(&Activity {
-            id: format!("reply-{n}"),
-            kind: "message".into(),
-            from: Participant {
-                id: "bot".into(),
-                name: None,
-                role: "bot".into(),
-            },
-            text: "BigCorp Helpdesk here.".into(),
-            timestamp: "2026-12-03T09:00:00Z".into(),
-            reply_to_id: None,
-        })
+        log.append(&bot_activity(
+            &format!("reply-{n}"),
+            "BigCorp Helpdesk here.",
+        ))
         .unwrap();
     }
     // Another visitor's conversation stays.
     let other = ConversationId::parse("wc-visitor-2").unwrap();
     let other_log = ConversationLog::new(webchat, &helpdesk, &channel, &other);
-    other_log
-        .append(&Activity {
-            id: "other".into(),
-            kind: "message".into(),
-            from: Participant {
-                id: "bot".into(),
-                name: None,
-                role: "bot".into(),
-            },
-            text: "hello".into(),
-            timestamp: "2026-12-03T09:00:00Z".into(),
-            reply_to_id: None,
-        })
-        .unwrap();
+    other_log.append(&bot_activity("other", "hello")).unwrap();
     let other_keys = webchat.snapshot().len();
     p.store("egress")
         .set(&keys::egress_progress(&helpdesk, &id), b"progress")

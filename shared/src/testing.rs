@@ -82,6 +82,22 @@ pub fn new_session(channel: &str, user: &str) -> crate::store::session::NewSessi
     }
 }
 
+/// A bot's message in a web chat conversation's log, as egress appends one.
+pub fn bot_activity(id: &str, text: &str) -> Activity {
+    Activity {
+        id: id.into(),
+        kind: "message".into(),
+        from: Participant {
+            id: "bot".into(),
+            name: None,
+            role: "bot".into(),
+        },
+        text: text.into(),
+        timestamp: "2026-11-28T12:00:00Z".into(),
+        reply_to_id: None,
+    }
+}
+
 /// A fixed "now" for tests, in Unix seconds (2026-11-28T12:00:00Z).
 pub const NOW_SECS: u64 = 1_795_867_200;
 
@@ -657,19 +673,8 @@ pub fn use_tenant(stores: &TenantStores<'_>, tenant: &str, now_ms: i64) {
             sessions.create(&ctx, visitor, now_ms).unwrap();
             let log = ConversationLog::new(stores.data.webchat, &ctx, &web, &conversation);
             for n in 0..3 {
-                log.append(&Activity {
-                    id: format!("reply-{n}"),
-                    kind: "message".into(),
-                    from: Participant {
-                        id: "bot".into(),
-                        name: None,
-                        role: "bot".into(),
-                    },
-                    text: "hello".into(),
-                    timestamp: "2026-12-03T00:00:00Z".into(),
-                    reply_to_id: None,
-                })
-                .unwrap();
+                log.append(&bot_activity(&format!("reply-{n}"), "hello"))
+                    .unwrap();
             }
             for (kv, counter) in [
                 (stores.data.sessions, Counter::Traffic),

@@ -148,18 +148,7 @@ mod tests {
     use crate::store::kv::TestKv;
 
     fn activity(id: &str) -> Activity {
-        Activity {
-            id: id.into(),
-            kind: "message".into(),
-            from: Participant {
-                id: "bot".into(),
-                name: None,
-                role: "bot".into(),
-            },
-            text: format!("text {id}"),
-            timestamp: "2026-11-29T10:00:00.000Z".into(),
-            reply_to_id: None,
-        }
+        crate::testing::bot_activity(id, &format!("text {id}"))
     }
 
     #[test]
