@@ -897,6 +897,44 @@ fn telegram_tenant(flow: Value) -> Value {
     })
 }
 
+/// Creates `tenant` at runtime, as a platform operator, with `flow` answering
+/// its Telegram channel in team `support` ([`telegram_tenant`]), and puts the
+/// channel's two secrets as its admin. Returns the bot token.
+fn onboard_telegram_tenant(
+    p: &RealPlatform,
+    tenant: &str,
+    flow: Value,
+    webhook_secret: &str,
+) -> String {
+    let operator = p.token("ops", "prod").roles(&["platform-admin"]).bearer();
+    let (status, body) = p.call(
+        "PUT",
+        &format!("/api/v1/tenants/{tenant}"),
+        &[("authorization", &operator), ("x-tenant-id", "ops")],
+        Some(telegram_tenant(flow).to_string().into_bytes()),
+    );
+    assert_eq!(status, 201, "{body}");
+    let admin = p.token(tenant, "prod").roles(&["admin"]).bearer();
+    let bot_token = format!("999:{tenant}");
+    for (name, value) in [
+        ("telegram_webhook_secret", webhook_secret),
+        ("telegram_bot_token", bot_token.as_str()),
+    ] {
+        let (status, body) = p.call(
+            "PUT",
+            &format!("/api/v1/secrets/{name}"),
+            &[
+                ("authorization", &admin),
+                ("x-tenant-id", tenant),
+                ("x-team-id", "support"),
+            ],
+            Some(json!({ "value": value }).to_string().into_bytes()),
+        );
+        assert!(matches!(status, 200 | 201), "{name}: {status} {body}");
+    }
+    bot_token
+}
+
 /// The tenant control plane under the real Spin, with no build or restart
 /// between the steps: an operator creates a tenant through the API and its
 /// first Telegram message is answered by its flow; its admin changes the flow
@@ -931,30 +969,7 @@ fn a_tenant_onboarded_changed_rolled_back_and_suspended_at_runtime(kv: Kv) {
     };
     let tenant_path = format!("/api/v1/tenants/{tenant}");
 
-    let (status, body) = p.call(
-        "PUT",
-        &tenant_path,
-        &as_operator,
-        Some(telegram_tenant(v1.clone()).to_string().into_bytes()),
-    );
-    assert_eq!(status, 201, "{body}");
-    let bot_token = format!("999:{tenant}");
-    for (name, value) in [
-        ("telegram_webhook_secret", "runtime-webhook-secret"),
-        ("telegram_bot_token", bot_token.as_str()),
-    ] {
-        let (status, body) = p.call(
-            "PUT",
-            &format!("/api/v1/secrets/{name}"),
-            &[
-                ("authorization", &admin),
-                ("x-tenant-id", &tenant),
-                ("x-team-id", "support"),
-            ],
-            Some(json!({ "value": value }).to_string().into_bytes()),
-        );
-        assert!(matches!(status, 200 | 201), "{name}: {status} {body}");
-    }
+    let bot_token = onboard_telegram_tenant(p, &tenant, v1.clone(), "runtime-webhook-secret");
     let (from, topic) = (unique_number(), unique_number());
     let send = |text: &str| {
         p.call(
@@ -1138,26 +1153,7 @@ fn a_tenant_is_deleted_with_everything_of_it_from_spins_stores_and_the_streams(k
     let flow = json!({ "name": "greeter", "version": "1", "nodes": [
         { "id": "hello", "type": "reply", "config": { "message": "hello {{ message.text }}" } },
     ] });
-    let (status, body) = p.call(
-        "PUT",
-        &tenant_path,
-        &as_operator,
-        Some(telegram_tenant(flow).to_string().into_bytes()),
-    );
-    assert_eq!(status, 201, "{body}");
-    let bot_token = format!("999:{tenant}");
-    for (name, value) in [
-        ("telegram_webhook_secret", "gone-webhook-secret"),
-        ("telegram_bot_token", bot_token.as_str()),
-    ] {
-        let (status, body) = p.call(
-            "PUT",
-            &format!("/api/v1/secrets/{name}"),
-            &[as_admin[0], as_admin[1], ("x-team-id", "support")],
-            Some(json!({ "value": value }).to_string().into_bytes()),
-        );
-        assert!(matches!(status, 200 | 201), "{name}: {status} {body}");
-    }
+    onboard_telegram_tenant(p, &tenant, flow, "gone-webhook-secret");
     let (from, topic) = (unique_number(), unique_number());
     let webhook = format!("/webhooks/prod/{tenant}/support/telegram");
     let send = || {
