@@ -392,13 +392,12 @@ pub fn team_registered(ctx: &TenantCtx) -> String {
 /// The sessions of one person (a provider's user id on one channel) in the
 /// context's env, across teams: `index/{tenant}/{env}/people/{digest}`.
 pub fn person_index(ctx: &TenantCtx, channel: &ChannelId, user_id: &str) -> IndexKeys {
+    person_index_at(ctx, &person_digest(channel, user_id))
+}
+
+fn person_index_at(ctx: &TenantCtx, digest: &str) -> IndexKeys {
     IndexKeys {
-        prefix: format!(
-            "index/{}/{}/people/{}",
-            ctx.tenant_id(),
-            ctx.env_id(),
-            digest(channel.as_str(), user_id)
-        ),
+        prefix: format!("index/{}/{}/people/{digest}", ctx.tenant_id(), ctx.env_id()),
     }
 }
 
@@ -415,9 +414,7 @@ pub fn person_digest(channel: &ChannelId, user_id: &str) -> String {
 
 /// The person index of `ctx`'s env a stored digest names, if it is one.
 pub fn person_index_of_digest(ctx: &TenantCtx, stored: &str) -> Option<IndexKeys> {
-    is_digest(stored).then(|| IndexKeys {
-        prefix: format!("index/{}/{}/people/{stored}", ctx.tenant_id(), ctx.env_id()),
-    })
+    is_digest(stored).then(|| person_index_at(ctx, stored))
 }
 
 /// `erased/{tenant}/{env}/{team}/{digest}`: when the person was erased in
