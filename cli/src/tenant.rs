@@ -66,6 +66,22 @@ pub struct Caller {
     connection: Connection,
 }
 
+/// `X-Tenant-ID` and `X-Env-ID` of a call.
+type ScopeHeaders = [(&'static str, String); 2];
+
+impl Caller {
+    /// A token of `tenant` with `role` in this env, and the headers naming them.
+    fn credentials(&self, tenant: String, role: &str) -> Result<(String, ScopeHeaders), String> {
+        let bearer = self
+            .connection
+            .bearer(&tenant, &self.env, Vec::new(), role)?;
+        Ok((
+            bearer,
+            [("x-tenant-id", tenant), ("x-env-id", self.env.clone())],
+        ))
+    }
+}
+
 pub fn run(command: TenantCommand) -> ExitCode {
     let outcome = match command {
         TenantCommand::Apply(args) => apply(&args),
@@ -94,14 +110,7 @@ fn apply(args: &ApplyArgs) -> Result<(), String> {
         Some(id) => (id.clone(), "admin"),
         None => (args.caller.operator_tenant.clone(), "platform-admin"),
     };
-    let bearer = args
-        .caller
-        .connection
-        .bearer(&caller, &args.caller.env, Vec::new(), role)?;
-    let headers = [
-        ("x-tenant-id", caller),
-        ("x-env-id", args.caller.env.clone()),
-    ];
+    let (bearer, headers) = args.caller.credentials(caller, role)?;
     let mut failed = false;
     for id in ids {
         let tenant = TenantId::parse(&id).map_err(|e| e.to_string())?;
@@ -125,15 +134,9 @@ fn apply(args: &ApplyArgs) -> Result<(), String> {
 /// share (202), the last answers 200.
 fn delete(args: &DeleteArgs) -> Result<(), String> {
     let tenant = TenantId::parse(&args.tenant).map_err(|e| e.to_string())?;
-    let caller = args.caller.operator_tenant.clone();
-    let bearer =
-        args.caller
-            .connection
-            .bearer(&caller, &args.caller.env, Vec::new(), "platform-admin")?;
-    let headers = [
-        ("x-tenant-id", caller),
-        ("x-env-id", args.caller.env.clone()),
-    ];
+    let (bearer, headers) = args
+        .caller
+        .credentials(args.caller.operator_tenant.clone(), "platform-admin")?;
     let url = format!("{}/api/v1/tenants/{tenant}", args.caller.connection.base());
     let mut busy = 0;
     loop {
