@@ -356,16 +356,8 @@ fn delete_team(
             .get(&started)?
             .and_then(|d| keys::person_index_of_digest(team, std::str::from_utf8(&d).ok()?))
         {
-            // Every slot of it: a slot of a session whose record could not
-            // be read names no person to unregister from.
-            let person = SlotIndex::new(stores.data.sessions, person);
-            let slots = person.newest_stored()?;
-            for slot in 1..=slots {
-                person.remove(slot)?;
-            }
-            person.forget()?;
+            cost += drop_person_index(stores.data.sessions, person)?;
             stores.data.sessions.delete(&started)?;
-            cost += usize::try_from(slots).unwrap_or(usize::MAX);
         }
         let Some(id) = entry
             .as_deref()
@@ -388,11 +380,10 @@ fn delete_team(
         let Some(forgotten) = forget_session(&stores.data, team, &id)? else {
             return Ok(cost);
         };
-        SlotIndex::new(
+        cost += drop_person_index(
             stores.data.sessions,
             keys::person_index(team, &record.channel, &record.user_id),
-        )
-        .forget()?;
+        )?;
         removed.sessions += 1;
         removed.webchat_activities += forgotten.webchat_activities;
         removed.egress_records += u64::try_from(forgotten.egress_records).unwrap_or(0);
@@ -435,6 +426,21 @@ fn delete_team(
     }
     budget.spend(4);
     Ok(true)
+}
+
+/// Removes a person's index whole, every slot and then its counter, and
+/// answers what that cost. Whichever of the person's sessions the deletion
+/// meets first (or the slot where their index began) removes all of it: a
+/// counter removed before every slot would leave the slots of sessions that
+/// cannot unregister themselves (records it cannot read) beyond reach.
+fn drop_person_index(kv: &dyn KeyValue, person: keys::IndexKeys) -> Result<usize, KvError> {
+    let person = SlotIndex::new(kv, person);
+    let slots = person.newest_stored()?;
+    for slot in 1..=slots {
+        person.remove(slot)?;
+    }
+    person.forget()?;
+    Ok(usize::try_from(slots).unwrap_or(usize::MAX))
 }
 
 /// Deletes the keys of a session whose record this version cannot read
@@ -592,6 +598,43 @@ mod tests {
             .unwrap();
         let listed: Vec<&str> = page.iter().map(|v| v.tenant.as_str()).collect();
         assert_eq!(listed, ["bigcorp"]);
+    }
+
+    #[test]
+    fn a_persons_index_goes_whole_whichever_of_their_sessions_is_met_first() {
+        // U-HALF began in sales (where their index's start is noted), came
+        // back there in another conversation, and has a session in support
+        // whose record cannot be read: only the index's counter still
+        // reaches that slot, whichever session the deletion meets first.
+        let world = World::new();
+        world.use_tenant("acme");
+        let stores = world.stores();
+        let sessions = SessionStore::new(stores.data.sessions);
+        for env in ["prod", "staging"] {
+            let sales = TenantCtx::new("acme", env, Some("sales")).unwrap();
+            let support = TenantCtx::new("acme", env, Some("support")).unwrap();
+            for conversation in ["C1", "C2"] {
+                let mut new = crate::testing::new_session("slack", "U-HALF");
+                new.conversation.id = conversation.into();
+                sessions.create(&sales, new, NOW).unwrap();
+            }
+            let odd = sessions
+                .create(
+                    &support,
+                    crate::testing::new_session("slack", "U-HALF"),
+                    NOW,
+                )
+                .unwrap()
+                .id;
+            stores
+                .data
+                .sessions
+                .set(&keys::session_record(&support, &odd), b"not a record")
+                .unwrap();
+        }
+        world.delete("acme", 1_000, NOW + DAY_MS);
+        let left: Vec<String> = world.keys_of("acme").into_iter().map(|(k, _)| k).collect();
+        assert!(left.is_empty(), "left behind: {left:#?}");
     }
 
     #[test]
