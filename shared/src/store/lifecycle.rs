@@ -27,7 +27,6 @@ use crate::store::budget::Budget;
 use crate::store::config::{Status, Version};
 use crate::store::index::SlotIndex;
 use crate::store::kv::{KeyValue, KvError, read_counter};
-use crate::store::session::SessionRecord;
 use crate::store::sessions::{SessionStore, StoreError};
 use crate::store::teams::TeamRegistry;
 use crate::store::webchat_log::ConversationLog;
@@ -75,16 +74,27 @@ pub fn forget_session(
         let log = ConversationLog::new(stores.webchat, ctx, &record.channel, &conversation);
         forgotten.webchat_activities = log.erase()?;
     }
-    let progress = keys::egress_progress(ctx, id);
-    if stores.egress.exists(&progress)? {
-        stores.egress.delete(&progress)?;
+    if forget_send_progress(stores.egress, ctx, id)? {
         forgotten.egress_records = 1;
     }
-    stores
-        .egress
-        .delete(&keys::egress_progress_claim(ctx, id))?;
     sessions.delete(ctx, id)?;
     Ok(Some(forgotten))
+}
+
+/// Removes egress's record of how far it sent a session's replies, and its
+/// claim. Whether there was such a record.
+pub fn forget_send_progress(
+    egress: &dyn KeyValue,
+    ctx: &TenantCtx,
+    id: &SessionId,
+) -> Result<bool, KvError> {
+    let progress = keys::egress_progress(ctx, id);
+    let existed = egress.exists(&progress)?;
+    if existed {
+        egress.delete(&progress)?;
+    }
+    egress.delete(&keys::egress_progress_claim(ctx, id))?;
+    Ok(existed)
 }
 
 /// What one sweep call did.
@@ -247,7 +257,7 @@ fn sweep_team(
         if let Some(id) = index
             .get(slot)?
             .and_then(|id| SessionId::parse(std::str::from_utf8(&id).ok()?).ok()?)
-            && let Some(record) = readable(sessions.get(team, &id))?
+            && let Some(record) = sessions.get_readable(team, &id)?
             && record.updated_at_ms < cutoff_ms
             && let Some(forgotten) = forget_session(stores, team, &id)?
         {
@@ -258,18 +268,6 @@ fn sweep_team(
     }
     write_cursor(stores.sessions, &cursor_key, newest + 1)?;
     Ok(true)
-}
-
-/// A record as the sweep reads it: one this version cannot read is passed
-/// over (it stays, for an operator to look at) rather than stopping every
-/// later call of the sweep at it.
-fn readable(
-    read: Result<Option<SessionRecord>, StoreError>,
-) -> Result<Option<SessionRecord>, StoreError> {
-    match read {
-        Err(StoreError::Record(_)) => Ok(None),
-        other => other,
-    }
 }
 
 fn delete_if_present(kv: &dyn KeyValue, key: &str) -> Result<(), KvError> {

@@ -37,7 +37,7 @@ use crate::store::budget::Budget;
 use crate::store::config::{Status, Version};
 use crate::store::index::SlotIndex;
 use crate::store::kv::{KeyValue, KvError, read_counter};
-use crate::store::lifecycle::{Stores, forget_session};
+use crate::store::lifecycle::{Stores, forget_send_progress, forget_session};
 use crate::store::rate;
 use crate::store::sessions::{SessionStore, StoreError};
 use crate::store::teams::TeamRegistry;
@@ -450,15 +450,9 @@ fn forget_unreadable(
     team: &TenantCtx,
     id: &SessionId,
 ) -> Result<(), StoreError> {
-    SessionStore::new(stores.sessions).forget_memory(team, id)?;
-    stores.sessions.delete_many(&[
-        keys::session_team_locator(team, id),
-        keys::session_record(team, id),
-    ])?;
-    Ok(stores.egress.delete_many(&[
-        keys::egress_progress(team, id),
-        keys::egress_progress_claim(team, id),
-    ])?)
+    SessionStore::new(stores.sessions).forget_keys(team, id)?;
+    forget_send_progress(stores.egress, team, id)?;
+    Ok(())
 }
 
 /// Deletes the team's usage counters of every day from the tenant's first

@@ -190,6 +190,21 @@ impl<'a> SessionStore<'a> {
             .map(|found| found.map(|(_, record)| record))
     }
 
+    /// [`Self::get`] for a walk over many sessions (a listing, the retention
+    /// sweep): a record this version cannot read is passed over, as absent,
+    /// rather than failing the walk at it for good (reading it directly says
+    /// why, a 500); a store that cannot be read still fails it.
+    pub fn get_readable(
+        &self,
+        ctx: &TenantCtx,
+        id: &SessionId,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        match self.get(ctx, id) {
+            Err(StoreError::Record(_)) => Ok(None),
+            read => read,
+        }
+    }
+
     /// The full context (with team) of a session known only by tenant, env and id.
     pub fn locate(&self, ctx: &TenantCtx, id: &SessionId) -> Result<Option<TenantCtx>, StoreError> {
         let Some(team) = self.kv.get(&keys::session_team_locator(ctx, id))? else {
@@ -266,7 +281,6 @@ impl<'a> SessionStore<'a> {
         };
         // The index slot goes last: while it is there, a deletion cut off
         // half-way (here or by a tenant's offboarding) still finds the rest.
-        self.forget_memory(ctx, id)?;
         if record.person_slot > 0 {
             people::unregister(
                 self.kv,
@@ -276,10 +290,20 @@ impl<'a> SessionStore<'a> {
                 record.person_slot,
             )?;
         }
-        self.kv.delete(&keys::session_team_locator(ctx, id))?;
-        self.kv.delete(&keys::session_record(ctx, id))?;
+        self.forget_keys(ctx, id)?;
         self.index(ctx).remove(record.slot)?;
         Ok(true)
+    }
+
+    /// Removes the keys of the session that its id alone names: memory,
+    /// creation claim, locator and record (the record last). What
+    /// [`Self::delete`] removes but for the index entries, which need the
+    /// record; all that can go of a session whose record cannot be read.
+    pub fn forget_keys(&self, ctx: &TenantCtx, id: &SessionId) -> Result<(), StoreError> {
+        self.forget_memory(ctx, id)?;
+        self.kv.delete(&keys::session_team_locator(ctx, id))?;
+        self.kv.delete(&keys::session_record(ctx, id))?;
+        Ok(())
     }
 
     /// Removes a session's memory and its creation claim: what a turn left
@@ -476,9 +500,7 @@ impl<'a> SessionStore<'a> {
     }
 
     /// The session a team index entry (`{session}`) names, in that team, for
-    /// a listing. An unreadable record is left out (reading it directly says
-    /// why, a 500), rather than failing the whole listing; a store that
-    /// cannot be read fails it.
+    /// a listing ([`Self::get_readable`]).
     fn read_entry(
         &self,
         team: &TenantCtx,
@@ -490,10 +512,7 @@ impl<'a> SessionStore<'a> {
         else {
             return Ok(None);
         };
-        match self.get(team, &id) {
-            Err(StoreError::Record(_)) => Ok(None),
-            read => read,
-        }
+        self.get_readable(team, &id)
     }
 
     /// The stored bytes and the decoded record, checked against the key's scope:
