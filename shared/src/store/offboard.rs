@@ -133,11 +133,20 @@ impl Progress {
 /// The write id of the tenant's head when it is being deleted (status
 /// `offboarding`); `None` when there is no head or it is another status.
 pub fn offboarding_head(config: &dyn KeyValue, tenant: &TenantId) -> Result<Option<u64>, ApiError> {
-    Ok(config
-        .get(&keys::config_head(tenant))?
-        .and_then(|b| serde_json::from_slice::<Version<serde::de::IgnoredAny>>(&b).ok())
+    Ok(head_of(config, tenant)?
         .filter(|v| v.status == Status::Offboarding)
         .map(|v| v.write_id))
+}
+
+/// The tenant's head as the deletion reads it: its version's bookkeeping,
+/// the document unparsed; `None` when there is none it can read.
+fn head_of(
+    config: &dyn KeyValue,
+    tenant: &TenantId,
+) -> Result<Option<Version<serde::de::IgnoredAny>>, KvError> {
+    Ok(config
+        .get(&keys::config_head(tenant))?
+        .and_then(|b| serde_json::from_slice(&b).ok()))
 }
 
 /// The deletion under way for the tenant whose `offboarding` head has
@@ -496,10 +505,9 @@ pub fn delete_configuration(
     progress: &mut Progress,
     budget: &mut Budget,
 ) -> Result<bool, ApiError> {
-    let head = config
-        .get(&keys::config_head(tenant))?
-        .and_then(|b| serde_json::from_slice::<Version<serde::de::IgnoredAny>>(&b).ok());
-    let (newest, slot) = head.map(|v| (v.version, v.slot)).unwrap_or((0, 0));
+    let (newest, slot) = head_of(config, tenant)?
+        .map(|v| (v.version, v.slot))
+        .unwrap_or((0, 0));
     // Versions go newest first (the head, deleted last, holds the newest).
     while progress.versions_deleted < newest {
         if budget.spent() {
