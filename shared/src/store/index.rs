@@ -88,8 +88,8 @@ impl<'a> SlotIndex<'a> {
         budget: &mut Budget,
         mut each: impl FnMut(u64, Option<Vec<u8>>) -> Result<usize, E>,
     ) -> Result<bool, E> {
+        let mut newest = self.newest_stored()?;
         loop {
-            let newest = self.newest_stored()?;
             if newest == 0 {
                 self.forget()?;
                 return Ok(true);
@@ -105,7 +105,8 @@ impl<'a> SlotIndex<'a> {
             if live {
                 self.remove(newest)?;
             }
-            self.kv.increment(&self.keys.seq(), -1)?;
+            // The counter's new value is the next slot: no read again.
+            newest = u64::try_from(self.kv.increment(&self.keys.seq(), -1)?).unwrap_or(0);
         }
     }
 
