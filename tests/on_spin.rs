@@ -817,17 +817,10 @@ fn rest_calls_over_a_subjects_quota_are_refused_with_429_and_rate_limit_headers(
     let p = platform(kv);
     let tenant = format!("limits-{}", unique_number());
     // A tenant of its own, with the platform's default limits.
-    let operator = p.token("ops", "prod").roles(&["platform-admin"]).bearer();
     let flow = json!({ "name": "greeter", "version": "1", "nodes": [
         { "id": "hello", "type": "reply", "config": { "message": "hello" } },
     ] });
-    let (status, body) = p.call(
-        "PUT",
-        &format!("/api/v1/tenants/{tenant}"),
-        &[("authorization", &operator), ("x-tenant-id", "ops")],
-        Some(telegram_tenant(flow).to_string().into_bytes()),
-    );
-    assert_eq!(status, 201, "{body}");
+    create_telegram_tenant(p, &tenant, flow);
     let mut token = p.token(&tenant, "prod");
     token.claims.sub = "prober".into();
     let bearer = token.bearer();
@@ -897,6 +890,18 @@ fn telegram_tenant(flow: Value) -> Value {
     })
 }
 
+/// Creates `tenant` at runtime, as a platform operator, from [`telegram_tenant`].
+fn create_telegram_tenant(p: &RealPlatform, tenant: &str, flow: Value) {
+    let operator = p.token("ops", "prod").roles(&["platform-admin"]).bearer();
+    let (status, body) = p.call(
+        "PUT",
+        &format!("/api/v1/tenants/{tenant}"),
+        &[("authorization", &operator), ("x-tenant-id", "ops")],
+        Some(telegram_tenant(flow).to_string().into_bytes()),
+    );
+    assert_eq!(status, 201, "{body}");
+}
+
 /// Creates `tenant` at runtime, as a platform operator, with `flow` answering
 /// its Telegram channel in team `support` ([`telegram_tenant`]), and puts the
 /// channel's two secrets as its admin. Returns the bot token.
@@ -906,14 +911,7 @@ fn onboard_telegram_tenant(
     flow: Value,
     webhook_secret: &str,
 ) -> String {
-    let operator = p.token("ops", "prod").roles(&["platform-admin"]).bearer();
-    let (status, body) = p.call(
-        "PUT",
-        &format!("/api/v1/tenants/{tenant}"),
-        &[("authorization", &operator), ("x-tenant-id", "ops")],
-        Some(telegram_tenant(flow).to_string().into_bytes()),
-    );
-    assert_eq!(status, 201, "{body}");
+    create_telegram_tenant(p, tenant, flow);
     let admin = p.token(tenant, "prod").roles(&["admin"]).bearer();
     let bot_token = format!("999:{tenant}");
     for (name, value) in [
